@@ -1,0 +1,72 @@
+use super::*;
+
+// Ported from the seed's group-folder.test.ts.
+#[test]
+fn seed_valid_folders() {
+    for ok in ["main", "family-chat", "Team_42"] {
+        assert!(GroupFolder::new(ok).is_ok(), "{ok} should be valid");
+    }
+}
+
+#[test]
+fn seed_invalid_folders() {
+    for bad in ["../../etc", "/tmp", "global", ""] {
+        assert!(GroupFolder::new(bad).is_err(), "{bad:?} should be invalid");
+    }
+}
+
+#[test]
+fn folder_rejects_reserved_any_case_and_padding_and_separators() {
+    for bad in [
+        "GLOBAL", "Global", " main", "main ", "a/b", "a\\b", "..", ".", "-lead", "_lead", "a:b",
+        "a.b", "ü",
+    ] {
+        assert!(GroupFolder::new(bad).is_err(), "{bad:?} should be invalid");
+    }
+    let long = "a".repeat(65);
+    assert!(matches!(
+        GroupFolder::new(&long),
+        Err(IdError::TooLong { .. })
+    ));
+    assert!(GroupFolder::new(&"a".repeat(64)).is_ok());
+}
+
+#[test]
+fn main_folder_is_main() {
+    assert!(GroupFolder::main().is_main());
+    assert!(!GroupFolder::new("Main").unwrap().is_main());
+}
+
+#[test]
+fn deserialize_validates() {
+    let ok: GroupFolder = serde_json::from_str("\"family-chat\"").unwrap();
+    assert_eq!(ok.as_str(), "family-chat");
+    let err = serde_json::from_str::<GroupFolder>("\"../../etc\"").unwrap_err();
+    assert!(err.to_string().contains("invalid"), "{err}");
+    assert!(serde_json::from_str::<TenantId>("\"a/b\"").is_err());
+}
+
+#[test]
+fn chat_jid_rules() {
+    assert!(ChatJid::new("cli:console").is_ok());
+    assert!(ChatJid::new("120363@g.us").is_ok());
+    assert!(ChatJid::new("").is_err());
+    assert!(ChatJid::new("a\nb").is_err());
+    assert!(ChatJid::new(&"x".repeat(257)).is_err());
+}
+
+#[test]
+fn run_id_round_trip() {
+    let id = RunId::from_bytes([0xab; 16]);
+    assert_eq!(id.as_str(), "abababababababababababababababab");
+    assert_eq!(RunId::new(id.as_str()).unwrap(), id);
+    assert!(RunId::new("ABABABABABABABABABABABABABABABAB").is_err());
+    assert!(RunId::new("../x").is_err());
+}
+
+#[test]
+fn task_id_rules() {
+    assert!(TaskId::new("task-1700000000000-abc123").is_ok());
+    assert!(TaskId::new("../x").is_err());
+    assert!(TaskId::new("a b").is_err());
+}

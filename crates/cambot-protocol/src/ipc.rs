@@ -1,0 +1,139 @@
+//! The host socket's IPC routes: request and response bodies. Transport is HTTP/1.1 over the
+//! per-run Unix socket at [`crate::HOST_SOCKET_PATH`], every request carrying the run token in
+//! [`crate::RUN_TOKEN_HEADER`]. The socket a request arrives on is the caller's identity; nothing
+//! in these bodies can claim another group or tenant.
+
+use serde::Deserialize;
+use serde::Serialize;
+
+/// Route paths, shared by the gateway and the runner so they cannot drift apart.
+pub mod routes {
+    pub const SEND_MESSAGE: &str = "/v1/ipc/send_message";
+    pub const SCHEDULE_TASK: &str = "/v1/ipc/schedule_task";
+    pub const LIST_TASKS: &str = "/v1/ipc/list_tasks";
+    pub const PAUSE_TASK: &str = "/v1/ipc/pause_task";
+    pub const RESUME_TASK: &str = "/v1/ipc/resume_task";
+    pub const CANCEL_TASK: &str = "/v1/ipc/cancel_task";
+    pub const REGISTER_GROUP: &str = "/v1/ipc/register_group";
+    pub const LIST_GROUPS: &str = "/v1/ipc/list_groups";
+    /// Prefix of the model proxy: `/v1/model/<provider>/<upstream path>`.
+    pub const MODEL_PREFIX: &str = "/v1/model/";
+    /// Policy-checked outbound fetch.
+    pub const FETCH: &str = "/v1/fetch";
+}
+
+/// `send_message`: text to a chat. Without `chat_jid` it goes to the run's own chat; a non-main
+/// group may only name its own chats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageRequest {
+    pub text: String,
+    #[serde(default)]
+    pub chat_jid: Option<String>,
+}
+
+/// `schedule_task`. `target_group_jid` is honoured for the main group only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleTaskRequest {
+    pub prompt: String,
+    pub schedule_type: String,
+    pub schedule_value: String,
+    #[serde(default)]
+    pub context_mode: Option<String>,
+    #[serde(default)]
+    pub target_group_jid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleTaskResponse {
+    pub task_id: String,
+    /// RFC 3339, UTC.
+    pub next_run: Option<String>,
+}
+
+/// `pause_task`, `resume_task`, `cancel_task`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskIdRequest {
+    pub task_id: String,
+}
+
+/// One task as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub id: String,
+    pub group_folder: String,
+    pub prompt: String,
+    pub schedule_type: String,
+    pub schedule_value: String,
+    pub status: String,
+    pub next_run: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListTasksResponse {
+    pub tasks: Vec<TaskSummary>,
+}
+
+/// `register_group` (main only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterGroupRequest {
+    pub jid: String,
+    pub name: String,
+    pub folder: String,
+    pub trigger: String,
+    #[serde(default)]
+    pub requires_trigger: Option<bool>,
+}
+
+/// One chat as listed for the main group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub jid: String,
+    pub name: String,
+    pub last_activity: Option<String>,
+    pub is_registered: bool,
+    pub folder: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListGroupsResponse {
+    pub groups: Vec<GroupSummary>,
+}
+
+/// `fetch`: one outbound HTTP GET, allowed only by host policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchRequest {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: String,
+    pub truncated: bool,
+}
+
+/// Every non-2xx answer of the host socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IpcError {
+    pub error: IpcErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IpcErrorBody {
+    /// Stable machine-readable kind: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `rate_limited`, `upstream`, `internal`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// A plain success with nothing else to say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ok {
+    pub ok: bool,
+}

@@ -1,0 +1,7 @@
+//! # cambot-testkit
+//!
+//! Dev-only support for cambot's tests and benchmarks: scripted stand-in model servers that
+//! speak the exact wire formats (`standin`), a fake channel, a scripted fake agent runner and
+//! temporary data directories. Nothing here is linked into the `cambot` binary.
+
+pub mod standin;
