@@ -1,1 +1,5 @@
 //! # cambot-agent
+//!
+//! The orchestrator library behind the `cambot` binary.
+
+pub mod schedule;

@@ -1,0 +1,1 @@
+//! Schedule math: cron, interval and one-shot schedules (issue 5).

@@ -1,0 +1,2 @@
+//! cambot-agent's integration tests: one binary, cases under `suite/`.
+mod suite;
