@@ -1,1 +1,36 @@
 //! # cambot-core
+//!
+//! cambot's persistence: one SQLite database (bundled SQLite, WAL, foreign keys, busy timeout),
+//! versioned migrations, and repository methods on [`Store`] for chats and messages, registered
+//! groups, sessions, router cursors and the reply outbox, scheduled tasks and their run log.
+//!
+//! Every key includes the tenant. Messages carry a monotonic arrival `seq`, and the router's
+//! cursor is a seq, so no two messages can hide each other by sharing a timestamp.
+//!
+//! This crate knows nothing about channels, sandboxes or models; it stores and returns rows.
+//! The orchestrator talks to it through [`Store`]'s methods only, which is the seam for another
+//! backend later.
+
+mod cursors;
+mod db;
+mod error;
+mod groups;
+mod messages;
+mod sessions;
+mod tasks;
+pub mod time;
+
+pub use cursors::OutboxEntry;
+pub use db::Store;
+pub use db::supported_schema_version;
+pub use error::Result;
+pub use error::StoreError;
+pub use groups::GroupRegistration;
+pub use messages::AvailableGroup;
+pub use messages::GROUP_SYNC_JID;
+pub use messages::StoredMessage;
+pub use tasks::ContextMode;
+pub use tasks::MissedRunPolicy;
+pub use tasks::ScheduledTask;
+pub use tasks::TaskRun;
+pub use tasks::TaskStatus;

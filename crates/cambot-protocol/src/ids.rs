@@ -197,7 +197,11 @@ string_id!(
 
 impl RunId {
     pub fn new(value: &str) -> Result<Self, IdError> {
-        if value.len() != 32 || !value.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+        if value.len() != 32
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        {
             return Err(IdError::BadCharacters {
                 kind: "run id",
                 value: value.to_owned(),

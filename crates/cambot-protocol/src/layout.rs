@@ -66,11 +66,15 @@ impl DataLayout {
     }
 
     pub fn sessions_dir(&self, tenant: &TenantId, folder: &GroupFolder) -> PathBuf {
-        self.tenant_dir(tenant).join("sessions").join(folder.as_str())
+        self.tenant_dir(tenant)
+            .join("sessions")
+            .join(folder.as_str())
     }
 
     pub fn uploads_dir(&self, tenant: &TenantId, folder: &GroupFolder) -> PathBuf {
-        self.tenant_dir(tenant).join("uploads").join(folder.as_str())
+        self.tenant_dir(tenant)
+            .join("uploads")
+            .join(folder.as_str())
     }
 
     pub fn runs_dir(&self) -> PathBuf {
@@ -122,7 +126,10 @@ mod tests {
             l.group_dir(&t, &f),
             PathBuf::from("/data/tenants/default/groups/family-chat")
         );
-        assert_eq!(l.global_dir(&t), PathBuf::from("/data/tenants/default/global"));
+        assert_eq!(
+            l.global_dir(&t),
+            PathBuf::from("/data/tenants/default/global")
+        );
         assert_eq!(
             l.sessions_dir(&t, &f),
             PathBuf::from("/data/tenants/default/sessions/family-chat")
@@ -138,9 +145,18 @@ mod tests {
     #[test]
     fn containment() {
         let base = Path::new("/data/tenants/default/groups");
-        assert!(DataLayout::contains(base, Path::new("/data/tenants/default/groups/a")));
-        assert!(!DataLayout::contains(base, Path::new("/data/tenants/default/groups/../x")));
-        assert!(!DataLayout::contains(base, Path::new("/data/tenants/default/groupsx")));
+        assert!(DataLayout::contains(
+            base,
+            Path::new("/data/tenants/default/groups/a")
+        ));
+        assert!(!DataLayout::contains(
+            base,
+            Path::new("/data/tenants/default/groups/../x")
+        ));
+        assert!(!DataLayout::contains(
+            base,
+            Path::new("/data/tenants/default/groupsx")
+        ));
         assert!(!DataLayout::contains(base, Path::new("relative")));
     }
 }

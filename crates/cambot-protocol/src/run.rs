@@ -120,7 +120,10 @@ pub enum RunnerToHost {
     /// The runner parsed `start` and is about to call the model.
     Ready,
     /// Something happened (model call, tool call); keeps the host's idle timers honest.
-    Activity { kind: String, detail: Option<String> },
+    Activity {
+        kind: String,
+        detail: Option<String>,
+    },
     /// Streamed model text, as it arrives.
     TextDelta { text: String },
     /// A turn finished. `text` is `None` when the turn produced no reply text.

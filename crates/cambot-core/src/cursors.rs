@@ -1,0 +1,187 @@
+//! Router cursors and the reply outbox.
+//!
+//! A chat's cursor is the seq of the last message whose handling is finished (its reply is
+//! committed to the outbox, or it needed none). Replies and cursor moves are committed in one
+//! transaction, so after a crash either both happened or neither did.
+
+use cambot_protocol::ChatJid;
+use cambot_protocol::TenantId;
+use rusqlite::OptionalExtension;
+use rusqlite::params;
+
+use crate::db::Store;
+use crate::error::Result;
+use crate::error::StoreError;
+
+/// A reply waiting for (or past) delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Unique and stable: channels may use it as an idempotency key.
+    pub id: i64,
+    pub tenant: TenantId,
+    pub chat_jid: ChatJid,
+    pub text: String,
+    /// Who produced it: `router`, `ipc`, `task:<id>`.
+    pub origin: String,
+    pub attempts: i64,
+}
+
+fn advance_cursor_in(
+    conn: &rusqlite::Connection,
+    tenant: &TenantId,
+    chat_jid: &ChatJid,
+    seq: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO router_cursors (tenant, chat_jid, last_seq, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant, chat_jid) DO UPDATE SET
+             last_seq = MAX(router_cursors.last_seq, excluded.last_seq),
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        tenant.as_str(),
+        chat_jid.as_str(),
+        seq,
+        crate::time::now_rfc3339()
+    ])?;
+    Ok(())
+}
+
+fn insert_outbox(
+    conn: &rusqlite::Connection,
+    tenant: &TenantId,
+    chat_jid: &ChatJid,
+    text: &str,
+    origin: &str,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (tenant, chat_jid, text, origin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         RETURNING id",
+    )?
+    .query_row(
+        params![
+            tenant.as_str(),
+            chat_jid.as_str(),
+            text,
+            origin,
+            crate::time::now_rfc3339()
+        ],
+        |r| r.get(0),
+    )
+}
+
+impl Store {
+    /// The chat's cursor (0 before anything was handled).
+    pub fn cursor(&self, tenant: &TenantId, chat_jid: &ChatJid) -> Result<i64> {
+        let conn = self.conn()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT last_seq FROM router_cursors WHERE tenant = ?1 AND chat_jid = ?2",
+            )?
+            .query_row(params![tenant.as_str(), chat_jid.as_str()], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Moves the cursor forward (never backward).
+    pub fn advance_cursor(&self, tenant: &TenantId, chat_jid: &ChatJid, seq: i64) -> Result<()> {
+        let conn = self.conn()?;
+        advance_cursor_in(&conn, tenant, chat_jid, seq)?;
+        Ok(())
+    }
+
+    /// Commits a reply and (optionally) the cursor move it completes, atomically. Returns the
+    /// outbox id.
+    pub fn commit_reply(
+        &self,
+        tenant: &TenantId,
+        chat_jid: &ChatJid,
+        text: &str,
+        origin: &str,
+        advance_to: Option<i64>,
+    ) -> Result<i64> {
+        self.with_tx(|tx| {
+            let id = insert_outbox(tx, tenant, chat_jid, text, origin)?;
+            if let Some(seq) = advance_to {
+                advance_cursor_in(tx, tenant, chat_jid, seq)?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// Undelivered replies, oldest first.
+    pub fn pending_outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let conn = self.conn()?;
+        let rows = conn
+            .prepare_cached(
+                "SELECT id, tenant, chat_jid, text, origin, attempts FROM outbox
+                 WHERE delivered_at IS NULL ORDER BY id LIMIT ?1",
+            )?
+            .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(id, tenant, jid, text, origin, attempts)| {
+                let corrupt = |e: cambot_protocol::IdError| StoreError::CorruptRow {
+                    table: "outbox",
+                    reason: e.to_string(),
+                };
+                Ok(OutboxEntry {
+                    id,
+                    tenant: TenantId::new(&tenant).map_err(corrupt)?,
+                    chat_jid: ChatJid::new(&jid).map_err(corrupt)?,
+                    text,
+                    origin,
+                    attempts,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a reply as delivered.
+    pub fn mark_delivered(&self, id: i64) -> Result<()> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1 WHERE id = ?1",
+        )?
+        .execute(params![id, crate::time::now_rfc3339()])?;
+        Ok(())
+    }
+
+    /// Records a failed delivery attempt; the reply stays pending.
+    pub fn mark_delivery_failed(&self, id: i64, error: &str) -> Result<()> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+        )?
+        .execute(params![id, error])?;
+        Ok(())
+    }
+
+    /// Delivered replies to one chat, oldest first (history views, tests).
+    pub fn delivered_replies(
+        &self,
+        tenant: &TenantId,
+        chat_jid: &ChatJid,
+    ) -> Result<Vec<(i64, String)>> {
+        let conn = self.conn()?;
+        let rows = conn
+            .prepare_cached(
+                "SELECT id, text FROM outbox WHERE tenant = ?1 AND chat_jid = ?2
+                 AND delivered_at IS NOT NULL ORDER BY id",
+            )?
+            .query_map(params![tenant.as_str(), chat_jid.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,316 @@
+//! Chats and messages.
+
+use cambot_protocol::ChatJid;
+use cambot_protocol::ChatMetadata;
+use cambot_protocol::InboundMessage;
+use cambot_protocol::TenantId;
+use rusqlite::OptionalExtension;
+use rusqlite::params;
+
+use crate::db::Store;
+use crate::error::Result;
+use crate::error::StoreError;
+
+/// The special chat row the seed used to remember the last metadata sync.
+pub const GROUP_SYNC_JID: &str = "__group_sync__";
+
+/// A stored message with its arrival sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub seq: i64,
+    pub tenant: TenantId,
+    pub chat_jid: ChatJid,
+    pub id: String,
+    pub sender: String,
+    pub sender_name: String,
+    pub content: String,
+    pub timestamp: String,
+    pub is_from_me: bool,
+    pub is_bot_message: bool,
+}
+
+/// A chat as listed for group registration (seed "available groups").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailableGroup {
+    pub jid: String,
+    pub name: String,
+    pub last_activity: Option<String>,
+    pub is_registered: bool,
+    pub folder: Option<String>,
+}
+
+const MESSAGE_COLUMNS: &str = "seq, tenant, chat_jid, id, sender, sender_name, content, timestamp, is_from_me, is_bot_message";
+
+fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, [String; 7], bool, bool)> {
+    Ok((
+        row.get(0)?,
+        [
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+            row.get(6)?,
+            row.get(7)?,
+        ],
+        row.get(8)?,
+        row.get(9)?,
+    ))
+}
+
+fn build_message(raw: (i64, [String; 7], bool, bool)) -> Result<StoredMessage> {
+    let (
+        seq,
+        [
+            tenant,
+            chat_jid,
+            id,
+            sender,
+            sender_name,
+            content,
+            timestamp,
+        ],
+        from_me,
+        bot,
+    ) = raw;
+    let corrupt = |e: cambot_protocol::IdError| StoreError::CorruptRow {
+        table: "messages",
+        reason: e.to_string(),
+    };
+    Ok(StoredMessage {
+        seq,
+        tenant: TenantId::new(&tenant).map_err(corrupt)?,
+        chat_jid: ChatJid::new(&chat_jid).map_err(corrupt)?,
+        id,
+        sender,
+        sender_name,
+        content,
+        timestamp,
+        is_from_me: from_me,
+        is_bot_message: bot,
+    })
+}
+
+impl Store {
+    /// Records chat metadata. With a name: sets the name, keeps the newest activity time, and
+    /// fills channel/is_group when given. Without a name: creates the chat named after its JID,
+    /// or only advances the activity time of an existing chat.
+    pub fn store_chat_metadata(&self, meta: &ChatMetadata) -> Result<()> {
+        let conn = self.conn()?;
+        upsert_chat(&conn, meta)
+    }
+
+    /// Stores a message idempotently on `(tenant, chat_jid, id)`; a repeat updates the content
+    /// and keeps the original `seq`. Creates the chat row if needed. Returns the message's seq.
+    pub fn store_message(&self, msg: &InboundMessage) -> Result<i64> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO chats (tenant, jid, name, last_message_time) VALUES (?1, ?2, ?2, ?3)
+             ON CONFLICT (tenant, jid) DO UPDATE SET last_message_time =
+                 MAX(COALESCE(chats.last_message_time, ''), excluded.last_message_time)",
+            params![msg.tenant.as_str(), msg.chat_jid.as_str(), msg.timestamp],
+        )?;
+        let seq: i64 = conn
+            .prepare_cached(
+                "INSERT INTO messages (tenant, chat_jid, id, sender, sender_name, content, timestamp,
+                                       is_from_me, is_bot_message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (tenant, chat_jid, id) DO UPDATE SET
+                     sender = excluded.sender, sender_name = excluded.sender_name,
+                     content = excluded.content, timestamp = excluded.timestamp,
+                     is_from_me = excluded.is_from_me, is_bot_message = excluded.is_bot_message
+                 RETURNING seq",
+            )?
+            .query_row(
+                params![
+                    msg.tenant.as_str(),
+                    msg.chat_jid.as_str(),
+                    msg.id,
+                    msg.sender,
+                    msg.sender_name,
+                    msg.content,
+                    msg.timestamp,
+                    msg.is_from_me,
+                    msg.is_bot_message
+                ],
+                |r| r.get(0),
+            )?;
+        Ok(seq)
+    }
+
+    /// Messages of one chat after `since_seq` (exclusive), oldest first, bot messages excluded.
+    /// Only the `is_bot_message` flag decides what is a bot message (seed DEFECT (b): a user
+    /// message that happens to start with `Andy:` is still the user's).
+    pub fn messages_since(
+        &self,
+        tenant: &TenantId,
+        chat_jid: &ChatJid,
+        since_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE tenant = ?1 AND chat_jid = ?2 AND seq > ?3 AND is_bot_message = 0
+             ORDER BY seq LIMIT ?4"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    tenant.as_str(),
+                    chat_jid.as_str(),
+                    since_seq,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                row_to_message,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(build_message).collect()
+    }
+
+    /// New non-bot messages across several chats of a tenant after a global seq cursor, oldest
+    /// first, plus the new cursor (the largest seq returned, or the old one when nothing is new).
+    /// An empty chat list asks nothing and returns the cursor unchanged.
+    pub fn new_messages(
+        &self,
+        tenant: &TenantId,
+        chat_jids: &[ChatJid],
+        since_seq: i64,
+    ) -> Result<(Vec<StoredMessage>, i64)> {
+        if chat_jids.is_empty() {
+            return Ok((Vec::new(), since_seq));
+        }
+        let conn = self.conn()?;
+        let placeholders = (0..chat_jids.len())
+            .map(|i| format!("?{}", i + 3))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE tenant = ?1 AND seq > ?2 AND is_bot_message = 0 AND chat_jid IN ({placeholders})
+             ORDER BY seq"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![tenant.as_str().to_owned().into(), since_seq.into()];
+        values.extend(chat_jids.iter().map(|j| j.as_str().to_owned().into()));
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), row_to_message)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let messages = rows
+            .into_iter()
+            .map(build_message)
+            .collect::<Result<Vec<_>>>()?;
+        let cursor = messages.iter().map(|m| m.seq).max().unwrap_or(since_seq);
+        Ok((messages, cursor))
+    }
+
+    /// The newest non-bot message seq of a chat (0 when none).
+    pub fn latest_message_seq(&self, tenant: &TenantId, chat_jid: &ChatJid) -> Result<i64> {
+        let conn = self.conn()?;
+        let seq: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MAX(seq) FROM messages WHERE tenant = ?1 AND chat_jid = ?2 AND is_bot_message = 0",
+            )?
+            .query_row(params![tenant.as_str(), chat_jid.as_str()], |r| r.get(0))?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// Looks up one chat's display name.
+    pub fn chat_name(&self, tenant: &TenantId, jid: &ChatJid) -> Result<Option<String>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT name FROM chats WHERE tenant = ?1 AND jid = ?2",
+                params![tenant.as_str(), jid.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// One chat's last activity time.
+    pub fn chat_last_message_time(
+        &self,
+        tenant: &TenantId,
+        jid: &ChatJid,
+    ) -> Result<Option<String>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT last_message_time FROM chats WHERE tenant = ?1 AND jid = ?2",
+                params![tenant.as_str(), jid.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Group chats of a tenant (never the sync marker row), newest activity first, each flagged
+    /// with whether it is registered.
+    pub fn available_groups(&self, tenant: &TenantId) -> Result<Vec<AvailableGroup>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.jid, c.name, c.last_message_time, g.folder
+             FROM chats c
+             LEFT JOIN registered_groups g ON g.tenant = c.tenant AND g.jid = c.jid
+             WHERE c.tenant = ?1 AND c.is_group = 1 AND c.jid != ?2
+             ORDER BY COALESCE(c.last_message_time, '') DESC, c.jid",
+        )?;
+        let rows = stmt
+            .query_map(params![tenant.as_str(), GROUP_SYNC_JID], |r| {
+                let folder: Option<String> = r.get(3)?;
+                Ok(AvailableGroup {
+                    jid: r.get(0)?,
+                    name: r.get(1)?,
+                    last_activity: r.get(2)?,
+                    is_registered: folder.is_some(),
+                    folder,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+fn upsert_chat(conn: &rusqlite::Connection, meta: &ChatMetadata) -> Result<()> {
+    let is_group = meta.is_group.map(i64::from);
+    match &meta.name {
+        Some(name) => {
+            conn.prepare_cached(
+                "INSERT INTO chats (tenant, jid, name, last_message_time, channel, is_group)
+                 VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, 0))
+                 ON CONFLICT (tenant, jid) DO UPDATE SET
+                     name = excluded.name,
+                     last_message_time = MAX(COALESCE(chats.last_message_time, ''), excluded.last_message_time),
+                     channel = COALESCE(?5, chats.channel),
+                     is_group = COALESCE(?6, chats.is_group)",
+            )?
+            .execute(params![
+                meta.tenant.as_str(),
+                meta.chat_jid.as_str(),
+                name,
+                meta.timestamp,
+                meta.channel,
+                is_group
+            ])?;
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO chats (tenant, jid, name, last_message_time, channel, is_group)
+                 VALUES (?1, ?2, ?2, ?3, ?4, COALESCE(?5, 0))
+                 ON CONFLICT (tenant, jid) DO UPDATE SET
+                     last_message_time = MAX(COALESCE(chats.last_message_time, ''), excluded.last_message_time),
+                     channel = COALESCE(?4, chats.channel),
+                     is_group = COALESCE(?5, chats.is_group)",
+            )?
+            .execute(params![
+                meta.tenant.as_str(),
+                meta.chat_jid.as_str(),
+                meta.timestamp,
+                meta.channel,
+                is_group
+            ])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Agent sessions: which transcript a group resumes.
+
+use cambot_protocol::GroupFolder;
+use cambot_protocol::TenantId;
+use rusqlite::OptionalExtension;
+use rusqlite::params;
+
+use crate::db::Store;
+use crate::error::Result;
+
+impl Store {
+    /// The session a group's next run resumes, if any.
+    pub fn session(&self, tenant: &TenantId, folder: &GroupFolder) -> Result<Option<String>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT session_id FROM sessions WHERE tenant = ?1 AND group_folder = ?2",
+            )?
+            .query_row(params![tenant.as_str(), folder.as_str()], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Records the session a group's runs continue.
+    pub fn set_session(
+        &self,
+        tenant: &TenantId,
+        folder: &GroupFolder,
+        session_id: &str,
+    ) -> Result<()> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "INSERT INTO sessions (tenant, group_folder, session_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, group_folder) DO UPDATE SET session_id = excluded.session_id,
+                 updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            tenant.as_str(),
+            folder.as_str(),
+            session_id,
+            crate::time::now_rfc3339()
+        ])?;
+        Ok(())
+    }
+
+    /// Forgets a group's session: its next run starts a fresh transcript.
+    pub fn clear_session(&self, tenant: &TenantId, folder: &GroupFolder) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM sessions WHERE tenant = ?1 AND group_folder = ?2",
+            params![tenant.as_str(), folder.as_str()],
+        )?;
+        Ok(())
+    }
+}

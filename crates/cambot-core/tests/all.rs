@@ -1,0 +1,2 @@
+//! cambot-core integration tests: one binary, cases under `suite/`.
+mod suite;

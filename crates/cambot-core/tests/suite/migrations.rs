@@ -1,0 +1,57 @@
+//! Opening, reopening and version checks.
+
+use cambot_core::Store;
+use cambot_core::StoreError;
+use cambot_core::supported_schema_version;
+
+use super::*;
+
+#[test]
+fn reopening_a_file_keeps_data_and_applies_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    {
+        let s = Store::open(&path).unwrap();
+        s.store_message(&msg(
+            "g@g.us",
+            "m1",
+            "persisted",
+            "2024-01-01T00:00:01.000Z",
+        ))
+        .unwrap();
+        assert_eq!(s.schema_version().unwrap(), supported_schema_version());
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(
+        s.messages_since(&tenant(), &jid("g@g.us"), 0, 10).unwrap()[0].content,
+        "persisted"
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade cambot"));
+}
+
+#[test]
+fn garbage_file_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    std::fs::write(&path, b"this is not a sqlite database, definitely not").unwrap();
+    assert!(Store::open(&path).is_err());
+}
