@@ -1,1 +1,25 @@
 //! # cambot-channels
+//!
+//! Everything about chat channels: the [`Channel`] trait every channel implements, the
+//! [`ChannelHost`] callbacks cambot gives them ([`ChannelOpts`]), [`load_channels`] which builds
+//! and connects the configured ones, and every implementation (today: [`cli`]).
+//!
+//! The orchestrator depends on this crate's traits and `load_channels` only; adding a channel
+//! touches nothing outside this crate (story 0.1).
+
+mod channel;
+pub mod cli;
+mod error;
+mod registry;
+
+pub use channel::BoxFuture;
+pub use channel::Channel;
+pub use channel::ChannelEvent;
+pub use channel::ChannelHost;
+pub use channel::ChannelOpts;
+pub use channel::GroupRegistrationRequest;
+pub use channel::Outbound;
+pub use error::ChannelError;
+pub use error::HostError;
+pub use registry::ChannelsConfig;
+pub use registry::load_channels;

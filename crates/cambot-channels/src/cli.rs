@@ -1,0 +1,262 @@
+//! The terminal channel: one chat (`cli:console`), the tenant's main group, no trigger needed.
+//! Each non-blank line typed is a message; replies are printed as `<AssistantName>: <text>`.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+
+use cambot_protocol::ChatJid;
+use cambot_protocol::ChatMetadata;
+use cambot_protocol::GroupFolder;
+use cambot_protocol::InboundMessage;
+use cambot_protocol::TenantId;
+use serde::Deserialize;
+use serde::Serialize;
+use tokio::io::AsyncBufRead;
+use tokio::io::AsyncBufReadExt;
+use tokio::io::AsyncWrite;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
+
+use crate::channel::BoxFuture;
+use crate::channel::Channel;
+use crate::channel::ChannelEvent;
+use crate::channel::ChannelOpts;
+use crate::channel::GroupRegistrationRequest;
+use crate::channel::Outbound;
+use crate::error::ChannelError;
+
+/// The chat every terminal line belongs to.
+pub const CLI_JID: &str = "cli:console";
+const JID_PREFIX: &str = "cli:";
+const NAME: &str = "cli";
+
+/// `[channels.cli]` in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CliConfig {
+    /// Read messages from the daemon's stdin and print replies on its stdout.
+    /// Default: true for `cambot chat`, and for `cambot run` unless set to false.
+    pub enabled: bool,
+    /// Tenant the terminal speaks for. Default: `default`.
+    pub tenant: TenantId,
+}
+
+impl Default for CliConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tenant: TenantId::default_tenant(),
+        }
+    }
+}
+
+type Reader = Box<dyn AsyncBufRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The terminal channel over any line reader and writer (stdin/stdout in production).
+pub struct CliChannel {
+    opts: ChannelOpts,
+    tenant: TenantId,
+    jid: ChatJid,
+    reader: Mutex<Option<Reader>>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    connected: Arc<AtomicBool>,
+    reader_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for CliChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliChannel")
+            .field("tenant", &self.tenant)
+            .field("connected", &self.connected.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl CliChannel {
+    /// The terminal channel on the process's stdin and stdout.
+    pub fn stdio(opts: ChannelOpts, config: &CliConfig) -> Result<Self, ChannelError> {
+        Self::with_io(
+            opts,
+            config.tenant.clone(),
+            Box::new(tokio::io::BufReader::new(tokio::io::stdin())),
+            Box::new(tokio::io::stdout()),
+        )
+    }
+
+    /// The terminal channel over the given reader and writer.
+    pub fn with_io(
+        opts: ChannelOpts,
+        tenant: TenantId,
+        reader: Reader,
+        writer: Writer,
+    ) -> Result<Self, ChannelError> {
+        let jid = ChatJid::new(CLI_JID).map_err(|e| ChannelError::Config(e.to_string()))?;
+        Ok(Self {
+            opts,
+            tenant,
+            jid,
+            reader: Mutex::new(Some(reader)),
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            connected: Arc::new(AtomicBool::new(false)),
+            reader_task: Mutex::new(None),
+        })
+    }
+
+    fn prompt(&self) -> String {
+        format!("{}> ", self.opts.assistant_name)
+    }
+
+    async fn write(&self, text: &str) -> Result<(), ChannelError> {
+        let mut w = self.writer.lock().await;
+        let io = |source| ChannelError::Io {
+            channel: NAME.to_owned(),
+            source,
+        };
+        w.write_all(text.as_bytes()).await.map_err(io)?;
+        w.flush().await.map_err(io)
+    }
+}
+
+impl Channel for CliChannel {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            self.opts
+                .host
+                .register_group(GroupRegistrationRequest {
+                    tenant: self.tenant.clone(),
+                    jid: self.jid.clone(),
+                    name: "CLI".to_owned(),
+                    folder: GroupFolder::main(),
+                    trigger: format!("@{}", self.opts.assistant_name),
+                    requires_trigger: Some(false),
+                })
+                .await?;
+            let reader = self
+                .reader
+                .lock()
+                .map_err(|_| ChannelError::Config("cli reader lock poisoned".into()))?
+                .take();
+            let Some(reader) = reader else {
+                return Err(ChannelError::Config("cli channel connected twice".into()));
+            };
+            self.connected.store(true, Ordering::SeqCst);
+            let task = tokio::spawn(read_lines(
+                reader,
+                self.opts.clone(),
+                self.tenant.clone(),
+                self.jid.clone(),
+            ));
+            if let Ok(mut slot) = self.reader_task.lock() {
+                *slot = Some(task);
+            }
+            self.write(&self.prompt()).await
+        })
+    }
+
+    fn send_message<'a>(
+        &'a self,
+        message: Outbound<'a>,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            if !self.is_connected() {
+                return Err(ChannelError::NotConnected {
+                    channel: NAME.to_owned(),
+                });
+            }
+            let line = format!(
+                "{}: {}\n{}",
+                self.opts.assistant_name,
+                message.text,
+                self.prompt()
+            );
+            self.write(&line).await
+        })
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    fn owns_jid(&self, jid: &ChatJid) -> bool {
+        jid.as_str().starts_with(JID_PREFIX)
+    }
+
+    fn disconnect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            self.connected.store(false, Ordering::SeqCst);
+            let task = self.reader_task.lock().ok().and_then(|mut t| t.take());
+            if let Some(task) = task {
+                task.abort();
+                // The reader is gone once the aborted task is joined.
+                let _ = task.await;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Reads lines until EOF or abort; each non-blank line becomes metadata plus a message.
+async fn read_lines(mut reader: Reader, opts: ChannelOpts, tenant: TenantId, jid: ChatJid) {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) => {
+                tracing::info!("cli input closed");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cli input error");
+                break;
+            }
+        }
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let now = chrono::Utc::now();
+        let timestamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let meta = ChatMetadata {
+            tenant: tenant.clone(),
+            chat_jid: jid.clone(),
+            timestamp: timestamp.clone(),
+            name: Some("CLI".to_owned()),
+            channel: Some(NAME.to_owned()),
+            is_group: Some(false),
+        };
+        if let Err(e) = opts.host.on_chat_metadata(meta).await {
+            tracing::warn!(error = %e, "cli: storing chat metadata failed");
+        }
+        // Epoch ms alone (the seed's id) collides when two lines arrive in one millisecond.
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let message = InboundMessage {
+            tenant: tenant.clone(),
+            chat_jid: jid.clone(),
+            id: format!("cli-{}-{n}", now.timestamp_millis()),
+            sender: "cli:user".to_owned(),
+            sender_name: "User".to_owned(),
+            content: text.to_owned(),
+            timestamp,
+            is_from_me: false,
+            is_bot_message: false,
+        };
+        if let Err(e) = opts.host.on_message(message).await {
+            tracing::error!(error = %e, "cli: message not accepted");
+        }
+    }
+    // Output keeps working after the input ends (`echo hi | cambot chat` must still print the
+    // reply); the host decides what an ended input means.
+    opts.host.on_channel_event(ChannelEvent::InputClosed {
+        channel: NAME.to_owned(),
+    });
+}

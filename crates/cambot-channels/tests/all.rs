@@ -1,0 +1,2 @@
+//! cambot-channels integration tests: one binary, cases under `suite/`.
+mod suite;
