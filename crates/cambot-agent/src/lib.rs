@@ -2,4 +2,6 @@
 //!
 //! The orchestrator library behind the `cambot` binary.
 
+pub mod queue;
+pub mod runner;
 pub mod schedule;

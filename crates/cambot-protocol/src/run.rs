@@ -126,12 +126,17 @@ pub enum RunnerToHost {
     },
     /// Streamed model text, as it arrives.
     TextDelta { text: String },
-    /// A turn finished. `text` is `None` when the turn produced no reply text.
+    /// A turn finished. `text` is `None` when the turn produced no reply text. `inputs` counts
+    /// the host inputs this turn answered (the `start` prompt and every `message` coalesced into
+    /// it), in order, so the host knows exactly which chat messages now have their reply.
     Result {
         text: Option<String>,
         session_id: Option<String>,
+        #[serde(default = "one")]
+        inputs: u32,
     },
-    /// A turn failed.
+    /// The run failed; the runner exits after sending it. Inputs not yet answered by a `result`
+    /// stay unanswered.
     Error { message: String, retryable: bool },
     /// Token usage of the last model call.
     Usage {
@@ -160,6 +165,10 @@ impl HostToRunner {
     pub fn to_line(&self) -> String {
         to_line(self)
     }
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn to_line<T: Serialize>(value: &T) -> String {

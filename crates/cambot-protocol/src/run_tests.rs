@@ -14,10 +14,12 @@ fn runner_events_round_trip() {
         RunnerToHost::Result {
             text: Some("Hello".into()),
             session_id: Some("s1".into()),
+            inputs: 2,
         },
         RunnerToHost::Result {
             text: None,
             session_id: None,
+            inputs: 1,
         },
         RunnerToHost::Error {
             message: "boom".into(),
@@ -67,4 +69,17 @@ fn bad_lines_are_errors() {
     // Identity fields are validated on the way in.
     let bad = r#"{"type":"start","run_id":"0123456789abcdef0123456789abcdef","tenant":"default","group_folder":"../x","chat_jid":"c","is_main":true,"prompt":"","assistant_name":"A","timezone":"UTC","host_token":"t","model":{"provider":"p","dialect":"anthropic","model":"m","max_tokens":1}}"#;
     assert!(HostToRunner::parse_line(bad).is_err());
+}
+
+#[test]
+fn result_inputs_defaults_to_one() {
+    let parsed = RunnerToHost::parse_line(r#"{"type":"result","text":"hi","session_id":null}"#).unwrap();
+    assert_eq!(
+        parsed,
+        RunnerToHost::Result {
+            text: Some("hi".into()),
+            session_id: None,
+            inputs: 1
+        }
+    );
 }
