@@ -2,6 +2,12 @@
 //!
 //! The orchestrator library behind the `cambot` binary.
 
+pub mod config;
+pub mod daemon;
+pub mod formatting;
+pub mod host;
+pub mod outbox;
 pub mod queue;
+pub mod router;
 pub mod runner;
 pub mod schedule;

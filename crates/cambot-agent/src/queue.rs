@@ -41,7 +41,9 @@ pub struct QueuedTask {
 
 impl std::fmt::Debug for QueuedTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueuedTask").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("QueuedTask")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,7 +165,11 @@ impl RunSlot {
 }
 
 impl GroupQueue {
-    pub fn new(processor: Weak<dyn MessageProcessor>, max_concurrent: usize, retry: RetryPolicy) -> Self {
+    pub fn new(
+        processor: Weak<dyn MessageProcessor>,
+        max_concurrent: usize,
+        retry: RetryPolicy,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
@@ -232,7 +238,10 @@ impl GroupQueue {
         let Some(g) = state.groups.get_mut(key) else {
             return false;
         };
-        if g.running != Some(Running::Messages) || g.chat.as_ref() != Some(chat) || g.close_requested {
+        if g.running != Some(Running::Messages)
+            || g.chat.as_ref() != Some(chat)
+            || g.close_requested
+        {
             return false;
         }
         let Some(control) = &g.control else {
@@ -267,12 +276,24 @@ impl GroupQueue {
 
     /// Number of runs executing now.
     pub fn active_runs(&self) -> usize {
-        self.lock().groups.values().filter(|g| g.running.is_some()).count()
+        self.lock()
+            .groups
+            .values()
+            .filter(|g| g.running.is_some())
+            .count()
+    }
+
+    /// True when no group has a run, queued work or a pending retry.
+    pub fn is_idle(&self) -> bool {
+        self.lock().groups.is_empty()
     }
 
     /// Whether a group has a live run.
     pub fn is_running(&self, key: &GroupKey) -> bool {
-        self.lock().groups.get(key).is_some_and(|g| g.running.is_some())
+        self.lock()
+            .groups
+            .get(key)
+            .is_some_and(|g| g.running.is_some())
     }
 
     /// Stops intake, asks every live run to finish, waits up to `grace`, then kills what is left
@@ -294,14 +315,24 @@ impl GroupQueue {
         self.inner.intake.cancel();
         self.inner.tracker.close();
         tracing::info!(live_runs = live.len(), "queue draining");
-        if tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_ok() {
+        if tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_ok()
+        {
             return true;
         }
         let remaining: Vec<RunControl> = {
             let state = self.lock();
-            state.groups.values().filter_map(|g| g.control.clone()).collect()
+            state
+                .groups
+                .values()
+                .filter_map(|g| g.control.clone())
+                .collect()
         };
-        tracing::warn!(runs = remaining.len(), "drain deadline passed; killing runs");
+        tracing::warn!(
+            runs = remaining.len(),
+            "drain deadline passed; killing runs"
+        );
         for control in &remaining {
             control.kill().await;
         }
@@ -314,7 +345,11 @@ impl GroupQueue {
     pub async fn kill_all(&self) {
         let controls: Vec<RunControl> = {
             let state = self.lock();
-            state.groups.values().filter_map(|g| g.control.clone()).collect()
+            state
+                .groups
+                .values()
+                .filter_map(|g| g.control.clone())
+                .collect()
         };
         for control in controls {
             control.kill().await;
@@ -323,7 +358,9 @@ impl GroupQueue {
 
     fn spawn_worker(&self, key: GroupKey) {
         let queue = self.clone();
-        self.inner.tracker.spawn(async move { queue.worker(key).await });
+        self.inner
+            .tracker
+            .spawn(async move { queue.worker(key).await });
     }
 
     async fn worker(self, key: GroupKey) {

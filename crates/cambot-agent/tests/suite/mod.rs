@@ -1,1 +1,2 @@
-
+mod router;
+mod support;

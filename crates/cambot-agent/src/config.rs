@@ -1,0 +1,300 @@
+//! Configuration: the TOML file (every key optional, documented in `cambot.example.toml`),
+//! environment overrides, and the resolved, validated [`Config`].
+//!
+//! Precedence, lowest to highest: built-in defaults, the config file, environment variables,
+//! command-line flags.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cambot_channels::ChannelsConfig;
+use serde::Deserialize;
+
+/// Every environment variable cambot reads, in one place.
+pub mod env {
+    /// Path of the config file (same as `--config`).
+    pub const CONFIG: &str = "CAMBOT_CONFIG";
+    /// Where all state lives (same as `--data-dir`).
+    pub const DATA_DIR: &str = "CAMBOT_DATA_DIR";
+    /// Overrides `assistant_name`.
+    pub const ASSISTANT_NAME: &str = "CAMBOT_ASSISTANT_NAME";
+    /// Overrides `max_concurrent_runs`.
+    pub const MAX_CONCURRENT_RUNS: &str = "CAMBOT_MAX_CONCURRENT_RUNS";
+    /// Overrides `log.format` (`human` or `json`).
+    pub const LOG_FORMAT: &str = "CAMBOT_LOG_FORMAT";
+    /// Log filter (`info`, `cambot_agent=debug`, ...); overrides `log.level`.
+    pub const LOG: &str = "CAMBOT_LOG";
+    /// Overrides `timezone`.
+    pub const TZ: &str = "TZ";
+}
+
+/// A bad configuration, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `cambot_agent=debug,info`. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `[router]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Close a live run this long after its last reply (ms). Default 1 800 000 (30 min).
+    pub idle_timeout_ms: u64,
+    /// Most messages put into one prompt. Default 500.
+    pub max_batch_messages: usize,
+    /// Seconds between crash-recovery sweeps (0 = only at start). Default 60.
+    pub recovery_sweep_secs: u64,
+    /// Seconds between retries of undelivered replies. Default 5.
+    pub delivery_retry_secs: u64,
+    /// Seconds a shutdown lets live runs finish before killing them. Default 30.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_ms: 1_800_000,
+            max_batch_messages: 500,
+            recovery_sweep_secs: 60,
+            delivery_retry_secs: 5,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// The config file as written: everything optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub assistant_name: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub timezone: Option<String>,
+    pub max_concurrent_runs: Option<usize>,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub router: RouterConfig,
+    #[serde(default)]
+    pub channels: ChannelsConfig,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub assistant_name: String,
+    pub data_dir: PathBuf,
+    pub timezone: String,
+    pub max_concurrent_runs: usize,
+    pub log: LogConfig,
+    pub router: RouterConfig,
+    pub channels: ChannelsConfig,
+    /// The file this came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads the config file (when given and present) and applies environment overrides through
+    /// `env_lookup` (the process environment in production; a map in tests).
+    pub fn load(
+        path: Option<&Path>,
+        data_dir_flag: Option<&Path>,
+        env_lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(p) => Some((p.to_owned(), read_file(p)?)),
+            None => None,
+        };
+        let (source, raw) = match file {
+            Some((p, raw)) => (Some(p), raw),
+            None => (None, ConfigFile::default()),
+        };
+        Self::resolve(raw, source, data_dir_flag, env_lookup)
+    }
+
+    /// Applies defaults and overrides to a parsed file and validates the result.
+    pub fn resolve(
+        raw: ConfigFile,
+        source: Option<PathBuf>,
+        data_dir_flag: Option<&Path>,
+        env_lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let assistant_name = env_lookup(env::ASSISTANT_NAME)
+            .or(raw.assistant_name)
+            .unwrap_or_else(|| "Andy".to_owned());
+        if assistant_name.trim().is_empty()
+            || assistant_name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "assistant_name",
+                format!("{assistant_name:?} must be one word without spaces"),
+            ));
+        }
+        let data_dir = data_dir_flag
+            .map(Path::to_owned)
+            .or_else(|| env_lookup(env::DATA_DIR).map(PathBuf::from))
+            .or(raw.data_dir)
+            .unwrap_or_else(|| default_data_dir(env_lookup));
+        let timezone = env_lookup(env::TZ)
+            .filter(|s| !s.is_empty())
+            .or(raw.timezone)
+            .unwrap_or_else(system_timezone);
+        if timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(invalid(
+                "timezone",
+                format!("{timezone:?} is not an IANA zone name (like Europe/Paris or UTC)"),
+            ));
+        }
+        let max_concurrent_runs = match env_lookup(env::MAX_CONCURRENT_RUNS) {
+            Some(v) => v.trim().parse::<usize>().map_err(|_| {
+                invalid(
+                    env::MAX_CONCURRENT_RUNS,
+                    format!("{v:?} is not a positive number"),
+                )
+            })?,
+            None => raw.max_concurrent_runs.unwrap_or(5),
+        };
+        if max_concurrent_runs == 0 {
+            return Err(invalid(
+                "max_concurrent_runs",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        let mut log = raw.log;
+        if let Some(format) = env_lookup(env::LOG_FORMAT) {
+            log.format = match format.as_str() {
+                "json" => LogFormat::Json,
+                "human" => LogFormat::Human,
+                other => {
+                    return Err(invalid(
+                        env::LOG_FORMAT,
+                        format!("{other:?}: use human or json"),
+                    ));
+                }
+            };
+        }
+        if let Some(level) = env_lookup(env::LOG) {
+            log.level = level;
+        }
+        if raw.router.max_batch_messages == 0 {
+            return Err(invalid(
+                "router.max_batch_messages",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        Ok(Self {
+            assistant_name,
+            data_dir,
+            timezone,
+            max_concurrent_runs,
+            log,
+            router: raw.router,
+            channels: raw.channels,
+            source,
+        })
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.router.idle_timeout_ms)
+    }
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message,
+    }
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// `/var/lib/cambot` for root, else `$XDG_DATA_HOME/cambot` or `~/.local/share/cambot`.
+fn default_data_dir(env_lookup: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    if nix_is_root() {
+        return PathBuf::from("/var/lib/cambot");
+    }
+    if let Some(xdg) = env_lookup("XDG_DATA_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(xdg).join("cambot");
+    }
+    match env_lookup("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/cambot"),
+        None => PathBuf::from("cambot-data"),
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY-free: geteuid has no preconditions; read through std's metadata of /proc/self.
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// The system's zone from `/etc/timezone` or the `/etc/localtime` link, else `UTC`.
+fn system_timezone() -> String {
+    if let Ok(s) = std::fs::read_to_string("/etc/timezone") {
+        let s = s.trim();
+        if s.parse::<chrono_tz::Tz>().is_ok() {
+            return s.to_owned();
+        }
+    }
+    if let Ok(target) = std::fs::read_link("/etc/localtime") {
+        let t = target.to_string_lossy();
+        if let Some(idx) = t.find("zoneinfo/") {
+            let zone = &t[idx + "zoneinfo/".len()..];
+            if zone.parse::<chrono_tz::Tz>().is_ok() {
+                return zone.to_owned();
+            }
+        }
+    }
+    "UTC".to_owned()
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,126 @@
+use std::collections::HashMap;
+
+use pretty_assertions::assert_eq;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+#[test]
+fn defaults_without_a_file() {
+    let c = Config::load(None, Some(Path::new("/tmp/d")), &env(&[("TZ", "UTC")])).unwrap();
+    assert_eq!(c.assistant_name, "Andy");
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+    assert_eq!(c.max_concurrent_runs, 5);
+    assert_eq!(c.idle_timeout(), Duration::from_secs(1800));
+    assert_eq!(c.log.format, LogFormat::Human);
+    assert!(c.channels.cli.enabled);
+}
+
+#[test]
+fn the_example_file_parses_and_documents_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cambot.example.toml");
+    let c = Config::load(Some(&path), None, &env(&[])).unwrap();
+    let d = Config::load(
+        None,
+        Some(&c.data_dir),
+        &env(&[("TZ", c.timezone.as_str())]),
+    )
+    .unwrap();
+    assert_eq!(c.assistant_name, d.assistant_name);
+    assert_eq!(c.max_concurrent_runs, d.max_concurrent_runs);
+    assert_eq!(c.router, d.router);
+    assert_eq!(c.log, d.log);
+    assert_eq!(c.channels, d.channels);
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let raw: ConfigFile =
+        toml::from_str("assistant_name = \"Bob\"\nmax_concurrent_runs = 3\n").unwrap();
+    let c = Config::resolve(
+        raw,
+        None,
+        None,
+        &env(&[
+            ("CAMBOT_ASSISTANT_NAME", "Zed"),
+            ("CAMBOT_MAX_CONCURRENT_RUNS", "7"),
+            ("CAMBOT_DATA_DIR", "/srv/cambot"),
+            ("CAMBOT_LOG_FORMAT", "json"),
+            ("TZ", "Europe/Paris"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.assistant_name, "Zed");
+    assert_eq!(c.max_concurrent_runs, 7);
+    assert_eq!(c.data_dir, PathBuf::from("/srv/cambot"));
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.timezone, "Europe/Paris");
+}
+
+#[test]
+fn the_flag_beats_the_environment_for_the_data_dir() {
+    let c = Config::load(
+        None,
+        Some(Path::new("/flag")),
+        &env(&[("CAMBOT_DATA_DIR", "/env"), ("TZ", "UTC")]),
+    )
+    .unwrap();
+    assert_eq!(c.data_dir, PathBuf::from("/flag"));
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        ("timezone = \"Mars/Olympus\"", vec![], "timezone"),
+        (
+            "max_concurrent_runs = 0",
+            vec![("TZ", "UTC")],
+            "max_concurrent_runs",
+        ),
+        (
+            "assistant_name = \"two words\"",
+            vec![("TZ", "UTC")],
+            "assistant_name",
+        ),
+        (
+            "",
+            vec![("CAMBOT_MAX_CONCURRENT_RUNS", "lots"), ("TZ", "UTC")],
+            "CAMBOT_MAX_CONCURRENT_RUNS",
+        ),
+        (
+            "",
+            vec![("CAMBOT_LOG_FORMAT", "xml"), ("TZ", "UTC")],
+            "CAMBOT_LOG_FORMAT",
+        ),
+    ];
+    for (toml_text, vars, key) in cases {
+        let raw: ConfigFile = toml::from_str(toml_text).unwrap();
+        let err = Config::resolve(raw, None, Some(Path::new("/d")), &env(&vars)).unwrap_err();
+        assert!(err.to_string().contains(key), "{err} should name {key}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_toml_are_refused_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "assistant_nam = \"typo\"\n").unwrap();
+    let err = Config::load(Some(&path), None, &env(&[])).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("c.toml") && text.contains("assistant_nam"),
+        "{text}"
+    );
+    std::fs::write(&path, "[router\n").unwrap();
+    assert!(Config::load(Some(&path), None, &env(&[])).is_err());
+    let missing = dir.path().join("nope.toml");
+    let err = Config::load(Some(&missing), None, &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("nope.toml"));
+}

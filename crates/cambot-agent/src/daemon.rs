@@ -1,0 +1,242 @@
+//! The running daemon: opens the store, builds the router and queue, connects channels, recovers
+//! unfinished work, runs the delivery and sweep tasks, and shuts all of it down in order.
+
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use cambot_channels::Channel;
+use cambot_channels::ChannelError;
+use cambot_channels::ChannelEvent;
+use cambot_channels::ChannelOpts;
+use cambot_core::Store;
+use cambot_protocol::DataLayout;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::formatting::Trigger;
+use crate::host::RouterHost;
+use crate::outbox::Outbox;
+use crate::queue::RetryPolicy;
+use crate::router::Router;
+use crate::router::RouterSettings;
+use crate::runner::AgentRunner;
+use crate::runner::BoxFuture;
+
+/// Builds and connects the channels, given the host callbacks. Production passes
+/// [`configured_channels`]; tests pass their own.
+pub type ChannelFactory = Box<
+    dyn FnOnce(ChannelOpts) -> BoxFuture<'static, Result<Vec<Arc<dyn Channel>>, ChannelError>>
+        + Send,
+>;
+
+/// The channels named in the config, through `cambot_channels::load_channels`.
+pub fn configured_channels(config: &Config) -> ChannelFactory {
+    let channels = config.channels.clone();
+    Box::new(move |opts| {
+        Box::pin(async move { cambot_channels::load_channels(&channels, opts).await })
+    })
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] cambot_core::StoreError),
+    #[error(transparent)]
+    Router(#[from] crate::router::RouterError),
+    #[error("channels: {0}")]
+    Channels(#[from] ChannelError),
+    #[error("invalid assistant name for the trigger: {0}")]
+    Trigger(#[from] regex::Error),
+}
+
+/// Capacity of the channel-event queue.
+const EVENT_CAPACITY: usize = 64;
+
+/// A started daemon.
+pub struct Daemon {
+    router: Arc<Router>,
+    channels: Arc<RwLock<Vec<Arc<dyn Channel>>>>,
+    outbox: Outbox,
+    background: TaskTracker,
+    cancel: CancellationToken,
+    events: Option<mpsc::Receiver<ChannelEvent>>,
+    shutdown_grace: Duration,
+    layout: DataLayout,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Starts everything. On return the channels are connected and unfinished work from a
+    /// previous run is queued.
+    pub async fn start(
+        config: &Config,
+        runner: Arc<dyn AgentRunner>,
+        channel_factory: ChannelFactory,
+    ) -> Result<Self, DaemonError> {
+        let layout = DataLayout::new(&config.data_dir);
+        std::fs::create_dir_all(layout.root()).map_err(|source| DaemonError::DataDir {
+            path: layout.root().to_owned(),
+            source,
+        })?;
+        let store = Store::open(&layout.database())?;
+        let outbox = Outbox::new();
+        let channels: Arc<RwLock<Vec<Arc<dyn Channel>>>> = Arc::new(RwLock::new(Vec::new()));
+        let router = Router::new(
+            store.clone(),
+            RouterSettings {
+                assistant_name: config.assistant_name.clone(),
+                trigger: Trigger::for_name(&config.assistant_name)?,
+                idle_timeout: config.idle_timeout(),
+                max_batch_messages: config.router.max_batch_messages,
+            },
+            runner,
+            outbox.clone(),
+            Arc::clone(&channels),
+            config.max_concurrent_runs,
+            RetryPolicy::default(),
+        )?;
+        let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
+        let host = Arc::new(RouterHost::new(
+            Arc::clone(&router),
+            layout.clone(),
+            event_tx,
+        ));
+        let connected = channel_factory(ChannelOpts {
+            host,
+            assistant_name: config.assistant_name.clone(),
+        })
+        .await?;
+        if let Ok(mut slot) = channels.write() {
+            *slot = connected;
+        }
+
+        let cancel = CancellationToken::new();
+        let background = TaskTracker::new();
+        background.spawn(outbox.clone().run(
+            store.clone(),
+            Arc::clone(&channels),
+            Duration::from_secs(config.router.delivery_retry_secs.max(1)),
+            cancel.clone(),
+        ));
+        // Replies committed before a crash go out first.
+        outbox.kick();
+        let queued = router.recover_pending()?;
+        if queued > 0 {
+            tracing::info!(
+                groups = queued,
+                "recovered groups with unprocessed messages"
+            );
+        }
+        if config.router.recovery_sweep_secs > 0 {
+            let every = Duration::from_secs(config.router.recovery_sweep_secs);
+            let router = Arc::clone(&router);
+            let cancel = cancel.clone();
+            background.spawn(async move {
+                let mut ticker = tokio::time::interval(every);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        _ = ticker.tick() => {
+                            if let Err(e) = router.recover_pending() {
+                                tracing::error!(error = %e, "recovery sweep failed");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            router,
+            channels,
+            outbox,
+            background,
+            cancel,
+            events: Some(event_rx),
+            shutdown_grace: Duration::from_secs(config.router.shutdown_grace_secs),
+            layout,
+        })
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    pub fn layout(&self) -> &DataLayout {
+        &self.layout
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Channel lifecycle notices (taken once).
+    pub fn take_events(&mut self) -> Option<mpsc::Receiver<ChannelEvent>> {
+        self.events.take()
+    }
+
+    /// Waits until nothing is running or queued and every reply is delivered.
+    pub async fn wait_idle(&self) {
+        loop {
+            let queue_idle = self.router.queue().is_idle();
+            let outbox_empty = self
+                .router
+                .store()
+                .pending_outbox(1)
+                .map(|rows| rows.is_empty())
+                .unwrap_or(true);
+            if queue_idle && outbox_empty {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops intake, lets live runs finish (up to the configured grace), delivers what is
+    /// committed, and disconnects the channels. True when everything stopped in time.
+    pub async fn shutdown(self) -> bool {
+        tracing::info!("shutting down: no new runs; letting live runs finish");
+        let drained = self
+            .router
+            .queue()
+            .shutdown(self.shutdown_grace, Duration::from_secs(5))
+            .await;
+        self.cancel.cancel();
+        self.background.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop in time");
+        }
+        let channels: Vec<Arc<dyn Channel>> =
+            self.channels.read().map(|c| c.clone()).unwrap_or_default();
+        for channel in channels {
+            if let Err(e) = channel.disconnect().await {
+                tracing::warn!(channel = channel.name(), error = %e, "disconnect failed");
+            }
+        }
+        tracing::info!(drained, "shutdown complete");
+        drained
+    }
+
+    /// Second signal: kill every live run now.
+    pub async fn force_stop(&self) {
+        self.router.queue().kill_all().await;
+    }
+}

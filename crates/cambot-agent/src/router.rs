@@ -1,0 +1,535 @@
+//! The message router (seed-spec section 1, event-driven).
+//!
+//! Inbound: a channel hands a message to [`Router::on_message`]; it is stored, then either piped
+//! into the chat's live run or wakes the group's queue at once. No polling on this path; a slow
+//! sweep ([`Router::recover_pending`]) only re-queues groups after a crash.
+//!
+//! A run answers batches of messages in order. Each `result` the run reports says how many input
+//! batches it answered; the reply and the cursor move past those batches are committed together
+//! to the outbox, then delivered. So a crash can neither lose an answered message's reply nor
+//! answer a message twice.
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use cambot_channels::Channel;
+use cambot_core::Store;
+use cambot_core::StoredMessage;
+use cambot_protocol::ChatJid;
+use cambot_protocol::GroupKey;
+use cambot_protocol::RegisteredGroup;
+use cambot_protocol::RunId;
+use cambot_protocol::TenantId;
+use tokio::time::Instant;
+
+use crate::formatting::PromptMessage;
+use crate::formatting::Trigger;
+use crate::formatting::format_messages;
+use crate::formatting::format_outbound;
+use crate::formatting::passes_gate;
+use crate::outbox::Outbox;
+use crate::queue::GroupQueue;
+use crate::queue::MessageProcessor;
+use crate::queue::RunSlot;
+use crate::runner::AgentRunner;
+use crate::runner::BoxFuture;
+use crate::runner::RunEvent;
+use crate::runner::RunOutcome;
+use crate::runner::RunPurpose;
+use crate::runner::RunRequest;
+
+/// Router settings (resolved from the config file).
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    pub assistant_name: String,
+    pub trigger: Trigger,
+    /// Close a live run after this long without a new result (seed IDLE_TIMEOUT).
+    pub idle_timeout: Duration,
+    /// Most messages put into one prompt; the rest wait for the next run.
+    pub max_batch_messages: usize,
+}
+
+/// A live message run, as the router sees it.
+struct LiveRun {
+    chat: ChatJid,
+    /// The last message seq handed to the run (initial prompt or pipe).
+    last_seq: i64,
+    /// The last seq of each input batch not yet answered, in order.
+    unanswered: VecDeque<i64>,
+}
+
+/// Registered chats by `(tenant, jid)`, kept in memory for the hot path.
+type GroupCache = HashMap<(TenantId, ChatJid), RegisteredGroup>;
+
+/// The router. Cheap to share (`Arc<Router>`).
+pub struct Router {
+    store: Store,
+    settings: RouterSettings,
+    queue: GroupQueue,
+    runner: Arc<dyn AgentRunner>,
+    outbox: Outbox,
+    channels: Arc<RwLock<Vec<Arc<dyn Channel>>>>,
+    groups: RwLock<GroupCache>,
+    live: Mutex<HashMap<GroupKey, LiveRun>>,
+    /// Our own `Arc`, for futures that must own the router.
+    me: std::sync::Weak<Router>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").finish_non_exhaustive()
+    }
+}
+
+/// Why the router refused or failed something.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Store(#[from] cambot_core::StoreError),
+}
+
+impl Router {
+    /// Builds the router and its queue. `channels` is filled by the daemon after the channels
+    /// (which need the router as their host) are connected.
+    pub fn new(
+        store: Store,
+        settings: RouterSettings,
+        runner: Arc<dyn AgentRunner>,
+        outbox: Outbox,
+        channels: Arc<RwLock<Vec<Arc<dyn Channel>>>>,
+        max_concurrent_runs: usize,
+        retry: crate::queue::RetryPolicy,
+    ) -> Result<Arc<Self>, RouterError> {
+        let groups = load_group_cache(&store)?;
+        Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Router>| {
+            let processor: std::sync::Weak<dyn MessageProcessor> = weak.clone();
+            Router {
+                store,
+                settings,
+                queue: GroupQueue::new(processor, max_concurrent_runs, retry),
+                runner,
+                outbox,
+                channels,
+                groups: RwLock::new(groups),
+                live: Mutex::new(HashMap::new()),
+                me: weak.clone(),
+            }
+        }))
+    }
+
+    pub fn queue(&self) -> &GroupQueue {
+        &self.queue
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &RouterSettings {
+        &self.settings
+    }
+
+    /// The registration of a chat, from the in-memory cache.
+    pub fn group_for(&self, tenant: &TenantId, jid: &ChatJid) -> Option<RegisteredGroup> {
+        self.groups
+            .read()
+            .ok()
+            .and_then(|g| g.get(&(tenant.clone(), jid.clone())).cloned())
+    }
+
+    /// Re-reads registrations after a change made outside the router (admin CLI, IPC).
+    pub fn refresh_groups(&self) -> Result<(), RouterError> {
+        let fresh = load_group_cache(&self.store)?;
+        if let Ok(mut g) = self.groups.write() {
+            *g = fresh;
+        }
+        Ok(())
+    }
+
+    /// Records a registration in the cache (after the store accepted it).
+    pub fn cache_group(&self, group: RegisteredGroup) {
+        if let Ok(mut g) = self.groups.write() {
+            g.insert((group.tenant.clone(), group.jid.clone()), group);
+        }
+    }
+
+    /// Handles a stored message: pipe it into the chat's live run, or wake the group's queue.
+    pub fn route_stored(&self, tenant: &TenantId, jid: &ChatJid) {
+        let Some(group) = self.group_for(tenant, jid) else {
+            return;
+        };
+        let key = GroupKey::new(group.tenant.clone(), group.folder.clone());
+        if self.try_pipe(&key, &group) {
+            return;
+        }
+        self.queue.enqueue_message_check(&key);
+    }
+
+    /// Pipes messages newer than what the live run has seen, if a live run answers this chat
+    /// and the batch passes the trigger gate.
+    fn try_pipe(&self, key: &GroupKey, group: &RegisteredGroup) -> bool {
+        let Ok(mut live) = self.live.lock() else {
+            return false;
+        };
+        let Some(run) = live.get_mut(key) else {
+            return false;
+        };
+        if run.chat != group.jid {
+            return false;
+        }
+        let pending = match self.store.messages_since(
+            &group.tenant,
+            &group.jid,
+            run.last_seq,
+            self.settings.max_batch_messages,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "reading messages to pipe failed");
+                return false;
+            }
+        };
+        let Some(last) = pending.last().map(|m| m.seq) else {
+            // Nothing new (a repeated delivery of a message the run already has).
+            return true;
+        };
+        if !passes_gate(
+            &self.settings.trigger,
+            group.is_main(),
+            group.requires_trigger,
+            pending.iter().map(|m| m.content.as_str()),
+        ) {
+            // Stays stored as context for the next triggered batch.
+            return true;
+        }
+        if !self
+            .queue
+            .send_message(key, &group.jid, prompt_for(&pending))
+        {
+            return false;
+        }
+        run.last_seq = last;
+        run.unanswered.push_back(last);
+        drop(live);
+        self.typing(&group.jid, true);
+        true
+    }
+
+    /// Re-queues every group with messages newer than its cursor (start-up and periodic sweep).
+    /// Returns how many groups were queued.
+    pub fn recover_pending(&self) -> Result<usize, RouterError> {
+        let groups = self.store.all_registered_groups()?;
+        let mut queued = 0;
+        for g in groups {
+            let cursor = self.store.cursor(&g.tenant, &g.jid)?;
+            if self.store.latest_message_seq(&g.tenant, &g.jid)? > cursor {
+                let key = GroupKey::new(g.tenant.clone(), g.folder.clone());
+                if !self.queue.is_running(&key) {
+                    self.queue.enqueue_message_check(&key);
+                    queued += 1;
+                }
+            }
+        }
+        Ok(queued)
+    }
+
+    fn find_channel(&self, jid: &ChatJid) -> Option<Arc<dyn Channel>> {
+        self.channels
+            .read()
+            .ok()?
+            .iter()
+            .find(|c| c.owns_jid(jid))
+            .cloned()
+    }
+
+    /// Fire-and-forget typing indicator; failures are only logged.
+    fn typing(&self, jid: &ChatJid, on: bool) {
+        let Some(channel) = self.find_channel(jid) else {
+            return;
+        };
+        let jid = jid.clone();
+        tokio::spawn(async move {
+            if let Err(e) = channel.set_typing(&jid, on).await {
+                tracing::debug!(chat = %jid, error = %e, "typing indicator failed");
+            }
+        });
+    }
+
+    /// The chat of this folder whose oldest pending message is oldest, with its pending batch.
+    /// A chat whose batch fails the trigger gate is skipped (its messages stay as context).
+    fn next_batch(
+        &self,
+        key: &GroupKey,
+    ) -> Result<Option<(RegisteredGroup, Vec<StoredMessage>)>, RouterError> {
+        let mut best: Option<(RegisteredGroup, Vec<StoredMessage>)> = None;
+        for group in self.store.groups_in_folder(&key.tenant, &key.folder)? {
+            let cursor = self.store.cursor(&group.tenant, &group.jid)?;
+            let pending = self.store.messages_since(
+                &group.tenant,
+                &group.jid,
+                cursor,
+                self.settings.max_batch_messages,
+            )?;
+            if pending.is_empty()
+                || !passes_gate(
+                    &self.settings.trigger,
+                    group.is_main(),
+                    group.requires_trigger,
+                    pending.iter().map(|m| m.content.as_str()),
+                )
+            {
+                continue;
+            }
+            let older = best.as_ref().is_none_or(|(_, b)| pending[0].seq < b[0].seq);
+            if older {
+                best = Some((group, pending));
+            }
+        }
+        Ok(best)
+    }
+
+    async fn process(self: Arc<Self>, key: GroupKey, slot: RunSlot) -> bool {
+        let (group, batch) = match self.next_batch(&key) {
+            Ok(Some(found)) => found,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "reading pending messages failed");
+                return false;
+            }
+        };
+        if self.find_channel(&group.jid).is_none() {
+            // Nothing can deliver the reply; leave the messages for when a channel owns the chat.
+            tracing::warn!(chat = %group.jid, "no channel owns this chat; messages stay pending");
+            return true;
+        }
+        let Some(last_seq) = batch.last().map(|m| m.seq) else {
+            return true;
+        };
+        let session_id = match self.store.session(&key.tenant, &key.folder) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "reading the session failed");
+                return false;
+            }
+        };
+        let request = RunRequest {
+            run_id: RunId::from_bytes(rand::random()),
+            group: group.clone(),
+            chat_jid: group.jid.clone(),
+            prompt: prompt_for(&batch),
+            session_id,
+            purpose: RunPurpose::Messages,
+        };
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(
+                key.clone(),
+                LiveRun {
+                    chat: group.jid.clone(),
+                    last_seq,
+                    unanswered: VecDeque::from([last_seq]),
+                },
+            );
+        }
+        self.typing(&group.jid, true);
+        let ok = self.drive_run(&key, &group, request, &slot).await;
+        let leftover = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|mut l| l.remove(&key))
+            .map(|run| run.unanswered.len())
+            .unwrap_or(0);
+        self.typing(&group.jid, false);
+        if !ok {
+            return false;
+        }
+        if leftover > 0 && self.store.cursor(&group.tenant, &group.jid).unwrap_or(0) < last_seq {
+            // The run ended without answering even its first batch: treat as a failure so the
+            // retry backoff applies instead of an immediate restart loop.
+            tracing::warn!(group = %key, "run ended without answering its messages");
+            return false;
+        }
+        // Piped messages the run never answered, or other chats of this folder that queued up
+        // meanwhile: run again.
+        match self.next_batch(&key) {
+            Ok(Some(_)) => self.queue.enqueue_message_check(&key),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "checking for more pending messages failed")
+            }
+        }
+        true
+    }
+
+    /// Starts the run and follows it to the end. True unless it failed with messages unanswered.
+    async fn drive_run(
+        &self,
+        key: &GroupKey,
+        group: &RegisteredGroup,
+        request: RunRequest,
+        slot: &RunSlot,
+    ) -> bool {
+        let run_id = request.run_id.clone();
+        let mut run = match self.runner.start(request).await {
+            Ok(run) => run,
+            Err(e) => {
+                tracing::error!(group = %key, run = %run_id, error = %e, "run did not start");
+                return false;
+            }
+        };
+        slot.register_run(run.control.clone(), Some(group.jid.clone()));
+        let mut idle_deadline: Option<Instant> = None;
+        let mut failure: Option<String> = None;
+        loop {
+            let event = tokio::select! {
+                event = run.events.recv() => event,
+                () = sleep_until_opt(idle_deadline) => {
+                    idle_deadline = None;
+                    if self.unanswered(key) == 0 {
+                        tracing::debug!(group = %key, "idle timeout: closing run");
+                        self.queue.close_stdin(key);
+                    }
+                    continue;
+                }
+            };
+            let Some(event) = event else {
+                failure.get_or_insert_with(|| "run ended without an exit event".to_owned());
+                break;
+            };
+            match event {
+                RunEvent::Result {
+                    text,
+                    session_id,
+                    inputs,
+                } => {
+                    if let Some(sid) = &session_id
+                        && let Err(e) = self.store.set_session(&key.tenant, &key.folder, sid)
+                    {
+                        tracing::error!(group = %key, error = %e, "saving the session failed");
+                    }
+                    let advance_to = self.take_answered(key, inputs);
+                    let reply = text.as_deref().map(format_outbound).unwrap_or_default();
+                    if let Err(e) = self.commit(group, &reply, advance_to) {
+                        tracing::error!(group = %key, error = %e, "committing a reply failed");
+                        failure.get_or_insert_with(|| format!("commit failed: {e}"));
+                        run.control.kill().await;
+                        continue;
+                    }
+                    self.typing(&group.jid, false);
+                    if self.unanswered(key) == 0 {
+                        slot.notify_idle();
+                        idle_deadline = Some(Instant::now() + self.settings.idle_timeout);
+                    }
+                }
+                RunEvent::TextDelta(text) => {
+                    if let Some(channel) = self.find_channel(&group.jid) {
+                        channel.stream_delta(&group.jid, &text).await;
+                    }
+                }
+                RunEvent::Error { message, retryable } => {
+                    tracing::warn!(group = %key, run = %run_id, retryable, error = %message, "run reported an error");
+                    failure.get_or_insert(message);
+                }
+                RunEvent::Exited(exit) => {
+                    if exit.limits_degraded {
+                        tracing::warn!(group = %key, run = %run_id, "run limits were degraded (no cgroup rights)");
+                    }
+                    if let RunOutcome::Failed { reason } = exit.outcome {
+                        failure.get_or_insert(reason);
+                    }
+                    break;
+                }
+                RunEvent::Ready | RunEvent::Activity { .. } | RunEvent::Usage { .. } => {}
+            }
+        }
+        match failure {
+            Some(reason) if self.unanswered(key) > 0 => {
+                tracing::warn!(group = %key, run = %run_id, reason = %reason, "run failed with unanswered messages");
+                false
+            }
+            Some(reason) => {
+                tracing::info!(group = %key, run = %run_id, reason = %reason, "run failed after answering everything");
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn unanswered(&self, key: &GroupKey) -> usize {
+        self.live
+            .lock()
+            .ok()
+            .and_then(|l| l.get(key).map(|r| r.unanswered.len()))
+            .unwrap_or(0)
+    }
+
+    /// Pops `inputs` answered batches; returns the cursor they complete.
+    fn take_answered(&self, key: &GroupKey, inputs: u32) -> Option<i64> {
+        let mut live = self.live.lock().ok()?;
+        let run = live.get_mut(key)?;
+        let mut last = None;
+        for _ in 0..inputs {
+            match run.unanswered.pop_front() {
+                Some(seq) => last = Some(seq),
+                None => break,
+            }
+        }
+        last
+    }
+
+    /// Commits a reply (when non-empty) with its cursor move, then wakes the outbox.
+    fn commit(
+        &self,
+        group: &RegisteredGroup,
+        reply: &str,
+        advance_to: Option<i64>,
+    ) -> Result<(), RouterError> {
+        if reply.is_empty() {
+            if let Some(seq) = advance_to {
+                self.store.advance_cursor(&group.tenant, &group.jid, seq)?;
+            }
+            return Ok(());
+        }
+        self.store
+            .commit_reply(&group.tenant, &group.jid, reply, "router", advance_to)?;
+        self.outbox.kick();
+        Ok(())
+    }
+}
+
+impl MessageProcessor for Router {
+    fn process_messages(&self, key: GroupKey, slot: RunSlot) -> BoxFuture<'static, bool> {
+        // The queue holds the router weakly and only calls while it is alive.
+        match self.me.upgrade() {
+            Some(me) => Box::pin(me.process(key, slot)),
+            None => Box::pin(async { false }),
+        }
+    }
+}
+
+fn prompt_for(batch: &[StoredMessage]) -> String {
+    format_messages(batch.iter().map(|m| PromptMessage {
+        sender_name: &m.sender_name,
+        timestamp: &m.timestamp,
+        content: &m.content,
+    }))
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn load_group_cache(store: &Store) -> Result<GroupCache, RouterError> {
+    Ok(store
+        .all_registered_groups()?
+        .into_iter()
+        .map(|g| ((g.tenant.clone(), g.jid.clone()), g))
+        .collect())
+}

@@ -1,0 +1,382 @@
+//! The router end to end through a real daemon: store, trigger gate, queue, piping, replies,
+//! retries, delivery and recovery.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cambot_protocol::ChatJid;
+use cambot_protocol::GroupFolder;
+use cambot_testkit::fake_runner::ScriptedRunner;
+use cambot_testkit::fake_runner::Turn;
+use pretty_assertions::assert_eq;
+
+use super::support::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_message_gets_one_reply_with_internal_text_stripped() {
+    let runner = ScriptedRunner::new(|_, _| Turn::reply("<internal>plan</internal>Hello there"));
+    let t = start(runner.clone(), "").await;
+    t.channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "hi")
+        .await
+        .unwrap();
+    let sent = t.channel.wait_sent(1, WAIT).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, "Hello there");
+    assert_eq!(sent[0].chat_jid, "fake:main");
+    let run = &runner.started()[0];
+    assert!(run.request.prompt.contains("<message sender=\"Alice\""));
+    assert!(run.request.prompt.contains(">hi</message>"));
+    let store = t.daemon.router().store();
+    let jid = ChatJid::new("fake:main").unwrap();
+    assert_eq!(
+        store.cursor(&tenant(), &jid).unwrap(),
+        store.latest_message_seq(&tenant(), &jid).unwrap()
+    );
+    assert_eq!(
+        store
+            .session(&tenant(), &GroupFolder::main())
+            .unwrap()
+            .as_deref(),
+        Some("session-main")
+    );
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_main_groups_need_the_trigger_and_keep_earlier_messages_as_context() {
+    let runner = ScriptedRunner::new(|_, _| Turn::reply("ok"));
+    let t = start(runner.clone(), "").await;
+    t.channel
+        .register(&tenant(), "fake:family", "family", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:family", "Bob", "just chatting")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(runner.started().is_empty(), "no trigger, no run");
+    t.channel
+        .inject(&tenant(), "fake:family", "Bob", "@Andy what do you think?")
+        .await
+        .unwrap();
+    t.channel.wait_sent(1, WAIT).await;
+    let prompt = &runner.started()[0].request.prompt;
+    assert!(
+        prompt.contains("just chatting"),
+        "earlier message kept as context: {prompt}"
+    );
+    assert!(prompt.contains("@Andy what do you think?"));
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_during_a_live_run_is_piped_into_it() {
+    let runner = ScriptedRunner::new(|_, prompt| {
+        if prompt.contains("first") {
+            Turn::reply("answer one").after(Duration::from_millis(300))
+        } else {
+            Turn::reply("answer two")
+        }
+    });
+    let t = start(runner.clone(), "").await;
+    t.channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "first")
+        .await
+        .unwrap();
+    eventually("run started", || runner.live_runs() == 1).await;
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "second")
+        .await
+        .unwrap();
+    let sent = t.channel.wait_sent(2, WAIT).await;
+    assert_eq!(
+        sent.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+        vec!["answer one", "answer two"]
+    );
+    assert_eq!(
+        runner.started().len(),
+        1,
+        "the follow-up went into the same run"
+    );
+    let prompts = runner.started()[0].prompts.lock().unwrap().clone();
+    assert_eq!(prompts.len(), 2);
+    assert!(prompts[1].contains("second") && !prompts[1].contains("first"));
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_closes_after_the_idle_timeout() {
+    let runner = ScriptedRunner::new(|_, _| Turn::reply("ok"));
+    let t = start(runner.clone(), "[router]\nidle_timeout_ms = 100\n").await;
+    t.channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "hi")
+        .await
+        .unwrap();
+    t.channel.wait_sent(1, WAIT).await;
+    eventually("idle run closed", || runner.live_runs() == 0).await;
+    // A later message starts a new run that resumes the session.
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "again")
+        .await
+        .unwrap();
+    t.channel.wait_sent(2, WAIT).await;
+    let started = runner.started();
+    assert_eq!(started.len(), 2);
+    assert_eq!(
+        started[1].request.session_id.as_deref(),
+        Some("session-main")
+    );
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn typing_goes_off_when_the_reply_arrives_not_when_the_run_exits() {
+    // Seed DEFECT (c): typing stayed on until the container exited (up to the idle timeout).
+    let runner = ScriptedRunner::new(|_, _| Turn::reply("ok"));
+    let t = start(runner.clone(), "").await;
+    t.channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "hi")
+        .await
+        .unwrap();
+    t.channel.wait_sent(1, WAIT).await;
+    eventually("typing off", || {
+        t.channel.typing().last() == Some(&("fake:main".to_owned(), false))
+    })
+    .await;
+    assert_eq!(
+        runner.live_runs(),
+        1,
+        "the run is still alive (idle), typing is already off"
+    );
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_run_is_retried_and_replies_once() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = Arc::clone(&attempts);
+    let runner = ScriptedRunner::new(move |_, _| {
+        if a.fetch_add(1, Ordering::SeqCst) == 0 {
+            Turn::fail("model overloaded")
+        } else {
+            Turn::reply("finally")
+        }
+    });
+    let t = start(runner.clone(), "").await;
+    t.channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "hi")
+        .await
+        .unwrap();
+    // The first retry waits 5 s (real time here; the schedule itself is tested under paused time).
+    let sent = t.channel.wait_sent(1, Duration::from_secs(20)).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, "finally");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn replies_wait_for_a_refusing_channel_and_keep_their_order() {
+    let counter = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&counter);
+    let runner = ScriptedRunner::new(move |_, _| {
+        Turn::reply(format!("reply {}", c.fetch_add(1, Ordering::SeqCst)))
+    });
+    let t = start(runner.clone(), "[router]\ndelivery_retry_secs = 1\n").await;
+    t.channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    t.channel.set_refusing(true);
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "one")
+        .await
+        .unwrap();
+    eventually("first reply committed", || {
+        t.daemon.router().store().pending_outbox(10).unwrap().len() == 1
+    })
+    .await;
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "two")
+        .await
+        .unwrap();
+    eventually("second reply committed", || {
+        t.daemon.router().store().pending_outbox(10).unwrap().len() == 2
+    })
+    .await;
+    assert!(t.channel.sent().is_empty());
+    t.channel.set_refusing(false);
+    let sent = t.channel.wait_sent(2, WAIT).await;
+    assert_eq!(
+        sent.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+        vec!["reply 0", "reply 1"]
+    );
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn messages_stored_before_start_are_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let runner =
+            ScriptedRunner::new(|_, _| Turn::reply("never").after(Duration::from_secs(3600)));
+        let t = start_in(dir, runner, "").await;
+        t.channel
+            .register(&tenant(), "fake:main", "main", None)
+            .await
+            .unwrap();
+        t.channel
+            .inject(&tenant(), "fake:main", "Alice", "are you there?")
+            .await
+            .unwrap();
+        let dir = t.dir;
+        // Simulate a crash: drop everything without a graceful shutdown.
+        t.daemon.force_stop().await;
+        drop(t.daemon);
+        let runner = ScriptedRunner::echo();
+        let t2 = start_in(dir, runner.clone(), "").await;
+        let sent = t2.channel.wait_sent(1, WAIT).await;
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].text.contains("are you there?"));
+        t2.daemon.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn groups_run_in_parallel_but_one_run_per_group() {
+    let runner = ScriptedRunner::new(|_, _| Turn::reply("ok").after(Duration::from_millis(200)));
+    let t = start(runner.clone(), "[router]\nidle_timeout_ms = 50\n").await;
+    for g in ["a", "b", "c"] {
+        t.channel
+            .register(&tenant(), &format!("fake:{g}"), g, Some(false))
+            .await
+            .unwrap();
+    }
+    for g in ["a", "b", "c"] {
+        t.channel
+            .inject(&tenant(), &format!("fake:{g}"), "U", "hello")
+            .await
+            .unwrap();
+    }
+    t.channel.wait_sent(3, WAIT).await;
+    assert_eq!(runner.max_live_runs(), 3);
+    let folders: std::collections::HashSet<_> = runner
+        .started()
+        .iter()
+        .map(|r| r.request.group.folder.to_string())
+        .collect();
+    assert_eq!(folders.len(), 3);
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_chats_in_one_folder_get_their_own_replies() {
+    let runner = ScriptedRunner::new(|req, _| Turn::reply(format!("to {}", req.chat_jid)));
+    let t = start(runner.clone(), "[router]\nidle_timeout_ms = 50\n").await;
+    t.channel
+        .register(&tenant(), "fake:one", "main", None)
+        .await
+        .unwrap();
+    t.channel
+        .register(&tenant(), "fake:two", "main", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:one", "U", "hello one")
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:two", "U", "hello two")
+        .await
+        .unwrap();
+    let sent = t.channel.wait_sent(2, WAIT).await;
+    let mut pairs: Vec<_> = sent
+        .iter()
+        .map(|d| (d.chat_jid.clone(), d.text.clone()))
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            ("fake:one".to_owned(), "to fake:one".to_owned()),
+            ("fake:two".to_owned(), "to fake:two".to_owned())
+        ]
+    );
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn streamed_text_reaches_the_channel() {
+    let runner = ScriptedRunner::new(|_, _| {
+        let mut turn = Turn::reply("Hello world");
+        turn.deltas = vec!["Hel".into(), "lo world".into()];
+        turn
+    });
+    let t = start(runner, "").await;
+    t.channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "hi")
+        .await
+        .unwrap();
+    t.channel.wait_sent(1, WAIT).await;
+    assert_eq!(
+        t.channel.deltas(),
+        vec![
+            ("fake:main".to_owned(), "Hel".to_owned()),
+            ("fake:main".to_owned(), "lo world".to_owned())
+        ]
+    );
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn unregistered_chats_are_stored_but_not_answered() {
+    let runner = ScriptedRunner::echo();
+    let t = start(runner.clone(), "").await;
+    t.channel
+        .inject(&tenant(), "fake:stranger", "Eve", "hello?")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(runner.started().is_empty());
+    let jid = ChatJid::new("fake:stranger").unwrap();
+    assert_eq!(
+        t.daemon
+            .router()
+            .store()
+            .messages_since(&tenant(), &jid, 0, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    t.daemon.shutdown().await;
+}

@@ -1,0 +1,82 @@
+//! Shared set-up: a real daemon (real SQLite in a temp dir) with the fake channel and a scripted
+//! runner.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cambot_agent::config::Config;
+use cambot_agent::daemon::ChannelFactory;
+use cambot_agent::daemon::Daemon;
+use cambot_agent::runner::AgentRunner;
+use cambot_channels::Channel;
+use cambot_protocol::TenantId;
+use cambot_testkit::fake_channel::FakeChannel;
+
+pub(crate) struct TestDaemon {
+    pub daemon: Daemon,
+    pub channel: Arc<FakeChannel>,
+    pub dir: tempfile::TempDir,
+}
+
+pub(crate) fn config(dir: &Path, extra_toml: &str) -> Config {
+    let raw = toml::from_str(extra_toml).unwrap();
+    Config::resolve(raw, None, Some(dir), &|k| {
+        (k == "TZ").then(|| "UTC".to_owned())
+    })
+    .unwrap()
+}
+
+pub(crate) fn fake_factory(
+    slot: Arc<Mutex<Option<Arc<FakeChannel>>>>,
+    log: Option<std::path::PathBuf>,
+) -> ChannelFactory {
+    Box::new(move |opts| {
+        Box::pin(async move {
+            let channel = match log {
+                Some(path) => FakeChannel::with_delivery_log(opts, "fake:", path),
+                None => FakeChannel::new(opts, "fake:"),
+            };
+            channel.connect().await?;
+            *slot.lock().unwrap() = Some(Arc::clone(&channel));
+            Ok(vec![channel as Arc<dyn Channel>])
+        })
+    })
+}
+
+pub(crate) async fn start_in(
+    dir: tempfile::TempDir,
+    runner: Arc<dyn AgentRunner>,
+    extra_toml: &str,
+) -> TestDaemon {
+    let cfg = config(dir.path(), extra_toml);
+    let slot = Arc::new(Mutex::new(None));
+    let daemon = Daemon::start(&cfg, runner, fake_factory(Arc::clone(&slot), None))
+        .await
+        .unwrap();
+    let channel = slot.lock().unwrap().clone().unwrap();
+    TestDaemon {
+        daemon,
+        channel,
+        dir,
+    }
+}
+
+pub(crate) async fn start(runner: Arc<dyn AgentRunner>, extra_toml: &str) -> TestDaemon {
+    start_in(tempfile::tempdir().unwrap(), runner, extra_toml).await
+}
+
+pub(crate) fn tenant() -> TenantId {
+    TenantId::default_tenant()
+}
+
+pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
