@@ -13,7 +13,10 @@ use super::*;
 use crate::runner::RunInput;
 
 fn key(folder: &str) -> GroupKey {
-    GroupKey::new(TenantId::default_tenant(), GroupFolder::new(folder).unwrap())
+    GroupKey::new(
+        TenantId::default_tenant(),
+        GroupFolder::new(folder).unwrap(),
+    )
 }
 
 fn chat() -> ChatJid {
@@ -83,7 +86,13 @@ impl Scripted {
     }
 
     /// The body shared by message and task runs.
-    fn run_body(self: &Arc<Self>, label: String, key: GroupKey, slot: RunSlot, chat: Option<ChatJid>) -> BoxFuture<'static, bool> {
+    fn run_body(
+        self: &Arc<Self>,
+        label: String,
+        key: GroupKey,
+        slot: RunSlot,
+        chat: Option<ChatJid>,
+    ) -> BoxFuture<'static, bool> {
         let me = Arc::clone(self);
         Box::pin(async move {
             me.calls.fetch_add(1, Ordering::SeqCst);
@@ -179,7 +188,11 @@ async fn two_enqueues_for_one_group_never_run_concurrently() {
     p.release(&g);
     settle().await;
     assert_eq!(p.max_per_group.load(Ordering::SeqCst), 1);
-    assert_eq!(p.calls.load(Ordering::SeqCst), 2, "the second check runs after the first");
+    assert_eq!(
+        p.calls.load(Ordering::SeqCst),
+        2,
+        "the second check runs after the first"
+    );
 }
 
 #[tokio::test(start_paused = true, flavor = "current_thread")]
@@ -194,7 +207,11 @@ async fn three_groups_with_limit_two() {
     assert_eq!(p.max_active.load(Ordering::SeqCst), 2);
     p.release(&key("g1"));
     settle().await;
-    assert!(p.log().contains(&"start:messages:g3".to_owned()), "{:?}", p.log());
+    assert!(
+        p.log().contains(&"start:messages:g3".to_owned()),
+        "{:?}",
+        p.log()
+    );
     assert_eq!(q.active_runs(), 2);
     assert_eq!(p.max_active.load(Ordering::SeqCst), 2);
 }
@@ -260,13 +277,21 @@ async fn permanent_failure_gives_up_after_five_retries() {
         tokio::time::advance(Duration::from_secs(delay_s)).await;
         settle().await;
         expected += 1;
-        assert_eq!(p.calls.load(Ordering::SeqCst), expected, "retry after {delay_s}s");
+        assert_eq!(
+            p.calls.load(Ordering::SeqCst),
+            expected,
+            "retry after {delay_s}s"
+        );
     }
     for _ in 0..200 {
         tokio::time::advance(Duration::from_secs(1)).await;
         settle().await;
     }
-    assert_eq!(p.calls.load(Ordering::SeqCst), 6, "1 attempt + 5 retries, then nothing");
+    assert_eq!(
+        p.calls.load(Ordering::SeqCst),
+        6,
+        "1 attempt + 5 retries, then nothing"
+    );
     // The next message tries again from scratch.
     q.enqueue_message_check(&key("g"));
     settle().await;
@@ -277,7 +302,10 @@ async fn permanent_failure_gives_up_after_five_retries() {
 async fn after_shutdown_enqueues_never_run() {
     let p = Scripted::immediate(&[]);
     let q = queue_for(&p, 2);
-    assert!(q.shutdown(Duration::from_secs(1), Duration::from_secs(1)).await);
+    assert!(
+        q.shutdown(Duration::from_secs(1), Duration::from_secs(1))
+            .await
+    );
     q.enqueue_message_check(&key("g"));
     assert!(!q.enqueue_task(&key("g"), p.task("task-1")));
     settle().await;
@@ -297,7 +325,10 @@ async fn waiting_group_runs_as_soon_as_a_slot_frees() {
     assert_eq!(p.log(), vec!["start:messages:a"]);
     p.release(&key("a"));
     settle().await;
-    assert_eq!(p.log(), vec!["start:messages:a", "end:messages:a", "start:messages:b"]);
+    assert_eq!(
+        p.log(),
+        vec!["start:messages:a", "end:messages:a", "start:messages:b"]
+    );
 }
 
 #[tokio::test(start_paused = true, flavor = "current_thread")]
@@ -381,7 +412,10 @@ async fn a_running_task_is_not_queued_again() {
     let g = key("g");
     assert!(q.enqueue_task(&g, p.task("task-1")));
     settle().await;
-    assert!(!q.enqueue_task(&g, p.task("task-1")), "seed queued it again here");
+    assert!(
+        !q.enqueue_task(&g, p.task("task-1")),
+        "seed queued it again here"
+    );
     assert!(!q.enqueue_task(&g, p.task("task-1")));
     p.release(&g);
     settle().await;
@@ -398,7 +432,10 @@ async fn shutdown_closes_live_runs_and_kills_after_the_deadline() {
     q.enqueue_message_check(&g);
     settle().await;
     let q2 = q.q.clone();
-    let done = tokio::spawn(async move { q2.shutdown(Duration::from_secs(10), Duration::from_secs(1)).await });
+    let done = tokio::spawn(async move {
+        q2.shutdown(Duration::from_secs(10), Duration::from_secs(1))
+            .await
+    });
     settle().await;
     assert_eq!(p.closes(&g), 1, "live run asked to finish");
     tokio::time::advance(Duration::from_secs(10)).await;

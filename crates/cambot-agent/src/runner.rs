@@ -68,7 +68,10 @@ pub struct RunExit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunEvent {
     Ready,
-    Activity { kind: String, detail: Option<String> },
+    Activity {
+        kind: String,
+        detail: Option<String>,
+    },
     TextDelta(String),
     /// A turn finished; `inputs` host inputs are answered by it (see the protocol docs).
     Result {
@@ -76,8 +79,14 @@ pub enum RunEvent {
         session_id: Option<String>,
         inputs: u32,
     },
-    Error { message: String, retryable: bool },
-    Usage { input_tokens: u64, output_tokens: u64 },
+    Error {
+        message: String,
+        retryable: bool,
+    },
+    Usage {
+        input_tokens: u64,
+        output_tokens: u64,
+    },
     /// Always the last event.
     Exited(RunExit),
 }
