@@ -77,7 +77,8 @@ fn the_flag_beats_the_environment_for_the_data_dir() {
 
 #[test]
 fn bad_values_name_the_key() {
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("timezone = \"Mars/Olympus\"", vec![], "timezone"),
         (
             "max_concurrent_runs = 0",

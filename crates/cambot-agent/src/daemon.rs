@@ -153,6 +153,10 @@ impl Daemon {
                     tokio::select! {
                         () = cancel.cancelled() => break,
                         _ = ticker.tick() => {
+                            // Registrations made by the admin CLI reach the running daemon here.
+                            if let Err(e) = router.refresh_groups() {
+                                tracing::error!(error = %e, "refreshing registrations failed");
+                            }
                             if let Err(e) = router.recover_pending() {
                                 tracing::error!(error = %e, "recovery sweep failed");
                             }

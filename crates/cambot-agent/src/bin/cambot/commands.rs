@@ -1,0 +1,268 @@
+//! Subcommand implementations.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use anyhow::Result;
+use cambot_agent::config::Config;
+use cambot_agent::daemon::Daemon;
+use cambot_agent::daemon::configured_channels;
+use cambot_channels::ChannelEvent;
+use cambot_core::GroupRegistration;
+use cambot_core::Store;
+use cambot_protocol::ChatJid;
+use cambot_protocol::DataLayout;
+use cambot_protocol::GroupFolder;
+use cambot_protocol::TenantId;
+use clap::Subcommand;
+
+use crate::Cli;
+use crate::Command;
+use crate::logging;
+use crate::runtime;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupsCommand {
+    /// List registered chats.
+    List {
+        /// Only this tenant (default: all).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Register a chat to a group folder (or update its registration).
+    Register {
+        #[arg(long)]
+        jid: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        folder: String,
+        /// Default: "@<assistant_name>".
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Whether messages must start with the trigger (default: yes, except in `main`).
+        #[arg(long)]
+        requires_trigger: Option<bool>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    Ok(Config::load(
+        cli.config.as_deref(),
+        cli.data_dir.as_deref(),
+        &|k| std::env::var(k).ok(),
+    )?)
+}
+
+pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Run => run(config, false).await,
+        Command::Chat => run(config, true).await,
+        Command::Doctor => doctor(&config),
+        Command::Groups(cmd) => groups(&config, cmd),
+    }
+}
+
+async fn run(mut config: Config, chat: bool) -> Result<ExitCode> {
+    if chat {
+        config.channels.cli.enabled = true;
+    }
+    logging::init(&config);
+    let runner = runtime::agent_runner(&config)?;
+    let mut daemon = Daemon::start(&config, runner, configured_channels(&config))
+        .await
+        .context("starting cambot")?;
+    tracing::info!(data_dir = %config.data_dir.display(), "cambot is running");
+    let events = daemon.take_events();
+    let until = async move {
+        // In chat mode, end of input means "answer what is pending, then exit".
+        let Some(mut events) = events else {
+            return std::future::pending().await;
+        };
+        while let Some(event) = events.recv().await {
+            let ChannelEvent::InputClosed { channel } = event;
+            if chat && channel == "cli" {
+                return;
+            }
+        }
+        std::future::pending().await
+    };
+    let router = std::sync::Arc::clone(daemon.router());
+    let drained = if chat {
+        let until = async {
+            until.await;
+            wait_idle(&router).await;
+        };
+        runtime::serve(daemon, until).await?
+    } else {
+        runtime::serve(daemon, until).await?
+    };
+    Ok(if drained {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn wait_idle(router: &cambot_agent::router::Router) {
+    loop {
+        let idle = router.queue().is_idle()
+            && router
+                .store()
+                .pending_outbox(1)
+                .map(|r| r.is_empty())
+                .unwrap_or(true);
+        if idle {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn doctor(config: &Config) -> Result<ExitCode> {
+    let layout = DataLayout::new(&config.data_dir);
+    let mut checks: Vec<(bool, &str, String)> = Vec::new();
+    let dir_ok =
+        std::fs::create_dir_all(layout.root()).is_ok() && tempfile_in(layout.root()).is_ok();
+    checks.push((
+        dir_ok,
+        "data directory",
+        if dir_ok {
+            format!("{} is writable", layout.root().display())
+        } else {
+            format!(
+                "{} is not writable: choose another with --data-dir or CAMBOT_DATA_DIR",
+                layout.root().display()
+            )
+        },
+    ));
+    checks.push(match Store::open(&layout.database()) {
+        Ok(store) => (
+            true,
+            "database",
+            format!(
+                "{} (schema v{})",
+                layout.database().display(),
+                store.schema_version().unwrap_or(0)
+            ),
+        ),
+        Err(e) => (false, "database", e.to_string()),
+    });
+    let channels_on = config.channels.cli.enabled;
+    checks.push((
+        channels_on,
+        "channels",
+        if channels_on {
+            "cli".to_owned()
+        } else {
+            "none enabled: `cambot run` would have nothing to listen on (enable [channels.cli] or use `cambot chat`)".to_owned()
+        },
+    ));
+    checks.push((true, "timezone", config.timezone.clone()));
+    checks.push(match runtime::agent_runner(config) {
+        Ok(_) => (true, "agent runner", "ready".to_owned()),
+        Err(e) => (false, "agent runner", format!("{e:#}")),
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "cambot {}", env!("CARGO_PKG_VERSION"))?;
+    match &config.source {
+        Some(p) => writeln!(out, "config: {}", p.display())?,
+        None => writeln!(
+            out,
+            "config: built-in defaults (no --config / CAMBOT_CONFIG)"
+        )?,
+    }
+    for (ok, what, detail) in &checks {
+        writeln!(
+            out,
+            "[{}] {what}: {detail}",
+            if *ok { " ok " } else { "FAIL" }
+        )?;
+    }
+    let failures = checks.iter().filter(|(ok, _, _)| !ok).count();
+    if failures == 0 {
+        writeln!(out, "all checks passed")?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        writeln!(out, "{failures} check(s) failed (see above)")?;
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".cambot-doctor-{}", std::process::id()));
+    std::fs::write(&probe, b"probe")?;
+    std::fs::remove_file(&probe)
+}
+
+fn groups(config: &Config, cmd: GroupsCommand) -> Result<ExitCode> {
+    let layout = DataLayout::new(&config.data_dir);
+    std::fs::create_dir_all(layout.root())
+        .with_context(|| format!("creating {}", layout.root().display()))?;
+    let store = Store::open(&layout.database())?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        GroupsCommand::List { tenant } => {
+            let groups = match tenant {
+                Some(t) => store.registered_groups(&TenantId::new(&t)?)?,
+                None => store.all_registered_groups()?,
+            };
+            if groups.is_empty() {
+                writeln!(out, "no registered groups")?;
+            }
+            writeln!(
+                out,
+                "{:<10} {:<28} {:<16} {:<20} {:<12} TRIGGER REQUIRED",
+                "TENANT", "JID", "FOLDER", "NAME", "TRIGGER"
+            )?;
+            for g in groups {
+                let required =
+                    cambot_agent::formatting::requires_trigger(g.is_main(), g.requires_trigger);
+                writeln!(
+                    out,
+                    "{:<10} {:<28} {:<16} {:<20} {:<12} {}",
+                    g.tenant,
+                    g.jid,
+                    g.folder,
+                    g.name,
+                    g.trigger,
+                    if required { "yes" } else { "no" }
+                )?;
+            }
+        }
+        GroupsCommand::Register {
+            jid,
+            name,
+            folder,
+            trigger,
+            requires_trigger,
+            tenant,
+        } => {
+            let reg = GroupRegistration {
+                tenant: TenantId::new(&tenant)?,
+                jid: ChatJid::new(&jid)?,
+                name,
+                folder: GroupFolder::new(&folder)?,
+                trigger: trigger.unwrap_or_else(|| format!("@{}", config.assistant_name)),
+                requires_trigger,
+                container_config: None,
+            };
+            let dir = layout.group_dir(&reg.tenant, &reg.folder);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let g = store.register_group(&reg)?;
+            writeln!(
+                out,
+                "registered {} -> {}/{} ({})",
+                g.jid,
+                g.tenant,
+                g.folder,
+                dir.display()
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

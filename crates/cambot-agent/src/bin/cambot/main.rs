@@ -1,0 +1,65 @@
+//! `cambot`: the daemon and its admin commands.
+
+// The binary's job includes talking to the terminal; library crates stay print-free.
+#![allow(clippy::print_stderr, clippy::print_stdout)]
+
+mod commands;
+mod logging;
+mod runtime;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::Subcommand;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cambot",
+    version,
+    about = "A self-hosted assistant orchestrator: each chat group gets its own sandboxed agent."
+)]
+struct Cli {
+    /// Config file (TOML). Env: CAMBOT_CONFIG. Without one, built-in defaults apply.
+    #[arg(long, global = true, env = "CAMBOT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where all state lives. Env: CAMBOT_DATA_DIR.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon with the channels the config enables.
+    Run,
+    /// Talk to cambot in this terminal (the daemon in the foreground with the terminal channel).
+    Chat,
+    /// Check the installation and explain what is missing.
+    Doctor,
+    /// Manage registered groups.
+    #[command(subcommand)]
+    Groups(commands::GroupsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
