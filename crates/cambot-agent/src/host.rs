@@ -1,7 +1,11 @@
 //! The [`ChannelHost`] cambot gives its channels: inbound messages are stored and routed, chat
 //! metadata stored, registrations validated and persisted.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
 
 use cambot_channels::BoxFuture;
 use cambot_channels::ChannelEvent;
@@ -9,6 +13,7 @@ use cambot_channels::ChannelHost;
 use cambot_channels::GroupRegistrationRequest;
 use cambot_channels::HostError;
 use cambot_core::GroupRegistration;
+use cambot_protocol::ChatJid;
 use cambot_protocol::ChatMetadata;
 use cambot_protocol::DataLayout;
 use cambot_protocol::InboundMessage;
@@ -21,11 +26,20 @@ use crate::router::Router;
 /// Channel lifecycle notices for the daemon (bounded; a full channel drops the notice).
 pub type ChannelEvents = mpsc::Sender<ChannelEvent>;
 
+/// Metadata last written per chat: (name, channel, is_group, when).
+type MetadataCache =
+    HashMap<(TenantId, ChatJid), (Option<String>, Option<String>, Option<bool>, Instant)>;
+
+/// Unchanged metadata is written again at most this often (it only refreshes activity time,
+/// which every stored message refreshes anyway).
+const METADATA_REFRESH: Duration = Duration::from_secs(60);
+
 /// The host side of every channel.
 pub struct RouterHost {
     router: Arc<Router>,
     layout: DataLayout,
     events: ChannelEvents,
+    metadata: Mutex<MetadataCache>,
 }
 
 impl RouterHost {
@@ -34,6 +48,7 @@ impl RouterHost {
             router,
             layout,
             events,
+            metadata: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -44,25 +59,53 @@ fn storage(e: impl std::fmt::Display) -> HostError {
 
 impl ChannelHost for RouterHost {
     fn on_message(&self, message: InboundMessage) -> BoxFuture<'_, Result<(), HostError>> {
-        let result = self
-            .router
-            .store()
-            .store_message(&message)
-            .map_err(storage)
-            .map(|_| {
-                if !message.is_bot_message {
-                    self.router.route_stored(&message.tenant, &message.chat_jid);
-                }
-            });
-        Box::pin(async move { result })
+        Box::pin(async move {
+            let is_bot = message.is_bot_message;
+            let tenant = message.tenant.clone();
+            let jid = message.chat_jid.clone();
+            self.router
+                .store()
+                .store_message_async(message)
+                .await
+                .map_err(storage)?;
+            if !is_bot {
+                self.router.route_stored(&tenant, &jid);
+            }
+            Ok(())
+        })
     }
 
     fn on_chat_metadata(&self, metadata: ChatMetadata) -> BoxFuture<'_, Result<(), HostError>> {
-        let result = self
-            .router
-            .store()
-            .store_chat_metadata(&metadata)
-            .map_err(storage);
+        let key = (metadata.tenant.clone(), metadata.chat_jid.clone());
+        let now = Instant::now();
+        let unchanged = self.metadata.lock().ok().is_some_and(|cache| {
+            cache
+                .get(&key)
+                .is_some_and(|(name, channel, is_group, at)| {
+                    *name == metadata.name
+                        && *channel == metadata.channel
+                        && *is_group == metadata.is_group
+                        && now.duration_since(*at) < METADATA_REFRESH
+                })
+        });
+        let result = if unchanged {
+            Ok(())
+        } else {
+            let stored = self
+                .router
+                .store()
+                .store_chat_metadata(&metadata)
+                .map_err(storage);
+            if stored.is_ok()
+                && let Ok(mut cache) = self.metadata.lock()
+            {
+                cache.insert(
+                    key,
+                    (metadata.name, metadata.channel, metadata.is_group, now),
+                );
+            }
+            stored
+        };
         Box::pin(async move { result })
     }
 

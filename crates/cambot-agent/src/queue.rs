@@ -79,6 +79,8 @@ struct GroupState {
     /// The chat a live message run answers (pipes go only there).
     chat: Option<ChatJid>,
     idle_waiting: bool,
+    /// When the run last became idle (for choosing which idle run to preempt).
+    idle_since: Option<tokio::time::Instant>,
     close_requested: bool,
     pending_messages: bool,
     pending_tasks: VecDeque<QueuedTask>,
@@ -117,6 +119,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Cancelled when shutdown begins: stops waiting workers and retry timers.
     intake: CancellationToken,
+    /// Workers waiting for a global slot right now.
+    waiting: std::sync::atomic::AtomicUsize,
     retry: RetryPolicy,
 }
 
@@ -177,6 +181,7 @@ impl GroupQueue {
                 processor,
                 tracker: TaskTracker::new(),
                 intake: CancellationToken::new(),
+                waiting: std::sync::atomic::AtomicUsize::new(0),
                 retry,
             }),
         }
@@ -249,6 +254,7 @@ impl GroupQueue {
         };
         if control.send_message(text) {
             g.idle_waiting = false;
+            g.idle_since = None;
             true
         } else {
             false
@@ -258,9 +264,13 @@ impl GroupQueue {
     /// The live run finished a turn and is waiting; a pending task preempts it.
     pub fn notify_idle(&self, key: &GroupKey) {
         let mut state = self.lock();
+        let others_waiting = self.inner.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0;
         if let Some(g) = state.groups.get_mut(key) {
             g.idle_waiting = true;
-            if !g.pending_tasks.is_empty() {
+            g.idle_since = Some(tokio::time::Instant::now());
+            // A pending task of this group, or another group waiting for a slot, preempts the
+            // idle run at once.
+            if !g.pending_tasks.is_empty() || others_waiting {
                 g.request_close();
             }
         }
@@ -363,12 +373,39 @@ impl GroupQueue {
             .spawn(async move { queue.worker(key).await });
     }
 
+    /// Another group waits for a slot: ask the run idle the longest to finish, so an idle run
+    /// never holds a slot against real work (the seed kept it until the idle timeout).
+    fn preempt_idle(&self) {
+        let mut state = self.lock();
+        let oldest = state
+            .groups
+            .values_mut()
+            .filter(|g| g.idle_waiting && !g.close_requested && g.control.is_some())
+            .min_by_key(|g| g.idle_since);
+        if let Some(g) = oldest {
+            g.request_close();
+        }
+    }
+
     async fn worker(self, key: GroupKey) {
         loop {
-            let permit = tokio::select! {
-                biased;
-                () = self.inner.intake.cancelled() => None,
-                permit = Arc::clone(&self.inner.permits).acquire_owned() => permit.ok(),
+            let permit = match Arc::clone(&self.inner.permits).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    self.inner
+                        .waiting
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    self.preempt_idle();
+                    let permit = tokio::select! {
+                        biased;
+                        () = self.inner.intake.cancelled() => None,
+                        permit = Arc::clone(&self.inner.permits).acquire_owned() => permit.ok(),
+                    };
+                    self.inner
+                        .waiting
+                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    permit
+                }
             };
             let Some(permit) = permit else {
                 self.release_worker(&key);
@@ -457,6 +494,7 @@ impl GroupQueue {
             g.control = None;
             g.chat = None;
             g.idle_waiting = false;
+            g.idle_since = None;
             g.close_requested = false;
             match message_outcome {
                 Some(true) => {

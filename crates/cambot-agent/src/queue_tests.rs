@@ -456,3 +456,47 @@ async fn shutdown_closes_live_runs_and_kills_after_the_deadline() {
     p.release(&g);
     assert!(done.await.unwrap());
 }
+
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn a_waiting_group_preempts_the_longest_idle_run() {
+    let p = Scripted::holding();
+    let q = queue_for(&p, 2);
+    q.enqueue_message_check(&key("a"));
+    q.enqueue_message_check(&key("b"));
+    settle().await;
+    q.notify_idle(&key("b"));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    q.notify_idle(&key("a"));
+    // Both slots are held by idle runs; a third group arrives.
+    q.enqueue_message_check(&key("c"));
+    settle().await;
+    assert_eq!(p.closes(&key("b")), 1, "b has been idle longest");
+    assert_eq!(p.closes(&key("a")), 0);
+    p.release(&key("b"));
+    settle().await;
+    assert!(p.log().contains(&"start:messages:c".to_owned()));
+}
+
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn a_busy_run_is_never_preempted() {
+    let p = Scripted::holding();
+    let q = queue_for(&p, 1);
+    q.enqueue_message_check(&key("a"));
+    settle().await;
+    q.enqueue_message_check(&key("c"));
+    settle().await;
+    assert_eq!(p.closes(&key("a")), 0);
+}
+
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn a_run_going_idle_while_others_wait_is_closed_at_once() {
+    let p = Scripted::holding();
+    let q = queue_for(&p, 1);
+    q.enqueue_message_check(&key("a"));
+    settle().await;
+    q.enqueue_message_check(&key("b"));
+    settle().await;
+    assert_eq!(p.closes(&key("a")), 0, "a is busy");
+    q.notify_idle(&key("a"));
+    assert_eq!(p.closes(&key("a")), 1, "b waits, so idle a gives way");
+}

@@ -75,6 +75,8 @@ pub struct Router {
     channels: Arc<RwLock<Vec<Arc<dyn Channel>>>>,
     groups: RwLock<GroupCache>,
     live: Mutex<HashMap<GroupKey, LiveRun>>,
+    /// Typing indicator changes, applied in order by one background task.
+    typing_tx: tokio::sync::mpsc::Sender<(ChatJid, bool)>,
     /// Our own `Arc`, for futures that must own the router.
     me: std::sync::Weak<Router>,
 }
@@ -105,7 +107,8 @@ impl Router {
         retry: crate::queue::RetryPolicy,
     ) -> Result<Arc<Self>, RouterError> {
         let groups = load_group_cache(&store)?;
-        Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Router>| {
+        let (typing_tx, typing_rx) = tokio::sync::mpsc::channel(TYPING_QUEUE);
+        let router = Arc::new_cyclic(|weak: &std::sync::Weak<Router>| {
             let processor: std::sync::Weak<dyn MessageProcessor> = weak.clone();
             Router {
                 store,
@@ -116,9 +119,12 @@ impl Router {
                 channels,
                 groups: RwLock::new(groups),
                 live: Mutex::new(HashMap::new()),
+                typing_tx,
                 me: weak.clone(),
             }
-        }))
+        });
+        tokio::spawn(typing_loop(Arc::downgrade(&router), typing_rx));
+        Ok(router)
     }
 
     pub fn queue(&self) -> &GroupQueue {
@@ -246,17 +252,9 @@ impl Router {
             .cloned()
     }
 
-    /// Fire-and-forget typing indicator; failures are only logged.
+    /// Queues a typing indicator change; a full queue drops it (indicators are best effort).
     fn typing(&self, jid: &ChatJid, on: bool) {
-        let Some(channel) = self.find_channel(jid) else {
-            return;
-        };
-        let jid = jid.clone();
-        tokio::spawn(async move {
-            if let Err(e) = channel.set_typing(&jid, on).await {
-                tracing::debug!(chat = %jid, error = %e, "typing indicator failed");
-            }
-        });
+        let _ = self.typing_tx.try_send((jid.clone(), on));
     }
 
     /// The chat of this folder whose oldest pending message is oldest, with its pending batch.
@@ -374,6 +372,7 @@ impl Router {
         slot: &RunSlot,
     ) -> bool {
         let run_id = request.run_id.clone();
+        let request_session = request.session_id.clone();
         let mut run = match self.runner.start(request).await {
             Ok(run) => run,
             Err(e) => {
@@ -384,6 +383,7 @@ impl Router {
         slot.register_run(run.control.clone(), Some(group.jid.clone()));
         let mut idle_deadline: Option<Instant> = None;
         let mut failure: Option<String> = None;
+        let mut session = request_session;
         loop {
             let event = tokio::select! {
                 event = run.events.recv() => event,
@@ -406,14 +406,19 @@ impl Router {
                     session_id,
                     inputs,
                 } => {
-                    if let Some(sid) = &session_id
-                        && let Err(e) = self.store.set_session(&key.tenant, &key.folder, sid)
+                    if let Some(sid) = session_id
+                        && session.as_ref() != Some(&sid)
                     {
-                        tracing::error!(group = %key, error = %e, "saving the session failed");
+                        match self.store.set_session(&key.tenant, &key.folder, &sid) {
+                            Ok(()) => session = Some(sid),
+                            Err(e) => {
+                                tracing::error!(group = %key, error = %e, "saving the session failed")
+                            }
+                        }
                     }
                     let advance_to = self.take_answered(key, inputs);
                     let reply = text.as_deref().map(format_outbound).unwrap_or_default();
-                    if let Err(e) = self.commit(group, &reply, advance_to) {
+                    if let Err(e) = self.commit(group, &reply, advance_to).await {
                         tracing::error!(group = %key, error = %e, "committing a reply failed");
                         failure.get_or_insert_with(|| format!("commit failed: {e}"));
                         run.control.kill().await;
@@ -482,7 +487,7 @@ impl Router {
     }
 
     /// Commits a reply (when non-empty) with its cursor move, then wakes the outbox.
-    fn commit(
+    async fn commit(
         &self,
         group: &RegisteredGroup,
         reply: &str,
@@ -490,12 +495,15 @@ impl Router {
     ) -> Result<(), RouterError> {
         if reply.is_empty() {
             if let Some(seq) = advance_to {
-                self.store.advance_cursor(&group.tenant, &group.jid, seq)?;
+                self.store
+                    .advance_cursor_async(&group.tenant, &group.jid, seq)
+                    .await?;
             }
             return Ok(());
         }
         self.store
-            .commit_reply(&group.tenant, &group.jid, reply, "router", advance_to)?;
+            .commit_reply_async(&group.tenant, &group.jid, reply, "router", advance_to)
+            .await?;
         self.outbox.kick();
         Ok(())
     }
@@ -507,6 +515,34 @@ impl MessageProcessor for Router {
         match self.me.upgrade() {
             Some(me) => Box::pin(me.process(key, slot)),
             None => Box::pin(async { false }),
+        }
+    }
+}
+
+/// Typing changes waiting for the typing task.
+const TYPING_QUEUE: usize = 1024;
+
+/// Applies typing changes one at a time, skipping ones that change nothing. Ends with the
+/// router.
+async fn typing_loop(
+    router: std::sync::Weak<Router>,
+    mut rx: tokio::sync::mpsc::Receiver<(ChatJid, bool)>,
+) {
+    let mut shown: HashMap<ChatJid, bool> = HashMap::new();
+    while let Some((jid, on)) = rx.recv().await {
+        if shown.get(&jid) == Some(&on) {
+            continue;
+        }
+        let Some(channel) = router.upgrade().and_then(|r| r.find_channel(&jid)) else {
+            continue;
+        };
+        if let Err(e) = channel.set_typing(&jid, on).await {
+            tracing::debug!(chat = %jid, error = %e, "typing indicator failed");
+        }
+        if on {
+            shown.insert(jid, true);
+        } else {
+            shown.remove(&jid);
         }
     }
 }

@@ -9,6 +9,7 @@ use cambot_protocol::TenantId;
 use rusqlite::OptionalExtension;
 use rusqlite::params;
 
+use crate::batch::WriteOp;
 use crate::db::Store;
 use crate::error::Result;
 use crate::error::StoreError;
@@ -26,7 +27,7 @@ pub struct OutboxEntry {
     pub attempts: i64,
 }
 
-fn advance_cursor_in(
+pub(crate) fn advance_cursor_in(
     conn: &rusqlite::Connection,
     tenant: &TenantId,
     chat_jid: &ChatJid,
@@ -47,7 +48,7 @@ fn advance_cursor_in(
     Ok(())
 }
 
-fn insert_outbox(
+pub(crate) fn insert_outbox(
     conn: &rusqlite::Connection,
     tenant: &TenantId,
     chat_jid: &ChatJid,
@@ -73,7 +74,7 @@ fn insert_outbox(
 impl Store {
     /// The chat's cursor (0 before anything was handled).
     pub fn cursor(&self, tenant: &TenantId, chat_jid: &ChatJid) -> Result<i64> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         Ok(conn
             .prepare_cached(
                 "SELECT last_seq FROM router_cursors WHERE tenant = ?1 AND chat_jid = ?2",
@@ -85,8 +86,28 @@ impl Store {
 
     /// Moves the cursor forward (never backward).
     pub fn advance_cursor(&self, tenant: &TenantId, chat_jid: &ChatJid, seq: i64) -> Result<()> {
-        let conn = self.conn()?;
-        advance_cursor_in(&conn, tenant, chat_jid, seq)?;
+        self.writer().submit_blocking(WriteOp::AdvanceCursor {
+            tenant: tenant.clone(),
+            chat_jid: chat_jid.clone(),
+            seq,
+        })?;
+        Ok(())
+    }
+
+    /// [`Store::advance_cursor`] for async callers.
+    pub async fn advance_cursor_async(
+        &self,
+        tenant: &TenantId,
+        chat_jid: &ChatJid,
+        seq: i64,
+    ) -> Result<()> {
+        self.writer()
+            .submit(WriteOp::AdvanceCursor {
+                tenant: tenant.clone(),
+                chat_jid: chat_jid.clone(),
+                seq,
+            })
+            .await?;
         Ok(())
     }
 
@@ -100,18 +121,27 @@ impl Store {
         origin: &str,
         advance_to: Option<i64>,
     ) -> Result<i64> {
-        self.with_tx(|tx| {
-            let id = insert_outbox(tx, tenant, chat_jid, text, origin)?;
-            if let Some(seq) = advance_to {
-                advance_cursor_in(tx, tenant, chat_jid, seq)?;
-            }
-            Ok(id)
-        })
+        self.writer()
+            .submit_blocking(reply_op(tenant, chat_jid, text, origin, advance_to))
+    }
+
+    /// [`Store::commit_reply`] for async callers.
+    pub async fn commit_reply_async(
+        &self,
+        tenant: &TenantId,
+        chat_jid: &ChatJid,
+        text: &str,
+        origin: &str,
+        advance_to: Option<i64>,
+    ) -> Result<i64> {
+        self.writer()
+            .submit(reply_op(tenant, chat_jid, text, origin, advance_to))
+            .await
     }
 
     /// Undelivered replies, oldest first.
     pub fn pending_outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let rows = conn
             .prepare_cached(
                 "SELECT id, tenant, chat_jid, text, origin, attempts FROM outbox
@@ -172,7 +202,7 @@ impl Store {
         tenant: &TenantId,
         chat_jid: &ChatJid,
     ) -> Result<Vec<(i64, String)>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let rows = conn
             .prepare_cached(
                 "SELECT id, text FROM outbox WHERE tenant = ?1 AND chat_jid = ?2
@@ -183,5 +213,21 @@ impl Store {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+}
+
+fn reply_op(
+    tenant: &TenantId,
+    chat_jid: &ChatJid,
+    text: &str,
+    origin: &str,
+    advance_to: Option<i64>,
+) -> WriteOp {
+    WriteOp::CommitReply {
+        tenant: tenant.clone(),
+        chat_jid: chat_jid.clone(),
+        text: text.to_owned(),
+        origin: origin.to_owned(),
+        advance_to,
     }
 }

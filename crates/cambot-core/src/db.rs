@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[Migration {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// A second connection for reads, so reads do not queue behind writes (WAL lets readers
+    /// run beside the writer). In-memory databases share the writer (a second in-memory
+    /// connection would be a different database).
+    reader: Option<Arc<Mutex<Connection>>>,
+    writer: Arc<crate::batch::Writer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -54,7 +59,22 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        Self::init(conn, true)
+        let mut store = Self::init(conn, true)?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        reader.busy_timeout(Duration::from_secs(5))?;
+        // Reads through mmap skip a copy per page; the cache survives across writer commits only
+        // for unchanged pages, so a larger one helps.
+        reader.execute_batch("PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;")?;
+        reader.set_prepared_statement_cache_capacity(64);
+        store.reader = Some(Arc::new(Mutex::new(reader)));
+        Ok(store)
     }
 
     /// A private in-memory database (tests, benchmarks).
@@ -75,18 +95,37 @@ impl Store {
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
-             PRAGMA temp_store = MEMORY;",
+             PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = 4000;
+             PRAGMA cache_size = -32768;
+             PRAGMA mmap_size = 268435456;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let writer = Arc::new(crate::batch::Writer::spawn(Arc::clone(&conn))?);
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
+            reader: None,
+            writer,
         })
     }
 
     /// Locks the connection for one short synchronous operation.
     pub(crate) fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    pub(crate) fn writer(&self) -> &crate::batch::Writer {
+        &self.writer
+    }
+
+    /// Locks the read connection (the writer for in-memory databases).
+    pub(crate) fn reader(&self) -> Result<MutexGuard<'_, Connection>> {
+        match &self.reader {
+            Some(r) => r.lock().map_err(|_| StoreError::Poisoned),
+            None => self.conn(),
+        }
     }
 
     /// The schema version the database is at.

@@ -29,6 +29,10 @@ pub enum StoreError {
     CorruptRow { table: &'static str, reason: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("committing a batch of writes failed: {0}")]
+    BatchCommit(String),
+    #[error("the database writer thread is gone")]
+    WriterGone,
     #[error("the database lock was poisoned by a panic in another thread")]
     Poisoned,
 }

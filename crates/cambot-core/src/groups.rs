@@ -172,7 +172,7 @@ impl Store {
         tenant: &TenantId,
         jid: &ChatJid,
     ) -> Result<Option<RegisteredGroup>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let raw = conn
             .prepare_cached(&format!(
                 "SELECT {GROUP_COLUMNS} FROM registered_groups WHERE tenant = ?1 AND jid = ?2"
@@ -184,7 +184,7 @@ impl Store {
 
     /// Every registered chat of a tenant, in registration order of folder then jid.
     pub fn registered_groups(&self, tenant: &TenantId) -> Result<Vec<RegisteredGroup>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let rows = conn
             .prepare_cached(&format!(
                 "SELECT {GROUP_COLUMNS} FROM registered_groups WHERE tenant = ?1 ORDER BY folder, jid"
@@ -196,7 +196,7 @@ impl Store {
 
     /// Every registered chat of every tenant.
     pub fn all_registered_groups(&self) -> Result<Vec<RegisteredGroup>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let rows = conn
             .prepare_cached(&format!(
                 "SELECT {GROUP_COLUMNS} FROM registered_groups ORDER BY tenant, folder, jid"
@@ -212,7 +212,7 @@ impl Store {
         tenant: &TenantId,
         folder: &GroupFolder,
     ) -> Result<Vec<RegisteredGroup>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let rows = conn
             .prepare_cached(&format!(
                 "SELECT {GROUP_COLUMNS} FROM registered_groups WHERE tenant = ?1 AND folder = ?2 ORDER BY jid"
@@ -224,7 +224,7 @@ impl Store {
 
     /// Tenants that have at least one registered group or were created explicitly.
     pub fn tenants(&self) -> Result<Vec<TenantId>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let ids = conn
             .prepare_cached("SELECT id FROM tenants ORDER BY id")?
             .query_map([], |r| r.get::<_, String>(0))?

@@ -11,6 +11,7 @@
 //! The orchestrator talks to it through [`Store`]'s methods only, which is the seam for another
 //! backend later.
 
+mod batch;
 mod cursors;
 mod db;
 mod error;

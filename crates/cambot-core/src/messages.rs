@@ -7,6 +7,7 @@ use cambot_protocol::TenantId;
 use rusqlite::OptionalExtension;
 use rusqlite::params;
 
+use crate::batch::WriteOp;
 use crate::db::Store;
 use crate::error::Result;
 use crate::error::StoreError;
@@ -103,39 +104,13 @@ impl Store {
     /// Stores a message idempotently on `(tenant, chat_jid, id)`; a repeat updates the content
     /// and keeps the original `seq`. Creates the chat row if needed. Returns the message's seq.
     pub fn store_message(&self, msg: &InboundMessage) -> Result<i64> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO chats (tenant, jid, name, last_message_time) VALUES (?1, ?2, ?2, ?3)
-             ON CONFLICT (tenant, jid) DO UPDATE SET last_message_time =
-                 MAX(COALESCE(chats.last_message_time, ''), excluded.last_message_time)",
-            params![msg.tenant.as_str(), msg.chat_jid.as_str(), msg.timestamp],
-        )?;
-        let seq: i64 = conn
-            .prepare_cached(
-                "INSERT INTO messages (tenant, chat_jid, id, sender, sender_name, content, timestamp,
-                                       is_from_me, is_bot_message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (tenant, chat_jid, id) DO UPDATE SET
-                     sender = excluded.sender, sender_name = excluded.sender_name,
-                     content = excluded.content, timestamp = excluded.timestamp,
-                     is_from_me = excluded.is_from_me, is_bot_message = excluded.is_bot_message
-                 RETURNING seq",
-            )?
-            .query_row(
-                params![
-                    msg.tenant.as_str(),
-                    msg.chat_jid.as_str(),
-                    msg.id,
-                    msg.sender,
-                    msg.sender_name,
-                    msg.content,
-                    msg.timestamp,
-                    msg.is_from_me,
-                    msg.is_bot_message
-                ],
-                |r| r.get(0),
-            )?;
-        Ok(seq)
+        self.writer()
+            .submit_blocking(WriteOp::StoreMessage(msg.clone()))
+    }
+
+    /// [`Store::store_message`] for async callers: waits without blocking a runtime thread.
+    pub async fn store_message_async(&self, msg: InboundMessage) -> Result<i64> {
+        self.writer().submit(WriteOp::StoreMessage(msg)).await
     }
 
     /// Messages of one chat after `since_seq` (exclusive), oldest first, bot messages excluded.
@@ -148,7 +123,7 @@ impl Store {
         since_seq: i64,
         limit: usize,
     ) -> Result<Vec<StoredMessage>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages
              WHERE tenant = ?1 AND chat_jid = ?2 AND seq > ?3 AND is_bot_message = 0
@@ -180,7 +155,7 @@ impl Store {
         if chat_jids.is_empty() {
             return Ok((Vec::new(), since_seq));
         }
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let placeholders = (0..chat_jids.len())
             .map(|i| format!("?{}", i + 3))
             .collect::<Vec<_>>()
@@ -207,7 +182,7 @@ impl Store {
 
     /// The newest non-bot message seq of a chat (0 when none).
     pub fn latest_message_seq(&self, tenant: &TenantId, chat_jid: &ChatJid) -> Result<i64> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let seq: Option<i64> = conn
             .prepare_cached(
                 "SELECT MAX(seq) FROM messages WHERE tenant = ?1 AND chat_jid = ?2 AND is_bot_message = 0",
@@ -218,13 +193,10 @@ impl Store {
 
     /// Looks up one chat's display name.
     pub fn chat_name(&self, tenant: &TenantId, jid: &ChatJid) -> Result<Option<String>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         Ok(conn
-            .query_row(
-                "SELECT name FROM chats WHERE tenant = ?1 AND jid = ?2",
-                params![tenant.as_str(), jid.as_str()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT name FROM chats WHERE tenant = ?1 AND jid = ?2")?
+            .query_row(params![tenant.as_str(), jid.as_str()], |r| r.get(0))
             .optional()?)
     }
 
@@ -234,7 +206,7 @@ impl Store {
         tenant: &TenantId,
         jid: &ChatJid,
     ) -> Result<Option<String>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         Ok(conn
             .query_row(
                 "SELECT last_message_time FROM chats WHERE tenant = ?1 AND jid = ?2",
@@ -248,7 +220,7 @@ impl Store {
     /// Group chats of a tenant (never the sync marker row), newest activity first, each flagged
     /// with whether it is registered.
     pub fn available_groups(&self, tenant: &TenantId) -> Result<Vec<AvailableGroup>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
             "SELECT c.jid, c.name, c.last_message_time, g.folder
              FROM chats c
@@ -313,4 +285,39 @@ fn upsert_chat(conn: &rusqlite::Connection, meta: &ChatMetadata) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Inserts (or updates) one message; the chat row is created when missing but not rewritten
+/// (activity time comes from chat metadata, so the hot path writes no chat page).
+pub(crate) fn insert_message(conn: &rusqlite::Connection, msg: &InboundMessage) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO chats (tenant, jid, name, last_message_time) VALUES (?1, ?2, ?2, ?3)",
+    )?
+    .execute(params![msg.tenant.as_str(), msg.chat_jid.as_str(), msg.timestamp])?;
+    let seq: i64 = conn
+        .prepare_cached(
+            "INSERT INTO messages (tenant, chat_jid, id, sender, sender_name, content, timestamp,
+                                   is_from_me, is_bot_message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (tenant, chat_jid, id) DO UPDATE SET
+                 sender = excluded.sender, sender_name = excluded.sender_name,
+                 content = excluded.content, timestamp = excluded.timestamp,
+                 is_from_me = excluded.is_from_me, is_bot_message = excluded.is_bot_message
+             RETURNING seq",
+        )?
+        .query_row(
+            params![
+                msg.tenant.as_str(),
+                msg.chat_jid.as_str(),
+                msg.id,
+                msg.sender,
+                msg.sender_name,
+                msg.content,
+                msg.timestamp,
+                msg.is_from_me,
+                msg.is_bot_message
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(seq)
 }

@@ -11,7 +11,7 @@ use crate::error::Result;
 impl Store {
     /// The session a group's next run resumes, if any.
     pub fn session(&self, tenant: &TenantId, folder: &GroupFolder) -> Result<Option<String>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         Ok(conn
             .prepare_cached(
                 "SELECT session_id FROM sessions WHERE tenant = ?1 AND group_folder = ?2",

@@ -221,7 +221,7 @@ impl Store {
 
     /// One task by id.
     pub fn task(&self, id: &TaskId) -> Result<Option<ScheduledTask>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let row = conn
             .prepare_cached(&format!(
                 "SELECT {TASK_COLUMNS} FROM scheduled_tasks WHERE id = ?1"
@@ -237,7 +237,7 @@ impl Store {
         tenant: &TenantId,
         folder: Option<&GroupFolder>,
     ) -> Result<Vec<ScheduledTask>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let rows = match folder {
             Some(f) => conn
                 .prepare_cached(&format!(
@@ -293,7 +293,7 @@ impl Store {
 
     /// A task's run log, newest first.
     pub fn task_runs(&self, id: &TaskId, limit: usize) -> Result<Vec<TaskRun>> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let rows = conn
             .prepare_cached(
                 "SELECT id, task_id, scheduled_for_ms, run_at, duration_ms, status, result, error

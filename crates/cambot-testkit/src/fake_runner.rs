@@ -108,13 +108,9 @@ impl ScriptedRunner {
         Self::new(|_, prompt| Turn::reply(format!("echo: {prompt}")))
     }
 
-    /// Replies nothing, instantly, and records nothing: the benchmark's no-op runner.
-    pub fn noop(on_start: StartHook) -> Arc<Self> {
-        Arc::new(Self::build(
-            Arc::new(|_, _| Turn::silent()),
-            Some(on_start),
-            false,
-        ))
+    /// Like [`ScriptedRunner::new`] but records nothing (benchmarks: no growing memory).
+    pub fn quiet(script: impl Fn(&RunRequest, &str) -> Turn + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(Self::build(Arc::new(script), None, false))
     }
 
     fn build(script: Script, on_start: Option<StartHook>, record: bool) -> Self {

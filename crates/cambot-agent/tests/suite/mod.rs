@@ -1,2 +1,3 @@
+mod crash;
 mod router;
 mod support;

@@ -151,3 +151,42 @@ fn reply_and_cursor_commit_together_and_deliver_once() {
     s.advance_cursor(&tenant(), &jid("g@g.us"), 0).unwrap();
     assert_eq!(s.cursor(&tenant(), &jid("g@g.us")).unwrap(), seq);
 }
+
+#[test]
+fn concurrent_writers_share_commits_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = cambot_core::Store::open(&dir.path().join("c.db")).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..250)
+                    .map(|i| {
+                        s.store_message(&msg(
+                            &format!("g{}@g.us", t % 3),
+                            &format!("t{t}-{i}"),
+                            "x",
+                            "2024-01-01T00:00:00.000Z",
+                        ))
+                        .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut seqs: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 2000, "every message got its own seq");
+    let total: usize = (0..3)
+        .map(|g| {
+            s.messages_since(&tenant(), &jid(&format!("g{g}@g.us")), 0, 10_000)
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(total, 2000);
+}

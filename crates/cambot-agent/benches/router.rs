@@ -1,0 +1,242 @@
+//! Router throughput and latency: at least 100,000 messages across 1,000 groups through the
+//! real store (SQLite file, WAL), router and group queue, with a no-op runner.
+//!
+//! Two phases, both printed:
+//! 1. saturation: producers inject as fast as the host accepts; messages/second = messages over
+//!    the time from the first ingest to the last dispatch;
+//! 2. paced: the same volume at a fixed offered rate (default 20,000 msg/s); ingest-to-dispatch
+//!    latency p50/p99 per message (dispatch = the runner receiving the message in a turn's prompt,
+//!    whether it started a run or was piped into a live one).
+//!
+//! `cargo bench -p cambot-agent --bench router` (env: BENCH_MESSAGES, BENCH_GROUPS, BENCH_RATE).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use cambot_agent::config::Config;
+use cambot_agent::daemon::Daemon;
+use cambot_channels::Channel;
+use cambot_protocol::TenantId;
+use cambot_testkit::fake_channel::FakeChannel;
+use cambot_testkit::fake_runner::ScriptedRunner;
+use cambot_testkit::fake_runner::Turn;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Nanoseconds since `origin`, one slot per message id (0 = not yet): lock-free, so the
+/// measuring adds no contention of its own.
+struct Clock {
+    origin: Instant,
+    ingested: Vec<AtomicU64>,
+    dispatched: Vec<AtomicU64>,
+    dispatched_count: AtomicU64,
+    duplicates: AtomicU64,
+}
+
+impl Clock {
+    fn stamp(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos())
+            .unwrap()
+            .max(1)
+    }
+}
+
+fn ids_in(prompt: &str) -> impl Iterator<Item = u64> + '_ {
+    prompt
+        .split("</message>")
+        .filter_map(|part| part.rsplit('>').next())
+        .filter_map(|id| id.strip_prefix('n'))
+        .filter_map(|n| n.parse().ok())
+}
+
+async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<Duration>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(Clock {
+        origin: Instant::now(),
+        ingested: (0..messages).map(|_| AtomicU64::new(0)).collect(),
+        dispatched: (0..messages).map(|_| AtomicU64::new(0)).collect(),
+        dispatched_count: AtomicU64::new(0),
+        duplicates: AtomicU64::new(0),
+    });
+    let c = Arc::clone(&clock);
+    let runner = ScriptedRunner::quiet(move |_, prompt| {
+        let now = c.stamp();
+        for id in ids_in(prompt) {
+            if c.dispatched[id as usize].swap(now, Ordering::Relaxed) == 0 {
+                c.dispatched_count.fetch_add(1, Ordering::Relaxed);
+            } else {
+                c.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Turn::silent()
+    });
+    // One slot per group: this measures the orchestration path (store, router, queue, piping),
+    // not the slot policy (which the queue tests cover).
+    let raw = toml::from_str(&format!(
+        "max_concurrent_runs = {groups}\n[router]\nidle_timeout_ms = 60000\nrecovery_sweep_secs = 0\n"
+    ))
+    .unwrap();
+    let cfg = Config::resolve(raw, None, Some(dir.path()), &|k| {
+        (k == "TZ").then(|| "UTC".into())
+    })
+    .unwrap();
+    let slot = Arc::new(Mutex::new(None));
+    let s2 = Arc::clone(&slot);
+    let daemon = Daemon::start(
+        &cfg,
+        runner.clone(),
+        Box::new(move |opts| {
+            Box::pin(async move {
+                let ch = FakeChannel::new(opts, "fake:");
+                ch.connect().await?;
+                *s2.lock().unwrap() = Some(Arc::clone(&ch));
+                Ok(vec![ch as Arc<dyn Channel>])
+            })
+        }),
+    )
+    .await
+    .unwrap();
+    let channel = slot.lock().unwrap().clone().unwrap();
+    let tenant = TenantId::default_tenant();
+    for g in 0..groups {
+        channel
+            .register(
+                &tenant,
+                &format!("fake:g{g}"),
+                &format!("g{g}"),
+                Some(false),
+            )
+            .await
+            .unwrap();
+    }
+    let start = Instant::now();
+    let producers = env_usize("BENCH_PRODUCERS", 8);
+    let per = messages / producers;
+    let mut handles = Vec::new();
+    for p in 0..producers {
+        let channel = Arc::clone(&channel);
+        let clock = Arc::clone(&clock);
+        let tenant = tenant.clone();
+        handles.push(tokio::spawn(async move {
+            let interval = rate.map(|r| Duration::from_secs_f64(producers as f64 / r));
+            for i in 0..per {
+                let n = (i * producers + p) as u64;
+                if let Some(iv) = interval {
+                    let due = start + iv.mul_f64(i as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let g = n as usize % groups;
+                let id = format!("n{n}");
+                clock.ingested[n as usize].store(clock.stamp(), Ordering::Relaxed);
+                channel
+                    .inject_with_id(&tenant, &format!("fake:g{g}"), &id, "u", &id)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let ingest_done = start.elapsed();
+    let total = per * producers;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while clock.dispatched_count.load(Ordering::Relaxed) < total as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "not every message was dispatched"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        clock.duplicates.load(Ordering::Relaxed),
+        0,
+        "a message was dispatched twice"
+    );
+    let start_ns = u64::try_from(start.duration_since(clock.origin).as_nanos()).unwrap();
+    let last_ns = clock.dispatched[..total]
+        .iter()
+        .map(|d| d.load(Ordering::Relaxed))
+        .max()
+        .unwrap();
+    let last = Duration::from_nanos(last_ns - start_ns);
+    let throughput = total as f64 / last.as_secs_f64();
+    let mut latencies: Vec<Duration> = (0..total)
+        .map(|i| {
+            let d = clock.dispatched[i].load(Ordering::Relaxed);
+            let s = clock.ingested[i].load(Ordering::Relaxed);
+            Duration::from_nanos(d.saturating_sub(s))
+        })
+        .collect();
+    latencies.sort();
+    let rss = rss_kib();
+    println!(
+        "  (ingest finished after {:.2} s, last dispatch after {:.2} s)",
+        ingest_done.as_secs_f64(),
+        last.as_secs_f64()
+    );
+    daemon.shutdown().await;
+    (throughput, latencies, rss)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn main() {
+    let messages = env_usize("BENCH_MESSAGES", 100_000);
+    let groups = env_usize("BENCH_GROUPS", 1_000);
+    let rate = env_usize("BENCH_RATE", 20_000) as f64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "router bench: {messages} messages across {groups} groups, SQLite file store, no-op runner"
+    );
+    let (tput, lat, rss) = rt.block_on(phase(messages, groups, None));
+    println!(
+        "saturation: {:.0} messages/s; ingest-to-dispatch p50 {:.2} ms, p99 {:.2} ms (queueing included); RSS {} MiB",
+        tput,
+        pct(&lat, 0.50).as_secs_f64() * 1e3,
+        pct(&lat, 0.99).as_secs_f64() * 1e3,
+        rss / 1024
+    );
+    let (tput, lat, rss) = rt.block_on(phase(messages, groups, Some(rate)));
+    println!(
+        "paced at {:.0} msg/s offered: {:.0} messages/s delivered; ingest-to-dispatch p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; RSS {} MiB",
+        rate,
+        tput,
+        pct(&lat, 0.50).as_secs_f64() * 1e3,
+        pct(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().unwrap().as_secs_f64() * 1e3,
+        rss / 1024
+    );
+}
