@@ -5,9 +5,12 @@
 pub mod config;
 pub mod daemon;
 pub mod formatting;
+pub mod gateway;
 pub mod host;
+pub mod ipc;
 pub mod outbox;
 pub mod queue;
 pub mod router;
 pub mod runner;
 pub mod schedule;
+pub mod scheduler;

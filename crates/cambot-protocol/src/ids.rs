@@ -229,6 +229,16 @@ string_id!(
 );
 
 impl TaskId {
+    /// `task-<epoch_ms>-<6 base36 chars from random>`: always valid.
+    pub fn generate(epoch_ms: i64, random: [u8; 6]) -> Self {
+        const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let suffix: String = random
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+            .collect();
+        Self(format!("task-{epoch_ms}-{suffix}"))
+    }
+
     pub fn new(value: &str) -> Result<Self, IdError> {
         if value.is_empty() {
             return Err(IdError::Empty { kind: "task id" });

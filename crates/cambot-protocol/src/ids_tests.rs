@@ -70,3 +70,12 @@ fn task_id_rules() {
     assert!(TaskId::new("../x").is_err());
     assert!(TaskId::new("a b").is_err());
 }
+
+#[test]
+fn generated_task_ids_are_valid() {
+    let id = TaskId::generate(1_700_000_000_000, [0, 35, 36, 255, 7, 100]);
+    // 0 -> '0', 35 -> 'z', 36 -> '0', 255 % 36 = 3 -> '3', 7 -> '7', 100 % 36 = 28 -> 's'
+    assert_eq!(id.as_str(), "task-1700000000000-0z037s");
+    assert!(TaskId::new(id.as_str()).is_ok());
+    assert_eq!(id.as_str().len(), "task-1700000000000-".len() + 6);
+}

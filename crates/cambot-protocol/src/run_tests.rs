@@ -73,7 +73,8 @@ fn bad_lines_are_errors() {
 
 #[test]
 fn result_inputs_defaults_to_one() {
-    let parsed = RunnerToHost::parse_line(r#"{"type":"result","text":"hi","session_id":null}"#).unwrap();
+    let parsed =
+        RunnerToHost::parse_line(r#"{"type":"result","text":"hi","session_id":null}"#).unwrap();
     assert_eq!(
         parsed,
         RunnerToHost::Result {

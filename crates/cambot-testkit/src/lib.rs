@@ -7,3 +7,4 @@
 pub mod fake_channel;
 pub mod fake_runner;
 pub mod standin;
+pub mod uds;

@@ -1,0 +1,133 @@
+//! The host gateway: one HTTP/1.1 server per run, on the run's own Unix socket
+//! (`<data>/runs/<run-id>/host.sock`, seen inside the sandbox as `/run/cambot/host.sock`).
+//!
+//! The socket a request arrives on IS the caller's identity ([`RunIdentity`]); every request also
+//! carries the run's random token. Routes: the host tools (`/v1/ipc/...`, see [`crate::ipc`]),
+//! the model proxy (`/v1/model/<provider>/<path>`: the host adds the credential and forwards
+//! upstream, so the runner never holds a key) and a policy-checked outbound fetch (`/v1/fetch`).
+
+mod proxy;
+mod server;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+
+pub use proxy::ModelUpstream;
+pub use proxy::Secret;
+pub use proxy::is_local_url;
+pub use server::RunSocket;
+
+use crate::ipc::IpcService;
+
+/// Gateway-wide policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayPolicy {
+    /// Refuse every non-local upstream and every fetch.
+    pub air_gapped: bool,
+    /// Hosts the fetch route may reach (exact host names). Empty: fetch is refused.
+    pub fetch_allow_hosts: Vec<String>,
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: usize,
+    /// Largest fetched body returned to the agent (bytes).
+    pub max_fetch_bytes: usize,
+}
+
+impl GatewayPolicy {
+    pub fn standard() -> Self {
+        Self {
+            air_gapped: false,
+            fetch_allow_hosts: Vec::new(),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_fetch_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Connection counters, for tests and `doctor`.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Outbound connections the gateway opened to non-loopback addresses.
+    pub non_local_upstream_requests: AtomicU64,
+    /// Requests refused by policy (air gap, fetch allowlist).
+    pub refused_by_policy: AtomicU64,
+    /// Requests refused for a missing or wrong run token.
+    pub bad_token: AtomicU64,
+}
+
+impl GatewayStats {
+    pub fn non_local(&self) -> u64 {
+        self.non_local_upstream_requests.load(Ordering::Relaxed)
+    }
+}
+
+/// What every run's server shares.
+pub struct Gateway {
+    pub(crate) ipc: Arc<IpcService>,
+    pub(crate) upstreams: HashMap<String, ModelUpstream>,
+    pub(crate) policy: GatewayPolicy,
+    pub(crate) http: reqwest::Client,
+    pub(crate) stats: Arc<GatewayStats>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("upstreams", &self.upstreams.keys().collect::<Vec<_>>())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("air-gapped mode refuses provider {name}: its upstream {url} is not a local address")]
+    NonLocalUpstream { name: String, url: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("cannot create the run socket {path}: {source}")]
+    Socket {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Gateway {
+    pub fn new(
+        ipc: Arc<IpcService>,
+        upstreams: Vec<ModelUpstream>,
+        policy: GatewayPolicy,
+    ) -> Result<Arc<Self>, GatewayError> {
+        if policy.air_gapped
+            && let Some(bad) = upstreams.iter().find(|u| !is_local_url(&u.base_url))
+        {
+            return Err(GatewayError::NonLocalUpstream {
+                name: bad.name.clone(),
+                url: bad.base_url.clone(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build()
+            .map_err(|e| GatewayError::Client(e.to_string()))?;
+        Ok(Arc::new(Self {
+            ipc,
+            upstreams: upstreams.into_iter().map(|u| (u.name.clone(), u)).collect(),
+            policy,
+            http,
+            stats: Arc::new(GatewayStats::default()),
+        }))
+    }
+
+    pub fn stats(&self) -> &Arc<GatewayStats> {
+        &self.stats
+    }
+
+    pub fn ipc(&self) -> &Arc<IpcService> {
+        &self.ipc
+    }
+}

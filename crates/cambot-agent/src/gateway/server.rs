@@ -1,0 +1,406 @@
+//! One run's HTTP/1.1 server on its Unix socket.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Path as UrlPath;
+use axum::extract::RawQuery;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::Method;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use axum::routing::any;
+use axum::routing::post;
+use cambot_protocol::RUN_TOKEN_HEADER;
+use cambot_protocol::ipc::FetchRequest;
+use cambot_protocol::ipc::FetchResponse;
+use cambot_protocol::ipc::IpcError as WireError;
+use cambot_protocol::ipc::IpcErrorBody;
+use cambot_protocol::ipc::routes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::Gateway;
+use super::GatewayError;
+use crate::ipc::IpcError;
+use crate::ipc::RunIdentity;
+
+/// A run's live socket. Dropping it does not stop the server; call [`RunSocket::close`].
+#[derive(Debug)]
+pub struct RunSocket {
+    path: PathBuf,
+    token: String,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct RunState {
+    gateway: Arc<Gateway>,
+    who: Arc<RunIdentity>,
+    token: Arc<str>,
+}
+
+impl RunSocket {
+    /// Binds `path` (its directory must exist), owned by `owner` (uid, gid) when given so the
+    /// sandbox user can connect, and serves the run's routes until [`RunSocket::close`].
+    pub fn bind(
+        gateway: Arc<Gateway>,
+        who: RunIdentity,
+        path: &Path,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Self, GatewayError> {
+        let socket_err = |source| GatewayError::Socket {
+            path: path.to_owned(),
+            source,
+        };
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path).map_err(socket_err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(socket_err)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(socket_err)?;
+        }
+        let token = new_token();
+        let state = RunState {
+            gateway,
+            who: Arc::new(who),
+            token: Arc::from(token.as_str()),
+        };
+        let app = routes_for(state);
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "run gateway stopped with an error");
+            }
+        });
+        Ok(Self {
+            path: path.to_owned(),
+            token,
+            cancel,
+            task,
+        })
+    }
+
+    /// The token the run must send in [`RUN_TOKEN_HEADER`].
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops the server (in-flight requests finish) and removes the socket file.
+    pub async fn close(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// 32 random bytes, hex.
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn routes_for(state: RunState) -> Router {
+    Router::new()
+        .route(routes::SEND_MESSAGE, post(send_message))
+        .route(routes::SCHEDULE_TASK, post(schedule_task))
+        .route(routes::LIST_TASKS, post(list_tasks).get(list_tasks))
+        .route(routes::PAUSE_TASK, post(pause_task))
+        .route(routes::RESUME_TASK, post(resume_task))
+        .route(routes::CANCEL_TASK, post(cancel_task))
+        .route(routes::REGISTER_GROUP, post(register_group))
+        .route(routes::LIST_GROUPS, post(list_groups).get(list_groups))
+        .route(routes::FETCH, post(fetch))
+        .route("/v1/model/{provider}/{*rest}", any(model))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_token,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
+        .with_state(state)
+}
+
+/// The error shape of every non-2xx answer.
+pub(crate) fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = WireError {
+        error: IpcErrorBody {
+            kind: kind.to_owned(),
+            message: message.to_owned(),
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn ipc_error(state: &RunState, route: &str, e: &IpcError) -> Response {
+    let status = match e {
+        IpcError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        IpcError::Forbidden(_) => StatusCode::FORBIDDEN,
+        IpcError::NotFound(_) => StatusCode::NOT_FOUND,
+        IpcError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        IpcError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    tracing::warn!(
+        run = %state.who.run_id,
+        tenant = %state.who.tenant,
+        group = %state.who.folder,
+        route,
+        status = status.as_u16(),
+        error = %e,
+        "host tool call refused"
+    );
+    let mut resp = error_response(status, e.kind(), &e.to_string());
+    if let IpcError::RateLimited { retry_after_secs } = e
+        && let Ok(v) = retry_after_secs.to_string().parse()
+    {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    resp
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, IpcError> {
+    let raw: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(raw)
+        .map_err(|e| IpcError::BadRequest(format!("malformed request body: {e}")))
+}
+
+fn ok<T: Serialize>(value: T) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+async fn check_token(
+    State(state): State<RunState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(RUN_TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !constant_time_eq(given, state.token.as_bytes()) {
+        state
+            .gateway
+            .stats
+            .bad_token
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(run = %state.who.run_id, path = %req.uri().path(), "request without the run's token refused");
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong run token",
+        );
+    }
+    next.run(req).await
+}
+
+async fn not_found(State(state): State<RunState>, req: axum::extract::Request) -> Response {
+    tracing::warn!(run = %state.who.run_id, path = %req.uri().path(), "unknown host route");
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("no route {}", req.uri().path()),
+    )
+}
+
+async fn send_message(State(state): State<RunState>, body: Bytes) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return ipc_error(&state, routes::SEND_MESSAGE, &e),
+    };
+    match state.gateway.ipc.send_message(&state.who, req).await {
+        Ok(id) => ok(serde_json::json!({ "ok": true, "delivery_id": id })),
+        Err(e) => ipc_error(&state, routes::SEND_MESSAGE, &e),
+    }
+}
+
+async fn schedule_task(State(state): State<RunState>, body: Bytes) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return ipc_error(&state, routes::SCHEDULE_TASK, &e),
+    };
+    match state
+        .gateway
+        .ipc
+        .schedule_task(&state.who, req, chrono::Utc::now())
+    {
+        Ok(r) => ok(r),
+        Err(e) => ipc_error(&state, routes::SCHEDULE_TASK, &e),
+    }
+}
+
+async fn list_tasks(State(state): State<RunState>) -> Response {
+    match state.gateway.ipc.list_tasks(&state.who) {
+        Ok(r) => ok(r),
+        Err(e) => ipc_error(&state, routes::LIST_TASKS, &e),
+    }
+}
+
+async fn task_action(state: RunState, route: &'static str, body: Bytes) -> Response {
+    let req = match parse::<cambot_protocol::ipc::TaskIdRequest>(&body) {
+        Ok(r) => r,
+        Err(e) => return ipc_error(&state, route, &e),
+    };
+    let ipc = &state.gateway.ipc;
+    let result = match route {
+        routes::PAUSE_TASK => ipc.pause_task(&state.who, &req),
+        routes::RESUME_TASK => ipc.resume_task(&state.who, &req, chrono::Utc::now()),
+        _ => ipc.cancel_task(&state.who, &req),
+    };
+    match result {
+        Ok(()) => ok(cambot_protocol::ipc::Ok { ok: true }),
+        Err(e) => ipc_error(&state, route, &e),
+    }
+}
+
+async fn pause_task(State(state): State<RunState>, body: Bytes) -> Response {
+    task_action(state, routes::PAUSE_TASK, body).await
+}
+
+async fn resume_task(State(state): State<RunState>, body: Bytes) -> Response {
+    task_action(state, routes::RESUME_TASK, body).await
+}
+
+async fn cancel_task(State(state): State<RunState>, body: Bytes) -> Response {
+    task_action(state, routes::CANCEL_TASK, body).await
+}
+
+async fn register_group(State(state): State<RunState>, body: Bytes) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return ipc_error(&state, routes::REGISTER_GROUP, &e),
+    };
+    match state.gateway.ipc.register_group(&state.who, req) {
+        Ok(g) => ok(serde_json::json!({ "ok": true, "jid": g.jid, "folder": g.folder })),
+        Err(e) => ipc_error(&state, routes::REGISTER_GROUP, &e),
+    }
+}
+
+async fn list_groups(State(state): State<RunState>) -> Response {
+    match state.gateway.ipc.list_groups(&state.who) {
+        Ok(r) => ok(r),
+        Err(e) => ipc_error(&state, routes::LIST_GROUPS, &e),
+    }
+}
+
+async fn fetch(State(state): State<RunState>, body: Bytes) -> Response {
+    let req: FetchRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return ipc_error(&state, routes::FETCH, &e),
+    };
+    let policy = &state.gateway.policy;
+    let refuse = |why: String| {
+        state
+            .gateway
+            .stats
+            .refused_by_policy
+            .fetch_add(1, Ordering::Relaxed);
+        ipc_error(&state, routes::FETCH, &IpcError::Forbidden(why))
+    };
+    let Ok(url) = reqwest::Url::parse(&req.url) else {
+        return ipc_error(
+            &state,
+            routes::FETCH,
+            &IpcError::BadRequest(format!("not a URL: {:?}", req.url)),
+        );
+    };
+    if policy.air_gapped {
+        return refuse("air-gapped: outbound fetch is disabled".into());
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if !matches!(url.scheme(), "http" | "https")
+        || !policy
+            .fetch_allow_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&host))
+    {
+        return refuse(format!(
+            "fetching {host:?} is not allowed by the host's policy"
+        ));
+    }
+    if !super::is_local_url(url.as_str()) {
+        state
+            .gateway
+            .stats
+            .non_local_upstream_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let result = async {
+        let resp = state
+            .gateway
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        let truncated = bytes.len() > policy.max_fetch_bytes;
+        let slice = &bytes[..bytes.len().min(policy.max_fetch_bytes)];
+        Ok::<_, String>(FetchResponse {
+            status,
+            content_type,
+            body: String::from_utf8_lossy(slice).into_owned(),
+            truncated,
+        })
+    }
+    .await;
+    match result {
+        Ok(r) => ok(r),
+        Err(e) => ipc_error(
+            &state,
+            routes::FETCH,
+            &IpcError::BadRequest(format!("fetch failed: {e}")),
+        ),
+    }
+}
+
+async fn model(
+    State(state): State<RunState>,
+    UrlPath((provider, rest)): UrlPath<(String, String)>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state
+        .gateway
+        .proxy_model(super::proxy::ModelCall {
+            run: state.who.run_id.as_str(),
+            provider: &provider,
+            rest: &rest,
+            query: query.as_deref(),
+            method,
+            headers: &headers,
+            body,
+        })
+        .await
+}

@@ -1,0 +1,444 @@
+//! The agent's host tools (seed-spec section 4), with the seed's authorization made
+//! tenant-aware: the caller is the run whose socket the request arrived on ([`RunIdentity`]);
+//! a tenant's main group may act on any group of its own tenant, every other group only on
+//! itself; nothing ever crosses tenants; identity claims inside a payload are ignored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cambot_core::ContextMode;
+use cambot_core::MissedRunPolicy;
+use cambot_core::ScheduledTask;
+use cambot_core::Store;
+use cambot_core::TaskStatus;
+use cambot_protocol::ChatJid;
+use cambot_protocol::DataLayout;
+use cambot_protocol::GroupFolder;
+use cambot_protocol::RegisteredGroup;
+use cambot_protocol::RunId;
+use cambot_protocol::TaskId;
+use cambot_protocol::TenantId;
+use cambot_protocol::ipc::GroupSummary;
+use cambot_protocol::ipc::ListGroupsResponse;
+use cambot_protocol::ipc::ListTasksResponse;
+use cambot_protocol::ipc::RegisterGroupRequest;
+use cambot_protocol::ipc::ScheduleTaskRequest;
+use cambot_protocol::ipc::ScheduleTaskResponse;
+use cambot_protocol::ipc::SendMessageRequest;
+use cambot_protocol::ipc::TaskIdRequest;
+use cambot_protocol::ipc::TaskSummary;
+use chrono::DateTime;
+use chrono::Utc;
+use tokio::time::Instant;
+
+use crate::formatting::format_outbound;
+use crate::outbox::Outbox;
+use crate::schedule::Schedule;
+
+/// Who is calling: fixed when the run's socket is created, never read from a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunIdentity {
+    pub run_id: RunId,
+    pub tenant: TenantId,
+    pub folder: GroupFolder,
+    /// The chat the run answers (the default target of `send_message` and `schedule_task`).
+    pub chat_jid: ChatJid,
+}
+
+impl RunIdentity {
+    pub fn is_main(&self) -> bool {
+        self.folder.is_main()
+    }
+}
+
+/// Why a host-tool call was refused. Each maps to one HTTP status in the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpcError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("too many messages: wait {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IpcError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> IpcError {
+    IpcError::Internal(e.to_string())
+}
+
+/// Outbound-message limits per group (token bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimits {
+    /// Messages allowed in a burst.
+    pub burst: u32,
+    /// One more message allowed every `refill`.
+    pub refill: Duration,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        Self {
+            burst: 10,
+            refill: Duration::from_secs(3),
+        }
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Called after a registration so the router's cache sees it at once.
+pub type OnRegistered = Arc<dyn Fn(RegisteredGroup) + Send + Sync>;
+
+/// The host tools, shared by every run's gateway.
+pub struct IpcService {
+    store: Store,
+    layout: DataLayout,
+    outbox: Outbox,
+    timezone: chrono_tz::Tz,
+    on_registered: OnRegistered,
+    limits: SendLimits,
+    buckets: Mutex<HashMap<(TenantId, GroupFolder), Bucket>>,
+}
+
+impl std::fmt::Debug for IpcService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpcService").finish_non_exhaustive()
+    }
+}
+
+impl IpcService {
+    pub fn new(
+        store: Store,
+        layout: DataLayout,
+        outbox: Outbox,
+        timezone: chrono_tz::Tz,
+        on_registered: OnRegistered,
+        limits: SendLimits,
+    ) -> Self {
+        Self {
+            store,
+            layout,
+            outbox,
+            timezone,
+            on_registered,
+            limits,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// `send_message`: main may write to any chat of its tenant (registered or not), others only
+    /// to chats registered to their own folder. The text is cleaned like any reply
+    /// (`<internal>` removed); an empty result sends nothing.
+    pub async fn send_message(
+        &self,
+        who: &RunIdentity,
+        req: SendMessageRequest,
+    ) -> Result<Option<i64>, IpcError> {
+        let target = match req.chat_jid.as_deref() {
+            None | Some("") => who.chat_jid.clone(),
+            Some(j) => ChatJid::new(j).map_err(|e| IpcError::BadRequest(e.to_string()))?,
+        };
+        self.authorize_chat(who, &target)?;
+        let text = format_outbound(&req.text);
+        if text.is_empty() {
+            return Ok(None);
+        }
+        self.take_send_token(who)?;
+        let id = self
+            .store
+            .commit_reply_async(&who.tenant, &target, &text, "ipc", None)
+            .await
+            .map_err(internal)?;
+        self.outbox.kick();
+        Ok(Some(id))
+    }
+
+    fn authorize_chat(&self, who: &RunIdentity, target: &ChatJid) -> Result<(), IpcError> {
+        let registration = self
+            .store
+            .registered_group(&who.tenant, target)
+            .map_err(internal)?;
+        match registration {
+            Some(g) if g.folder == who.folder => Ok(()),
+            Some(_) if who.is_main() => Ok(()),
+            Some(_) => Err(IpcError::Forbidden(format!(
+                "{target} belongs to another group; only the main group may write there"
+            ))),
+            None if who.is_main() => {
+                // Main may reach unregistered chats, but never one another tenant has registered.
+                let elsewhere = self
+                    .store
+                    .all_registered_groups()
+                    .map_err(internal)?
+                    .into_iter()
+                    .any(|g| g.jid == *target && g.tenant != who.tenant);
+                if elsewhere {
+                    Err(IpcError::Forbidden(format!(
+                        "{target} belongs to another tenant"
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+            None => Err(IpcError::Forbidden(format!(
+                "{target} is not registered to this group"
+            ))),
+        }
+    }
+
+    fn take_send_token(&self, who: &RunIdentity) -> Result<(), IpcError> {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .map_err(|_| internal("rate limiter lock"))?;
+        let now = Instant::now();
+        let burst = f64::from(self.limits.burst.max(1));
+        let per_sec = 1.0 / self.limits.refill.as_secs_f64().max(0.001);
+        let b = buckets
+            .entry((who.tenant.clone(), who.folder.clone()))
+            .or_insert(Bucket {
+                tokens: burst,
+                at: now,
+            });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - b.tokens) / per_sec).ceil();
+            tracing::warn!(tenant = %who.tenant, group = %who.folder, "send_message rate limit hit");
+            Err(IpcError::RateLimited {
+                retry_after_secs: wait as u64,
+            })
+        }
+    }
+
+    /// `schedule_task`. `target_group_jid` is honoured for main (any registered chat of its
+    /// tenant) and for a group naming one of its own chats.
+    pub fn schedule_task(
+        &self,
+        who: &RunIdentity,
+        req: ScheduleTaskRequest,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduleTaskResponse, IpcError> {
+        if req.prompt.trim().is_empty() {
+            return Err(IpcError::BadRequest("prompt must not be empty".into()));
+        }
+        let (folder, chat) = match req.target_group_jid.as_deref().filter(|s| !s.is_empty()) {
+            None => (who.folder.clone(), who.chat_jid.clone()),
+            Some(j) => {
+                let jid = ChatJid::new(j).map_err(|e| IpcError::BadRequest(e.to_string()))?;
+                let group = self
+                    .store
+                    .registered_group(&who.tenant, &jid)
+                    .map_err(internal)?
+                    .ok_or_else(|| {
+                        IpcError::NotFound(format!("no registered group has chat {jid}"))
+                    })?;
+                if group.folder != who.folder && !who.is_main() {
+                    return Err(IpcError::Forbidden(
+                        "only the main group may schedule tasks for another group".into(),
+                    ));
+                }
+                (group.folder, group.jid)
+            }
+        };
+        let schedule = Schedule::parse(&req.schedule_type, &req.schedule_value, self.timezone, now)
+            .map_err(|e| IpcError::BadRequest(e.to_string()))?;
+        let next_run = schedule.first_run(now);
+        let id = new_task_id(now);
+        let task = ScheduledTask {
+            id: id.clone(),
+            tenant: who.tenant.clone(),
+            group_folder: folder,
+            chat_jid: chat,
+            prompt: req.prompt,
+            schedule_type: schedule.schedule_type().to_owned(),
+            schedule_value: schedule.canonical_value(),
+            timezone: self.timezone.name().to_owned(),
+            context_mode: ContextMode::parse_lenient(req.context_mode.as_deref()),
+            missed_policy: MissedRunPolicy::Skip,
+            next_run_ms: next_run.map(|t| t.timestamp_millis()),
+            last_run: None,
+            last_result: None,
+            status: TaskStatus::Active,
+            created_at: cambot_core::time::rfc3339(now),
+        };
+        self.store.create_task(&task).map_err(internal)?;
+        Ok(ScheduleTaskResponse {
+            task_id: id.to_string(),
+            next_run: next_run.map(cambot_core::time::rfc3339),
+        })
+    }
+
+    /// Tasks the caller may see: all of its tenant for main, its own folder's otherwise.
+    pub fn list_tasks(&self, who: &RunIdentity) -> Result<ListTasksResponse, IpcError> {
+        let folder = (!who.is_main()).then_some(&who.folder);
+        let tasks = self.store.tasks(&who.tenant, folder).map_err(internal)?;
+        Ok(ListTasksResponse {
+            tasks: tasks
+                .into_iter()
+                .map(|t| TaskSummary {
+                    id: t.id.to_string(),
+                    group_folder: t.group_folder.to_string(),
+                    prompt: t.prompt,
+                    schedule_type: t.schedule_type,
+                    schedule_value: t.schedule_value,
+                    status: t.status.to_string(),
+                    next_run: t.next_run_ms.map(cambot_core::time::ms_to_rfc3339),
+                })
+                .collect(),
+        })
+    }
+
+    /// Finds a task the caller may change. Another tenant's task does not exist for the caller.
+    fn owned_task(
+        &self,
+        who: &RunIdentity,
+        req: &TaskIdRequest,
+    ) -> Result<ScheduledTask, IpcError> {
+        let id = TaskId::new(&req.task_id).map_err(|e| IpcError::BadRequest(e.to_string()))?;
+        let task = self
+            .store
+            .task(&id)
+            .map_err(internal)?
+            .filter(|t| t.tenant == who.tenant)
+            .ok_or_else(|| IpcError::NotFound(format!("no task {id}")))?;
+        if !who.is_main() && task.group_folder != who.folder {
+            return Err(IpcError::Forbidden(format!(
+                "task {id} belongs to another group"
+            )));
+        }
+        Ok(task)
+    }
+
+    pub fn pause_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), IpcError> {
+        let task = self.owned_task(who, req)?;
+        self.store
+            .set_task_status(&task.id, TaskStatus::Paused)
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Resumes a paused task and recomputes its next run from now.
+    pub fn resume_task(
+        &self,
+        who: &RunIdentity,
+        req: &TaskIdRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(), IpcError> {
+        let task = self.owned_task(who, req)?;
+        let next =
+            crate::scheduler::next_run_on_resume(&task, now).map_err(IpcError::BadRequest)?;
+        self.store
+            .set_task_status_and_next_run(
+                &task.id,
+                TaskStatus::Active,
+                next.map(|t| t.timestamp_millis()),
+            )
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    pub fn cancel_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), IpcError> {
+        let task = self.owned_task(who, req)?;
+        self.store.delete_task(&task.id).map_err(internal)?;
+        Ok(())
+    }
+
+    /// `register_group`: main only, within its own tenant.
+    pub fn register_group(
+        &self,
+        who: &RunIdentity,
+        req: RegisterGroupRequest,
+    ) -> Result<RegisteredGroup, IpcError> {
+        if !who.is_main() {
+            return Err(IpcError::Forbidden(
+                "only the main group may register groups".into(),
+            ));
+        }
+        for (field, value) in [
+            ("jid", &req.jid),
+            ("name", &req.name),
+            ("folder", &req.folder),
+            ("trigger", &req.trigger),
+        ] {
+            if value.trim().is_empty() {
+                return Err(IpcError::BadRequest(format!("{field} is required")));
+            }
+        }
+        let jid = ChatJid::new(&req.jid).map_err(|e| IpcError::BadRequest(e.to_string()))?;
+        let folder =
+            GroupFolder::new(&req.folder).map_err(|e| IpcError::BadRequest(e.to_string()))?;
+        let dir = self.layout.group_dir(&who.tenant, &folder);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| internal(format!("creating {}: {e}", dir.display())))?;
+        let group = self
+            .store
+            .register_group(&cambot_core::GroupRegistration {
+                tenant: who.tenant.clone(),
+                jid,
+                name: req.name,
+                folder,
+                trigger: req.trigger,
+                requires_trigger: req.requires_trigger,
+                container_config: None,
+            })
+            .map_err(internal)?;
+        (self.on_registered)(group.clone());
+        Ok(group)
+    }
+
+    /// `list_groups`: main only; the tenant's group chats, newest activity first.
+    pub fn list_groups(&self, who: &RunIdentity) -> Result<ListGroupsResponse, IpcError> {
+        if !who.is_main() {
+            return Err(IpcError::Forbidden(
+                "only the main group may list groups".into(),
+            ));
+        }
+        let groups = self.store.available_groups(&who.tenant).map_err(internal)?;
+        Ok(ListGroupsResponse {
+            groups: groups
+                .into_iter()
+                .map(|g| GroupSummary {
+                    jid: g.jid,
+                    name: g.name,
+                    last_activity: g.last_activity,
+                    is_registered: g.is_registered,
+                    folder: g.folder,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// `task-<epochms>-<6 base36>`.
+fn new_task_id(now: DateTime<Utc>) -> TaskId {
+    TaskId::generate(now.timestamp_millis(), rand::random())
+}
