@@ -20,11 +20,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "web chat users, keys, refresh tokens, sessions",
+        sql: include_str!("migrations/0002_web.sql"),
+    },
+];
 
 /// The handle to cambot's SQLite database. Cheap to clone; all clones share one connection.
 ///
@@ -126,6 +133,13 @@ impl Store {
             Some(r) => r.lock().map_err(|_| StoreError::Poisoned),
             None => self.conn(),
         }
+    }
+
+    /// SQLite's `data_version` as the read connection sees it: it changes whenever another
+    /// connection (the writer, the admin CLI in another process) commits.
+    pub fn data_version(&self) -> Result<i64> {
+        let conn = self.reader()?;
+        Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// The schema version the database is at.
