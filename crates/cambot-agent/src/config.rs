@@ -98,6 +98,23 @@ impl Default for RouterConfig {
     }
 }
 
+/// `[scheduler]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// A firing later than this (seconds) counts as missed while cambot was down; missed firings
+    /// follow the task's policy (`skip`, or `run_once`). Default 60.
+    pub missed_grace_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            missed_grace_secs: 60,
+        }
+    }
+}
+
 /// The config file as written: everything optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +129,8 @@ pub struct ConfigFile {
     pub router: RouterConfig,
     #[serde(default)]
     pub channels: ChannelsConfig,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
 }
 
 /// The resolved configuration.
@@ -124,6 +143,7 @@ pub struct Config {
     pub log: LogConfig,
     pub router: RouterConfig,
     pub channels: ChannelsConfig,
+    pub scheduler: SchedulerConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -227,6 +247,7 @@ impl Config {
             log,
             router: raw.router,
             channels: raw.channels,
+            scheduler: raw.scheduler,
             source,
         })
     }

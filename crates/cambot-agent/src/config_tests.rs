@@ -38,6 +38,7 @@ fn the_example_file_parses_and_documents_the_defaults() {
     assert_eq!(c.router, d.router);
     assert_eq!(c.log, d.log);
     assert_eq!(c.channels, d.channels);
+    assert_eq!(c.scheduler, d.scheduler);
 }
 
 #[test]

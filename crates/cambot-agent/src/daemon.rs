@@ -24,6 +24,9 @@ use crate::router::Router;
 use crate::router::RouterSettings;
 use crate::runner::AgentRunner;
 use crate::runner::BoxFuture;
+use crate::scheduler::Scheduler;
+use crate::scheduler::SchedulerSettings;
+use crate::scheduler::SystemClock;
 
 /// Builds and connects the channels, given the host callbacks. Production passes
 /// [`configured_channels`]; tests pass their own.
@@ -65,6 +68,7 @@ const EVENT_CAPACITY: usize = 64;
 /// A started daemon.
 pub struct Daemon {
     router: Arc<Router>,
+    scheduler: Arc<Scheduler>,
     channels: Arc<RwLock<Vec<Arc<dyn Channel>>>>,
     outbox: Outbox,
     background: TaskTracker,
@@ -104,7 +108,7 @@ impl Daemon {
                 idle_timeout: config.idle_timeout(),
                 max_batch_messages: config.router.max_batch_messages,
             },
-            runner,
+            Arc::clone(&runner),
             outbox.clone(),
             Arc::clone(&channels),
             config.max_concurrent_runs,
@@ -142,6 +146,26 @@ impl Daemon {
                 "recovered groups with unprocessed messages"
             );
         }
+        let scheduler = Scheduler::new(
+            store.clone(),
+            router.queue().clone(),
+            runner,
+            outbox.clone(),
+            Arc::new(SystemClock),
+            SchedulerSettings {
+                missed_grace: chrono::TimeDelta::seconds(
+                    i64::try_from(config.scheduler.missed_grace_secs).unwrap_or(i64::MAX),
+                ),
+                ..SchedulerSettings::default()
+            },
+        );
+        background.spawn(Arc::clone(&scheduler).run(cancel.clone()));
+        background.spawn(watch_external_changes(
+            store.clone(),
+            Arc::clone(&router),
+            Arc::clone(&scheduler),
+            cancel.clone(),
+        ));
         if config.router.recovery_sweep_secs > 0 {
             let every = Duration::from_secs(config.router.recovery_sweep_secs);
             let router = Arc::clone(&router);
@@ -167,6 +191,7 @@ impl Daemon {
         }
         Ok(Self {
             router,
+            scheduler,
             channels,
             outbox,
             background,
@@ -179,6 +204,10 @@ impl Daemon {
 
     pub fn router(&self) -> &Arc<Router> {
         &self.router
+    }
+
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.scheduler
     }
 
     pub fn layout(&self) -> &DataLayout {
@@ -242,5 +271,33 @@ impl Daemon {
     /// Second signal: kill every live run now.
     pub async fn force_stop(&self) {
         self.router.queue().kill_all().await;
+    }
+}
+
+/// Notices commits made outside this daemon (the admin CLI in another process) through SQLite's
+/// `data_version`, which costs one pragma a second, and applies them: registrations are
+/// re-read and the scheduler re-checks its next due time.
+async fn watch_external_changes(
+    store: Store,
+    router: Arc<Router>,
+    scheduler: Arc<Scheduler>,
+    cancel: CancellationToken,
+) {
+    let mut seen = store.data_version().ok();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let now = store.data_version().ok();
+        if now != seen {
+            seen = now;
+            if let Err(e) = router.refresh_groups() {
+                tracing::error!(error = %e, "refreshing registrations failed");
+            }
+            scheduler.wake();
+        }
     }
 }

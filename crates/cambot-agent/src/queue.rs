@@ -293,6 +293,11 @@ impl GroupQueue {
             .count()
     }
 
+    /// Whether shutdown has begun (intake stopped).
+    pub fn is_shutting_down(&self) -> bool {
+        self.lock().shutting_down
+    }
+
     /// True when no group has a run, queued work or a pending retry.
     pub fn is_idle(&self) -> bool {
         self.lock().groups.is_empty()

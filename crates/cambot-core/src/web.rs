@@ -356,7 +356,16 @@ impl Store {
                     "SELECT family, tenant, user_id, expires_ms, used_ms, revoked
                      FROM web_refresh_tokens WHERE hash = ?1",
                     params![old_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    },
                 )
                 .optional()?;
             let Some((family, tenant, user_id, expires_ms, used_ms, revoked)) = row else {
@@ -470,7 +479,13 @@ impl Store {
                  title = CASE WHEN title = '' AND ?5 IS NOT NULL THEN ?5 ELSE title END
              WHERE tenant = ?1 AND user_id = ?2 AND id = ?3",
         )?
-        .execute(params![tenant.as_str(), user_id, id, now_ms, title_if_empty])?;
+        .execute(params![
+            tenant.as_str(),
+            user_id,
+            id,
+            now_ms,
+            title_if_empty
+        ])?;
         Ok(())
     }
 

@@ -54,6 +54,10 @@ fn fields_accept_lists_ranges_steps_names_and_sunday_seven() {
         .filter(|d| e.matches(local(&format!("2025-01-{d:02} 00:00"))))
         .collect();
     assert_eq!(days, vec![3, 4, 5]); // Fri 3, Sat 4, Sun 5
+    // `a-a` is just `a` (croniter reads it as the whole range).
+    let e = cron("5-5 * * * *");
+    assert!(e.matches(local("2025-01-01 00:05")));
+    assert!(!e.matches(local("2025-01-01 00:06")));
     // Day-of-week `a/s` ends at Saturday: FRI/2 is Friday only.
     let e = cron("0 0 * * FRI/2");
     assert!(e.matches(local("2025-01-03 00:00")));
@@ -246,6 +250,14 @@ fn every_rejection_says_why() {
             BadStep {
                 field: Field::Minute,
                 step: 0,
+                max: 60,
+            },
+        ),
+        (
+            "*/61 * * * *",
+            BadStep {
+                field: Field::Minute,
+                step: 61,
                 max: 60,
             },
         ),

@@ -1,8 +1,10 @@
 //! Differential test of the cron evaluator against Python croniter (`tests/oracle/`).
 //!
-//! Needs the oracle installed: `scripts/setup/cron-oracle.sh` (croniter and tzdata, pinned).
-//! Without it the test fails, saying so. Environment:
-//! - `CRON_ORACLE_PYTHON`: the interpreter (default `python3`);
+//! Needs the oracle installed: `scripts/setup/cron-oracle.sh` (croniter and tzdata, pinned, in a
+//! virtual environment under the cache directory). Without it the test fails, saying so.
+//! Environment:
+//! - `CRON_ORACLE_PYTHON`: the interpreter (default: the setup script's environment,
+//!   `${CAMBOT_CACHE_DIR:-$HOME/.cache/cambot}/cron-oracle-venv/bin/python`, else `python3`);
 //! - `CRON_DIFF_SEED`, `CRON_DIFF_CASES`: RNG seed and case count (defaults below).
 //!
 //! Every disagreement must be one of the deliberate differences listed in the module docs of
@@ -67,8 +69,11 @@ struct Case {
 struct Tally {
     agree: usize,
     both_reject: usize,
+    /// Disagreements explained by documented differences (a case may show several).
+    explained: usize,
     repeated_hour: usize,
     full_day_field: usize,
+    equal_range: usize,
     near_transition: usize,
     mismatches: Vec<String>,
 }
@@ -118,8 +123,12 @@ fn cron_evaluator_agrees_with_croniter() {
         for (i, list) in pending.drain(..) {
             match explain(&cases[i], &list) {
                 Verdict::Agree => tally.agree += 1,
-                Verdict::RepeatedHour => tally.repeated_hour += 1,
-                Verdict::FullDayField => tally.full_day_field += 1,
+                Verdict::Explained(why) => {
+                    tally.explained += 1;
+                    tally.repeated_hour += usize::from(why.repeated_hour);
+                    tally.full_day_field += usize::from(why.full_day_field);
+                    tally.equal_range += usize::from(why.equal_range);
+                }
                 Verdict::Mismatch(why) => tally.mismatches.push(why),
                 Verdict::NeedMore => more.push((i, list)),
             }
@@ -147,13 +156,16 @@ fn cron_evaluator_agrees_with_croniter() {
     }
 
     println!(
-        "cron differential: {} agree, {} rejected by both, documented differences: {} repeated-hour \
-         (croniter fires wall-clock expressions twice), {} full-day-field (croniter reads a full \
-         day field as *); {} cases start within 4 h of a DST change; {} mismatches",
+        "cron differential: {} agree, {} rejected by both, {} explained by documented \
+         differences: {} repeated-hour (croniter fires wall-clock expressions twice), {} \
+         full-day-field (croniter reads a full day field as *), {} equal-range (croniter reads \
+         a-a as the whole range); {} cases start within 4 h of a DST change; {} mismatches",
         tally.agree,
         tally.both_reject,
+        tally.explained,
         tally.repeated_hour,
         tally.full_day_field,
+        tally.equal_range,
         tally.near_transition,
         tally.mismatches.len()
     );
@@ -171,55 +183,82 @@ fn cron_evaluator_agrees_with_croniter() {
         count < 10_000 || tally.repeated_hour > 0,
         "no repeated-hour case was generated"
     );
+    assert!(
+        count < 10_000 || tally.equal_range > 0,
+        "no equal-range case was generated"
+    );
     assert!(count < 10_000 || tally.near_transition >= count / 3);
 }
 
 enum Verdict {
     Agree,
-    RepeatedHour,
-    FullDayField,
+    Explained(Why),
     NeedMore,
     Mismatch(String),
 }
 
+/// Which documented differences explain a disagreement.
+#[derive(Debug, Clone, Copy, Default)]
+struct Why {
+    repeated_hour: bool,
+    full_day_field: bool,
+    equal_range: bool,
+}
+
 /// Compares our answer with croniter's answers `list` (its first few firings after the case's
-/// time). A disagreement passes only as one of the documented differences:
-/// - full day field: croniter's answer equals ours for croniter's reading of the expression
-///   (the full day field rewritten as `*`), and
+/// time). A disagreement passes only as documented differences, each checked exactly:
+/// - croniter's reading of the syntax ([`croniter_reading`]: an `a-a` range is the whole range;
+///   a full day field is `*` when the other day field's text has a `*`): croniter's answer must
+///   equal ours for the expression rewritten the way croniter reads it;
 /// - repeated hour: for an expression with a restricted hour, croniter's answers that are the
 ///   second occurrence of a repeated wall time are dropped; the first remaining one must equal
-///   ours (for the expression or croniter's reading of it).
+///   ours (for the expression, or for croniter's reading of it).
 fn explain(case: &Case, list: &[i64]) -> Verdict {
-    let Ok(expr) = CronExpr::parse(&case.expr) else {
-        return Verdict::Mismatch(format!("{case:?}: we reject, croniter answers {list:?}"));
-    };
     let after = DateTime::from_timestamp(case.after, 0).unwrap();
-    let ours = next_after(&expr, after, case.tz).map(|t| t.timestamp());
-    if ours == list.first().copied() {
+    let parsed = CronExpr::parse(&case.expr);
+    let ours = parsed
+        .as_ref()
+        .ok()
+        .and_then(|expr| next_after(expr, after, case.tz))
+        .map(|t| t.timestamp());
+    if parsed.is_ok() && ours == list.first().copied() {
         return Verdict::Agree;
     }
-    let mut readings = vec![(expr, false)];
-    if let Some(read) = croniter_reading(&case.expr) {
-        readings.push((CronExpr::parse(&read).unwrap(), true));
+    // We may reject what croniter reads differently (`0 0 30 FEB-FEB *` never matches here).
+    let mut readings: Vec<(CronExpr, Why)> = parsed
+        .ok()
+        .map(|e| (e, Why::default()))
+        .into_iter()
+        .collect();
+    if let Some((read, why)) = croniter_reading(&case.expr) {
+        readings.push((CronExpr::parse(&read).unwrap(), why));
     }
-    for (reading, quirk) in readings {
+    for (reading, why) in readings {
         let ours = next_after(&reading, after, case.tz).map(|t| t.timestamp());
-        if quirk && ours == list.first().copied() {
-            return Verdict::FullDayField;
+        if ours == list.first().copied() {
+            return Verdict::Explained(why);
         }
         if reading.every_hour() || !is_second_occurrence(list[0], case.tz) {
             continue;
         }
         match list.iter().find(|t| !is_second_occurrence(**t, case.tz)) {
             None => return Verdict::NeedMore,
-            Some(t) if Some(*t) == ours => return Verdict::RepeatedHour,
+            Some(t) if Some(*t) == ours => {
+                return Verdict::Explained(Why {
+                    repeated_hour: true,
+                    ..why
+                });
+            }
             Some(_) => {}
         }
     }
     Verdict::Mismatch(format!(
         "{case:?} ({} local): ours {}, croniter {}",
         fmt_local(case.after, case.tz),
-        ours.map_or("none".to_owned(), |t| fmt_local(t, case.tz)),
+        match CronExpr::parse(&case.expr) {
+            Err(err) => format!("rejected ({err})"),
+            Ok(_) => ours.map_or("none".to_owned(), |t| fmt_local(t, case.tz)),
+        },
         list.iter()
             .map(|t| fmt_local(*t, case.tz))
             .collect::<Vec<_>>()
@@ -227,26 +266,73 @@ fn explain(case: &Case, list: &[i64]) -> Verdict {
     ))
 }
 
-/// croniter rewrites a day field that lists every value as `*` when the other day field's
-/// text contains `*` (but the other field is not a bare `*`, where it makes no difference).
-fn croniter_reading(expr: &str) -> Option<String> {
-    let mut fields: Vec<String> = expr.split_whitespace().map(str::to_owned).collect();
-    if fields.len() != 5 {
+/// The expression, in our syntax, that means what croniter reads `expr` as, when that differs:
+/// 1. croniter reads `a-a` (and `a-a/s`) as the field's whole range: written `min-max` here
+///    (still a restricted field, as croniter keeps it);
+/// 2. croniter rewrites a day field that lists every value as `*` when the other day field's
+///    *text* contains `*` (but is not a bare `*`, where it makes no difference).
+fn croniter_reading(expr: &str) -> Option<(String, Why)> {
+    let original: Vec<&str> = expr.split_whitespace().collect();
+    if original.len() != 5 {
         return None;
     }
-    let dom_full = fields[2] != "*" && full_day_field(&format!("0 0 {} * *", fields[2]), 31);
-    let dow_full = fields[4] != "*" && full_day_field(&format!("0 0 * * {}", fields[4]), 7);
+    let mut fields: Vec<String> = original
+        .iter()
+        .enumerate()
+        .map(|(i, f)| widen_equal_ranges(i, f))
+        .collect();
+    let mut why = Why {
+        equal_range: fields.iter().zip(&original).any(|(a, b)| a != b),
+        ..Why::default()
+    };
+    let dom_full = original[2] != "*" && full_day_field(&format!("0 0 {} * *", fields[2]), 31);
+    let dow_full = original[4] != "*" && full_day_field(&format!("0 0 * * {}", fields[4]), 7);
     let starry = |f: &str| f != "*" && f.contains('*');
-    let mut changed = false;
-    if dom_full && starry(&fields[4]) {
+    if dom_full && starry(original[4]) {
         fields[2] = "*".to_owned();
-        changed = true;
+        why.full_day_field = true;
     }
-    if dow_full && starry(&fields[2]) {
+    if dow_full && starry(original[2]) {
         fields[4] = "*".to_owned();
-        changed = true;
+        why.full_day_field = true;
     }
-    changed.then(|| fields.join(" "))
+    (why.equal_range || why.full_day_field).then(|| (fields.join(" "), why))
+}
+
+/// Rewrites each `a-a[/s]` element of field `index` as `min-max[/s]`.
+fn widen_equal_ranges(index: usize, field: &str) -> String {
+    let (min, max) = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)][index];
+    let value = |token: &str| -> Option<u32> {
+        let names: &[&str] = match index {
+            3 => &MONTHS,
+            4 => &DAYS,
+            _ => &[],
+        };
+        let base = u32::from(index == 3);
+        token.parse().ok().or_else(|| {
+            names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(token))
+                .map(|i| i as u32 + base)
+        })
+    };
+    field
+        .split(',')
+        .map(|element| {
+            let (range, step) = match element.split_once('/') {
+                Some((range, step)) => (range, Some(step)),
+                None => (element, None),
+            };
+            match range.split_once('-') {
+                Some((a, b)) if value(a).is_some() && value(a) == value(b) => match step {
+                    Some(step) => format!("{min}-{max}/{step}"),
+                    None => format!("{min}-{max}"),
+                },
+                _ => element.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Whether the day field of `probe` matches every day of January 2001 (which starts on a Monday).
@@ -281,7 +367,7 @@ fn ask_oracle(cases: &[Case], answers: usize) -> (Value, Vec<Result<Vec<i64>, St
         env!("CARGO_MANIFEST_DIR"),
         "/tests/oracle/croniter_oracle.py"
     );
-    let python = std::env::var("CRON_ORACLE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let python = oracle_python();
     let mut child = Command::new(&python)
         .arg(script)
         .stdin(Stdio::piped())
@@ -454,12 +540,16 @@ fn gen_field(rng: &mut StdRng, min: u32, max: u32, names: Option<(&[&str], u32)>
             let b = rng.gen_range(a + 1..=max);
             let step = rng.gen_range(1..=span.min(20));
             let single = rng.gen_range(min..=max);
-            match rng.gen_range(0..10) {
+            match rng.gen_range(0..11) {
                 0..=3 => value(rng, single),
                 4 | 5 => format!("{}-{}", value(rng, a), value(rng, b)),
                 6 | 7 => format!("*/{step}"),
                 8 => format!("{}-{}/{step}", value(rng, a), value(rng, b)),
-                _ => format!("{}/{step}", value(rng, a)),
+                9 => format!("{}/{step}", value(rng, a)),
+                // Rarely an equal range, which croniter reads as the whole range.
+                _ if rng.gen_bool(0.8) => value(rng, single),
+                _ if rng.gen_bool(0.5) => format!("{}-{}", value(rng, a), value(rng, a)),
+                _ => format!("{}-{}/{step}", value(rng, a), value(rng, a)),
             }
         })
         .collect::<Vec<_>>()
@@ -513,6 +603,22 @@ fn near_any(changes: &[i64], t: i64, within: i64) -> bool {
         .flatten()
         .filter_map(|i| changes.get(i))
         .any(|c| (c - t).abs() <= within)
+}
+
+/// `CRON_ORACLE_PYTHON`, else the environment `scripts/setup/cron-oracle.sh` makes, else `python3`.
+fn oracle_python() -> String {
+    if let Ok(python) = std::env::var("CRON_ORACLE_PYTHON") {
+        return python;
+    }
+    let cache = std::env::var("CAMBOT_CACHE_DIR").ok().or_else(|| {
+        std::env::var("HOME")
+            .ok()
+            .map(|home| format!("{home}/.cache/cambot"))
+    });
+    cache
+        .map(|dir| format!("{dir}/cron-oracle-venv/bin/python"))
+        .filter(|python| std::path::Path::new(python).exists())
+        .unwrap_or_else(|| "python3".to_owned())
 }
 
 fn env_number(name: &str) -> Option<u64> {

@@ -82,7 +82,7 @@ impl World {
         }
         let ipc = Arc::new(IpcService::new(
             store.clone(),
-            layout.clone(),
+            layout,
             Outbox::new(),
             chrono_tz::UTC,
             Arc::new(|_| {}),

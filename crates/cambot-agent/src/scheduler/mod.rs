@@ -1,0 +1,266 @@
+//! The task scheduler (seed-spec section 6, with its defects fixed).
+//!
+//! One task sleeps until the earliest `next_run` (no polling), wakes early when tasks change,
+//! and claims every due firing in a transaction that also moves `next_run` forward
+//! ([`cambot_core::Claim`]): a firing is handed out once, across crashes and restarts. Claimed
+//! firings go through the group queue (tasks before messages); a task whose previous firing is
+//! still running is never started again, its slot is skipped. Firings interrupted by a crash are
+//! resumed at start-up. Missed slots follow the task's policy (`skip` by default, `run_once`).
+
+mod clock;
+mod rules;
+mod run;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cambot_core::Claim;
+use cambot_core::Store;
+use cambot_protocol::GroupKey;
+use cambot_protocol::TaskId;
+use chrono::DateTime;
+use chrono::TimeDelta;
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use clock::Clock;
+pub use clock::SystemClock;
+pub use clock::TokioClock;
+pub use rules::next_run_on_resume;
+pub use rules::stored_schedule;
+
+use crate::outbox::Outbox;
+use crate::queue::GroupQueue;
+use crate::queue::QueuedTask;
+use crate::runner::AgentRunner;
+use crate::schedule::DueAction;
+use crate::schedule::decide_due;
+
+/// Most due firings claimed per transaction.
+const CLAIM_BATCH: usize = 512;
+/// The longest the scheduler sleeps before re-reading the clock (wall-clock jumps).
+const MAX_SLEEP: Duration = Duration::from_secs(300);
+
+/// Scheduler settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerSettings {
+    /// How late a firing may be and still count as on time (see `schedule::DEFAULT_MISSED_GRACE`).
+    pub missed_grace: TimeDelta,
+    /// Close a task's run this long after its first reply.
+    pub close_after_result: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            missed_grace: crate::schedule::DEFAULT_MISSED_GRACE,
+            close_after_result: Duration::ZERO,
+        }
+    }
+}
+
+/// The scheduler. Cheap to share.
+pub struct Scheduler {
+    store: Store,
+    queue: GroupQueue,
+    runner: Arc<dyn AgentRunner>,
+    outbox: Outbox,
+    clock: Arc<dyn Clock>,
+    wake: Notify,
+    settings: SchedulerSettings,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Store,
+        queue: GroupQueue,
+        runner: Arc<dyn AgentRunner>,
+        outbox: Outbox,
+        clock: Arc<dyn Clock>,
+        settings: SchedulerSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            queue,
+            runner,
+            outbox,
+            clock,
+            wake: Notify::new(),
+            settings,
+        })
+    }
+
+    /// Tasks changed (created, resumed, ...): re-check the earliest due time now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs until `cancel`: resumes interrupted firings, then fires tasks as they fall due.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        self.resume_interrupted();
+        loop {
+            let now = self.clock.now();
+            if let Err(e) = self.fire_due(now) {
+                tracing::error!(error = %e, "scheduler pass failed");
+            }
+            let wait = match self.store.next_due_ms() {
+                Ok(Some(ms)) => {
+                    let now_ms = self.clock.now().timestamp_millis();
+                    Duration::from_millis(u64::try_from(ms - now_ms).unwrap_or(0)).min(MAX_SLEEP)
+                }
+                Ok(None) => MAX_SLEEP,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the next due time failed");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Claims and queues every firing due at `now`. Returns how many were queued.
+    pub fn fire_due(
+        self: &Arc<Self>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, cambot_core::StoreError> {
+        let now_ms = now.timestamp_millis();
+        let mut queued = 0;
+        loop {
+            let due = self.store.due_tasks(now_ms, CLAIM_BATCH)?;
+            if due.is_empty() {
+                return Ok(queued);
+            }
+            let busy = self.store.tasks_with_unfinished_runs()?;
+            let mut claims = Vec::with_capacity(due.len());
+            let mut tasks = Vec::with_capacity(due.len());
+            for row in due {
+                let task = match row.task {
+                    Ok(t) => t,
+                    Err(e) => {
+                        // Seed behaviour kept, but with a reason: a task that cannot run is paused
+                        // after one pass instead of retried forever.
+                        tracing::error!(task = %row.id, error = %e, "stored task is invalid; pausing it");
+                        self.store.pause_invalid_task(&row.id, &e.to_string())?;
+                        continue;
+                    }
+                };
+                let Some(next_ms) = task.next_run_ms else {
+                    continue;
+                };
+                let schedule = match stored_schedule(&task, now) {
+                    Ok(s) => s,
+                    Err(reason) => {
+                        tracing::error!(task = %task.id, reason = %reason, "task schedule is invalid; pausing it");
+                        self.store.pause_invalid_task(task.id.as_str(), &reason)?;
+                        continue;
+                    }
+                };
+                let stored = DateTime::<Utc>::from_timestamp_millis(next_ms).unwrap_or(now);
+                let decision = decide_due(
+                    &schedule,
+                    stored,
+                    now,
+                    task.missed_policy,
+                    self.settings.missed_grace,
+                );
+                let new_next = decision.next_run.map(|t| t.timestamp_millis());
+                let (status, note) = match decision.action {
+                    DueAction::NotDue => continue,
+                    DueAction::Skip { .. } => (
+                        "skipped",
+                        Some("missed while cambot was down (policy: skip)".to_owned()),
+                    ),
+                    DueAction::Fire { .. } if busy.contains(task.id.as_str()) => (
+                        "skipped",
+                        Some("the previous firing is still running".to_owned()),
+                    ),
+                    DueAction::Fire { .. } => ("claimed", None),
+                };
+                claims.push(Claim {
+                    task_id: task.id.clone(),
+                    expected_next_run_ms: next_ms,
+                    new_next_run_ms: new_next,
+                    scheduled_for_ms: next_ms,
+                    run_status: status,
+                    note,
+                });
+                tasks.push(task);
+            }
+            if claims.is_empty() {
+                continue;
+            }
+            let results = self.store.claim_firings(&claims)?;
+            for ((claim, task), run_id) in claims.iter().zip(tasks).zip(results) {
+                let Some(run_id) = run_id else { continue };
+                if claim.run_status == "claimed" {
+                    self.dispatch(task, run_id);
+                    queued += 1;
+                } else {
+                    tracing::info!(task = %claim.task_id, reason = claim.note.as_deref().unwrap_or(""), "firing skipped");
+                }
+            }
+        }
+    }
+
+    /// Queues one claimed firing on its group.
+    fn dispatch(self: &Arc<Self>, task: cambot_core::ScheduledTask, run_id: i64) {
+        let key = GroupKey::new(task.tenant.clone(), task.group_folder.clone());
+        let id: TaskId = task.id.clone();
+        let me = Arc::clone(self);
+        let queued = self.queue.enqueue_task(
+            &key,
+            QueuedTask {
+                id,
+                run: Box::new(move |slot| {
+                    Box::pin(async move { me.execute(task, run_id, slot).await })
+                }),
+            },
+        );
+        if !queued && !self.queue.is_shutting_down() {
+            let _ = self.store.set_task_run_status(
+                run_id,
+                "skipped",
+                Some("the task is already queued or running"),
+            );
+        }
+    }
+
+    /// Firings claimed or running when the process stopped: run them now (the same run-log row
+    /// continues), or mark them interrupted when their task is gone or no longer active.
+    fn resume_interrupted(self: &Arc<Self>) {
+        let runs = match self.store.unfinished_task_runs() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "reading interrupted firings failed");
+                return;
+            }
+        };
+        for run in runs {
+            match self.store.task_of_run(run.id) {
+                Ok(Some(task)) if task.status.is_active() => {
+                    tracing::info!(task = %task.id, run = run.id, "resuming a firing interrupted by a restart");
+                    let _ = self.store.set_task_run_status(run.id, "claimed", None);
+                    self.dispatch(task, run.id);
+                }
+                _ => {
+                    let _ = self.store.set_task_run_status(
+                        run.id,
+                        "interrupted",
+                        Some("cambot stopped during this firing"),
+                    );
+                }
+            }
+        }
+    }
+}

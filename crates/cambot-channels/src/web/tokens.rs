@@ -1,0 +1,444 @@
+//! Access tokens (JWT) and refresh tokens.
+//!
+//! cambot's own access tokens are EdDSA (Ed25519) JWTs with a pinned algorithm: the header must
+//! say `EdDSA` and name a `kid` of a stored key, the key's tenant must equal the `tid` claim, and
+//! `iss`, `aud`, `exp`, `iat`, `sub`, `tid`, `jti` are all required. Each tenant has its own
+//! keys; a key is replaced after `key_rotation_secs` and deleted once no token it signed can
+//! still be valid. Refresh tokens are 256 random bits, stored only as SHA-256 hashes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cambot_protocol::TenantId;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::EncodingKey;
+use jsonwebtoken::Header;
+use jsonwebtoken::Validation;
+use jsonwebtoken::jwk::AlgorithmParameters;
+use jsonwebtoken::jwk::JwkSet;
+use ring::signature::Ed25519KeyPair;
+use ring::signature::KeyPair;
+use serde::Deserialize;
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::error::ChannelError;
+use crate::error::HostError;
+use crate::web::config::ExternalIssuer;
+use crate::web::config::WebConfig;
+use crate::web::host::StoredKey;
+use crate::web::host::WebHost;
+
+/// Clock skew tolerated on `exp` and `iat` (seconds).
+pub const LEEWAY_SECS: u64 = 30;
+/// Longest lifetime (`exp - iat`) an accepted token may claim (seconds).
+const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
+    pub exp: u64,
+    pub iat: u64,
+    #[serde(default)]
+    pub jti: String,
+}
+
+/// Claims as read from an external token (`aud` may be a list there).
+#[derive(Debug, Deserialize)]
+struct ExternalClaims {
+    sub: String,
+    #[serde(default)]
+    tid: Option<String>,
+    exp: u64,
+    iat: Option<u64>,
+}
+
+/// Who a valid access token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub tenant: TenantId,
+    pub user: String,
+    /// Expiry (seconds since the epoch).
+    pub exp: u64,
+    /// Issued by the configured external issuer.
+    pub external: bool,
+}
+
+/// Why a token was refused. Every variant is a 401 to the client; the variant is for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token or header")]
+    Malformed,
+    #[error("algorithm not accepted")]
+    Algorithm,
+    #[error("unknown key id")]
+    UnknownKey,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("token issued in the future")]
+    FutureIat,
+    #[error("token lifetime too long")]
+    Lifetime,
+    #[error("token tenant does not match its key")]
+    TenantMismatch,
+    #[error("invalid user or tenant in token")]
+    BadSubject,
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+struct Signer {
+    kid: String,
+    created_ms: i64,
+    key: EncodingKey,
+}
+
+struct External {
+    issuer: String,
+    audience: String,
+    tenant: TenantId,
+    /// By `kid` (JWKS); a shared secret is stored under the empty kid.
+    keys: HashMap<String, (Algorithm, DecodingKey)>,
+}
+
+/// Issues and verifies access tokens.
+pub struct Tokens {
+    host: Arc<dyn WebHost>,
+    issuer: String,
+    audience: String,
+    access_ttl_secs: u64,
+    rotation_ms: i64,
+    signers: Mutex<HashMap<TenantId, Arc<Signer>>>,
+    verifiers: Mutex<HashMap<String, (TenantId, Arc<DecodingKey>)>>,
+    external: Option<External>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn now_secs() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0)
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// 256 random bits, base64url: a refresh token.
+pub fn new_refresh_token() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// The stored form of a refresh token.
+pub fn hash_refresh_token(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// 128 random bits as 32 hex characters.
+pub fn random_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+impl Tokens {
+    pub fn new(host: Arc<dyn WebHost>, config: &WebConfig) -> Result<Self, ChannelError> {
+        let external = config.external.as_ref().map(load_external).transpose()?;
+        Ok(Self {
+            host,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            access_ttl_secs: config.access_token_ttl_secs.max(1),
+            rotation_ms: i64::try_from(config.key_rotation_secs.max(1))
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            signers: Mutex::new(HashMap::new()),
+            verifiers: Mutex::new(HashMap::new()),
+            external,
+        })
+    }
+
+    pub fn access_ttl_secs(&self) -> u64 {
+        self.access_ttl_secs
+    }
+
+    /// Issues an access token for a user of a tenant. Returns the token and its expiry.
+    pub fn issue(&self, tenant: &TenantId, user: &str) -> Result<(String, u64), TokenError> {
+        let signer = self.signer(tenant)?;
+        let now = now_secs();
+        let exp = now + self.access_ttl_secs;
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user.to_owned(),
+            tid: Some(tenant.as_str().to_owned()),
+            exp,
+            iat: now,
+            jti: random_id(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(signer.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &signer.key)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        Ok((token, exp))
+    }
+
+    /// The tenant's current signer, rotating when it is older than the rotation period.
+    fn signer(&self, tenant: &TenantId) -> Result<Arc<Signer>, TokenError> {
+        let now = now_ms();
+        let fresh = |s: &Signer| now - s.created_ms < self.rotation_ms;
+        if let Some(s) = self.signers.lock().ok().and_then(|m| m.get(tenant).cloned())
+            && fresh(&s)
+        {
+            return Ok(s);
+        }
+        let stored = self.host.signing_keys(tenant)?;
+        let newest = stored.into_iter().next().filter(|k| now - k.created_ms < self.rotation_ms);
+        let key = match newest {
+            Some(k) => k,
+            None => {
+                let k = generate_key(tenant, now)?;
+                self.host.add_signing_key(&k)?;
+                // Keep old keys while tokens they signed may still be valid.
+                let keep_ms = i64::try_from(self.access_ttl_secs + LEEWAY_SECS)
+                    .unwrap_or(i64::MAX / 1000)
+                    .saturating_mul(1000);
+                self.host
+                    .retire_signing_keys(tenant, now - self.rotation_ms - keep_ms, &k.kid)?;
+                tracing::info!(tenant = %tenant, kid = %k.kid, "web: new signing key");
+                k
+            }
+        };
+        let signer = Arc::new(Signer {
+            kid: key.kid.clone(),
+            created_ms: key.created_ms,
+            key: EncodingKey::from_ed_der(&key.private_pkcs8),
+        });
+        if let Ok(mut m) = self.signers.lock() {
+            m.insert(tenant.clone(), Arc::clone(&signer));
+        }
+        Ok(signer)
+    }
+
+    /// Verifies an access token (own or external) and returns who it speaks for. It does not
+    /// check whether the user is disabled: the caller does, on every request.
+    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg == Algorithm::EdDSA
+            && let Some(kid) = header.kid.as_deref()
+            && let Some((tenant, key)) = self.local_key(kid)?
+        {
+            return self.verify_local(token, &tenant, &key);
+        }
+        match &self.external {
+            Some(ext) => verify_external(ext, token, &header),
+            None if header.alg != Algorithm::EdDSA => Err(TokenError::Algorithm),
+            None => Err(TokenError::UnknownKey),
+        }
+    }
+
+    fn local_key(&self, kid: &str) -> Result<Option<(TenantId, Arc<DecodingKey>)>, TokenError> {
+        if let Some(hit) = self.verifiers.lock().ok().and_then(|m| m.get(kid).cloned()) {
+            return Ok(Some(hit));
+        }
+        let Some(stored) = self.host.signing_key(kid)? else {
+            return Ok(None);
+        };
+        let entry = (
+            stored.tenant.clone(),
+            Arc::new(DecodingKey::from_ed_der(&stored.public_raw)),
+        );
+        if let Ok(mut m) = self.verifiers.lock() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(kid.to_owned(), entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    fn verify_local(
+        &self,
+        token: &str,
+        key_tenant: &TenantId,
+        key: &DecodingKey,
+    ) -> Result<Identity, TokenError> {
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.algorithms = vec![Algorithm::EdDSA];
+        v.leeway = LEEWAY_SECS;
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, key, &v)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let c = data.claims;
+        check_times(c.iat, c.exp)?;
+        if c.jti.is_empty() {
+            return Err(TokenError::Invalid("missing jti".into()));
+        }
+        let tid = c.tid.ok_or(TokenError::TenantMismatch)?;
+        if tid != key_tenant.as_str() {
+            return Err(TokenError::TenantMismatch);
+        }
+        if !valid_user_name(&c.sub) {
+            return Err(TokenError::BadSubject);
+        }
+        Ok(Identity {
+            tenant: key_tenant.clone(),
+            user: c.sub,
+            exp: c.exp,
+            external: false,
+        })
+    }
+
+    /// Forgets cached keys (tests rotate keys under a running channel).
+    pub fn clear_caches(&self) {
+        if let Ok(mut m) = self.signers.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.verifiers.lock() {
+            m.clear();
+        }
+    }
+}
+
+fn check_times(iat: u64, exp: u64) -> Result<(), TokenError> {
+    if iat > now_secs() + LEEWAY_SECS {
+        return Err(TokenError::FutureIat);
+    }
+    if exp.saturating_sub(iat) > MAX_TOKEN_LIFETIME_SECS {
+        return Err(TokenError::Lifetime);
+    }
+    Ok(())
+}
+
+fn verify_external(
+    ext: &External,
+    token: &str,
+    header: &Header,
+) -> Result<Identity, TokenError> {
+    let kid = header.kid.clone().unwrap_or_default();
+    let (alg, key) = ext
+        .keys
+        .get(&kid)
+        .or_else(|| ext.keys.get(""))
+        .ok_or(TokenError::UnknownKey)?;
+    if header.alg != *alg {
+        return Err(TokenError::Algorithm);
+    }
+    let mut v = Validation::new(*alg);
+    v.algorithms = vec![*alg];
+    v.leeway = LEEWAY_SECS;
+    v.set_issuer(&[&ext.issuer]);
+    v.set_audience(&[&ext.audience]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let data = jsonwebtoken::decode::<ExternalClaims>(token, key, &v)
+        .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let c = data.claims;
+    let iat = c.iat.ok_or_else(|| TokenError::Invalid("missing iat".into()))?;
+    check_times(iat, c.exp)?;
+    let tenant = match c.tid {
+        Some(t) => TenantId::new(&t).map_err(|_| TokenError::BadSubject)?,
+        None => ext.tenant.clone(),
+    };
+    if !valid_user_name(&c.sub) {
+        return Err(TokenError::BadSubject);
+    }
+    Ok(Identity {
+        tenant,
+        user: c.sub,
+        exp: c.exp,
+        external: true,
+    })
+}
+
+/// User names: 1-64 characters from `A-Z a-z 0-9 _ . @ -`, starting with a letter or digit.
+/// No `:` (it separates the parts of a web chat jid) and nothing path-like.
+pub fn valid_user_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
+}
+
+fn generate_key(tenant: &TenantId, now_ms: i64) -> Result<StoredKey, TokenError> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|_| TokenError::Invalid("key generation failed".into()))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|_| TokenError::Invalid("key generation failed".into()))?;
+    Ok(StoredKey {
+        kid: random_id(),
+        tenant: tenant.clone(),
+        private_pkcs8: pkcs8.as_ref().to_vec(),
+        public_raw: pair.public_key().as_ref().to_vec(),
+        created_ms: now_ms,
+    })
+}
+
+fn load_external(cfg: &ExternalIssuer) -> Result<External, ChannelError> {
+    let bad = |m: String| ChannelError::Config(format!("channels.web.external: {m}"));
+    let mut keys = HashMap::new();
+    match (&cfg.jwks_file, &cfg.shared_secret_file) {
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| bad(format!("{} is not a JWKS: {e}", path.display())))?;
+            for jwk in &set.keys {
+                let kid = jwk.common.key_id.clone().unwrap_or_default();
+                let alg = match &jwk.algorithm {
+                    AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                    AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+                    AlgorithmParameters::OctetKey(_) => {
+                        return Err(bad(
+                            "symmetric keys do not belong in a JWKS file; use shared_secret_file"
+                                .into(),
+                        ));
+                    }
+                };
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("key {kid}: {e}")))?;
+                keys.insert(kid, (alg, key));
+            }
+        }
+        (None, Some(path)) => {
+            let secret = std::fs::read(path)
+                .map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+            let secret = secret.trim_ascii();
+            if secret.len() < 32 {
+                return Err(bad("the shared secret must be at least 32 bytes".into()));
+            }
+            keys.insert(
+                String::new(),
+                (Algorithm::HS256, DecodingKey::from_secret(secret)),
+            );
+        }
+        _ => {
+            return Err(bad(
+                "set exactly one of jwks_file and shared_secret_file".into(),
+            ));
+        }
+    }
+    if keys.is_empty() {
+        return Err(bad("no keys".into()));
+    }
+    Ok(External {
+        issuer: cfg.issuer.clone(),
+        audience: cfg.audience.clone(),
+        tenant: cfg.tenant.clone(),
+        keys,
+    })
+}

@@ -1,0 +1,1 @@
+// Unit tests land here with the dialect conformance work.

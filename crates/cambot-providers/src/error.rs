@@ -1,0 +1,187 @@
+//! Errors of a model call, classified so callers can decide whether to retry.
+
+use std::time::Duration;
+
+/// What went wrong, independent of the dialect's spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: the request is malformed or unsupported. Not retried.
+    InvalidRequest,
+    /// 401: bad or missing key. Not retried.
+    Authentication,
+    /// 403. Not retried.
+    Permission,
+    /// 404: unknown model or path. Not retried.
+    NotFound,
+    /// 413. Not retried.
+    RequestTooLarge,
+    /// 429 rate limit. Retried, honouring `retry-after`.
+    RateLimited,
+    /// A spending cap or exhausted quota (Anthropic `enforced_spend_limit_reached`, OpenAI
+    /// `insufficient_quota`). Retrying cannot help; never retried.
+    QuotaExceeded,
+    /// 529 / `overloaded_error`. Retried with backoff.
+    Overloaded,
+    /// 500 and other 5xx. Retried.
+    Server,
+    /// 408 request timeout. Retried.
+    RequestTimeout,
+    /// 409 conflict. Retried (as the official SDKs do).
+    Conflict,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// The kind a bare status implies.
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            400 | 422 => Self::InvalidRequest,
+            401 => Self::Authentication,
+            403 => Self::Permission,
+            404 => Self::NotFound,
+            408 => Self::RequestTimeout,
+            409 => Self::Conflict,
+            413 => Self::RequestTooLarge,
+            429 => Self::RateLimited,
+            529 => Self::Overloaded,
+            s if s >= 500 => Self::Server,
+            _ => Self::Other,
+        }
+    }
+
+    /// Whether this class of error is worth another attempt.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited
+                | Self::Overloaded
+                | Self::Server
+                | Self::RequestTimeout
+                | Self::Conflict
+        )
+    }
+}
+
+/// An error the provider reported, either as a non-2xx response or as an error event inside a
+/// stream that had started with 200.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status; `None` for an error event inside a 200 stream.
+    pub status: Option<u16>,
+    pub kind: ErrorKind,
+    /// The provider's own error type (`overloaded_error`, `insufficient_quota`…), when given.
+    pub error_type: Option<String>,
+    pub message: String,
+    /// Delay the provider asked for (`retry-after-ms`, `retry-after`).
+    pub retry_after: Option<Duration>,
+    /// `x-should-retry: true|false`, which overrides the kind.
+    pub should_retry: Option<bool>,
+    /// `request-id` / `x-request-id`.
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    pub fn retryable(&self) -> bool {
+        if self.kind == ErrorKind::QuotaExceeded {
+            return false;
+        }
+        self.should_retry.unwrap_or_else(|| self.kind.retryable())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "HTTP {status}")?,
+            None => f.write_str("stream error")?,
+        }
+        if let Some(t) = &self.error_type {
+            write!(f, " {t}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request {id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every failure of a model call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider answered with an error. Retryable per [`ApiError::retryable`].
+    #[error("provider error: {0}")]
+    Api(Box<ApiError>),
+    /// No connection could be made (socket missing, refused). Retryable.
+    #[error("cannot connect to {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    /// The connection broke while sending the request or reading the response. Retryable
+    /// (only while no output has been yielded).
+    #[error("connection lost: {0}")]
+    Connection(String),
+    /// No byte arrived within the idle timeout. Retryable (only while no output has been
+    /// yielded).
+    #[error("no data from the provider for {0:?}")]
+    Timeout(Duration),
+    /// The body ended before the dialect's end-of-message marker. Retryable (only while no
+    /// output has been yielded).
+    #[error("the response stream ended before the message was complete")]
+    IncompleteStream,
+    /// The provider sent something that is not its wire format. Not retried.
+    #[error("malformed response: {0}")]
+    Decode(String),
+    /// The request cannot be expressed in this dialect. Not retried.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// Bad provider configuration. Not retried.
+    #[error("invalid provider configuration: {0}")]
+    Config(String),
+}
+
+impl ProviderError {
+    /// Whether another attempt of the same call may succeed. The provider's own retry loop
+    /// additionally never retries once output has been yielded.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Api(e) => e.retryable(),
+            Self::Connect { .. }
+            | Self::Connection(_)
+            | Self::Timeout(_)
+            | Self::IncompleteStream => true,
+            Self::Decode(_) | Self::InvalidRequest(_) | Self::Config(_) => false,
+        }
+    }
+
+    /// The delay the provider asked for before the next attempt, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
+    /// The classified kind of an API error.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            Self::Api(e) => Some(e.kind),
+            _ => None,
+        }
+    }
+
+    /// The API error details, when the provider reported one.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ApiError> for ProviderError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(Box::new(e))
+    }
+}
+
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
