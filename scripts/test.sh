@@ -8,6 +8,9 @@ source "$(dirname "$0")/lib.sh"
 need_root
 cd "$ROOT"
 ensure_rust
+# Tests that need a tool installed below (bwrap, dockerd, llama-server, chromium) fail instead of
+# skipping when it is missing: a green run means every suite really ran.
+export CAMBOT_REQUIRE_ALL=1
 
 # Per-area setup fragments (sandbox tools and dockerd, the local model, the cron oracle, the
 # browser...). Each is idempotent and may export variables into this shell.
