@@ -131,6 +131,14 @@ pub struct ConfigFile {
     pub channels: ChannelsConfig,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub model: crate::model_config::ModelSection,
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, cambot_providers::ProviderConfig>,
+    #[serde(default)]
+    pub local_model: crate::model_config::LocalModelSection,
+    #[serde(default)]
+    pub agent: crate::model_config::AgentSection,
 }
 
 /// The resolved configuration.
@@ -144,6 +152,12 @@ pub struct Config {
     pub router: RouterConfig,
     pub channels: ChannelsConfig,
     pub scheduler: SchedulerConfig,
+    /// `[model]` as written; [`crate::model_config::resolve_model`] turns it (with
+    /// `providers` and `local_model`) into upstreams when agents are started.
+    pub model: crate::model_config::ModelSection,
+    pub providers: std::collections::BTreeMap<String, cambot_providers::ProviderConfig>,
+    pub local_model: crate::model_config::LocalModelSection,
+    pub agent: crate::model_config::AgentSection,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -248,6 +262,10 @@ impl Config {
             router: raw.router,
             channels: raw.channels,
             scheduler: raw.scheduler,
+            model: raw.model,
+            providers: raw.providers,
+            local_model: raw.local_model,
+            agent: raw.agent,
             source,
         })
     }

@@ -39,6 +39,10 @@ fn the_example_file_parses_and_documents_the_defaults() {
     assert_eq!(c.log, d.log);
     assert_eq!(c.channels, d.channels);
     assert_eq!(c.scheduler, d.scheduler);
+    assert_eq!(c.model, d.model);
+    assert_eq!(c.local_model, d.local_model);
+    assert_eq!(c.agent, d.agent);
+    assert!(c.providers.is_empty());
 }
 
 #[test]

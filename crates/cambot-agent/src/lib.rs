@@ -8,6 +8,7 @@ pub mod formatting;
 pub mod gateway;
 pub mod host;
 pub mod ipc;
+pub mod model_config;
 pub mod outbox;
 pub mod queue;
 pub mod router;

