@@ -1,7 +1,9 @@
 //! Differential test of the cron evaluator against Python croniter (`tests/oracle/`).
 //!
 //! Needs the oracle installed: `scripts/setup/cron-oracle.sh` (croniter and tzdata, pinned, in a
-//! virtual environment under the cache directory). Without it the test fails, saying so.
+//! virtual environment under the cache directory). Without it the test fails, saying so, under
+//! `CAMBOT_REQUIRE_ALL=1` (as `scripts/test.sh` runs it), and is skipped with a `SKIPPED` line
+//! otherwise ([`super::require::require_tool`]).
 //! Environment:
 //! - `CRON_ORACLE_PYTHON`: the interpreter (default: the setup script's environment,
 //!   `${CAMBOT_CACHE_DIR:-$HOME/.cache/cambot}/cron-oracle-venv/bin/python`, else `python3`);
@@ -80,6 +82,10 @@ struct Tally {
 
 #[test]
 fn cron_evaluator_agrees_with_croniter() {
+    if super::require::require_tool("cron_evaluator_agrees_with_croniter", probe_oracle()).is_none()
+    {
+        return;
+    }
     let seed = env_number("CRON_DIFF_SEED").unwrap_or(DEFAULT_SEED);
     let count = env_number("CRON_DIFF_CASES").map_or(DEFAULT_CASES, |n| n as usize);
     let mut rng = StdRng::seed_from_u64(seed);
@@ -603,6 +609,27 @@ fn near_any(changes: &[i64], t: i64, within: i64) -> bool {
         .flatten()
         .filter_map(|i| changes.get(i))
         .any(|c| (c - t).abs() <= within)
+}
+
+/// Whether the oracle can run: the interpreter starts and imports croniter and tzdata (the
+/// script exits 3 when it cannot). Any other failure is left to the test proper to report.
+fn probe_oracle() -> Result<(), String> {
+    let python = oracle_python();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/oracle/croniter_oracle.py"
+    );
+    let output = Command::new(&python)
+        .arg(script)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start {python} ({e}); run scripts/setup/cron-oracle.sh"))?;
+    if output.status.code() == Some(3) {
+        return Err(format!(
+            "{python} cannot import croniter/tzdata; run scripts/setup/cron-oracle.sh"
+        ));
+    }
+    Ok(())
 }
 
 /// `CRON_ORACLE_PYTHON`, else the environment `scripts/setup/cron-oracle.sh` makes, else `python3`.

@@ -267,7 +267,7 @@ async fn a_one_shot_in_the_past_fires_once_and_completes() {
 
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn ten_thousand_tasks_due_in_the_same_second_fire_once_each() {
-    let runner = ScriptedRunner::quiet(|_, _| Turn::silent());
+    let runner = ScriptedRunner::new(|_, _| Turn::silent());
     let h = Harness::new("2026-01-01T00:00:00Z", runner, 64);
     for g in 0..100 {
         h.group(&format!("g{g}"));
@@ -295,6 +295,16 @@ async fn ten_thousand_tasks_due_in_the_same_second_fire_once_each() {
         fired += 1;
     }
     assert_eq!(fired, 10_000);
+    let mut prompts: Vec<String> = h
+        .runner
+        .started()
+        .into_iter()
+        .map(|r| r.request.prompt)
+        .collect();
+    assert_eq!(prompts.len(), 10_000, "runs started");
+    prompts.sort();
+    prompts.dedup();
+    assert_eq!(prompts.len(), 10_000, "no task started twice");
     h.cancel.cancel();
 }
 
