@@ -18,12 +18,15 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::formatting::Trigger;
 use crate::host::RouterHost;
+use crate::ipc::IpcService;
+use crate::ipc::SendLimits;
 use crate::outbox::Outbox;
 use crate::queue::RetryPolicy;
 use crate::router::Router;
 use crate::router::RouterSettings;
 use crate::runner::AgentRunner;
 use crate::runner::BoxFuture;
+use crate::runner::RunnerError;
 use crate::scheduler::Scheduler;
 use crate::scheduler::SchedulerSettings;
 use crate::scheduler::SystemClock;
@@ -43,6 +46,25 @@ pub fn configured_channels(config: &Config) -> ChannelFactory {
     })
 }
 
+/// What the daemon hands a [`RunnerFactory`]: the shared state a production runner needs to
+/// serve its runs' host sockets.
+pub struct RunnerContext {
+    pub store: Store,
+    pub outbox: Outbox,
+    pub layout: DataLayout,
+    /// The host tools every run's gateway serves.
+    pub ipc: Arc<IpcService>,
+    /// Cancelled when the daemon stops: long-lived helpers of the runner (a local model
+    /// server) stop with it.
+    pub cancel: CancellationToken,
+}
+
+/// Builds the agent runner once the store and host tools exist.
+pub type RunnerFactory = Box<
+    dyn FnOnce(RunnerContext) -> BoxFuture<'static, Result<Arc<dyn AgentRunner>, RunnerError>>
+        + Send,
+>;
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -60,6 +82,8 @@ pub enum DaemonError {
     Channels(#[from] ChannelError),
     #[error("invalid assistant name for the trigger: {0}")]
     Trigger(#[from] regex::Error),
+    #[error("agent runner: {0}")]
+    Runner(#[from] RunnerError),
 }
 
 /// Capacity of the channel-event queue.
@@ -92,6 +116,20 @@ impl Daemon {
         runner: Arc<dyn AgentRunner>,
         channel_factory: ChannelFactory,
     ) -> Result<Self, DaemonError> {
+        Self::start_with(
+            config,
+            Box::new(move |_| Box::pin(async move { Ok(runner) })),
+            channel_factory,
+        )
+        .await
+    }
+
+    /// Like [`Daemon::start`], with the runner built from the daemon's store and host tools.
+    pub async fn start_with(
+        config: &Config,
+        runner_factory: RunnerFactory,
+        channel_factory: ChannelFactory,
+    ) -> Result<Self, DaemonError> {
         let layout = DataLayout::new(&config.data_dir);
         std::fs::create_dir_all(layout.root()).map_err(|source| DaemonError::DataDir {
             path: layout.root().to_owned(),
@@ -99,6 +137,38 @@ impl Daemon {
         })?;
         let store = Store::open(&layout.database())?;
         let outbox = Outbox::new();
+        let cancel = CancellationToken::new();
+        // The host tools reach the router (registrations) through a late-bound handle: the
+        // router needs the runner, and the runner needs the host tools.
+        let router_slot: Arc<std::sync::OnceLock<std::sync::Weak<Router>>> =
+            Arc::new(std::sync::OnceLock::new());
+        let on_registered = {
+            let slot = Arc::clone(&router_slot);
+            Arc::new(move |_group: cambot_protocol::RegisteredGroup| {
+                if let Some(router) = slot.get().and_then(std::sync::Weak::upgrade)
+                    && let Err(e) = router.refresh_groups()
+                {
+                    tracing::error!(error = %e, "refreshing registrations failed");
+                }
+            })
+        };
+        let timezone: chrono_tz::Tz = config.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let ipc = Arc::new(IpcService::new(
+            store.clone(),
+            layout.clone(),
+            outbox.clone(),
+            timezone,
+            on_registered,
+            SendLimits::default(),
+        ));
+        let runner = runner_factory(RunnerContext {
+            store: store.clone(),
+            outbox: outbox.clone(),
+            layout: layout.clone(),
+            ipc,
+            cancel: cancel.clone(),
+        })
+        .await?;
         let channels: Arc<RwLock<Vec<Arc<dyn Channel>>>> = Arc::new(RwLock::new(Vec::new()));
         let router = Router::new(
             store.clone(),
@@ -114,6 +184,7 @@ impl Daemon {
             config.max_concurrent_runs,
             RetryPolicy::default(),
         )?;
+        let _ = router_slot.set(Arc::downgrade(&router));
         let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
         let host = Arc::new(RouterHost::new(
             Arc::clone(&router),
@@ -129,7 +200,6 @@ impl Daemon {
             *slot = connected;
         }
 
-        let cancel = CancellationToken::new();
         let background = TaskTracker::new();
         background.spawn(outbox.clone().run(
             store.clone(),
