@@ -139,6 +139,8 @@ pub struct ConfigFile {
     pub local_model: crate::model_config::LocalModelSection,
     #[serde(default)]
     pub agent: crate::model_config::AgentSection,
+    #[serde(default)]
+    pub sandbox: cambot_sandbox::SandboxConfig,
 }
 
 /// The resolved configuration.
@@ -158,6 +160,8 @@ pub struct Config {
     pub providers: std::collections::BTreeMap<String, cambot_providers::ProviderConfig>,
     pub local_model: crate::model_config::LocalModelSection,
     pub agent: crate::model_config::AgentSection,
+    /// `[sandbox]`: backend, limits, timeouts, uid for root-owned group folders.
+    pub sandbox: cambot_sandbox::SandboxConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -266,6 +270,7 @@ impl Config {
             providers: raw.providers,
             local_model: raw.local_model,
             agent: raw.agent,
+            sandbox: raw.sandbox,
             source,
         })
     }

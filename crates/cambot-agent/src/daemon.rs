@@ -57,6 +57,8 @@ pub struct RunnerContext {
     /// Cancelled when the daemon stops: long-lived helpers of the runner (a local model
     /// server) stop with it.
     pub cancel: CancellationToken,
+    /// The daemon's background tasks: spawn long-lived helpers here so shutdown waits for them.
+    pub background: TaskTracker,
 }
 
 /// Builds the agent runner once the store and host tools exist.
@@ -138,6 +140,7 @@ impl Daemon {
         let store = Store::open(&layout.database())?;
         let outbox = Outbox::new();
         let cancel = CancellationToken::new();
+        let background = TaskTracker::new();
         // The host tools reach the router (registrations) through a late-bound handle: the
         // router needs the runner, and the runner needs the host tools.
         let router_slot: Arc<std::sync::OnceLock<std::sync::Weak<Router>>> =
@@ -167,8 +170,10 @@ impl Daemon {
             layout: layout.clone(),
             ipc,
             cancel: cancel.clone(),
+            background: background.clone(),
         })
-        .await?;
+        .await
+        .inspect_err(|_| cancel.cancel())?;
         let channels: Arc<RwLock<Vec<Arc<dyn Channel>>>> = Arc::new(RwLock::new(Vec::new()));
         let router = Router::new(
             store.clone(),
@@ -200,7 +205,6 @@ impl Daemon {
             *slot = connected;
         }
 
-        let background = TaskTracker::new();
         background.spawn(outbox.clone().run(
             store.clone(),
             Arc::clone(&channels),

@@ -72,8 +72,8 @@ async fn run(mut config: Config, chat: bool) -> Result<ExitCode> {
         config.channels.cli.enabled = true;
     }
     logging::init(&config);
-    let runner = runtime::agent_runner(&config)?;
-    let mut daemon = Daemon::start(&config, runner, configured_channels(&config))
+    let runner = runtime::agent_runner(&config);
+    let mut daemon = Daemon::start_with(&config, runner, configured_channels(&config))
         .await
         .context("starting cambot")?;
     tracing::info!(data_dir = %config.data_dir.display(), "cambot is running");
@@ -163,9 +163,9 @@ fn doctor(config: &Config) -> Result<ExitCode> {
         },
     ));
     checks.push((true, "timezone", config.timezone.clone()));
-    checks.push(match runtime::agent_runner(config) {
-        Ok(_) => (true, "agent runner", "ready".to_owned()),
-        Err(e) => (false, "agent runner", format!("{e:#}")),
+    checks.push(match runtime::model_check(config) {
+        Ok(detail) => (true, "model", detail),
+        Err(e) => (false, "model", format!("{e:#}")),
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "cambot {}", env!("CARGO_PKG_VERSION"))?;

@@ -5,15 +5,39 @@ use std::sync::Arc;
 use anyhow::Result;
 use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
-use cambot_agent::runner::AgentRunner;
+use cambot_agent::daemon::RunnerFactory;
+use cambot_agent::model_config::resolve_model;
+use cambot_agent::production::production_runner;
 use tokio::signal::unix::SignalKind;
 use tokio::signal::unix::signal;
 
-/// The runner agents run under: the sandboxed runner.
-pub(crate) fn agent_runner(_config: &Config) -> Result<Arc<dyn AgentRunner>> {
-    anyhow::bail!(
-        "no agent runner is available in this build yet (the sandboxed runner lands with the sandbox issue); refusing to run agents"
-    )
+/// The runner agents run under: sandboxed runs, built when the daemon starts (fails closed
+/// when no sandbox backend works).
+pub(crate) fn agent_runner(config: &Config) -> RunnerFactory {
+    production_runner(config, Arc::new(|k: &str| std::env::var(k).ok()))
+}
+
+/// Which model agents would use, for `cambot doctor`.
+pub(crate) fn model_check(config: &Config) -> Result<String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let model = resolve_model(
+        &config.model,
+        &config.providers,
+        &config.local_model,
+        &config.data_dir,
+        &env,
+    )?;
+    Ok(match &model.local {
+        Some(spec) => format!(
+            "embedded local model {} (llama-server {})",
+            spec.model_file.display(),
+            spec.llama_server.display()
+        ),
+        None => format!(
+            "provider {} ({}), model {}",
+            model.choice.provider, model.choice.dialect, model.choice.model
+        ),
+    })
 }
 
 /// Waits for SIGINT/SIGTERM (or for `until` to finish), then shuts the daemon down; a second

@@ -1,0 +1,103 @@
+//! The runner `cambot run` and `cambot chat` use: sandboxed runs, the configured (or embedded
+//! local) model behind the host gateway. Fails closed: no sandbox backend, no agents.
+
+use std::sync::Arc;
+
+use cambot_sandbox::SandboxConfig;
+
+use crate::config::Config;
+use crate::daemon::RunnerContext;
+use crate::daemon::RunnerFactory;
+use crate::gateway::Gateway;
+use crate::gateway::GatewayPolicy;
+use crate::local_model::LocalModelServer;
+use crate::model_config::resolve_model;
+use crate::runner::AgentRunner;
+use crate::runner::RunnerError;
+use crate::sandboxed::RunnerSettings;
+use crate::sandboxed::SandboxedRunner;
+
+/// Builds the production runner when the daemon starts. `env_lookup` reads the provider
+/// variables (`ANTHROPIC_API_KEY`...): the process environment in production.
+pub fn production_runner(
+    config: &Config,
+    env_lookup: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+) -> RunnerFactory {
+    let config = config.clone();
+    Box::new(move |ctx: RunnerContext| {
+        Box::pin(async move {
+            let runner: Arc<dyn AgentRunner> =
+                Arc::new(build(&config, &ctx, env_lookup.as_ref()).await?);
+            Ok(runner)
+        })
+    })
+}
+
+async fn build(
+    config: &Config,
+    ctx: &RunnerContext,
+    env_lookup: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+) -> Result<SandboxedRunner, RunnerError> {
+    let model = resolve_model(
+        &config.model,
+        &config.providers,
+        &config.local_model,
+        &config.data_dir,
+        env_lookup,
+    )
+    .map_err(|e| RunnerError::Refused(e.to_string()))?;
+    let sandbox: &SandboxConfig = &config.sandbox;
+    let backend = cambot_sandbox::select_backend(sandbox)
+        .await
+        .map_err(|e| RunnerError::NoBackend(e.to_string()))?;
+    tracing::info!(
+        backend = backend.name(),
+        provider = %model.choice.provider,
+        model = %model.choice.model,
+        "agents run sandboxed"
+    );
+    if let Some(spec) = &model.local {
+        let pinned = crate::local_model::pinned_sha256_for(&spec.model_file);
+        if config.model.air_gapped && pinned.is_none() {
+            return Err(RunnerError::Refused(format!(
+                "air-gapped mode: {} is not in the pinned model manifest",
+                spec.model_file.display()
+            )));
+        }
+        LocalModelServer::start(
+            Arc::clone(&backend),
+            sandbox,
+            &ctx.layout,
+            spec,
+            pinned.as_deref(),
+            &ctx.background,
+            ctx.cancel.clone(),
+        )
+        .await
+        .map_err(|e| RunnerError::Spawn(e.to_string()))?;
+    }
+    let policy = GatewayPolicy {
+        air_gapped: config.model.air_gapped,
+        fetch_allow_hosts: if config.model.air_gapped {
+            Vec::new()
+        } else {
+            config.model.fetch_allow_hosts.clone()
+        },
+        ..GatewayPolicy::standard()
+    };
+    let gateway = Gateway::new(Arc::clone(&ctx.ipc), model.upstreams, policy)
+        .map_err(|e| RunnerError::Refused(e.to_string()))?;
+    Ok(SandboxedRunner::new(
+        backend,
+        sandbox.clone(),
+        ctx.layout.clone(),
+        gateway,
+        RunnerSettings {
+            assistant_name: config.assistant_name.clone(),
+            timezone: config.timezone.clone(),
+            model: model.choice,
+            tools: config.agent.tools,
+            limits: config.agent.limits(),
+        },
+    ))
+}

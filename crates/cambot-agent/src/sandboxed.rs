@@ -1,0 +1,391 @@
+//! The production [`AgentRunner`]: every run is `cambot-runner` inside a sandbox.
+//!
+//! Per run: a plan from `cambot-sandbox` (mounts of the run's group only, no network, dropped
+//! uid, limits), a run directory `<data>/runs/<run-id>/` holding the run's own gateway socket
+//! (seen inside as `/run/cambot/host.sock`, owned by the sandbox uid, with a random token), the
+//! `start` line on stdin, then JSON Lines both ways until the runner exits. The run directory
+//! and socket are removed when the run ends, whatever the outcome.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cambot_protocol::DataLayout;
+use cambot_protocol::HostToRunner;
+use cambot_protocol::ModelChoice;
+use cambot_protocol::RunLimits;
+use cambot_protocol::RunnerToHost;
+use cambot_protocol::StartInput;
+use cambot_protocol::ToolPolicy;
+use cambot_sandbox::ExitInfo;
+use cambot_sandbox::MountAllowlist;
+use cambot_sandbox::PlanInput;
+use cambot_sandbox::SandboxBackend;
+use cambot_sandbox::SandboxConfig;
+use cambot_sandbox::Supervised;
+use cambot_sandbox::SupervisorEvent;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::gateway::Gateway;
+use crate::gateway::RunSocket;
+use crate::ipc::RunIdentity;
+use crate::runner::ActiveRun;
+use crate::runner::AgentRunner;
+use crate::runner::BoxFuture;
+use crate::runner::RUN_CHANNEL_CAPACITY;
+use crate::runner::RunControl;
+use crate::runner::RunEvent;
+use crate::runner::RunExit;
+use crate::runner::RunInput;
+use crate::runner::RunOutcome;
+use crate::runner::RunRequest;
+use crate::runner::RunnerError;
+
+/// What every run of this daemon shares.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub assistant_name: String,
+    pub timezone: String,
+    pub model: ModelChoice,
+    pub tools: ToolPolicy,
+    pub limits: RunLimits,
+}
+
+/// Runs agents in sandboxes.
+pub struct SandboxedRunner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn SandboxBackend>,
+    sandbox: SandboxConfig,
+    layout: DataLayout,
+    gateway: Arc<Gateway>,
+    settings: RunnerSettings,
+    pumps: TaskTracker,
+}
+
+impl std::fmt::Debug for SandboxedRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxedRunner")
+            .field("backend", &self.inner.backend.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SandboxedRunner {
+    pub fn new(
+        backend: Arc<dyn SandboxBackend>,
+        sandbox: SandboxConfig,
+        layout: DataLayout,
+        gateway: Arc<Gateway>,
+        settings: RunnerSettings,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                sandbox,
+                layout,
+                gateway,
+                settings,
+                pumps: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.inner.gateway
+    }
+}
+
+impl AgentRunner for SandboxedRunner {
+    fn start(&self, request: RunRequest) -> BoxFuture<'_, Result<ActiveRun, RunnerError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.start(request).await })
+    }
+}
+
+impl Inner {
+    async fn start(self: Arc<Self>, request: RunRequest) -> Result<ActiveRun, RunnerError> {
+        let group = &request.group;
+        let tenant = group.tenant.clone();
+        let folder = group.folder.clone();
+        for dir in [
+            self.layout.group_dir(&tenant, &folder),
+            self.layout.sessions_dir(&tenant, &folder),
+            self.layout.global_dir(&tenant),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| RunnerError::Spawn(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let run_dir = self.layout.run_dir(&request.run_id);
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| RunnerError::Spawn(format!("cannot create {}: {e}", run_dir.display())))?;
+
+        let allowlist = MountAllowlist::load(&self.sandbox.allowlist_path(), &[self.layout.root()]);
+        let mut input = PlanInput::new(
+            self.layout.clone(),
+            tenant.clone(),
+            folder.clone(),
+            request.run_id.clone(),
+        );
+        input.is_main = group.is_main();
+        input.container_config = group.container_config.clone();
+        input.timezone = self.settings.timezone.clone();
+        // Landlock and seccomp are applied by the init shim when it is installed.
+        let init = self.sandbox.init_path();
+        if init.is_file() {
+            input.init = Some(init);
+        }
+        let plan = match cambot_sandbox::build_plan(input, &self.sandbox, &allowlist) {
+            Ok(plan) => plan,
+            Err(e) => {
+                remove_run_dir(&run_dir);
+                return Err(RunnerError::Refused(e.to_string()));
+            }
+        };
+        for (mount, why) in &plan.rejected_mounts {
+            tracing::warn!(
+                host_path = %mount.host_path,
+                reason = %why,
+                "extra mount refused for this run"
+            );
+        }
+        let (uid, gid) = (plan.identity.uid, plan.identity.gid);
+        // The sandbox user must reach the socket; nobody else may list the run dir.
+        if let Err(e) = prepare_run_dir(&run_dir, uid, gid) {
+            remove_run_dir(&run_dir);
+            return Err(RunnerError::Spawn(e));
+        }
+        let identity = RunIdentity {
+            run_id: request.run_id.clone(),
+            tenant: tenant.clone(),
+            folder: folder.clone(),
+            chat_jid: request.chat_jid.clone(),
+        };
+        let socket = match RunSocket::bind(
+            Arc::clone(&self.gateway),
+            identity,
+            &run_dir.join("host.sock"),
+            Some((uid, gid)),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                remove_run_dir(&run_dir);
+                return Err(RunnerError::Spawn(e.to_string()));
+            }
+        };
+        let start = HostToRunner::Start(Box::new(StartInput {
+            run_id: request.run_id.clone(),
+            tenant,
+            group_folder: folder,
+            chat_jid: request.chat_jid.clone(),
+            is_main: group.is_main(),
+            prompt: request.prompt.clone(),
+            session_id: request.session_id.clone(),
+            is_scheduled_task: request.is_scheduled_task(),
+            assistant_name: self.settings.assistant_name.clone(),
+            timezone: self.settings.timezone.clone(),
+            host_token: socket.token().to_owned(),
+            model: self.settings.model.clone(),
+            tools: self.settings.tools,
+            limits: self.settings.limits,
+        }));
+        let child = match self.backend.spawn(&plan).await {
+            Ok(c) => c,
+            Err(e) => {
+                socket.close().await;
+                remove_run_dir(&run_dir);
+                return Err(RunnerError::Spawn(e.to_string()));
+            }
+        };
+        let mut supervised = cambot_sandbox::supervise(child, plan.timeouts);
+        if let Err(e) = write_line(&mut supervised, &start.to_line()).await {
+            supervised.kill_switch().kill();
+            let info = supervised.wait().await;
+            socket.close().await;
+            remove_run_dir(&run_dir);
+            return Err(RunnerError::Spawn(format!(
+                "the runner did not take its start input: {e}; stderr: {}",
+                info.stderr_tail
+            )));
+        }
+        let (event_tx, event_rx) = mpsc::channel(RUN_CHANNEL_CAPACITY);
+        let (input_tx, input_rx) = mpsc::channel(RUN_CHANNEL_CAPACITY);
+        tracing::info!(
+            run = %request.run_id,
+            backend = self.backend.name(),
+            uid,
+            "run started"
+        );
+        self.pumps.spawn(pump(
+            supervised,
+            input_rx,
+            event_tx,
+            socket,
+            run_dir,
+            request.run_id.to_string(),
+        ));
+        Ok(ActiveRun {
+            events: event_rx,
+            control: RunControl::new(input_tx),
+        })
+    }
+}
+
+fn prepare_run_dir(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", dir.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if me == 0 && uid != 0 {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot hand {} to uid {uid}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn remove_run_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the run directory");
+    }
+}
+
+async fn write_line(run: &mut Supervised, line: &str) -> std::io::Result<()> {
+    run.stdin.write_all(line.as_bytes()).await?;
+    run.stdin.flush().await
+}
+
+/// Moves a run's traffic both ways until the runner exits, then reports the exit.
+async fn pump(
+    mut run: Supervised,
+    mut input: mpsc::Receiver<RunInput>,
+    events: mpsc::Sender<RunEvent>,
+    socket: RunSocket,
+    run_dir: PathBuf,
+    run_id: String,
+) {
+    let kill = run.kill_switch();
+    let mut input_open = true;
+    let mut protocol_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            event = run.events.recv() => {
+                let Some(event) = event else { break };
+                match event {
+                    SupervisorEvent::Line(line) => match RunnerToHost::parse_line(&line) {
+                        Ok(message) => {
+                            // A consumer that stopped listening still lets the run finish.
+                            let _ = events.send(to_run_event(message)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(run = %run_id, error = %e, line = %truncate(&line, 200), "runner printed a line that is not protocol");
+                        }
+                    },
+                    SupervisorEvent::LineTooLong { bytes } => {
+                        tracing::warn!(run = %run_id, bytes, "runner line over the cap dropped");
+                    }
+                    SupervisorEvent::OutputTruncated => {
+                        protocol_error = Some("the run passed its output cap and was stopped".to_owned());
+                    }
+                }
+            }
+            command = input.recv(), if input_open => {
+                let (line, last) = match command {
+                    Some(RunInput::Message(text)) => (HostToRunner::Message { text }.to_line(), false),
+                    Some(RunInput::Close) | None => (HostToRunner::Close.to_line(), true),
+                    Some(RunInput::Kill) => {
+                        kill.kill();
+                        continue;
+                    }
+                };
+                if let Err(e) = write_line(&mut run, &line).await {
+                    tracing::debug!(run = %run_id, error = %e, "runner stdin closed");
+                    input_open = false;
+                }
+                if last {
+                    // Nothing follows a close: end of input tells the runner so too.
+                    run.stdin = Box::new(tokio::io::sink());
+                    input_open = false;
+                }
+            }
+        }
+    }
+    let info = run.wait().await;
+    socket.close().await;
+    remove_run_dir(&run_dir);
+    let outcome = outcome_of(&info, protocol_error);
+    tracing::info!(run = %run_id, ?outcome, code = ?info.code, signal = ?info.signal, timed_out = info.timed_out, "run ended");
+    let _ = events
+        .send(RunEvent::Exited(RunExit {
+            outcome,
+            limits_degraded: info.limits_degraded,
+        }))
+        .await;
+}
+
+fn outcome_of(info: &ExitInfo, protocol_error: Option<String>) -> RunOutcome {
+    if let Some(reason) = protocol_error {
+        return RunOutcome::Failed { reason };
+    }
+    if info.is_success() {
+        return RunOutcome::Success;
+    }
+    let how = if info.timed_out {
+        "timed out before any output".to_owned()
+    } else if info.killed {
+        "was killed".to_owned()
+    } else if let Some(signal) = info.signal {
+        format!("died of signal {signal}")
+    } else {
+        format!("exited with code {}", info.code.unwrap_or(-1))
+    };
+    let tail = info.stderr_tail.trim();
+    RunOutcome::Failed {
+        reason: if tail.is_empty() {
+            format!("the runner {how}")
+        } else {
+            format!("the runner {how}: {tail}")
+        },
+    }
+}
+
+fn to_run_event(message: RunnerToHost) -> RunEvent {
+    match message {
+        RunnerToHost::Ready => RunEvent::Ready,
+        RunnerToHost::Activity { kind, detail } => RunEvent::Activity { kind, detail },
+        RunnerToHost::TextDelta { text } => RunEvent::TextDelta(text),
+        RunnerToHost::Result {
+            text,
+            session_id,
+            inputs,
+        } => RunEvent::Result {
+            text,
+            session_id,
+            inputs,
+        },
+        RunnerToHost::Error { message, retryable } => RunEvent::Error { message, retryable },
+        RunnerToHost::Usage {
+            input_tokens,
+            output_tokens,
+        } => RunEvent::Usage {
+            input_tokens,
+            output_tokens,
+        },
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
