@@ -27,13 +27,15 @@ pub fn production_runner(
     Box::new(move |ctx: RunnerContext| {
         Box::pin(async move {
             let runner: Arc<dyn AgentRunner> =
-                Arc::new(build(&config, &ctx, env_lookup.as_ref()).await?);
+                Arc::new(build_sandboxed_runner(&config, &ctx, env_lookup.as_ref()).await?);
             Ok(runner)
         })
     })
 }
 
-async fn build(
+/// The runner [`production_runner`] builds, for callers that want its gateway (tests read its
+/// connection counters).
+pub async fn build_sandboxed_runner(
     config: &Config,
     ctx: &RunnerContext,
     env_lookup: &(dyn Fn(&str) -> Option<String> + Send + Sync),
@@ -96,7 +98,13 @@ async fn build(
             assistant_name: config.assistant_name.clone(),
             timezone: config.timezone.clone(),
             model: model.choice,
-            tools: config.agent.tools,
+            // A 135M-parameter model cannot drive tools, and their schemas would fill its
+            // context: the embedded model chats.
+            tools: if model.local.is_some() {
+                cambot_protocol::ToolPolicy::None
+            } else {
+                config.agent.tools
+            },
             limits: config.agent.limits(),
         },
     ))

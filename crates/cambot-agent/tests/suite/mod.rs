@@ -1,3 +1,4 @@
+mod airgap;
 mod crash;
 mod cron_differential;
 mod ipc_auth;

@@ -26,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(60);
 const KEY: &str = "sk-ant-test-secret-0123456789";
 
 /// The built binary `name` next to this test's target profile dir.
-fn workspace_bin(name: &str) -> PathBuf {
+pub(crate) fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/all-<hash> -> target/<profile>/<name>
     let profile = exe.parent().unwrap().parent().unwrap();
@@ -34,7 +34,7 @@ fn workspace_bin(name: &str) -> PathBuf {
 }
 
 /// bwrap and the two sandbox binaries, or a skip (a failure under CAMBOT_REQUIRE_ALL).
-fn sandbox_tools() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn sandbox_tools() -> Option<(PathBuf, PathBuf)> {
     let runner = workspace_bin("cambot-runner");
     let init = workspace_bin("cambot-sandbox-init");
     let bwrap_ok = std::env::var_os("CAMBOT_BWRAP").is_some()
@@ -235,7 +235,7 @@ async fn the_next_run_resumes_the_session_and_sees_earlier_turns() {
     t.daemon.shutdown().await;
 }
 
-async fn eventually_async(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) async fn eventually_async(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..600 {
         if check() {
             return;
