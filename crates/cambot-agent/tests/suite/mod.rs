@@ -2,6 +2,7 @@ mod airgap;
 mod crash;
 mod cron_differential;
 mod ipc_auth;
+mod local_model;
 mod require;
 mod router;
 mod sandboxed;

@@ -1,0 +1,127 @@
+//! The embedded default: with no provider key configured, a chat message is answered by the
+//! real SmolLM2 model, served by llama-server in its own sandbox and reached through the run's
+//! gateway socket. And a model file that does not match its pinned digest is refused.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cambot_agent::daemon::Daemon;
+use cambot_agent::local_model::PINNED_MODELS;
+use cambot_agent::local_model::verify_sha256;
+use cambot_agent::production::production_runner;
+
+use super::sandboxed::sandbox_tools;
+use super::support::*;
+
+/// The files `scripts/setup/local-model.sh` exports, or a skip (failure under REQUIRE_ALL).
+pub(crate) fn local_model_files() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let get = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+    };
+    match (
+        get("CAMBOT_LLAMA_SERVER"),
+        get("CAMBOT_SMOLLM2_GGUF"),
+        get("CAMBOT_CHAT_TEMPLATE"),
+    ) {
+        (Some(s), Some(m), Some(t)) => Some((s, m, t)),
+        _ if std::env::var("CAMBOT_REQUIRE_ALL").as_deref() == Ok("1") => {
+            panic!("the local model is not built: source scripts/setup/local-model.sh")
+        }
+        _ => {
+            eprintln!("SKIPPED local model end-to-end: CAMBOT_LLAMA_SERVER & co. not set");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_key_the_sandboxed_local_model_answers() {
+    let Some((runner_bin, init_bin)) = sandbox_tools() else {
+        return;
+    };
+    let Some((server, model, template)) = local_model_files() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+            [model]
+            air_gapped = true
+            [sandbox]
+            backend = "bwrap"
+            runner_path = "{}"
+            init_path = "{}"
+            [local_model]
+            llama_server = "{}"
+            model_file = "{}"
+            chat_template = "{}"
+            "#,
+            runner_bin.display(),
+            init_bin.display(),
+            server.display(),
+            model.display(),
+            template.display()
+        ),
+    );
+    // No provider variable at all: the embedded model is the default.
+    let env = |_: &str| None;
+    let slot = Arc::new(Mutex::new(None));
+    let daemon = Daemon::start_with(
+        &cfg,
+        production_runner(&cfg, Arc::new(env)),
+        fake_factory(Arc::clone(&slot), None),
+    )
+    .await
+    .unwrap();
+    let channel = slot.lock().unwrap().clone().unwrap();
+    channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    channel
+        .inject(
+            &tenant(),
+            "fake:main",
+            "Alice",
+            "What is the capital of France?",
+        )
+        .await
+        .unwrap();
+    let sent = channel.wait_sent(1, Duration::from_secs(180)).await;
+    assert_eq!(sent.len(), 1, "no reply from the local model");
+    assert!(!sent[0].text.trim().is_empty());
+    eprintln!("local model replied: {}", sent[0].text);
+    // The text was streamed as it was generated.
+    assert!(!channel.deltas().is_empty());
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tampered_model_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    std::fs::write(&file, b"GGUF not really a model").unwrap();
+    let pinned = PINNED_MODELS[0].1;
+    let err = verify_sha256(&file, pinned).await.unwrap_err().to_string();
+    assert!(
+        err.contains("failed verification") && err.contains(pinned),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_real_model_file_matches_its_pin() {
+    let Some((_, model, _)) = local_model_files() else {
+        return;
+    };
+    verify_sha256(&model, PINNED_MODELS[0].1).await.unwrap();
+}
