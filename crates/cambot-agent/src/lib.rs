@@ -15,3 +15,4 @@ pub mod router;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
+pub mod web_host;

@@ -6,6 +6,7 @@
 mod commands;
 mod logging;
 mod runtime;
+mod users_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     /// Manage registered groups.
     #[command(subcommand)]
     Groups(commands::GroupsCommand),
+    /// Manage web chat users.
+    #[command(subcommand)]
+    Users(users_cmd::UsersCommand),
 }
 
 fn main() -> ExitCode {
