@@ -78,6 +78,9 @@ pub struct RecordedRequest {
     pub raw_body: hyper::body::Bytes,
     /// The dialect of the route, `None` for other routes.
     pub dialect: Option<Dialect>,
+    /// When the request was complete (tokio time, so paused-time tests can measure the gap
+    /// between a failed attempt and its retry).
+    pub at: tokio::time::Instant,
 }
 
 impl RecordedRequest {

@@ -1,0 +1,4 @@
+mod errors;
+mod gateway;
+mod streaming;
+mod support;
