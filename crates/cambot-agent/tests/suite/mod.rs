@@ -5,3 +5,4 @@ mod require;
 mod router;
 mod scheduler;
 mod support;
+mod task_lifecycle;

@@ -65,6 +65,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Doctor => doctor(&config),
         Command::Groups(cmd) => groups(&config, cmd),
         Command::Users(cmd) => crate::users_cmd::run(&config, cmd),
+        Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd),
     }
 }
 

@@ -6,6 +6,7 @@
 mod commands;
 mod logging;
 mod runtime;
+mod tasks_cmd;
 mod users_cmd;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ enum Command {
     /// Manage web chat users.
     #[command(subcommand)]
     Users(users_cmd::UsersCommand),
+    /// Inspect and manage scheduled tasks (works while the daemon runs).
+    #[command(subcommand)]
+    Tasks(tasks_cmd::TasksCommand),
 }
 
 fn main() -> ExitCode {
