@@ -27,6 +27,7 @@
 //! out, so an unexpected extra call fails loudly); [`Standin::fast_echo`] makes every request
 //! answer at once with `echo: <last user text>`, for load tests.
 
+pub mod llama;
 mod render;
 mod script;
 mod server;
