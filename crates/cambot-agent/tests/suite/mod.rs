@@ -4,5 +4,6 @@ mod ipc_auth;
 mod require;
 mod router;
 mod scheduler;
+mod scheduler_crash;
 mod support;
 mod task_lifecycle;
