@@ -46,6 +46,8 @@ pub struct ExitInfo {
     /// At least one stdout line arrived (a timeout after output is a clean finish).
     pub had_output: bool,
     pub limits_degraded: bool,
+    /// The memory limit killed a process of the run.
+    pub oom_killed: bool,
     /// stdout or stderr went over the output cap.
     pub output_truncated: bool,
     /// The last 200 characters of stderr, for error messages.

@@ -256,6 +256,7 @@ struct BwrapControl {
     job: Option<JobCgroup>,
     status: Option<std::process::ExitStatus>,
     cleanup: Option<tokio::task::JoinHandle<()>>,
+    oom: bool,
 }
 
 impl BwrapControl {
@@ -265,6 +266,7 @@ impl BwrapControl {
             job,
             status: None,
             cleanup: None,
+            oom: false,
         }
     }
 
@@ -281,6 +283,7 @@ impl BwrapControl {
         // bwrap is gone, so its pid namespace is too; the cgroup sweep catches anything
         // that could have escaped it.
         if let Some(mut job) = self.job.take() {
+            self.oom = job.oom_kills() > 0;
             self.cleanup = Some(tokio::task::spawn_blocking(move || job.destroy()));
         }
         if let Some(handle) = self.cleanup.as_mut() {
@@ -299,6 +302,7 @@ impl ChildControl for BwrapControl {
             Ok(ExitInfo {
                 code: status.code(),
                 signal: status.signal(),
+                oom_killed: self.oom,
                 ..ExitInfo::default()
             })
         }

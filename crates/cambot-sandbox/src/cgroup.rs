@@ -207,6 +207,24 @@ impl JobCgroup {
         pids.len()
     }
 
+    /// How many processes the memory limit killed (v1 `memory.oom_control`, v2
+    /// `memory.events`).
+    pub(crate) fn oom_kills(&self) -> u64 {
+        for d in &self.dirs {
+            for file in ["memory.oom_control", "memory.events"] {
+                if let Ok(t) = std::fs::read_to_string(d.join(file))
+                    && let Some(n) = t
+                        .lines()
+                        .find_map(|l| l.strip_prefix("oom_kill "))
+                        .and_then(|v| v.trim().parse().ok())
+                {
+                    return n;
+                }
+            }
+        }
+        0
+    }
+
     /// Whether any process is still in the job.
     pub(crate) fn is_empty(&self) -> bool {
         self.pids().is_empty()

@@ -23,6 +23,7 @@ mod bwrap_args;
 mod cgroup;
 pub mod config;
 pub mod docker;
+pub mod docker_image;
 mod error;
 pub mod mounts;
 mod plan;

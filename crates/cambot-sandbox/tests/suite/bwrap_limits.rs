@@ -77,6 +77,7 @@ async fn memory_balloon_is_killed() {
     assert_eq!(out.get("started"), Some("1"), "{out:#?}");
     assert_eq!(out.get("survived"), None, "{out:#?}");
     assert!(!out.exit.limits_degraded);
+    assert!(out.exit.oom_killed, "{:?}", out.exit);
     assert_ne!(out.exit.code, Some(0), "{out:#?}");
     report("SUITE bwrap limits: ran");
 }
