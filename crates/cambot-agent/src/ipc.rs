@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use crate::formatting::format_outbound;
 use crate::outbox::Outbox;
 use crate::schedule::Schedule;
+use crate::scheduler as lifecycle;
 
 /// Who is calling: fixed when the run's socket is created, never read from a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +111,10 @@ struct Bucket {
 /// Called after a registration so the router's cache sees it at once.
 pub type OnRegistered = Arc<dyn Fn(RegisteredGroup) + Send + Sync>;
 
+/// Called after a task was created, paused, resumed or cancelled, so the scheduler re-checks
+/// its next due time at once ([`crate::scheduler::Scheduler::waker`]).
+pub type OnTasksChanged = Arc<dyn Fn() + Send + Sync>;
+
 /// The host tools, shared by every run's gateway.
 pub struct IpcService {
     store: Store,
@@ -117,6 +122,7 @@ pub struct IpcService {
     outbox: Outbox,
     timezone: chrono_tz::Tz,
     on_registered: OnRegistered,
+    on_tasks_changed: Option<OnTasksChanged>,
     limits: SendLimits,
     buckets: Mutex<HashMap<(TenantId, GroupFolder), Bucket>>,
 }
@@ -142,8 +148,23 @@ impl IpcService {
             outbox,
             timezone,
             on_registered,
+            on_tasks_changed: None,
             limits,
             buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Wakes the scheduler after every task change (without it a new task due soon waits for
+    /// the scheduler's next timer, up to minutes).
+    #[must_use]
+    pub fn with_on_tasks_changed(mut self, on_tasks_changed: OnTasksChanged) -> Self {
+        self.on_tasks_changed = Some(on_tasks_changed);
+        self
+    }
+
+    fn tasks_changed(&self) {
+        if let Some(wake) = &self.on_tasks_changed {
+            wake();
         }
     }
 
@@ -291,6 +312,7 @@ impl IpcService {
             created_at: cambot_core::time::rfc3339(now),
         };
         self.store.create_task(&task).map_err(internal)?;
+        self.tasks_changed();
         Ok(ScheduleTaskResponse {
             task_id: id.to_string(),
             next_run: next_run.map(cambot_core::time::rfc3339),
@@ -340,9 +362,8 @@ impl IpcService {
 
     pub fn pause_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), IpcError> {
         let task = self.owned_task(who, req)?;
-        self.store
-            .set_task_status(&task.id, TaskStatus::Paused)
-            .map_err(internal)?;
+        lifecycle::pause_task(&self.store, &task).map_err(change_error)?;
+        self.tasks_changed();
         Ok(())
     }
 
@@ -354,21 +375,15 @@ impl IpcService {
         now: DateTime<Utc>,
     ) -> Result<(), IpcError> {
         let task = self.owned_task(who, req)?;
-        let next =
-            crate::scheduler::next_run_on_resume(&task, now).map_err(IpcError::BadRequest)?;
-        self.store
-            .set_task_status_and_next_run(
-                &task.id,
-                TaskStatus::Active,
-                next.map(|t| t.timestamp_millis()),
-            )
-            .map_err(internal)?;
+        lifecycle::resume_task(&self.store, &task, now).map_err(change_error)?;
+        self.tasks_changed();
         Ok(())
     }
 
     pub fn cancel_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), IpcError> {
         let task = self.owned_task(who, req)?;
-        self.store.delete_task(&task.id).map_err(internal)?;
+        lifecycle::cancel_task(&self.store, &task).map_err(change_error)?;
+        self.tasks_changed();
         Ok(())
     }
 
@@ -435,6 +450,14 @@ impl IpcService {
                 })
                 .collect(),
         })
+    }
+}
+
+fn change_error(e: lifecycle::TaskChangeError) -> IpcError {
+    match e {
+        lifecycle::TaskChangeError::NotFound(id) => IpcError::NotFound(format!("no task {id}")),
+        lifecycle::TaskChangeError::Refused(why) => IpcError::BadRequest(why),
+        lifecycle::TaskChangeError::Store(e) => internal(e),
     }
 }
 

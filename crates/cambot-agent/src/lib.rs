@@ -18,3 +18,4 @@ pub mod runner;
 pub mod sandboxed;
 pub mod schedule;
 pub mod scheduler;
+pub mod web_host;

@@ -107,6 +107,12 @@ pub trait ChannelHost: Send + Sync {
 
     /// Something happened to a channel that the host may act on. The default ignores it.
     fn on_channel_event(&self, _event: ChannelEvent) {}
+
+    /// Users, tokens and web sessions, for the web channel. Hosts without a user store
+    /// return `None` (the default), and the web channel then refuses to start.
+    fn web(&self) -> Option<Arc<dyn crate::web::WebHost>> {
+        None
+    }
 }
 
 /// Channel lifecycle notices.

@@ -2,7 +2,7 @@
 //!
 //! Everything about chat channels: the [`Channel`] trait every channel implements, the
 //! [`ChannelHost`] callbacks cambot gives them ([`ChannelOpts`]), [`load_channels`] which builds
-//! and connects the configured ones, and every implementation (today: [`cli`]).
+//! and connects the configured ones, and every implementation (today: [`cli`] and [`web`], the browser chat).
 //!
 //! The orchestrator depends on this crate's traits and `load_channels` only; adding a channel
 //! touches nothing outside this crate (story 0.1).
@@ -11,6 +11,7 @@ mod channel;
 pub mod cli;
 mod error;
 mod registry;
+pub mod web;
 
 pub use channel::BoxFuture;
 pub use channel::Channel;
@@ -23,3 +24,6 @@ pub use error::ChannelError;
 pub use error::HostError;
 pub use registry::ChannelsConfig;
 pub use registry::load_channels;
+pub use web::WebChannel;
+pub use web::WebConfig;
+pub use web::WebHost;

@@ -10,6 +10,8 @@ use crate::channel::ChannelOpts;
 use crate::cli::CliChannel;
 use crate::cli::CliConfig;
 use crate::error::ChannelError;
+use crate::web::WebChannel;
+use crate::web::WebConfig;
 
 /// The `[channels]` table of the config file: one optional sub-table per channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +19,8 @@ use crate::error::ChannelError;
 pub struct ChannelsConfig {
     /// The terminal channel (`[channels.cli]`).
     pub cli: CliConfig,
+    /// The browser chat (`[channels.web]`).
+    pub web: WebConfig,
 }
 
 /// Builds every enabled channel, connects each (in order) and returns them. A channel that
@@ -28,6 +32,9 @@ pub async fn load_channels(
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
     if config.cli.enabled {
         channels.push(Arc::new(CliChannel::stdio(opts.clone(), &config.cli)?));
+    }
+    if config.web.enabled {
+        channels.push(Arc::new(WebChannel::new(opts.clone(), &config.web)?));
     }
     if channels.is_empty() {
         return Err(ChannelError::NoChannels);

@@ -167,7 +167,7 @@ impl Store {
     }
 
     /// Records a firing's outcome and the task's last result; a finished one-shot becomes
-    /// `completed`.
+    /// `completed`, also when it was paused while it ran (resuming it would fire it again).
     pub fn finish_task_run(
         &self,
         run_id: i64,
@@ -192,7 +192,7 @@ impl Store {
             };
             tx.prepare_cached(
                 "UPDATE scheduled_tasks SET last_run = ?2, last_result = ?3,
-                     status = CASE WHEN ?4 AND status = 'active' AND next_run_ms IS NULL THEN 'completed' ELSE status END
+                     status = CASE WHEN ?4 AND status IN ('active', 'paused') AND next_run_ms IS NULL THEN 'completed' ELSE status END
                  WHERE id = ?1",
             )?
             .execute(params![

@@ -256,6 +256,18 @@ impl Store {
         rows.into_iter().collect()
     }
 
+    /// Every task of every tenant (the admin CLI), oldest first.
+    pub fn all_tasks(&self) -> Result<Vec<ScheduledTask>> {
+        let conn = self.reader()?;
+        let rows = conn
+            .prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM scheduled_tasks ORDER BY created_at, id"
+            ))?
+            .query_map([], task_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().collect()
+    }
+
     /// Sets a task's status. Returns whether the task exists.
     pub fn set_task_status(&self, id: &TaskId, status: TaskStatus) -> Result<bool> {
         let conn = self.conn()?;

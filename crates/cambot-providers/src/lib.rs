@@ -10,6 +10,7 @@
 //! - [`HttpProvider`]: retries (the official SDKs' policy), idle timeouts, no retry once
 //!   output has streamed. [`HttpProvider::via_gateway`] is the runner's constructor (Unix
 //!   socket, no key), [`HttpProvider::direct`] talks plain HTTP to a local server.
+//! - [`models`]: the pinned SHA-256 manifest of local model files and their verification.
 //! - [`auth`]: pure helpers for the host gateway (credential headers, upstream paths).
 //!
 //! Not here: TLS (the host gateway does it), keys (the gateway or the caller passes them),
@@ -21,6 +22,7 @@ pub mod config;
 mod dialect;
 mod error;
 mod framing;
+pub mod models;
 mod provider;
 pub mod retry;
 pub mod transport;

@@ -183,6 +183,14 @@ pub async fn run<P: Provider>(
                 }
             }
         };
+        // Input that arrived while the turn was finishing counts as arrived during it.
+        while !pending.input_done {
+            match inputs.try_recv() {
+                Ok(item) => pending.take(Some(item), events).await,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => pending.take(None, events).await,
+            }
+        }
         match outcome {
             Ok(end) => {
                 emit(

@@ -58,3 +58,25 @@ impl RunnerEnv {
         &self.workspace
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_sandbox_paths_and_env_overrides_them() {
+        let d = RunnerEnv::from_lookup(|_| None);
+        assert_eq!(d.host_socket, PathBuf::from("/run/cambot/host.sock"));
+        assert_eq!(d.group_dir(), PathBuf::from("/workspace/group"));
+        assert_eq!(d.session_dir(), PathBuf::from("/workspace/session"));
+        assert_eq!(d.global_dir(), PathBuf::from("/workspace/global"));
+        let o = RunnerEnv::from_lookup(|k| match k {
+            ENV_HOST_SOCKET => Some("/tmp/h.sock".into()),
+            ENV_WORKSPACE => Some("/tmp/ws".into()),
+            _ => None,
+        });
+        assert_eq!(o, RunnerEnv::new("/tmp/h.sock", "/tmp/ws"));
+        let blank = RunnerEnv::from_lookup(|_| Some(" ".into()));
+        assert_eq!(blank, d);
+    }
+}

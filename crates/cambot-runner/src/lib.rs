@@ -30,6 +30,9 @@ pub mod memory;
 pub mod session;
 pub mod tools;
 
+#[cfg(test)]
+mod testing;
+
 pub use agent::Agent;
 pub use agent::TurnEnd;
 pub use driver::run;

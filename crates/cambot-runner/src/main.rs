@@ -33,7 +33,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run())
+    let code = runtime.block_on(run());
+    // The stdin reader may be parked in a blocking read (tokio reads stdin on a blocking
+    // thread); waiting for it would keep the run alive until the host closes our stdin.
+    runtime.shutdown_background();
+    code
 }
 
 async fn run() -> ExitCode {

@@ -8,6 +8,7 @@
 //! resumed at start-up. Missed slots follow the task's policy (`skip` by default, `run_once`).
 
 mod clock;
+mod lifecycle;
 mod rules;
 mod run;
 
@@ -27,6 +28,12 @@ use tokio_util::sync::CancellationToken;
 pub use clock::Clock;
 pub use clock::SystemClock;
 pub use clock::TokioClock;
+pub use lifecycle::Change;
+pub use lifecycle::TaskChangeError;
+pub use lifecycle::cancel_task;
+pub use lifecycle::load_task;
+pub use lifecycle::pause_task;
+pub use lifecycle::resume_task;
 pub use rules::next_run_on_resume;
 pub use rules::stored_schedule;
 
@@ -100,6 +107,17 @@ impl Scheduler {
     /// Tasks changed (created, resumed, ...): re-check the earliest due time now.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// A callback that wakes this scheduler, for services that change tasks (the IPC tools).
+    /// Holds the scheduler weakly: it does nothing once the scheduler is gone.
+    pub fn waker(self: &Arc<Self>) -> Arc<dyn Fn() + Send + Sync> {
+        let me = Arc::downgrade(self);
+        Arc::new(move || {
+            if let Some(s) = me.upgrade() {
+                s.wake();
+            }
+        })
     }
 
     /// Runs until `cancel`: resumes interrupted firings, then fires tasks as they fall due.

@@ -7,4 +7,6 @@ mod require;
 mod router;
 mod sandboxed;
 mod scheduler;
+mod scheduler_crash;
 mod support;
+mod task_lifecycle;

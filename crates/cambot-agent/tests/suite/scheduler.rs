@@ -41,17 +41,18 @@ impl MessageProcessor for NoMessages {
     }
 }
 
-struct Harness {
-    store: Store,
-    scheduler: Arc<Scheduler>,
-    runner: Arc<ScriptedRunner>,
-    clock: TokioClock,
-    cancel: CancellationToken,
+/// A scheduler on a temp database under paused time (shared with `task_lifecycle`).
+pub(crate) struct Harness {
+    pub(crate) store: Store,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) runner: Arc<ScriptedRunner>,
+    pub(crate) clock: TokioClock,
+    pub(crate) cancel: CancellationToken,
     _processor: Arc<dyn MessageProcessor>,
-    _dir: tempfile::TempDir,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
-fn utc(s: &str) -> DateTime<Utc> {
+pub(crate) fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
@@ -60,7 +61,7 @@ fn tenant() -> TenantId {
 }
 
 impl Harness {
-    fn new(start: &str, runner: Arc<ScriptedRunner>, max_concurrent: usize) -> Self {
+    pub(crate) fn new(start: &str, runner: Arc<ScriptedRunner>, max_concurrent: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("cambot.db")).unwrap();
         let processor: Arc<dyn MessageProcessor> = Arc::new(NoMessages);
@@ -89,7 +90,7 @@ impl Harness {
         }
     }
 
-    fn group(&self, folder: &str) {
+    pub(crate) fn group(&self, folder: &str) {
         self.store
             .register_group(&GroupRegistration {
                 tenant: tenant(),
@@ -103,7 +104,7 @@ impl Harness {
             .unwrap();
     }
 
-    fn task(
+    pub(crate) fn task(
         &self,
         id: &str,
         folder: &str,
@@ -136,12 +137,12 @@ impl Harness {
         task
     }
 
-    fn start(&self) {
+    pub(crate) fn start(&self) {
         tokio::spawn(Arc::clone(&self.scheduler).run(self.cancel.clone()));
     }
 
     /// Slots of a task's run log with the given status, oldest first.
-    fn slots(&self, id: &str, status: &str) -> Vec<DateTime<Utc>> {
+    pub(crate) fn slots(&self, id: &str, status: &str) -> Vec<DateTime<Utc>> {
         let mut runs = self
             .store
             .task_runs(&TaskId::new(id).unwrap(), 100_000)
@@ -154,7 +155,7 @@ impl Harness {
     }
 }
 
-fn quick() -> Arc<ScriptedRunner> {
+pub(crate) fn quick() -> Arc<ScriptedRunner> {
     ScriptedRunner::new(|_, _| Turn::silent())
 }
 

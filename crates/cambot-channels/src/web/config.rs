@@ -11,7 +11,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
-    /// Serve the web chat. Default: true (`cambot chat` turns it off: it is the terminal only).
+    /// Serve the web chat. Default: false (it needs users: `cambot users add`).
     pub enabled: bool,
     /// Address to listen on. Default `127.0.0.1:8080` (port 0 picks a free port).
     pub listen: String,
@@ -57,7 +57,7 @@ pub struct WebConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             listen: "127.0.0.1:8080".to_owned(),
             default_tenant: TenantId::default_tenant(),
             issuer: "cambot".to_owned(),

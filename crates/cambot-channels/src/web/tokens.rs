@@ -199,13 +199,20 @@ impl Tokens {
     fn signer(&self, tenant: &TenantId) -> Result<Arc<Signer>, TokenError> {
         let now = now_ms();
         let fresh = |s: &Signer| now - s.created_ms < self.rotation_ms;
-        if let Some(s) = self.signers.lock().ok().and_then(|m| m.get(tenant).cloned())
+        if let Some(s) = self
+            .signers
+            .lock()
+            .ok()
+            .and_then(|m| m.get(tenant).cloned())
             && fresh(&s)
         {
             return Ok(s);
         }
         let stored = self.host.signing_keys(tenant)?;
-        let newest = stored.into_iter().next().filter(|k| now - k.created_ms < self.rotation_ms);
+        let newest = stored
+            .into_iter()
+            .next()
+            .filter(|k| now - k.created_ms < self.rotation_ms);
         let key = match newest {
             Some(k) => k,
             None => {
@@ -324,11 +331,7 @@ fn check_times(iat: u64, exp: u64) -> Result<(), TokenError> {
     Ok(())
 }
 
-fn verify_external(
-    ext: &External,
-    token: &str,
-    header: &Header,
-) -> Result<Identity, TokenError> {
+fn verify_external(ext: &External, token: &str, header: &Header) -> Result<Identity, TokenError> {
     let kid = header.kid.clone().unwrap_or_default();
     let (alg, key) = ext
         .keys
@@ -347,7 +350,9 @@ fn verify_external(
     let data = jsonwebtoken::decode::<ExternalClaims>(token, key, &v)
         .map_err(|e| TokenError::Invalid(e.to_string()))?;
     let c = data.claims;
-    let iat = c.iat.ok_or_else(|| TokenError::Invalid("missing iat".into()))?;
+    let iat = c
+        .iat
+        .ok_or_else(|| TokenError::Invalid("missing iat".into()))?;
     check_times(iat, c.exp)?;
     let tenant = match c.tid {
         Some(t) => TenantId::new(&t).map_err(|_| TokenError::BadSubject)?,
@@ -415,8 +420,8 @@ fn load_external(cfg: &ExternalIssuer) -> Result<External, ChannelError> {
             }
         }
         (None, Some(path)) => {
-            let secret = std::fs::read(path)
-                .map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+            let secret =
+                std::fs::read(path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
             let secret = secret.trim_ascii();
             if secret.len() < 32 {
                 return Err(bad("the shared secret must be at least 32 bytes".into()));
@@ -428,7 +433,7 @@ fn load_external(cfg: &ExternalIssuer) -> Result<External, ChannelError> {
         }
         _ => {
             return Err(bad(
-                "set exactly one of jwks_file and shared_secret_file".into(),
+                "set exactly one of jwks_file and shared_secret_file".into()
             ));
         }
     }

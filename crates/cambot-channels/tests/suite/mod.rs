@@ -1,1 +1,2 @@
 mod cli_seed;
+mod web;

@@ -27,6 +27,7 @@
 //! out, so an unexpected extra call fails loudly); [`Standin::fast_echo`] makes every request
 //! answer at once with `echo: <last user text>`, for load tests.
 
+pub mod llama;
 mod render;
 mod script;
 mod server;
@@ -78,6 +79,9 @@ pub struct RecordedRequest {
     pub raw_body: hyper::body::Bytes,
     /// The dialect of the route, `None` for other routes.
     pub dialect: Option<Dialect>,
+    /// When the request was complete (tokio time, so paused-time tests can measure the gap
+    /// between a failed attempt and its retry).
+    pub at: tokio::time::Instant,
 }
 
 impl RecordedRequest {

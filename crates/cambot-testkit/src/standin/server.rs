@@ -104,6 +104,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
         body: body.clone(),
         raw_body,
         dialect,
+        at: tokio::time::Instant::now(),
     };
     let Some(dialect) = dialect else {
         let seq = state.record(recorded);

@@ -64,6 +64,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Chat => run(config, true).await,
         Command::Doctor => doctor(&config),
         Command::Groups(cmd) => groups(&config, cmd),
+        Command::Users(cmd) => crate::users_cmd::run(&config, cmd),
+        Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd),
     }
 }
 

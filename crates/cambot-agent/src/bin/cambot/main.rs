@@ -6,6 +6,8 @@
 mod commands;
 mod logging;
 mod runtime;
+mod tasks_cmd;
+mod users_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +43,12 @@ enum Command {
     /// Manage registered groups.
     #[command(subcommand)]
     Groups(commands::GroupsCommand),
+    /// Manage web chat users.
+    #[command(subcommand)]
+    Users(users_cmd::UsersCommand),
+    /// Inspect and manage scheduled tasks (works while the daemon runs).
+    #[command(subcommand)]
+    Tasks(tasks_cmd::TasksCommand),
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,179 @@
+//! `cambot users add|list|disable|enable|passwd`: web chat users (Argon2id password hashes).
+//! Works while the daemon runs: a disabled user's tokens stop working on their next call.
+
+use std::io::BufRead;
+use std::io::IsTerminal;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use anyhow::Result;
+use cambot_agent::config::Config;
+use cambot_agent::web_host::hash_password;
+use cambot_channels::web::tokens::valid_user_name;
+use cambot_core::Store;
+use cambot_protocol::DataLayout;
+use cambot_protocol::TenantId;
+use clap::Subcommand;
+
+/// Shortest password accepted.
+const MIN_PASSWORD_CHARS: usize = 8;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UsersCommand {
+    /// Add a user. The password is read from the terminal (twice, not echoed) or, when stdin
+    /// is not a terminal, from the first line of stdin.
+    Add {
+        user: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// List users.
+    List {
+        /// Only this tenant (default: all).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Disable a user: sign-in, refresh and every access token stop working.
+    Disable {
+        user: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Re-enable a disabled user.
+    Enable {
+        user: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Set a new password (signs the user out everywhere).
+    Passwd {
+        user: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+}
+
+fn open(config: &Config) -> Result<Store> {
+    let layout = DataLayout::new(&config.data_dir);
+    std::fs::create_dir_all(layout.root())
+        .with_context(|| format!("creating {}", layout.root().display()))?;
+    Ok(Store::open(&layout.database())?)
+}
+
+fn user_name(user: &str) -> Result<&str> {
+    anyhow::ensure!(
+        valid_user_name(user),
+        "invalid user name {user:?}: 1-64 characters from A-Z a-z 0-9 _ . @ -, starting with a letter or digit"
+    );
+    Ok(user)
+}
+
+pub(crate) fn run(config: &Config, cmd: UsersCommand) -> Result<ExitCode> {
+    let store = open(config)?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        UsersCommand::Add { user, tenant } => {
+            let tenant = TenantId::new(&tenant)?;
+            let user = user_name(&user)?;
+            anyhow::ensure!(
+                store.web_user(&tenant, user)?.is_none(),
+                "user {user} already exists in tenant {tenant}"
+            );
+            let hash = hash_password(&read_password()?)?;
+            anyhow::ensure!(
+                store.web_user_add(&tenant, user, &hash)?,
+                "user {user} already exists in tenant {tenant}"
+            );
+            writeln!(out, "added {user} (tenant {tenant})")?;
+        }
+        UsersCommand::List { tenant } => {
+            let tenant = tenant.as_deref().map(TenantId::new).transpose()?;
+            let users = store.web_users(tenant.as_ref())?;
+            writeln!(out, "{:<16} {:<32} STATUS", "TENANT", "USER")?;
+            for u in users {
+                let status = if u.disabled { "disabled" } else { "active" };
+                writeln!(out, "{:<16} {:<32} {status}", u.tenant.as_str(), u.id)?;
+            }
+        }
+        UsersCommand::Disable { user, tenant } => {
+            set_disabled(&store, &mut out, &tenant, &user, true)?
+        }
+        UsersCommand::Enable { user, tenant } => {
+            set_disabled(&store, &mut out, &tenant, &user, false)?
+        }
+        UsersCommand::Passwd { user, tenant } => {
+            let tenant = TenantId::new(&tenant)?;
+            let user = user_name(&user)?;
+            anyhow::ensure!(
+                store.web_user(&tenant, user)?.is_some(),
+                "no user {user} in tenant {tenant}"
+            );
+            let hash = hash_password(&read_password()?)?;
+            store.web_user_set_password(&tenant, user, &hash)?;
+            writeln!(
+                out,
+                "password of {user} (tenant {tenant}) changed; signed out everywhere"
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_disabled(
+    store: &Store,
+    out: &mut impl Write,
+    tenant: &str,
+    user: &str,
+    disabled: bool,
+) -> Result<()> {
+    let tenant = TenantId::new(tenant)?;
+    let user = user_name(user)?;
+    anyhow::ensure!(
+        store.web_user_set_disabled(&tenant, user, disabled)?,
+        "no user {user} in tenant {tenant}"
+    );
+    let what = if disabled {
+        "disabled; its tokens no longer work"
+    } else {
+        "enabled"
+    };
+    writeln!(out, "{user} (tenant {tenant}) {what}")?;
+    Ok(())
+}
+
+/// Reads a password: twice without echo from a terminal, else one line of stdin.
+fn read_password() -> Result<String> {
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        let first = prompt_hidden("Password: ")?;
+        let second = prompt_hidden("Again: ")?;
+        anyhow::ensure!(first == second, "the passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(
+        password.chars().count() >= MIN_PASSWORD_CHARS,
+        "the password must have at least {MIN_PASSWORD_CHARS} characters"
+    );
+    Ok(password)
+}
+
+fn prompt_hidden(prompt: &str) -> Result<String> {
+    use nix::sys::termios;
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    let saved = termios::tcgetattr(&stdin)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(termios::LocalFlags::ECHO);
+    termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &quiet)?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &saved)?;
+    eprintln!();
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}

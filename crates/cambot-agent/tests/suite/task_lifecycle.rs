@@ -1,0 +1,439 @@
+//! Task lifecycle through both front doors: the agent's IPC tools (under paused time, with a
+//! running scheduler) and the admin CLI (`cambot tasks ...`, the real binary), which share the
+//! rules of `cambot_agent::scheduler::{pause_task, resume_task, cancel_task}`.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cambot_agent::ipc::IpcError;
+use cambot_agent::ipc::IpcService;
+use cambot_agent::ipc::RunIdentity;
+use cambot_agent::ipc::SendLimits;
+use cambot_agent::outbox::Outbox;
+use cambot_agent::schedule::Schedule;
+use cambot_agent::scheduler::Clock;
+use cambot_core::ContextMode;
+use cambot_core::GroupRegistration;
+use cambot_core::MissedRunPolicy;
+use cambot_core::ScheduledTask;
+use cambot_core::Store;
+use cambot_core::TaskStatus;
+use cambot_protocol::ChatJid;
+use cambot_protocol::DataLayout;
+use cambot_protocol::GroupFolder;
+use cambot_protocol::RunId;
+use cambot_protocol::TaskId;
+use cambot_protocol::ipc::ScheduleTaskRequest;
+use cambot_protocol::ipc::TaskIdRequest;
+use cambot_testkit::fake_runner::ScriptedRunner;
+use cambot_testkit::fake_runner::Turn;
+use chrono::DateTime;
+use chrono::TimeDelta;
+use chrono::Utc;
+use pretty_assertions::assert_eq;
+
+use super::scheduler::Harness;
+use super::scheduler::quick;
+use super::scheduler::utc;
+use super::support::eventually;
+use super::support::tenant;
+
+fn ipc(h: &Harness, wake: bool) -> IpcService {
+    let service = IpcService::new(
+        h.store.clone(),
+        DataLayout::new(h._dir.path()),
+        Outbox::new(),
+        chrono_tz::UTC,
+        Arc::new(|_| {}),
+        SendLimits::default(),
+    );
+    if wake {
+        service.with_on_tasks_changed(h.scheduler.waker())
+    } else {
+        service
+    }
+}
+
+fn caller(folder: &str) -> RunIdentity {
+    RunIdentity {
+        run_id: RunId::from_bytes(rand::random()),
+        tenant: tenant(),
+        folder: GroupFolder::new(folder).unwrap(),
+        chat_jid: ChatJid::new(&format!("{folder}@g.us")).unwrap(),
+    }
+}
+
+fn schedule(kind: &str, value: &str, prompt: &str) -> ScheduleTaskRequest {
+    ScheduleTaskRequest {
+        prompt: prompt.into(),
+        schedule_type: kind.into(),
+        schedule_value: value.into(),
+        context_mode: None,
+        target_group_jid: None,
+    }
+}
+
+fn id_req(id: &str) -> TaskIdRequest {
+    TaskIdRequest { task_id: id.into() }
+}
+
+/// With nothing scheduled the scheduler sleeps for minutes; a task created through IPC and due
+/// in two seconds must still fire at its slot, because the IPC tools wake the scheduler.
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn an_ipc_task_due_soon_fires_on_time_because_ipc_wakes_the_scheduler() {
+    let h = Harness::new("2026-01-01T00:00:00Z", quick(), 4);
+    h.group("g");
+    h.start();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    // Control: the same change without the wake is not seen before the scheduler's long sleep
+    // ends, which is what makes the assertion below meaningful.
+    let unwoken = ipc(&h, false)
+        .schedule_task(
+            &caller("g"),
+            schedule("once", "+2s", "quiet"),
+            h.clock.now(),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let quiet = TaskId::new(&unwoken.task_id).unwrap();
+    assert!(h.store.task_runs(&quiet, 10).unwrap().is_empty());
+
+    let created_at = h.clock.now();
+    let woken = ipc(&h, true)
+        .schedule_task(&caller("g"), schedule("once", "+2s", "loud"), created_at)
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        h.slots(&woken.task_id, "success"),
+        vec![created_at + TimeDelta::seconds(2)],
+        "fired at its slot"
+    );
+    let task = h
+        .store
+        .task(&TaskId::new(&woken.task_id).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(task.status, TaskStatus::Completed);
+    h.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn ipc_pause_resume_and_cancel_follow_the_shared_rules() {
+    let h = Harness::new("2026-01-01T00:00:00Z", quick(), 4);
+    h.group("g");
+    h.group("other");
+    h.start();
+    let service = ipc(&h, true);
+    let me = caller("g");
+    let hourly = service
+        .schedule_task(&me, schedule("interval", "1h", "hourly"), h.clock.now())
+        .unwrap()
+        .task_id;
+    let id = TaskId::new(&hourly).unwrap();
+    assert_eq!(
+        h.store.task(&id).unwrap().unwrap().next_run_ms,
+        Some(utc("2026-01-01T01:00:00Z").timestamp_millis())
+    );
+
+    // Another group may not touch it.
+    assert!(matches!(
+        service.pause_task(&caller("other"), &id_req(&hourly)),
+        Err(IpcError::Forbidden(_))
+    ));
+
+    service.pause_task(&me, &id_req(&hourly)).unwrap();
+    service.pause_task(&me, &id_req(&hourly)).unwrap();
+    tokio::time::sleep(Duration::from_secs(3 * 3600 + 600)).await;
+    assert!(h.slots(&hourly, "success").is_empty(), "paused: no firing");
+
+    // Resume recomputes the next run from now, on the task's grid (the seed kept the stale
+    // 01:00, so the task fired at once).
+    service
+        .resume_task(&me, &id_req(&hourly), h.clock.now())
+        .unwrap();
+    assert_eq!(
+        h.store.task(&id).unwrap().unwrap().next_run_ms,
+        Some(utc("2026-01-01T04:00:00Z").timestamp_millis())
+    );
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(
+        h.slots(&hourly, "success"),
+        vec![utc("2026-01-01T04:00:00Z")]
+    );
+
+    // A completed one-shot is neither paused nor resumed: it would fire again.
+    let once = service
+        .schedule_task(&me, schedule("once", "+1m", "once"), h.clock.now())
+        .unwrap()
+        .task_id;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(h.slots(&once, "success").len(), 1);
+    for result in [
+        service.pause_task(&me, &id_req(&once)),
+        service.resume_task(&me, &id_req(&once), h.clock.now()),
+    ] {
+        match result {
+            Err(IpcError::BadRequest(why)) => assert!(why.contains("completed"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    service.cancel_task(&me, &id_req(&hourly)).unwrap();
+    assert!(h.store.task(&id).unwrap().is_none());
+    assert!(matches!(
+        service.cancel_task(&me, &id_req(&hourly)),
+        Err(IpcError::NotFound(_))
+    ));
+    h.cancel.cancel();
+}
+
+// ---- the admin CLI, through the real binary ----
+
+struct Cli {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn cambot(data_dir: &Path, args: &[&str]) -> Cli {
+    let out = Command::new(env!("CARGO_BIN_EXE_cambot"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("CAMBOT_CONFIG")
+        .env("RUST_LOG", "warn")
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    Cli {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn register(store: &Store, folder: &str) {
+    store
+        .register_group(&GroupRegistration {
+            tenant: tenant(),
+            jid: ChatJid::new(&format!("{folder}@g.us")).unwrap(),
+            name: folder.into(),
+            folder: GroupFolder::new(folder).unwrap(),
+            trigger: "@Andy".into(),
+            requires_trigger: None,
+            container_config: None,
+        })
+        .unwrap();
+}
+
+fn add_task(
+    store: &Store,
+    id: &str,
+    kind: &str,
+    value: &str,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> ScheduledTask {
+    let schedule = Schedule::parse(kind, value, chrono_tz::UTC, now).unwrap();
+    let task = ScheduledTask {
+        id: TaskId::new(id).unwrap(),
+        tenant: tenant(),
+        group_folder: GroupFolder::new("g").unwrap(),
+        chat_jid: ChatJid::new("g@g.us").unwrap(),
+        prompt: format!("prompt of {id}"),
+        schedule_type: schedule.schedule_type().into(),
+        schedule_value: schedule.canonical_value(),
+        timezone: "UTC".into(),
+        context_mode: ContextMode::Isolated,
+        missed_policy: MissedRunPolicy::Skip,
+        next_run_ms: schedule.first_run(now).map(|t| t.timestamp_millis()),
+        last_run: None,
+        last_result: None,
+        status,
+        created_at: now.to_rfc3339(),
+    };
+    store.create_task(&task).unwrap();
+    task
+}
+
+fn status_of(store: &Store, id: &str) -> Option<(TaskStatus, Option<i64>)> {
+    store
+        .task(&TaskId::new(id).unwrap())
+        .unwrap()
+        .map(|t| (t.status, t.next_run_ms))
+}
+
+#[test]
+fn cli_lists_shows_pauses_resumes_cancels_and_prints_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DataLayout::new(dir.path()).database()).unwrap();
+    register(&store, "g");
+    let created = Utc::now() - TimeDelta::hours(5);
+    let hourly = add_task(
+        &store,
+        "hourly",
+        "interval",
+        "1h",
+        TaskStatus::Active,
+        created,
+    );
+    add_task(
+        &store,
+        "done",
+        "once",
+        "2026-01-01T00:00:00Z",
+        TaskStatus::Completed,
+        created,
+    );
+    let claimed = store
+        .claim_firings(&[cambot_core::Claim {
+            task_id: hourly.id.clone(),
+            expected_next_run_ms: hourly.next_run_ms.unwrap(),
+            new_next_run_ms: hourly.next_run_ms.map(|ms| ms + 3_600_000),
+            scheduled_for_ms: hourly.next_run_ms.unwrap(),
+            run_status: "claimed",
+            note: None,
+        }])
+        .unwrap();
+    store
+        .finish_task_run(
+            claimed[0].unwrap(),
+            &hourly.id,
+            &cambot_core::RunOutcomeRecord {
+                status: "success",
+                duration_ms: 42,
+                result: Some("the hourly report".into()),
+                error: None,
+                completes_once: false,
+            },
+        )
+        .unwrap();
+
+    let list = cambot(dir.path(), &["tasks", "list"]);
+    assert!(list.ok, "{}", list.stderr);
+    assert!(list.stdout.contains("hourly") && list.stdout.contains("done"));
+    let only_active = cambot(dir.path(), &["tasks", "list", "--status", "active"]);
+    assert!(only_active.stdout.contains("hourly") && !only_active.stdout.contains("done"));
+    let bad = cambot(dir.path(), &["tasks", "list", "--status", "bogus"]);
+    assert!(
+        !bad.ok && bad.stderr.contains("unknown status"),
+        "{}",
+        bad.stderr
+    );
+
+    let show = cambot(dir.path(), &["tasks", "show", "hourly"]);
+    assert!(show.ok, "{}", show.stderr);
+    for needle in [
+        "interval 3600000",
+        "prompt of hourly",
+        "the hourly report",
+        "success",
+    ] {
+        assert!(
+            show.stdout.contains(needle),
+            "{needle:?} in {}",
+            show.stdout
+        );
+    }
+    let runs = cambot(dir.path(), &["tasks", "runs", "hourly"]);
+    assert!(
+        runs.ok && runs.stdout.contains("the hourly report"),
+        "{}",
+        runs.stdout
+    );
+
+    let pause = cambot(dir.path(), &["tasks", "pause", "hourly"]);
+    assert!(
+        pause.ok && pause.stdout.contains("paused hourly"),
+        "{}",
+        pause.stderr
+    );
+    assert_eq!(status_of(&store, "hourly").unwrap().0, TaskStatus::Paused);
+    let again = cambot(dir.path(), &["tasks", "pause", "hourly"]);
+    assert!(again.ok && again.stdout.contains("already paused"));
+
+    // Resume: next run recomputed from now, on the task's hourly grid.
+    let before = Utc::now();
+    let resume = cambot(dir.path(), &["tasks", "resume", "hourly"]);
+    assert!(resume.ok, "{}", resume.stderr);
+    let (status, next) = status_of(&store, "hourly").unwrap();
+    assert_eq!(status, TaskStatus::Active);
+    let next = next.unwrap();
+    assert!(
+        next > before.timestamp_millis(),
+        "the stale next run was kept"
+    );
+    assert!(next <= Utc::now().timestamp_millis() + 3_600_000);
+    assert_eq!(
+        (next - hourly.next_run_ms.unwrap()) % 3_600_000,
+        0,
+        "off the grid"
+    );
+
+    // A completed one-shot cannot be resumed (it would fire again).
+    let refused = cambot(dir.path(), &["tasks", "resume", "done"]);
+    assert!(
+        !refused.ok && refused.stderr.contains("completed"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(status_of(&store, "done").unwrap().0, TaskStatus::Completed);
+
+    let cancel = cambot(dir.path(), &["tasks", "cancel", "hourly"]);
+    assert!(cancel.ok, "{}", cancel.stderr);
+    assert_eq!(status_of(&store, "hourly"), None);
+    let missing = cambot(dir.path(), &["tasks", "show", "hourly"]);
+    assert!(!missing.ok && missing.stderr.contains("no task hourly"));
+
+    let empty = tempfile::tempdir().unwrap();
+    let nowhere = cambot(empty.path(), &["tasks", "list"]);
+    assert!(!nowhere.ok && nowhere.stderr.contains("no database"));
+}
+
+/// The CLI changes the database of a running daemon; the daemon notices (SQLite
+/// `data_version`) and fires the resumed task without waiting for its long idle sleep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_resume_reaches_a_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DataLayout::new(dir.path()).database()).unwrap();
+    register(&store, "g");
+    // A one-shot paused before its time came: resumed, it fires at once.
+    add_task(
+        &store,
+        "late",
+        "once",
+        "+1s",
+        TaskStatus::Paused,
+        Utc::now() - TimeDelta::minutes(1),
+    );
+    let runner = ScriptedRunner::new(|_, _| Turn::reply("done"));
+    let daemon = super::support::start_in(dir, runner.clone(), "").await;
+    let data_dir = daemon.dir.path().to_owned();
+
+    let list = tokio::task::spawn_blocking({
+        let d = data_dir.clone();
+        move || cambot(&d, &["tasks", "list"])
+    })
+    .await
+    .unwrap();
+    assert!(list.ok && list.stdout.contains("paused"), "{}", list.stderr);
+    let resume =
+        tokio::task::spawn_blocking(move || cambot(&data_dir, &["tasks", "resume", "late"]))
+            .await
+            .unwrap();
+    assert!(resume.ok, "{}", resume.stderr);
+    eventually("the resumed task ran", || {
+        store
+            .task_runs(&TaskId::new("late").unwrap(), 10)
+            .unwrap()
+            .iter()
+            .any(|r| r.status == "success")
+    })
+    .await;
+    assert_eq!(runner.started().len(), 1);
+    assert_eq!(status_of(&store, "late").unwrap().0, TaskStatus::Completed);
+    daemon.daemon.shutdown().await;
+}

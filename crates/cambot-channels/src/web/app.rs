@@ -1,0 +1,343 @@
+//! Shared state of the web channel, its error responses, the authenticated-caller extractor,
+//! and the session rules every entry point (HTTP and WebSocket) goes through.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
+use axum::http::StatusCode;
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use cambot_protocol::ChatJid;
+use cambot_protocol::ChatMetadata;
+use cambot_protocol::GroupFolder;
+use cambot_protocol::InboundMessage;
+use cambot_protocol::TenantId;
+use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::ChannelHost;
+use crate::channel::GroupRegistrationRequest;
+use crate::error::HostError;
+use crate::web::config::WebConfig;
+use crate::web::host::WebHost;
+use crate::web::host::WebSession;
+use crate::web::hub::Hub;
+use crate::web::limits::RateLimiter;
+use crate::web::tokens::Identity;
+use crate::web::tokens::Tokens;
+use crate::web::tokens::now_ms;
+use crate::web::tokens::now_secs;
+use crate::web::tokens::random_id;
+
+/// Everything the handlers share.
+pub(crate) struct App {
+    pub(crate) host: Arc<dyn ChannelHost>,
+    pub(crate) web: Arc<dyn WebHost>,
+    pub(crate) tokens: Tokens,
+    pub(crate) config: WebConfig,
+    pub(crate) hub: Hub,
+    /// Random per process start: sequence numbers are only comparable within one epoch.
+    pub(crate) epoch: String,
+    pub(crate) requests: RateLimiter,
+    pub(crate) messages: RateLimiter,
+    pub(crate) sign_ins: RateLimiter,
+    pub(crate) connections: Arc<tokio::sync::Semaphore>,
+    pub(crate) assistant_name: String,
+    pub(crate) cancel: CancellationToken,
+}
+
+/// An API error. The body names a code only; details go to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ApiError {
+    Unauthorized,
+    NotFound,
+    BadRequest(String),
+    Forbidden,
+    RateLimited(u64),
+    /// The session is past its TTL: read-only history.
+    Expired,
+    Unavailable,
+    Internal,
+}
+
+impl ApiError {
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::BadRequest(_) => "bad_request",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Expired => "expired",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Expired => StatusCode::CONFLICT,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Self::BadRequest(m) => m.clone(),
+            Self::Expired => "this session has expired; its history is read-only".into(),
+            other => other.code().replace('_', " "),
+        }
+    }
+}
+
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::NotFound => Self::NotFound,
+            HostError::Forbidden => Self::NotFound,
+            HostError::Invalid(m) => Self::BadRequest(m),
+            HostError::ShuttingDown => Self::Unavailable,
+            HostError::Storage(m) => {
+                tracing::error!(error = %m, "web: storage failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status(),
+            Json(serde_json::json!({"error": self.code(), "message": self.message()})),
+        )
+            .into_response();
+        if let Self::RateLimited(secs) = self
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if self == Self::Unauthorized {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The authenticated caller of an API request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    pub(crate) tenant: TenantId,
+    pub(crate) user: String,
+    pub(crate) exp: u64,
+    /// Token from the configured external issuer.
+    pub(crate) external: bool,
+}
+
+impl App {
+    /// Verifies an access token and that its user may still act (exists locally unless the
+    /// token is external, and is not disabled).
+    pub(crate) fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
+        let identity: Identity = self.tokens.verify(token).map_err(|e| {
+            tracing::debug!(error = %e, "web: token refused");
+            ApiError::Unauthorized
+        })?;
+        self.check_user(&identity.tenant, &identity.user, identity.external)?;
+        Ok(Caller {
+            tenant: identity.tenant,
+            user: identity.user,
+            exp: identity.exp,
+            external: identity.external,
+        })
+    }
+
+    /// A disabled user's tokens stop working at once: checked on every call.
+    pub(crate) fn check_user(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        external: bool,
+    ) -> Result<(), ApiError> {
+        match self.web.user(tenant, user)? {
+            Some(u) if u.disabled => Err(ApiError::Unauthorized),
+            Some(_) => Ok(()),
+            None if external => Ok(()),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+
+    /// The caller's session, or 404 for anything that is not theirs.
+    pub(crate) fn owned_session(&self, caller: &Caller, id: &str) -> Result<WebSession, ApiError> {
+        if !valid_session_id(id) {
+            return Err(ApiError::NotFound);
+        }
+        self.web
+            .session(&caller.tenant, &caller.user, id)?
+            .ok_or(ApiError::NotFound)
+    }
+
+    pub(crate) fn is_expired(&self, session: &WebSession) -> bool {
+        let ttl_ms = i64::try_from(self.config.session_ttl_secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        now_ms().saturating_sub(session.last_active_ms) > ttl_ms
+    }
+
+    /// Creates a session: its own non-main group (folder, chat jid), no trigger needed.
+    pub(crate) async fn create_session(&self, caller: &Caller) -> Result<WebSession, ApiError> {
+        if !self.messages.allow(&user_key(caller)) {
+            return Err(ApiError::RateLimited(self.messages.retry_after().as_secs()));
+        }
+        let id = random_id();
+        let jid = session_jid(&caller.tenant, &caller.user, &id).ok_or(ApiError::Internal)?;
+        let folder = session_folder(&caller.tenant, &caller.user, &id).ok_or(ApiError::Internal)?;
+        self.host
+            .register_group(GroupRegistrationRequest {
+                tenant: caller.tenant.clone(),
+                jid: jid.clone(),
+                name: format!("web {} {}", caller.user, &id[..8]),
+                folder: folder.clone(),
+                trigger: format!("@{}", self.assistant_name),
+                requires_trigger: Some(false),
+            })
+            .await?;
+        let now = now_ms();
+        let session = WebSession {
+            tenant: caller.tenant.clone(),
+            user: caller.user.clone(),
+            id,
+            folder,
+            jid: jid.clone(),
+            title: String::new(),
+            created_ms: now,
+            last_active_ms: now,
+        };
+        self.web.create_session(&session)?;
+        self.host
+            .on_chat_metadata(ChatMetadata {
+                tenant: caller.tenant.clone(),
+                chat_jid: jid,
+                timestamp: chrono::Utc::now().to_rfc3339(),
+                name: Some(format!("web: {}", caller.user)),
+                channel: Some("web".into()),
+                is_group: Some(false),
+            })
+            .await?;
+        Ok(session)
+    }
+
+    /// Accepts a chat message into one of the caller's sessions. The store deduplicates on
+    /// `client_id`, so a client may resend after a dropped connection.
+    pub(crate) async fn accept_message(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        text: &str,
+        client_id: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let session = self.owned_session(caller, session_id)?;
+        if self.is_expired(&session) {
+            return Err(ApiError::Expired);
+        }
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ApiError::BadRequest("empty message".into()));
+        }
+        if text.chars().count() > self.config.max_message_chars {
+            return Err(ApiError::BadRequest("message too long".into()));
+        }
+        if !self.messages.allow(&user_key(caller)) {
+            return Err(ApiError::RateLimited(self.messages.retry_after().as_secs()));
+        }
+        let id = match client_id {
+            Some(c) if valid_client_id(c) => format!("web-{c}"),
+            Some(_) => return Err(ApiError::BadRequest("invalid client_id".into())),
+            None => format!("web-{}", random_id()),
+        };
+        self.host
+            .on_message(InboundMessage {
+                tenant: session.tenant.clone(),
+                chat_jid: session.jid.clone(),
+                id,
+                sender: format!("web:{}", caller.user),
+                sender_name: caller.user.clone(),
+                content: text.to_owned(),
+                timestamp: chrono::Utc::now().to_rfc3339(),
+                is_from_me: false,
+                is_bot_message: false,
+            })
+            .await?;
+        let title: String = text.chars().take(60).collect();
+        self.web.touch_session(&session, now_ms(), Some(&title))?;
+        Ok(())
+    }
+}
+
+pub(crate) fn user_key(caller: &Caller) -> String {
+    format!("{}/{}", caller.tenant, caller.user)
+}
+
+/// Session ids are 32 lowercase hex characters.
+pub(crate) fn valid_session_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `web:<tenant>:<user>:<session>`. Neither part can contain `:` (validated names).
+pub fn session_jid(tenant: &TenantId, user: &str, session: &str) -> Option<ChatJid> {
+    ChatJid::new(&format!("web:{tenant}:{user}:{session}")).ok()
+}
+
+/// `web-<32 hex>`, a hash of (tenant, user, session): one folder per session.
+pub fn session_folder(tenant: &TenantId, user: &str, session: &str) -> Option<GroupFolder> {
+    let mut h = sha2::Sha256::new();
+    for part in [tenant.as_str(), user, session] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = hex::encode(h.finalize());
+    GroupFolder::new(&format!("web-{}", &digest[..32])).ok()
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        let caller = app.authenticate(token.trim())?;
+        if caller.exp < now_secs() {
+            return Err(ApiError::Unauthorized);
+        }
+        if !app.requests.allow(&user_key(&caller)) {
+            return Err(ApiError::RateLimited(app.requests.retry_after().as_secs()));
+        }
+        Ok(caller)
+    }
+}

@@ -1,0 +1,213 @@
+//! The web chat channel: an HTTP API and a WebSocket (axum) plus an embedded single-page UI.
+//!
+//! - Users belong to a tenant and sign in with a password (Argon2id, checked by cambot through
+//!   [`WebHost`]); sign-in returns a short-lived EdDSA access JWT and sets a rotating refresh
+//!   token in an HttpOnly, SameSite=Strict cookie (see [`tokens`]).
+//! - Each web session is its own group: chat jid `web:<tenant>:<user>:<session>`, folder
+//!   `web-<hash>`, non-main, no trigger. Every call looks the session up by
+//!   `(tenant, user, id)`, so another user's session is simply not found (404).
+//! - Replies stream over the WebSocket as numbered deltas; a reconnecting client replays what
+//!   it missed (see [`hub`]).
+//! - The page is static HTML/JS/CSS compiled into the binary, served under a CSP that allows no
+//!   inline script and no framing.
+
+mod api;
+mod app;
+pub mod config;
+pub mod host;
+pub mod hub;
+mod limits;
+mod security;
+pub mod tokens;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+
+use cambot_protocol::ChatJid;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use api::REFRESH_COOKIE;
+pub use app::session_folder;
+pub use app::session_jid;
+pub use config::ExternalIssuer;
+pub use config::WebConfig;
+pub use host::HistoryItem;
+pub use host::Rotation;
+pub use host::StoredKey;
+pub use host::UploadInfo;
+pub use host::WebHost;
+pub use host::WebSession;
+pub use host::WebUser;
+pub use security::CSP;
+
+use crate::channel::BoxFuture;
+use crate::channel::Channel;
+use crate::channel::ChannelOpts;
+use crate::channel::Outbound;
+use crate::error::ChannelError;
+use crate::web::app::App;
+
+const NAME: &str = "web";
+const JID_PREFIX: &str = "web:";
+
+/// The web chat channel.
+pub struct WebChannel {
+    app: Arc<App>,
+    connected: AtomicBool,
+    local_addr: Mutex<Option<SocketAddr>>,
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for WebChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebChannel")
+            .field("listen", &self.app.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebChannel {
+    /// Builds the channel. cambot must provide its user store ([`crate::ChannelHost::web`]).
+    pub fn new(opts: ChannelOpts, config: &WebConfig) -> Result<Self, ChannelError> {
+        let web = opts.host.web().ok_or_else(|| {
+            ChannelError::Config(
+                "the web channel needs cambot's user store, which this host does not provide"
+                    .into(),
+            )
+        })?;
+        let tokens = tokens::Tokens::new(Arc::clone(&web), config)?;
+        let app = App {
+            host: opts.host,
+            web,
+            tokens,
+            config: config.clone(),
+            hub: hub::Hub::new(),
+            epoch: tokens::random_id(),
+            requests: limits::RateLimiter::new(config.requests_per_minute),
+            messages: limits::RateLimiter::new(config.messages_per_minute),
+            sign_ins: limits::RateLimiter::new(config.sign_ins_per_minute),
+            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
+            assistant_name: opts.assistant_name,
+            cancel: CancellationToken::new(),
+        };
+        Ok(Self {
+            app: Arc::new(app),
+            connected: AtomicBool::new(false),
+            local_addr: Mutex::new(None),
+            server: Mutex::new(None),
+        })
+    }
+
+    /// The address the server listens on (after `connect`).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr.lock().ok().and_then(|a| *a)
+    }
+
+    /// The access-token issuer (tests and tools issue and inspect tokens through it).
+    pub fn tokens(&self) -> &tokens::Tokens {
+        &self.app.tokens
+    }
+
+    /// Reply streams currently held in memory (one per active session).
+    pub fn streams_in_memory(&self) -> usize {
+        self.app.hub.len()
+    }
+
+    fn io(e: std::io::Error) -> ChannelError {
+        ChannelError::Io {
+            channel: NAME.into(),
+            source: e,
+        }
+    }
+}
+
+impl Channel for WebChannel {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind(&self.app.config.listen)
+                .await
+                .map_err(Self::io)?;
+            let addr = listener.local_addr().map_err(Self::io)?;
+            let router = api::routes(Arc::clone(&self.app));
+            let cancel = self.app.cancel.clone();
+            let handle = tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { cancel.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "web: server failed");
+                }
+            });
+            if let Ok(mut slot) = self.server.lock() {
+                *slot = Some(handle);
+            }
+            if let Ok(mut slot) = self.local_addr.lock() {
+                *slot = Some(addr);
+            }
+            self.connected.store(true, Ordering::SeqCst);
+            tracing::info!(address = %addr, "web chat listening on http://{addr}/");
+            Ok(())
+        })
+    }
+
+    fn send_message<'a>(
+        &'a self,
+        message: Outbound<'a>,
+    ) -> BoxFuture<'a, Result<(), ChannelError>> {
+        let result = if self.owns_jid(message.chat_jid) {
+            // The reply is already durable (it is the session's history); this only pushes it
+            // to the sockets watching the session.
+            self.app
+                .hub
+                .publish_reply(message.chat_jid, message.delivery_id, message.text);
+            Ok(())
+        } else {
+            Err(ChannelError::Delivery {
+                channel: NAME.into(),
+                jid: message.chat_jid.to_string(),
+                reason: "not a web chat".into(),
+            })
+        };
+        Box::pin(async move { result })
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    fn owns_jid(&self, jid: &ChatJid) -> bool {
+        jid.as_str().starts_with(JID_PREFIX)
+    }
+
+    fn disconnect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(async move {
+            self.app.cancel.cancel();
+            let handle = self.server.lock().ok().and_then(|mut s| s.take());
+            if let Some(handle) = handle
+                && tokio::time::timeout(std::time::Duration::from_secs(5), handle)
+                    .await
+                    .is_err()
+            {
+                tracing::warn!("web: server did not stop in time");
+            }
+            self.connected.store(false, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+
+    fn stream_delta<'a>(&'a self, jid: &'a ChatJid, text: &'a str) -> BoxFuture<'a, ()> {
+        if self.owns_jid(jid) {
+            self.app.hub.publish_delta(jid, text);
+        }
+        Box::pin(async {})
+    }
+}

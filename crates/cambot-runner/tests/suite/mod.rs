@@ -1,0 +1,3 @@
+mod e2e;
+mod protocol_doc;
+mod support;

@@ -1,0 +1,257 @@
+//! Per-run cgroups under the daemon's own cgroup (v1 or v2), written by hand. The sandbox joins
+//! them from `pre_exec` (writing `0` to each `cgroup.procs`), so every process it forks is
+//! inside before it can run a single instruction of the command.
+
+use std::fs::File;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::path::PathBuf;
+
+use crate::plan::Limits;
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// Which cgroup hierarchy holds the controllers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CgroupMode {
+    /// v1 controller name -> the daemon's path in it.
+    V1(Vec<(String, PathBuf)>),
+    /// The v2 mount point plus the daemon's path.
+    V2(PathBuf),
+    None(String),
+}
+
+/// Reads `/proc/self/cgroup` and the mounts to find where limits can be set.
+pub(crate) fn detect() -> CgroupMode {
+    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return CgroupMode::None("/proc/self/cgroup is unreadable".to_owned());
+    };
+    let mut v1 = Vec::new();
+    let mut v2_path = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => continue,
+        };
+        let rel = PathBuf::from(path.trim_start_matches('/'));
+        if ctrls.is_empty() {
+            v2_path = Some(rel);
+            continue;
+        }
+        for c in ctrls.split(',') {
+            if matches!(c, "memory" | "pids" | "cpu") && Path::new(ROOT).join(c).join(&rel).is_dir()
+            {
+                v1.push((c.to_owned(), Path::new(ROOT).join(c).join(&rel)));
+            }
+        }
+    }
+    if v1.iter().any(|(c, _)| c == "memory") && v1.iter().any(|(c, _)| c == "pids") {
+        return CgroupMode::V1(v1);
+    }
+    if let Some(rel) = v2_path {
+        for mount in [ROOT.to_owned(), format!("{ROOT}/unified")] {
+            let dir = Path::new(&mount).join(&rel);
+            let ctrls = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            if ctrls.split_whitespace().any(|c| c == "memory")
+                && ctrls.split_whitespace().any(|c| c == "pids")
+            {
+                return CgroupMode::V2(dir);
+            }
+        }
+    }
+    CgroupMode::None("no memory and pids controllers are available".to_owned())
+}
+
+/// One run's cgroups. Removed (after killing what is left) by [`JobCgroup::destroy`].
+#[derive(Debug)]
+pub(crate) struct JobCgroup {
+    dirs: Vec<PathBuf>,
+    v2: bool,
+    /// Open `cgroup.procs` handles the child writes `0` into.
+    procs: Vec<File>,
+    /// Every limit (memory, pids, cpu) is enforced.
+    pub(crate) complete: bool,
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().write(true).open(dir.join(file))?;
+    f.write_all(value.as_bytes())
+}
+
+fn cpu_quota(cpus: f64, period: u64) -> u64 {
+    ((cpus * period as f64).round() as u64).max(1000)
+}
+
+impl JobCgroup {
+    /// Creates `cambot-<name>` under the daemon's cgroup and writes the limits. `None` when
+    /// this process has no rights (the caller falls back to rlimits).
+    pub(crate) fn create(mode: &CgroupMode, name: &str, limits: &Limits) -> Option<Self> {
+        let leaf = format!("cambot-{name}");
+        let mut job = Self {
+            dirs: Vec::new(),
+            v2: false,
+            procs: Vec::new(),
+            complete: true,
+        };
+        match mode {
+            CgroupMode::None(_) => return None,
+            CgroupMode::V1(ctrls) => {
+                for (ctrl, base) in ctrls {
+                    let dir = base.join(&leaf);
+                    if std::fs::create_dir(&dir).is_err() {
+                        job.complete = false;
+                        continue;
+                    }
+                    job.dirs.push(dir.clone());
+                    let ok = match ctrl.as_str() {
+                        "memory" => {
+                            let m = limits.memory_bytes.to_string();
+                            let r = write(&dir, "memory.limit_in_bytes", &m);
+                            // Absent without swap accounting; the plain limit still holds.
+                            let _ = write(&dir, "memory.memsw.limit_in_bytes", &m);
+                            r.is_ok()
+                        }
+                        "pids" => write(&dir, "pids.max", &limits.pids.to_string()).is_ok(),
+                        "cpu" => {
+                            write(&dir, "cpu.cfs_period_us", "100000").is_ok()
+                                && write(
+                                    &dir,
+                                    "cpu.cfs_quota_us",
+                                    &cpu_quota(limits.cpus, 100_000).to_string(),
+                                )
+                                .is_ok()
+                        }
+                        _ => true,
+                    };
+                    job.complete &= ok;
+                    match OpenOptions::new()
+                        .write(true)
+                        .open(dir.join("cgroup.procs"))
+                    {
+                        Ok(f) => job.procs.push(f),
+                        Err(_) => job.complete = false,
+                    }
+                }
+                let have = |c: &str| ctrls.iter().any(|(n, _)| n == c);
+                job.complete &= have("memory") && have("pids") && have("cpu");
+            }
+            CgroupMode::V2(base) => {
+                job.v2 = true;
+                // Controllers must be enabled for children; this fails when the daemon's own
+                // cgroup holds processes and is not the root (no internal processes rule).
+                let _ = write(base, "cgroup.subtree_control", "+memory +pids +cpu");
+                let dir = base.join(&leaf);
+                std::fs::create_dir(&dir).ok()?;
+                job.dirs.push(dir.clone());
+                let m = limits.memory_bytes.to_string();
+                job.complete &= write(&dir, "memory.max", &m).is_ok();
+                let _ = write(&dir, "memory.swap.max", "0");
+                job.complete &= write(&dir, "pids.max", &limits.pids.to_string()).is_ok();
+                job.complete &= write(
+                    &dir,
+                    "cpu.max",
+                    &format!("{} 100000", cpu_quota(limits.cpus, 100_000)),
+                )
+                .is_ok();
+                match OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.procs"))
+                {
+                    Ok(f) => job.procs.push(f),
+                    Err(_) => job.complete = false,
+                }
+            }
+        }
+        if job.procs.is_empty() {
+            job.destroy();
+            return None;
+        }
+        Some(job)
+    }
+
+    /// Descriptors of the `cgroup.procs` files, for the child to join.
+    pub(crate) fn procs_fds(&self) -> Vec<i32> {
+        use std::os::fd::AsRawFd;
+        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            if let Ok(t) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                out.extend(t.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// SIGKILLs every process in the job; returns how many were left before the kill.
+    pub(crate) fn kill_all(&self) -> usize {
+        if self.v2
+            && let Some(d) = self.dirs.first()
+            && write(d, "cgroup.kill", "1").is_ok()
+        {
+            return self.pids().len();
+        }
+        let pids = self.pids();
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        pids.len()
+    }
+
+    /// How many processes the memory limit killed (v1 `memory.oom_control`, v2
+    /// `memory.events`).
+    pub(crate) fn oom_kills(&self) -> u64 {
+        for d in &self.dirs {
+            for file in ["memory.oom_control", "memory.events"] {
+                if let Ok(t) = std::fs::read_to_string(d.join(file))
+                    && let Some(n) = t
+                        .lines()
+                        .find_map(|l| l.strip_prefix("oom_kill "))
+                        .and_then(|v| v.trim().parse().ok())
+                {
+                    return n;
+                }
+            }
+        }
+        0
+    }
+
+    /// Whether any process is still in the job.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pids().is_empty()
+    }
+
+    /// Kills what is left and removes the directories (retrying while processes exit).
+    pub(crate) fn destroy(&mut self) {
+        self.procs.clear();
+        for _ in 0..200 {
+            if self.is_empty() {
+                break;
+            }
+            self.kill_all();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for d in self.dirs.drain(..) {
+            if let Err(e) = std::fs::remove_dir(&d) {
+                tracing::warn!(dir = %d.display(), error = %e, "could not remove a run cgroup");
+            }
+        }
+    }
+}
+
+impl Drop for JobCgroup {
+    fn drop(&mut self) {
+        if !self.dirs.is_empty() {
+            self.destroy();
+        }
+    }
+}

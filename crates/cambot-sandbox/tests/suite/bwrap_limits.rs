@@ -1,0 +1,292 @@
+//! The limits suite against the real bwrap backend: memory balloon, fork bomb, busy loop,
+//! output flood, hung run with escaped grandchildren.
+
+use std::time::Duration;
+
+use cambot_sandbox::SandboxConfig;
+use cambot_sandbox::SupervisorEvent;
+use cambot_sandbox::TimeoutPolicy;
+use cambot_sandbox::supervise;
+
+use super::common::*;
+
+fn cgroups_available() -> Result<(), String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    let v1 = text.lines().any(|l| {
+        l.split(':')
+            .nth(1)
+            .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+    });
+    let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .is_ok_and(|c| c.contains("memory"));
+    if !nix::unistd::geteuid().is_root() {
+        return Err("cgroup limits need root here".to_owned());
+    }
+    if v1 || v2 {
+        Ok(())
+    } else {
+        Err("no memory cgroup controller".to_owned())
+    }
+}
+
+/// The job cgroup's directory for `controller` (v1) or the unified one (v2).
+fn job_dir(controller: &str, run: &str) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in text.lines() {
+        let mut p = line.splitn(3, ':');
+        let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
+        if ctrls.split(',').any(|c| c == controller) {
+            return Some(
+                std::path::Path::new("/sys/fs/cgroup")
+                    .join(controller)
+                    .join(path.trim_start_matches('/'))
+                    .join(format!("cambot-{run}")),
+            );
+        }
+    }
+    let v2 = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(
+        std::path::Path::new("/sys/fs/cgroup")
+            .join(v2.trim_start_matches('/'))
+            .join(format!("cambot-{run}")),
+    )
+}
+
+#[tokio::test]
+async fn memory_balloon_is_killed() {
+    let cfg = SandboxConfig {
+        memory_mb: 64,
+        ..test_config()
+    };
+    let Some(b) = bwrap("bwrap::memory_balloon_is_killed", &cfg) else {
+        return;
+    };
+    if require("bwrap::memory_balloon_is_killed", cgroups_available()).is_none() {
+        return;
+    }
+    let env = Env::new();
+    let out = run(
+        &*b,
+        &env.plan(
+            "balloon",
+            &cfg,
+            "echo started=1; x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived=${#x}",
+        ),
+    )
+    .await;
+    assert_eq!(out.get("started"), Some("1"), "{out:#?}");
+    assert_eq!(out.get("survived"), None, "{out:#?}");
+    assert!(!out.exit.limits_degraded);
+    assert!(out.exit.oom_killed, "{:?}", out.exit);
+    assert_ne!(out.exit.code, Some(0), "{out:#?}");
+    report("SUITE bwrap limits: ran");
+}
+
+#[tokio::test]
+async fn fork_bomb_stops_at_the_pids_limit() {
+    let cfg = SandboxConfig {
+        pids: 24,
+        ..test_config()
+    };
+    let Some(b) = bwrap("bwrap::fork_bomb_stops_at_the_pids_limit", &cfg) else {
+        return;
+    };
+    if require("bwrap::fork_bomb", cgroups_available()).is_none() {
+        return;
+    }
+    let env = Env::new();
+    let script = "/usr/bin/python3 - <<'PY'
+import os, time, errno
+n = 0
+try:
+    while n < 500:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+except OSError as e:
+    print('err=' + errno.errorcode[e.errno])
+print('forked=%d' % n)
+PY";
+    let out = run(&*b, &env.plan("bomb", &cfg, script)).await;
+    assert_eq!(out.expect("err"), "EAGAIN", "{out:#?}");
+    let forked: u64 = out.expect("forked").parse().unwrap();
+    assert!(forked < 24, "forked {forked} with pids.max 24");
+    assert!(forked > 0);
+}
+
+#[tokio::test]
+async fn busy_loop_is_throttled() {
+    let cfg = SandboxConfig {
+        cpus: 0.1,
+        ..test_config()
+    };
+    let Some(b) = bwrap("bwrap::busy_loop_is_throttled", &cfg) else {
+        return;
+    };
+    if require("bwrap::busy_loop", cgroups_available()).is_none() {
+        return;
+    }
+    let env = Env::new();
+    let plan = env.plan("busy", &cfg, "echo '{\"started\":1}'; while :; do :; done");
+    let child = b.spawn(&plan).await.unwrap();
+    let mut sup = supervise(child, plan.timeouts);
+    assert!(matches!(
+        sup.events.recv().await,
+        Some(SupervisorEvent::Line(_))
+    ));
+    let stat = job_dir("cpu", plan.run_id.as_str())
+        .unwrap()
+        .join("cpu.stat");
+    let throttled = async {
+        loop {
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            let n: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("nr_throttled "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if n > 0 {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let n = tokio::time::timeout(Duration::from_secs(60), throttled)
+        .await
+        .expect("the busy loop is throttled");
+    assert!(n > 0);
+    sup.kill_switch().kill();
+    let exit = sup.wait().await;
+    assert!(exit.killed && !exit.is_success());
+    assert!(!stat.parent().unwrap().exists(), "job cgroup removed");
+}
+
+#[tokio::test]
+async fn output_flood_is_truncated_and_killed() {
+    let cfg = SandboxConfig {
+        output_cap_bytes: 1024 * 1024,
+        ..test_config()
+    };
+    let Some(b) = bwrap("bwrap::output_flood", &cfg) else {
+        return;
+    };
+    let env = Env::new();
+    let out = run(&*b, &env.plan("flood", &cfg, "yes '{\"x\":1}'")).await;
+    assert!(out.exit.output_truncated, "{:?}", out.exit);
+    assert!(out.exit.killed);
+    assert!(out.events.contains(&SupervisorEvent::OutputTruncated));
+    let bytes: usize = out.lines.iter().map(|l| l.len() + 1).sum();
+    assert!(bytes <= 1024 * 1024);
+}
+
+#[tokio::test]
+async fn overlong_line_becomes_an_error_event() {
+    let cfg = SandboxConfig {
+        max_line_bytes: 2048,
+        ..test_config()
+    };
+    let Some(b) = bwrap("bwrap::overlong_line", &cfg) else {
+        return;
+    };
+    let env = Env::new();
+    let out = run(
+        &*b,
+        &env.plan(
+            "long",
+            &cfg,
+            "head -c 5000 /dev/zero | tr '\\0' a; echo; echo '{\"ok\":1}'",
+        ),
+    )
+    .await;
+    assert_eq!(
+        out.events,
+        vec![
+            SupervisorEvent::LineTooLong { bytes: 5000 },
+            SupervisorEvent::Line("{\"ok\":1}".to_owned())
+        ]
+    );
+    assert_eq!(out.exit.code, Some(0));
+}
+
+const HUNG: &str = "setsid sleep 8765431 & nohup sleep 8765432 >/dev/null 2>&1 & (sleep 8765433 &); \
+                    echo '{\"started\":1}'; sleep 8765434";
+
+#[tokio::test]
+async fn hung_run_and_its_grandchildren_are_gone_after_the_timeout() {
+    let cfg = test_config();
+    let Some(b) = bwrap("bwrap::hung_run", &cfg) else {
+        return;
+    };
+    let env = Env::new();
+    let plan = env.plan("hung", &cfg, HUNG);
+    let out = run_with(
+        &*b,
+        &plan,
+        TimeoutPolicy {
+            hard: Duration::from_secs(2),
+        },
+    )
+    .await;
+    assert!(out.exit.timed_out, "{:?}", out.exit);
+    assert!(out.exit.had_output);
+    assert!(
+        out.exit.is_success(),
+        "a timeout after output is a clean finish"
+    );
+    assert_eq!(host_processes_with("sleep 876543"), Vec::<i32>::new());
+    if let Some(d) = job_dir("pids", plan.run_id.as_str()) {
+        assert!(!d.exists(), "job cgroup removed");
+    }
+}
+
+#[tokio::test]
+async fn killed_run_leaves_no_process_behind() {
+    let cfg = test_config();
+    let Some(b) = bwrap("bwrap::killed_run", &cfg) else {
+        return;
+    };
+    let env = Env::new();
+    let plan = env.plan("killed", &cfg, &HUNG.replace("87654", "97654"));
+    let child = b.spawn(&plan).await.unwrap();
+    let mut sup = supervise(child, plan.timeouts);
+    assert!(matches!(
+        sup.events.recv().await,
+        Some(SupervisorEvent::Line(_))
+    ));
+    // The four sleeps (and the shell and bwrap, whose argv holds the script).
+    assert!(host_processes_with("sleep 976543").len() >= 4);
+    sup.kill_switch().kill();
+    let exit = sup.wait().await;
+    assert!(
+        exit.killed && !exit.timed_out && !exit.is_success(),
+        "{exit:?}"
+    );
+    assert_eq!(host_processes_with("sleep 976543"), Vec::<i32>::new());
+}
+
+#[tokio::test]
+async fn dropping_the_supervisor_kills_the_run() {
+    let cfg = test_config();
+    let Some(b) = bwrap("bwrap::dropping_the_supervisor", &cfg) else {
+        return;
+    };
+    let env = Env::new();
+    let plan = env.plan("dropped", &cfg, &HUNG.replace("87654", "77654"));
+    let child = b.spawn(&plan).await.unwrap();
+    let mut sup = supervise(child, plan.timeouts);
+    assert!(matches!(
+        sup.events.recv().await,
+        Some(SupervisorEvent::Line(_))
+    ));
+    drop(sup);
+    let gone = async {
+        while !host_processes_with("sleep 776543").is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), gone)
+        .await
+        .expect("all processes gone");
+}

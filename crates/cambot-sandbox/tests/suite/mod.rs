@@ -1,0 +1,4 @@
+mod bwrap_escape;
+mod bwrap_limits;
+mod common;
+mod docker;
