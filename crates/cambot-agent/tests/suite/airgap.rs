@@ -146,8 +146,7 @@ async fn air_gapped_start_refuses_a_remote_upstream_and_names_it() {
     let slot = Arc::new(Mutex::new(None));
     let err = Daemon::start_with(&cfg, factory, fake_factory(slot, None))
         .await
-        .err()
-        .expect("an air-gapped start with a remote provider must fail")
+        .expect_err("an air-gapped start with a remote provider must fail")
         .to_string();
     assert!(
         err.contains("air-gapped") && err.contains("https://api.anthropic.com"),

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cambot_agent::daemon::Daemon;
-use cambot_agent::local_model::PINNED_MODELS;
+use cambot_agent::local_model::pinned_sha256_for;
 use cambot_agent::local_model::verify_sha256;
 use cambot_agent::production::production_runner;
 
@@ -110,10 +110,10 @@ async fn a_tampered_model_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("SmolLM2-135M-Instruct.Q4_1.gguf");
     std::fs::write(&file, b"GGUF not really a model").unwrap();
-    let pinned = PINNED_MODELS[0].1;
-    let err = verify_sha256(&file, pinned).await.unwrap_err().to_string();
+    let pinned = pinned_sha256_for(&file).unwrap();
+    let err = verify_sha256(&file, &pinned).await.unwrap_err().to_string();
     assert!(
-        err.contains("failed verification") && err.contains(pinned),
+        err.contains("failed verification") && err.contains(&pinned),
         "{err}"
     );
 }
@@ -123,5 +123,39 @@ async fn the_real_model_file_matches_its_pin() {
     let Some((_, model, _)) = local_model_files() else {
         return;
     };
-    verify_sha256(&model, PINNED_MODELS[0].1).await.unwrap();
+    verify_sha256(&model, &pinned_sha256_for(&model).unwrap())
+        .await
+        .unwrap();
+}
+
+#[test]
+fn models_verify_cli_accepts_the_real_files_and_refuses_a_tampered_copy() {
+    let Some((_, model, template)) = local_model_files() else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_cambot");
+    let ok = std::process::Command::new(bin)
+        .args(["models", "verify", "--dir"])
+        .arg(model.parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&model, dir.path().join(model.file_name().unwrap())).unwrap();
+    let mut t = std::fs::read(&template).unwrap();
+    t[0] ^= 1; // one flipped bit, same size: only the digest can catch it
+    std::fs::write(dir.path().join(template.file_name().unwrap()), t).unwrap();
+    let bad = std::process::Command::new(bin)
+        .args(["models", "verify", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{text}");
+    assert!(text.contains("refusing to load it"), "{text}");
 }

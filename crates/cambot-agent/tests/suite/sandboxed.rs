@@ -103,7 +103,7 @@ async fn start_e2e(scripts: Vec<Script>) -> Option<E2e> {
         init_bin.display()
     );
     let cfg: Config = config(dir.path(), &toml_text);
-    let env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync> = {
+    let env: cambot_agent::production::EnvLookup = {
         let base = standin.root_url();
         Arc::new(move |k: &str| match k {
             "ANTHROPIC_API_KEY" => Some(KEY.to_owned()),

@@ -66,6 +66,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Groups(cmd) => groups(&config, cmd),
         Command::Users(cmd) => crate::users_cmd::run(&config, cmd),
         Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd),
+        Command::Models(cmd) => crate::models_cmd::run(&config, cmd),
     }
 }
 

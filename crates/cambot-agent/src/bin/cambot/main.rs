@@ -5,6 +5,7 @@
 
 mod commands;
 mod logging;
+mod models_cmd;
 mod runtime;
 mod tasks_cmd;
 mod users_cmd;
@@ -46,6 +47,9 @@ enum Command {
     /// Manage web chat users.
     #[command(subcommand)]
     Users(users_cmd::UsersCommand),
+    /// Local models of the pinned manifest: list, pull, verify.
+    #[command(subcommand)]
+    Models(models_cmd::ModelsCommand),
     /// Inspect and manage scheduled tasks (works while the daemon runs).
     #[command(subcommand)]
     Tasks(tasks_cmd::TasksCommand),
