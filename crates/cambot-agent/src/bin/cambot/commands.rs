@@ -62,11 +62,18 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run => run(config, false).await,
         Command::Chat => run(config, true).await,
-        Command::Doctor => doctor(&config),
+        Command::Doctor => {
+            let sandbox = crate::sandbox_cmd::doctor_checks(&config).await;
+            doctor(&config, &sandbox)
+        }
         Command::Groups(cmd) => groups(&config, cmd),
         Command::Users(cmd) => crate::users_cmd::run(&config, cmd),
         Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd),
         Command::Models(cmd) => crate::models_cmd::run(&config, cmd),
+        Command::Sandbox(crate::sandbox_cmd::SandboxCommand::Run(args)) => {
+            crate::sandbox_cmd::run(&config, args).await
+        }
+        Command::Image(cmd) => crate::sandbox_cmd::image(&config, cmd).await,
     }
 }
 
@@ -126,7 +133,7 @@ async fn wait_idle(router: &cambot_agent::router::Router) {
     }
 }
 
-fn doctor(config: &Config) -> Result<ExitCode> {
+fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<ExitCode> {
     let layout = DataLayout::new(&config.data_dir);
     let mut checks: Vec<(bool, &str, String)> = Vec::new();
     let dir_ok =
@@ -166,6 +173,9 @@ fn doctor(config: &Config) -> Result<ExitCode> {
         },
     ));
     checks.push((true, "timezone", config.timezone.clone()));
+    for (ok, what, detail) in sandbox {
+        checks.push((*ok, what.as_str(), detail.clone()));
+    }
     checks.push(match runtime::model_check(config) {
         Ok(detail) => (true, "model", detail),
         Err(e) => (false, "model", format!("{e:#}")),

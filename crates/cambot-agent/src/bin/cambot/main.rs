@@ -7,6 +7,7 @@ mod commands;
 mod logging;
 mod models_cmd;
 mod runtime;
+mod sandbox_cmd;
 mod tasks_cmd;
 mod users_cmd;
 
@@ -53,6 +54,12 @@ enum Command {
     /// Inspect and manage scheduled tasks (works while the daemon runs).
     #[command(subcommand)]
     Tasks(tasks_cmd::TasksCommand),
+    /// Run commands in a group's sandbox (what an agent can see and do).
+    #[command(subcommand)]
+    Sandbox(sandbox_cmd::SandboxCommand),
+    /// Build the Docker backend's agent image locally.
+    #[command(subcommand)]
+    Image(sandbox_cmd::ImageCommand),
 }
 
 fn main() -> ExitCode {

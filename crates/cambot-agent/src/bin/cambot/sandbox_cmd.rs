@@ -1,0 +1,271 @@
+//! `cambot sandbox run`, `cambot image build`, and the sandbox lines of `cambot doctor`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use anyhow::Result;
+use cambot_agent::config::Config;
+use cambot_core::Store;
+use cambot_protocol::DataLayout;
+use cambot_protocol::GroupFolder;
+use cambot_protocol::RunId;
+use cambot_protocol::TenantId;
+use cambot_sandbox::BackendChoice;
+use cambot_sandbox::BwrapBackend;
+use cambot_sandbox::DockerBackend;
+use cambot_sandbox::MountAllowlist;
+use cambot_sandbox::PlanInput;
+use cambot_sandbox::SandboxBackend;
+use cambot_sandbox::SandboxConfig;
+use cambot_sandbox::build_plan;
+use clap::Args;
+use clap::Subcommand;
+use clap::ValueEnum;
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum BackendFlag {
+    Bwrap,
+    Docker,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SandboxCommand {
+    /// Run a command in a group's sandbox, under exactly the plan an agent run gets (mounts,
+    /// uid, network, limits), streaming its output; exits with its exit code.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Backend (default: the config's `[sandbox] backend`).
+    #[arg(long, value_enum)]
+    backend: Option<BackendFlag>,
+    #[arg(long, default_value = TenantId::DEFAULT)]
+    tenant: String,
+    #[arg(long, default_value = GroupFolder::MAIN)]
+    group: String,
+    /// Treat the group as its tenant's main group.
+    #[arg(long)]
+    main: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Build the Docker backend's image locally (no registry): host tools, their libraries and
+    /// the runner.
+    Build {
+        /// Runner binary to include (default: `[sandbox] runner_path`, when it exists).
+        #[arg(long)]
+        runner: Option<PathBuf>,
+    },
+}
+
+/// `[sandbox]` of the config file. Read here until the orchestrator's `Config` carries it.
+pub(crate) fn sandbox_config(config: &Config) -> Result<SandboxConfig> {
+    let Some(path) = &config.source else {
+        return Ok(SandboxConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    match table.get("sandbox") {
+        Some(v) => Ok(v
+            .clone()
+            .try_into()
+            .with_context(|| format!("[sandbox] in {}", path.display()))?),
+        None => Ok(SandboxConfig::default()),
+    }
+}
+
+async fn backend_for(cfg: &SandboxConfig) -> Result<Arc<dyn SandboxBackend>> {
+    Ok(cambot_sandbox::select_backend(cfg).await?)
+}
+
+pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
+    let mut cfg = sandbox_config(config)?;
+    if let Some(b) = args.backend {
+        cfg.backend = match b {
+            BackendFlag::Bwrap => BackendChoice::Bwrap,
+            BackendFlag::Docker => BackendChoice::Docker,
+        };
+    }
+    let backend = backend_for(&cfg).await?;
+    let layout = DataLayout::new(&config.data_dir);
+    let tenant = TenantId::new(&args.tenant)?;
+    let group = GroupFolder::new(&args.group)?;
+    let run_id = RunId::from_bytes(rand::random());
+    let mut input = PlanInput::new(
+        layout.clone(),
+        tenant.clone(),
+        group.clone(),
+        run_id.clone(),
+    );
+    input.is_main = args.main || group.is_main();
+    input.command = Some(args.command);
+    input.timezone = config.timezone.clone();
+    let init = cfg.init_path();
+    input.init =
+        (cfg.landlock && init.is_file() && cambot_sandbox::probe::landlock_abi().is_some())
+            .then_some(init);
+    if layout.database().exists()
+        && let Ok(store) = Store::open(&layout.database())
+        && let Ok(groups) = store.registered_groups(&tenant)
+    {
+        input.container_config = groups
+            .into_iter()
+            .find(|g| g.folder == group)
+            .and_then(|g| g.container_config);
+    }
+    let allowlist = MountAllowlist::load(&cfg.allowlist_path(), &[layout.root()]);
+    let plan = build_plan(input, &cfg, &allowlist)?;
+    for (req, why) in &plan.rejected_mounts {
+        eprintln!("warning: extra mount {} refused: {why}", req.host_path);
+    }
+    let run_dir = layout.run_dir(&run_id);
+    let mut child = backend.spawn(&plan).await?;
+    if child.limits_degraded {
+        eprintln!("warning: no cgroup rights here: limits degraded to rlimits");
+    }
+    let mut stdin = child.take_stdin();
+    let mut stdout = std::mem::replace(&mut child.stdout, Box::new(tokio::io::empty()));
+    let mut stderr = std::mem::replace(&mut child.stderr, Box::new(tokio::io::empty()));
+    let feed = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut stdin).await;
+        let _ = stdin.shutdown().await;
+    });
+    let out =
+        tokio::spawn(async move { tokio::io::copy(&mut stdout, &mut tokio::io::stdout()).await });
+    let err =
+        tokio::spawn(async move { tokio::io::copy(&mut stderr, &mut tokio::io::stderr()).await });
+    let hard = plan.timeouts.hard;
+    let mut timed_out = false;
+    let info = tokio::select! {
+        r = child.wait() => r?,
+        () = tokio::time::sleep(hard) => {
+            timed_out = true;
+            child.kill().await?;
+            child.wait().await?
+        }
+        _ = tokio::signal::ctrl_c() => {
+            child.kill().await?;
+            child.wait().await?
+        }
+    };
+    feed.abort();
+    let _ = out.await;
+    let _ = err.await;
+    // The per-run dir was only a mount point for this command.
+    let _ = std::fs::remove_dir(&run_dir);
+    if timed_out {
+        eprintln!("timed out after {hard:?}");
+    }
+    if info.oom_killed {
+        eprintln!("killed by the memory limit");
+    }
+    let code = info.code.or(info.signal.map(|s| 128 + s)).unwrap_or(1);
+    Ok(ExitCode::from(
+        u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+    ))
+}
+
+pub(crate) async fn image(config: &Config, cmd: ImageCommand) -> Result<ExitCode> {
+    let cfg = sandbox_config(config)?;
+    let ImageCommand::Build { runner } = cmd;
+    let runner = runner.or_else(|| Some(cfg.runner_path()).filter(|p| p.is_file()));
+    let backend = DockerBackend::connect(cfg.clone())?;
+    let report = cambot_sandbox::docker_image::build_image(&backend, runner.as_deref()).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "built {} ({} files, {} MB rootfs{}): {}",
+        report.tag,
+        report.files,
+        report.rootfs_bytes / (1024 * 1024),
+        match &runner {
+            Some(r) => format!(", runner {}", r.display()),
+            None => ", no runner".to_owned(),
+        },
+        report.id
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Doctor checks: (ok, what, detail). The sandbox check fails when no backend works (agents
+/// would be refused); each backend's line is informational.
+pub(crate) async fn doctor_checks(config: &Config) -> Vec<(bool, String, String)> {
+    let mut checks = Vec::new();
+    let cfg = match sandbox_config(config) {
+        Ok(c) => c,
+        Err(e) => return vec![(false, "sandbox config".to_owned(), format!("{e:#}"))],
+    };
+    let bwrap = async {
+        let b = BwrapBackend::new(cfg.clone())?;
+        b.probe().await
+    };
+    match bwrap.await {
+        Ok(r) => {
+            checks.push((
+                true,
+                "sandbox bwrap".to_owned(),
+                format!(
+                    "{}{}",
+                    r.version,
+                    if r.limits_degraded {
+                        " (limits degraded: rlimits only, no cgroup rights)"
+                    } else {
+                        " (cgroup limits enforced)"
+                    }
+                ),
+            ));
+            for (k, v) in r.details {
+                checks.push((true, format!("sandbox {k}"), v));
+            }
+        }
+        Err(e) => checks.push((
+            true,
+            "sandbox bwrap".to_owned(),
+            format!("unavailable: {e}"),
+        )),
+    }
+    let docker = async {
+        let d = DockerBackend::connect(cfg.clone())?;
+        d.probe().await
+    };
+    checks.push(match docker.await {
+        Ok(r) => (
+            true,
+            "sandbox docker".to_owned(),
+            format!(
+                "{} ({})",
+                r.version,
+                r.details
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(e) => (
+            true,
+            "sandbox docker".to_owned(),
+            format!("unavailable: {e}"),
+        ),
+    });
+    checks.push(match cambot_sandbox::select_backend(&cfg).await {
+        Ok(b) => (
+            true,
+            "sandbox".to_owned(),
+            format!("agents run under {}", b.name()),
+        ),
+        Err(e) => (false, "sandbox".to_owned(), e.to_string()),
+    });
+    checks
+}
