@@ -1,0 +1,254 @@
+//! Scheduler firing lateness with 100,000 scheduled tasks: the real daemon (SQLite file in WAL
+//! mode, scheduler, group queue) with a runner that does nothing.
+//!
+//! Every task is an `interval` task whose period equals the spread window (default 50 s), and the
+//! tasks' first slots are spread evenly over that window, so the daemon fires a steady
+//! `tasks / spread` firings per second (2,000/s by default) for the whole measurement
+//! (default 60 s: every task fires at least once). Lateness = the moment the runner is asked to
+//! start the run minus the slot the firing was scheduled for (claim, group queue and dispatch
+//! included). Printed: p50/p90/p99/max lateness, firings, slots skipped because the previous
+//! firing still ran, duplicates (must be 0), and the process's RSS (VmRSS now, VmHWM peak; the
+//! daemon is this process).
+//!
+//! `cargo bench -p cambot-agent --bench scheduler`
+//! (env: BENCH_TASKS, BENCH_GROUPS, BENCH_SPREAD_SECS, BENCH_SECS, BENCH_CONCURRENCY).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use cambot_agent::config::Config;
+use cambot_agent::daemon::Daemon;
+use cambot_agent::runner::RunPurpose;
+use cambot_channels::Channel;
+use cambot_protocol::DataLayout;
+use cambot_testkit::fake_channel::FakeChannel;
+use cambot_testkit::fake_runner::ScriptedRunner;
+use cambot_testkit::fake_runner::Turn;
+use chrono::Utc;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn now_us() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+/// Per task: its first slot and period (µs), the last slot it fired; shared counters.
+struct Tally {
+    anchor_us: Vec<i64>,
+    period_us: i64,
+    last_slot: Vec<AtomicI64>,
+    lateness_us: Mutex<Vec<i64>>,
+    duplicates: AtomicU64,
+    measure_from_us: i64,
+}
+
+impl Tally {
+    fn record(&self, task: usize) {
+        let now = now_us();
+        let anchor = self.anchor_us[task];
+        // The slot being fired: the latest one not after now (lateness is far below a period).
+        let slot = anchor + (now - anchor).div_euclid(self.period_us) * self.period_us;
+        if self.last_slot[task].swap(slot, Ordering::Relaxed) == slot {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        if slot >= self.measure_from_us {
+            self.lateness_us.lock().unwrap().push(now - slot);
+        }
+    }
+}
+
+/// Registers the groups, then writes the tasks straight into the database in one transaction
+/// (100,000 separate commits would only measure set-up).
+fn seed(db: &std::path::Path, tasks: usize, groups: usize, first_us: i64, period_us: i64) {
+    let store = cambot_core::Store::open(db).unwrap();
+    for g in 0..groups {
+        store
+            .register_group(&cambot_core::GroupRegistration {
+                tenant: cambot_protocol::TenantId::default_tenant(),
+                jid: cambot_protocol::ChatJid::new(&format!("fake:g{g}")).unwrap(),
+                name: format!("g{g}"),
+                folder: cambot_protocol::GroupFolder::new(&format!("g{g}")).unwrap(),
+                trigger: "@Andy".into(),
+                requires_trigger: Some(false),
+                container_config: None,
+            })
+            .unwrap();
+    }
+    drop(store);
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO scheduled_tasks (id, tenant, group_folder, chat_jid, prompt, schedule_type,
+                     schedule_value, timezone, context_mode, missed_policy, next_run_ms, status, created_at)
+                 VALUES (?1, 'default', ?2, ?3, 'tick', 'interval', ?4, 'UTC', 'isolated', 'skip', ?5,
+                     'active', '2026-01-01T00:00:00.000Z')",
+            )
+            .unwrap();
+        for i in 0..tasks {
+            let g = i % groups;
+            insert
+                .execute(rusqlite::params![
+                    format!("t{i}"),
+                    format!("g{g}"),
+                    format!("fake:g{g}"),
+                    (period_us / 1000).to_string(),
+                    (first_us + anchor_offset(i, tasks, period_us)) / 1000,
+                ])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+/// Task `i`'s first slot, relative to the first one: spread evenly over a period, whole ms.
+fn anchor_offset(i: usize, tasks: usize, period_us: i64) -> i64 {
+    (i as i64 * (period_us / 1000) / tasks as i64) * 1000
+}
+
+fn pct(sorted: &[i64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let tasks = env_usize("BENCH_TASKS", 100_000);
+    let groups = env_usize("BENCH_GROUPS", 1_000);
+    let spread_secs = env_usize("BENCH_SPREAD_SECS", 50);
+    let measure_secs = env_usize("BENCH_SECS", 60);
+    let concurrency = env_usize("BENCH_CONCURRENCY", 64);
+    let period_us = i64::try_from(spread_secs).unwrap() * 1_000_000;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = DataLayout::new(dir.path()).database();
+    let set_up = Instant::now();
+    // Slots start a few seconds out: time to start the daemon; the first second is warm-up.
+    let first_us = (now_us() / 1000 + 4_000) * 1000;
+    seed(&db, tasks, groups, first_us, period_us);
+    println!(
+        "scheduler bench: {tasks} interval tasks in {groups} groups, period {spread_secs} s \
+         (≈{:.0} firings/s), {concurrency} concurrent runs, measuring {measure_secs} s \
+         (set-up {:.1} s)",
+        tasks as f64 / spread_secs as f64,
+        set_up.elapsed().as_secs_f64()
+    );
+
+    let tally = Arc::new(Tally {
+        anchor_us: (0..tasks)
+            .map(|i| first_us + anchor_offset(i, tasks, period_us))
+            .collect(),
+        period_us,
+        last_slot: (0..tasks).map(|_| AtomicI64::new(i64::MIN)).collect(),
+        lateness_us: Mutex::new(Vec::with_capacity(tasks * 2)),
+        duplicates: AtomicU64::new(0),
+        measure_from_us: first_us + 1_000_000,
+    });
+    let t = Arc::clone(&tally);
+    let runner = ScriptedRunner::quiet(move |req, _| {
+        if let RunPurpose::Task { task_id } = &req.purpose
+            && let Some(i) = task_id
+                .as_str()
+                .strip_prefix('t')
+                .and_then(|n| n.parse().ok())
+        {
+            t.record(i);
+        }
+        Turn::silent()
+    });
+    let raw = toml::from_str(&format!(
+        "max_concurrent_runs = {concurrency}\n[router]\nrecovery_sweep_secs = 0\n"
+    ))
+    .unwrap();
+    let cfg = Config::resolve(raw, None, Some(dir.path()), &|k| {
+        (k == "TZ").then(|| "UTC".into())
+    })
+    .unwrap();
+    let daemon = Daemon::start(
+        &cfg,
+        runner,
+        Box::new(|opts| {
+            Box::pin(async move {
+                let ch = FakeChannel::new(opts, "fake:");
+                ch.connect().await?;
+                Ok(vec![ch as Arc<dyn Channel>])
+            })
+        }),
+    )
+    .await
+    .unwrap();
+    let rss_idle = status_kib("VmRSS:");
+    let end_us = first_us + 1_000_000 + i64::try_from(measure_secs).unwrap() * 1_000_000;
+    tokio::time::sleep(Duration::from_micros(
+        u64::try_from(end_us - now_us()).unwrap_or(0),
+    ))
+    .await;
+    let rss = status_kib("VmRSS:");
+    let hwm = status_kib("VmHWM:");
+    daemon.shutdown().await;
+
+    let mut late = tally.lateness_us.lock().unwrap().clone();
+    late.sort_unstable();
+    let skipped: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM task_runs WHERE status = 'skipped'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!late.is_empty(), "nothing fired");
+    println!(
+        "  firings measured: {} ({:.0}/s); lateness p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, \
+         max {:.1} ms",
+        late.len(),
+        late.len() as f64 / measure_secs as f64,
+        pct(&late, 0.50),
+        pct(&late, 0.90),
+        pct(&late, 0.99),
+        pct(&late, 1.0)
+    );
+    println!(
+        "  slots skipped (previous firing still running): {skipped}; duplicates: {}",
+        tally.duplicates.load(Ordering::Relaxed)
+    );
+    println!(
+        "  RSS: {:.1} MiB after start-up, {:.1} MiB at the end, peak (VmHWM) {:.1} MiB",
+        rss_idle as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    assert_eq!(
+        tally.duplicates.load(Ordering::Relaxed),
+        0,
+        "a slot fired twice"
+    );
+}
