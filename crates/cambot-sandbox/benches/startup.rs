@@ -1,1 +1,177 @@
-fn main() {}
+//! Cold sandbox start: spawn to the first stdout byte of `echo x`, for each backend, next to a
+//! plain fork/exec of the same binary in the same run. Each sandboxed sample is a full run
+//! (plan, cgroups, mounts, seccomp, Landlock shim; container create/attach/start for Docker) and
+//! is torn down (waited, cgroups or container removed) before the next one.
+//!
+//! `cargo bench -p cambot-sandbox --bench startup` (env: BENCH_RUNS, default 50; needs root for
+//! the bwrap uid drop and cgroups as agents get them; Docker when its socket answers).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use cambot_protocol::DataLayout;
+use cambot_protocol::GroupFolder;
+use cambot_protocol::RunId;
+use cambot_protocol::TenantId;
+use cambot_sandbox::BwrapBackend;
+use cambot_sandbox::DockerBackend;
+use cambot_sandbox::MountAllowlist;
+use cambot_sandbox::PlanInput;
+use cambot_sandbox::RunPlan;
+use cambot_sandbox::SandboxBackend;
+use cambot_sandbox::SandboxConfig;
+use cambot_sandbox::build_plan;
+use tokio::io::AsyncReadExt;
+
+const CMD: &[&str] = &["/usr/bin/echo", "x"];
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn print(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{name:<28} n={:<4} p50={:>8.2} ms  p95={:>8.2} ms  min={:>8.2} ms  max={:>8.2} ms",
+        samples.len(),
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.95)),
+        ms(samples[0]),
+        ms(samples[samples.len() - 1]),
+    );
+}
+
+fn baseline(runs: usize) -> Vec<Duration> {
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let mut child = std::process::Command::new(CMD[0])
+                .args(&CMD[1..])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut b = [0u8; 1];
+            child.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
+            let t = start.elapsed();
+            child.wait().unwrap();
+            t
+        })
+        .collect()
+}
+
+fn plan(layout: &DataLayout, cfg: &SandboxConfig, n: usize) -> RunPlan {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(n as u64).to_le_bytes());
+    id[8..].copy_from_slice(&u64::from(std::process::id()).to_le_bytes());
+    let mut input = PlanInput::new(
+        layout.clone(),
+        TenantId::default_tenant(),
+        GroupFolder::new("bench").unwrap(),
+        RunId::from_bytes(id),
+    );
+    input.command = Some(CMD.iter().map(|s| (*s).to_owned()).collect());
+    input.init = cfg.init_path.clone();
+    build_plan(input, cfg, &MountAllowlist::none("bench")).unwrap()
+}
+
+async fn sandboxed(
+    backend: &dyn SandboxBackend,
+    layout: &DataLayout,
+    cfg: &SandboxConfig,
+    runs: usize,
+) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(runs);
+    for n in 0..runs {
+        let p = plan(layout, cfg, n);
+        let start = Instant::now();
+        let mut child = backend.spawn(&p).await.unwrap();
+        let mut b = [0u8; 1];
+        child.stdout.read_exact(&mut b).await.unwrap();
+        out.push(start.elapsed());
+        drop(child.take_stdin());
+        let info = child.wait().await.unwrap();
+        assert_eq!(info.code, Some(0), "{info:?}");
+        let _ = std::fs::remove_dir(layout.run_dir(&p.run_id));
+    }
+    out
+}
+
+fn init_shim() -> Option<std::path::PathBuf> {
+    // Benches are built next to the workspace binaries: target/<profile>/deps/startup-*.
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?;
+    ["cambot-sandbox-init"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = DataLayout::new(dir.path());
+    let cfg = SandboxConfig {
+        init_path: init_shim(),
+        ..SandboxConfig::default()
+    };
+    println!(
+        "sandbox startup: spawn -> first stdout byte of `{}`",
+        CMD.join(" ")
+    );
+    println!(
+        "(Landlock shim: {})",
+        cfg.init_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not built: run `cargo build -p cambot-sandbox` first".to_owned())
+    );
+    print("fork/exec (baseline)", baseline(runs));
+    match BwrapBackend::new(cfg.clone()) {
+        Ok(b) => {
+            let degraded = b.probe().await.map(|r| r.limits_degraded).unwrap_or(true);
+            let samples = sandboxed(&b, &layout, &cfg, runs).await;
+            print(
+                if degraded {
+                    "bwrap (limits degraded)"
+                } else {
+                    "bwrap (cgroups, seccomp)"
+                },
+                samples,
+            );
+        }
+        Err(e) => println!("bwrap: skipped ({e})"),
+    }
+    let docker_cfg = SandboxConfig {
+        init_path: None,
+        landlock: false,
+        docker_image: "cambot-agent:bench".to_owned(),
+        ..cfg.clone()
+    };
+    match DockerBackend::connect(docker_cfg.clone()) {
+        Ok(d) if d.client().ping().await.is_ok() => {
+            if d.probe().await.is_err() {
+                cambot_sandbox::docker_image::build_image(&d, None)
+                    .await
+                    .unwrap();
+            }
+            let samples = sandboxed(&d, &layout, &docker_cfg, runs).await;
+            print("docker (network none)", samples);
+        }
+        Ok(_) => println!("docker: skipped (dockerd does not answer)"),
+        Err(e) => println!("docker: skipped ({e})"),
+    }
+}

@@ -20,6 +20,7 @@ use crate::backend::SandboxBackend;
 use crate::backend::SandboxChild;
 use crate::bwrap_args::bwrap_command;
 use crate::cgroup::CgroupMode;
+use crate::cgroup::CgroupPool;
 use crate::cgroup::JobCgroup;
 use crate::config::SandboxConfig;
 use crate::error::SandboxError;
@@ -31,7 +32,8 @@ use crate::stage::Stage;
 pub struct BwrapBackend {
     cfg: SandboxConfig,
     bwrap: PathBuf,
-    cgroups: CgroupMode,
+    cgroups: std::sync::Arc<CgroupPool>,
+    refill: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl BwrapBackend {
@@ -46,8 +48,21 @@ impl BwrapBackend {
         Ok(Self {
             cfg,
             bwrap,
-            cgroups: crate::cgroup::detect(),
+            cgroups: std::sync::Arc::new(CgroupPool::new(crate::cgroup::detect())),
+            refill: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Makes spare cgroups in the background, so the next start only renames one.
+    fn schedule_refill(&self) {
+        let Ok(mut slot) = self.refill.lock() else {
+            return;
+        };
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let pool = std::sync::Arc::clone(&self.cgroups);
+        *slot = Some(tokio::task::spawn_blocking(move || pool.refill()));
     }
 
     pub fn bwrap_path(&self) -> &Path {
@@ -106,8 +121,9 @@ impl BwrapBackend {
                 String::from_utf8_lossy(&smoke.stderr).trim()
             )));
         }
-        let limits_degraded = !matches!(self.cgroups, CgroupMode::V1(_) | CgroupMode::V2(_))
-            || !nix::unistd::geteuid().is_root() && matches!(self.cgroups, CgroupMode::V1(_));
+        let mode = self.cgroups.mode();
+        let limits_degraded = !matches!(mode, CgroupMode::V1(_) | CgroupMode::V2(_))
+            || !nix::unistd::geteuid().is_root() && matches!(mode, CgroupMode::V1(_));
         let init = self.cfg.init_path();
         Ok(BackendReport {
             name: "bwrap",
@@ -148,7 +164,7 @@ impl BwrapBackend {
             .await
             .map_err(|e| SandboxError::Spawn(e.to_string()))??;
         let seccomp = if plan.seccomp {
-            crate::seccomp::programs(true).map_err(SandboxError::Spawn)?
+            cached_seccomp()?
         } else {
             Vec::new()
         };
@@ -164,7 +180,8 @@ impl BwrapBackend {
         for (target, data) in &bw.fds {
             memfds.push((memfd_with(data)?, *target));
         }
-        let job = JobCgroup::create(&self.cgroups, plan.run_id.as_str(), &plan.limits);
+        let job = self.cgroups.take(plan.run_id.as_str(), &plan.limits);
+        self.schedule_refill();
         let limits_degraded = job.as_ref().is_none_or(|j| !j.complete);
         if limits_degraded {
             tracing::warn!(run = %plan.run_id, "cgroup limits unavailable: rlimits only (limits degraded)");
@@ -323,6 +340,15 @@ impl ChildControl for BwrapControl {
         }
         .boxed()
     }
+}
+
+/// The filters never change within a process: compile them once.
+fn cached_seccomp() -> Result<Vec<Vec<u8>>, SandboxError> {
+    static PROGRAMS: std::sync::OnceLock<Result<Vec<Vec<u8>>, String>> = std::sync::OnceLock::new();
+    PROGRAMS
+        .get_or_init(|| crate::seccomp::programs(true))
+        .clone()
+        .map_err(SandboxError::Spawn)
 }
 
 /// `setgroups([])`, `setresgid`, `setresuid`: a root daemon becomes the run's uid.

@@ -64,6 +64,95 @@ pub(crate) fn detect() -> CgroupMode {
     CgroupMode::None("no memory and pids controllers are available".to_owned())
 }
 
+fn obtain(base: &Path, leaf: &str, spare: Option<&PathBuf>) -> std::io::Result<PathBuf> {
+    let dir = base.join(leaf);
+    if let Some(s) = spare {
+        if std::fs::rename(s, &dir).is_ok() {
+            return Ok(dir);
+        }
+        let _ = std::fs::remove_dir(s);
+    }
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Empty cgroups made ahead of time, off the start path.
+#[derive(Debug)]
+pub(crate) struct CgroupPool {
+    mode: CgroupMode,
+    spares: std::sync::Mutex<Vec<Vec<PathBuf>>>,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+impl CgroupPool {
+    pub(crate) const SIZE: usize = 2;
+
+    pub(crate) fn new(mode: CgroupMode) -> Self {
+        Self {
+            mode,
+            spares: std::sync::Mutex::new(Vec::new()),
+            seq: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn mode(&self) -> &CgroupMode {
+        &self.mode
+    }
+
+    pub(crate) fn take(&self, name: &str, limits: &Limits) -> Option<JobCgroup> {
+        let spare = self.spares.lock().ok().and_then(|mut v| v.pop());
+        JobCgroup::create(&self.mode, name, limits, spare)
+    }
+
+    fn bases(&self) -> Vec<PathBuf> {
+        match &self.mode {
+            CgroupMode::V1(ctrls) => ctrls.iter().map(|(_, p)| p.clone()).collect(),
+            CgroupMode::V2(base) => vec![base.clone()],
+            CgroupMode::None(_) => Vec::new(),
+        }
+    }
+
+    /// Tops the pool up (blocking; run it off the async threads).
+    pub(crate) fn refill(&self) {
+        let bases = self.bases();
+        if bases.is_empty() {
+            return;
+        }
+        loop {
+            if self.spares.lock().map(|v| v.len()).unwrap_or(Self::SIZE) >= Self::SIZE {
+                return;
+            }
+            let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("cambot-spare-{}-{n}", std::process::id());
+            let mut dirs = Vec::new();
+            for b in &bases {
+                let d = b.join(&name);
+                if std::fs::create_dir(&d).is_err() {
+                    for made in &dirs {
+                        let _ = std::fs::remove_dir(made);
+                    }
+                    return;
+                }
+                dirs.push(d);
+            }
+            match self.spares.lock() {
+                Ok(mut v) => v.push(dirs),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Drop for CgroupPool {
+    fn drop(&mut self) {
+        if let Ok(mut v) = self.spares.lock() {
+            for d in v.drain(..).flatten() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
 /// One run's cgroups. Removed (after killing what is left) by [`JobCgroup::destroy`].
 #[derive(Debug)]
 pub(crate) struct JobCgroup {
@@ -87,8 +176,16 @@ fn cpu_quota(cpus: f64, period: u64) -> u64 {
 impl JobCgroup {
     /// Creates `cambot-<name>` under the daemon's cgroup and writes the limits. `None` when
     /// this process has no rights (the caller falls back to rlimits).
-    pub(crate) fn create(mode: &CgroupMode, name: &str, limits: &Limits) -> Option<Self> {
+    /// `spare`: directories made in advance (one per controller, in `mode`'s order), renamed
+    /// to the job's name: `mkdir` of a cgroup costs milliseconds, a rename does not.
+    pub(crate) fn create(
+        mode: &CgroupMode,
+        name: &str,
+        limits: &Limits,
+        spare: Option<Vec<PathBuf>>,
+    ) -> Option<Self> {
         let leaf = format!("cambot-{name}");
+        let spare = spare.unwrap_or_default();
         let mut job = Self {
             dirs: Vec::new(),
             v2: false,
@@ -98,12 +195,11 @@ impl JobCgroup {
         match mode {
             CgroupMode::None(_) => return None,
             CgroupMode::V1(ctrls) => {
-                for (ctrl, base) in ctrls {
-                    let dir = base.join(&leaf);
-                    if std::fs::create_dir(&dir).is_err() {
+                for (i, (ctrl, base)) in ctrls.iter().enumerate() {
+                    let Ok(dir) = obtain(base, &leaf, spare.get(i)) else {
                         job.complete = false;
                         continue;
-                    }
+                    };
                     job.dirs.push(dir.clone());
                     let ok = match ctrl.as_str() {
                         "memory" => {
@@ -142,8 +238,7 @@ impl JobCgroup {
                 // Controllers must be enabled for children; this fails when the daemon's own
                 // cgroup holds processes and is not the root (no internal processes rule).
                 let _ = write(base, "cgroup.subtree_control", "+memory +pids +cpu");
-                let dir = base.join(&leaf);
-                std::fs::create_dir(&dir).ok()?;
+                let dir = obtain(base, &leaf, spare.first()).ok()?;
                 job.dirs.push(dir.clone());
                 let m = limits.memory_bytes.to_string();
                 job.complete &= write(&dir, "memory.max", &m).is_ok();
