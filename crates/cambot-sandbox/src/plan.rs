@@ -236,6 +236,16 @@ impl PlanInput {
     }
 }
 
+impl PlanInput {
+    /// Uses the Landlock shim when the config wants it, it exists and the kernel has Landlock.
+    pub fn with_init_from(mut self, cfg: &SandboxConfig) -> Self {
+        let shim = cfg.init_path();
+        self.init = (cfg.landlock && shim.is_file() && crate::probe::landlock_abi().is_some())
+            .then_some(shim);
+        self
+    }
+}
+
 fn safe_tz(tz: &str) -> String {
     let ok = !tz.is_empty()
         && tz.len() <= 64

@@ -107,14 +107,11 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         tenant.clone(),
         group.clone(),
         run_id.clone(),
-    );
+    )
+    .with_init_from(&cfg);
     input.is_main = args.main || group.is_main();
     input.command = Some(args.command);
     input.timezone = config.timezone.clone();
-    let init = cfg.init_path();
-    input.init =
-        (cfg.landlock && init.is_file() && cambot_sandbox::probe::landlock_abi().is_some())
-            .then_some(init);
     if layout.database().exists()
         && let Ok(store) = Store::open(&layout.database())
         && let Ok(groups) = store.registered_groups(&tenant)
