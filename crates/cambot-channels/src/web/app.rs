@@ -33,6 +33,9 @@ use crate::web::tokens::now_ms;
 use crate::web::tokens::now_secs;
 use crate::web::tokens::random_id;
 
+/// A session's activity time is refreshed at most this often (ms).
+const TOUCH_EVERY_MS: i64 = 60_000;
+
 /// Everything the handlers share.
 pub(crate) struct App {
     pub(crate) host: Arc<dyn ChannelHost>,
@@ -279,8 +282,13 @@ impl App {
                 is_bot_message: false,
             })
             .await?;
-        let title: String = text.chars().take(60).collect();
-        self.web.touch_session(&session, now_ms(), Some(&title))?;
+        // Activity only matters at TTL granularity (hours): touching at most once a minute
+        // keeps a write off the path of every message.
+        let now = now_ms();
+        if session.title.is_empty() || now.saturating_sub(session.last_active_ms) > TOUCH_EVERY_MS {
+            let title: String = text.chars().take(60).collect();
+            self.web.touch_session(&session, now, Some(&title))?;
+        }
         Ok(())
     }
 }

@@ -30,6 +30,8 @@ use crate::web::tokens::now_secs;
 
 /// A socket must authenticate within this time.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read and write buffer of each socket (grows as needed for larger frames).
+const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
 /// Close code for an unauthenticated or expired socket.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
 
@@ -67,7 +69,10 @@ pub(crate) async fn upgrade(
     let Ok(permit) = Arc::clone(&app.connections).try_acquire_owned() else {
         return ApiError::Unavailable.into_response();
     };
-    ws.max_message_size(app.config.max_body_bytes)
+    // Small buffers: a thousand idle sockets should not cost a thousand 128 KiB buffers.
+    ws.read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
+        .max_message_size(app.config.max_body_bytes)
         .max_frame_size(app.config.max_body_bytes)
         .on_upgrade(move |socket| serve(app, socket, permit))
 }

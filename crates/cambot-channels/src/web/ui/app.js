@@ -144,10 +144,16 @@ async function route() {
   return openSession(id);
 }
 
+let opening = 0;
 async function openSession(id) {
+  // Frames and late responses for the previous session must not land in this one.
+  const generation = ++opening;
+  state.current = null; setComposer(false);
   $('notfound').hidden = true; $('expired').hidden = true; $('chat-error').textContent = '';
   $('messages').textContent = ''; state.shownReplies = new Set(); state.streaming = null;
   const res = await api('GET', '/api/sessions/' + id + '/history');
+  if (generation !== opening) return;
+  $('messages').textContent = '';
   if (res.status === 404) {
     state.current = null; renderSessions();
     $('notfound').hidden = false; $('session-title').textContent = 'cambot';
@@ -156,6 +162,7 @@ async function openSession(id) {
   }
   if (!res.ok) { $('chat-error').textContent = 'Could not load the session (' + res.status + ')'; return; }
   const data = await res.json();
+  if (generation !== opening) return;
   state.current = data.session;
   $('session-title').textContent = data.session.title || 'New session';
   for (const item of data.items) {

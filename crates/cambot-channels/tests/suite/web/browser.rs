@@ -212,7 +212,8 @@ async fn sign_in_chat_stream_reload_and_no_access_to_another_users_session() {
     b.wait_for(
         "a session opens after sign-in",
         "!document.getElementById('app').hidden && /^#\\/s\\/[0-9a-f]{32}$/.test(location.hash)
-         && document.getElementById('status').dataset.state === 'online'",
+         && document.getElementById('status').dataset.state === 'online'
+         && !document.getElementById('composer-send').disabled",
     )
     .await;
     let hash = b.eval("location.hash").await;
@@ -275,18 +276,34 @@ async fn sign_in_chat_stream_reload_and_no_access_to_another_users_session() {
 
     // Editing the URL to bob's session: not found, nothing of bob's shown, cannot send.
     for reload in [false, true] {
+        // Marks this document, so the wait below cannot pass on the page before the reload.
+        b.eval("window.__before = 1; true").await;
         b.navigate(&format!("{}/#/s/{bob_session}", d.base)).await;
         if reload {
             b.call("Page.reload", json!({})).await;
         }
+        let fresh = if reload {
+            "window.__before === undefined && "
+        } else {
+            ""
+        };
         b.wait_for(
             "not found for another user's session",
-            "!document.getElementById('app').hidden && !document.getElementById('notfound').hidden",
+            &format!("{fresh}!document.getElementById('app').hidden && !document.getElementById('notfound').hidden"),
         )
         .await;
+        let seen = b
+            .eval(
+                "({secret: document.body.innerText.includes('tok-bob-secret'),
+                   messages: document.querySelectorAll('#messages .msg').length,
+                   composer: !document.getElementById('composer-send').disabled,
+                   hash: location.hash})",
+            )
+            .await;
         assert_eq!(
-            b.eval("document.body.innerText.includes('tok-bob-secret') || document.querySelectorAll('#messages .msg').length > 0 || !document.getElementById('composer-send').disabled").await,
-            json!(false)
+            seen,
+            json!({"secret": false, "messages": 0, "composer": false, "hash": format!("#/s/{bob_session}")}),
+            "reload={reload}"
         );
     }
     let h = d.history(&bob, &bob_session).await;
