@@ -31,6 +31,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "web chat users, keys, refresh tokens, sessions",
         sql: include_str!("migrations/0002_web.sql"),
     },
+    Migration {
+        version: 3,
+        name: "partial index of unfinished task firings",
+        sql: include_str!("migrations/0003_task_runs_unfinished.sql"),
+    },
 ];
 
 /// The handle to cambot's SQLite database. Cheap to clone; all clones share one connection.
