@@ -45,10 +45,15 @@ impl BwrapBackend {
                     .to_owned(),
             )
         })?;
+        let mode = if cfg.cgroups {
+            crate::cgroup::detect()
+        } else {
+            CgroupMode::None("disabled by [sandbox] cgroups = false".to_owned())
+        };
         Ok(Self {
             cfg,
             bwrap,
-            cgroups: std::sync::Arc::new(CgroupPool::new(crate::cgroup::detect())),
+            cgroups: std::sync::Arc::new(CgroupPool::new(mode)),
             refill: std::sync::Mutex::new(None),
         })
     }

@@ -59,6 +59,9 @@ pub struct SandboxConfig {
     pub landlock: bool,
     /// Apply the seccomp filter.
     pub seccomp: bool,
+    /// Use cgroups for the limits when this process may; `false` forces the rlimit fallback
+    /// (and `limits_degraded`).
+    pub cgroups: bool,
 }
 
 impl Default for SandboxConfig {
@@ -83,6 +86,7 @@ impl Default for SandboxConfig {
             sandbox_gid: 10000,
             landlock: true,
             seccomp: true,
+            cgroups: true,
         }
     }
 }

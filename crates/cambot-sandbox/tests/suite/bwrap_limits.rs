@@ -290,3 +290,51 @@ async fn dropping_the_supervisor_kills_the_run() {
         .await
         .expect("all processes gone");
 }
+
+#[tokio::test]
+async fn without_cgroups_rlimits_hold_and_the_run_says_degraded() {
+    let cfg = SandboxConfig {
+        memory_mb: 64,
+        pids: 16,
+        cgroups: false,
+        ..test_config()
+    };
+    let Some(b) = bwrap("bwrap::rlimit_fallback", &cfg) else {
+        return;
+    };
+    let env = Env::new();
+    // RLIMIT_NPROC counts every process of the uid: a uid of its own keeps other tests out.
+    let g = env.layout.group_dir(
+        &env.tenant,
+        &cambot_protocol::GroupFolder::new("degraded").unwrap(),
+    );
+    std::fs::create_dir_all(&g).unwrap();
+    std::os::unix::fs::chown(&g, Some(23456), Some(23456)).unwrap();
+    let forks = run(
+        &*b,
+        &env.plan(
+            "degraded",
+            &cfg,
+            "echo as=$(ulimit -v); echo nproc=$(ulimit -u)
+(for i in $(seq 40); do sleep 30 & done) 2>/dev/null; p=(/proc/[0-9]*); echo running=${#p[@]}",
+        ),
+    )
+    .await;
+    assert!(forks.exit.limits_degraded, "{:?}", forks.exit);
+    assert_eq!(forks.expect("as"), (64 * 1024).to_string(), "{forks:#?}");
+    assert_eq!(forks.expect("nproc"), "16");
+    let running: usize = forks.expect("running").parse().unwrap();
+    assert!(running <= 16, "{running} processes with RLIMIT_NPROC 16");
+    let balloon = run(
+        &*b,
+        &env.plan(
+            "degraded",
+            &cfg,
+            "echo started=1; x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived=${#x}",
+        ),
+    )
+    .await;
+    assert!(balloon.exit.limits_degraded);
+    assert_eq!(balloon.get("started"), Some("1"), "{balloon:#?}");
+    assert_eq!(balloon.get("survived"), None, "{balloon:#?}");
+}
