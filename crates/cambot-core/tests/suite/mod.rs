@@ -51,3 +51,4 @@ pub(crate) fn meta(
         is_group,
     }
 }
+mod web;
