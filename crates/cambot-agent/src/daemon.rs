@@ -155,15 +155,29 @@ impl Daemon {
                 }
             })
         };
+        // Task changes made through the host tools wake the scheduler (created below).
+        let scheduler_slot: Arc<std::sync::OnceLock<std::sync::Weak<Scheduler>>> =
+            Arc::new(std::sync::OnceLock::new());
+        let on_tasks_changed = {
+            let slot = Arc::clone(&scheduler_slot);
+            Arc::new(move || {
+                if let Some(scheduler) = slot.get().and_then(std::sync::Weak::upgrade) {
+                    scheduler.wake();
+                }
+            })
+        };
         let timezone: chrono_tz::Tz = config.timezone.parse().unwrap_or(chrono_tz::UTC);
-        let ipc = Arc::new(IpcService::new(
-            store.clone(),
-            layout.clone(),
-            outbox.clone(),
-            timezone,
-            on_registered,
-            SendLimits::default(),
-        ));
+        let ipc = Arc::new(
+            IpcService::new(
+                store.clone(),
+                layout.clone(),
+                outbox.clone(),
+                timezone,
+                on_registered,
+                SendLimits::default(),
+            )
+            .with_on_tasks_changed(on_tasks_changed),
+        );
         let runner = runner_factory(RunnerContext {
             store: store.clone(),
             outbox: outbox.clone(),
@@ -197,13 +211,16 @@ impl Daemon {
             event_tx,
         ));
         let connected = channel_factory(ChannelOpts {
-            host,
+            host: Arc::clone(&host) as Arc<dyn cambot_channels::ChannelHost>,
             assistant_name: config.assistant_name.clone(),
         })
         .await?;
         if let Ok(mut slot) = channels.write() {
             *slot = connected;
         }
+        // From here a run can find its channel; messages that came in while the channels were
+        // connecting are picked up by the recovery pass below.
+        host.set_ready();
 
         background.spawn(outbox.clone().run(
             store.clone(),
@@ -233,6 +250,7 @@ impl Daemon {
                 ..SchedulerSettings::default()
             },
         );
+        let _ = scheduler_slot.set(Arc::downgrade(&scheduler));
         background.spawn(Arc::clone(&scheduler).run(cancel.clone()));
         background.spawn(watch_external_changes(
             store.clone(),

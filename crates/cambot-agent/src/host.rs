@@ -40,6 +40,10 @@ pub struct RouterHost {
     layout: DataLayout,
     events: ChannelEvents,
     metadata: Mutex<MetadataCache>,
+    /// Set once the daemon has installed the connected channels. Before that a message is
+    /// stored but not routed: its run could not find the channel to answer through. The
+    /// daemon's recovery pass right after installing them routes what arrived meanwhile.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl RouterHost {
@@ -49,7 +53,13 @@ impl RouterHost {
             layout,
             events,
             metadata: Mutex::new(HashMap::new()),
+            ready: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Routes messages as they arrive from now on (see the `ready` field).
+    pub fn set_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -68,7 +78,7 @@ impl ChannelHost for RouterHost {
                 .store_message_async(message)
                 .await
                 .map_err(storage)?;
-            if !is_bot {
+            if !is_bot && self.ready.load(std::sync::atomic::Ordering::SeqCst) {
                 self.router.route_stored(&tenant, &jid);
             }
             Ok(())

@@ -243,6 +243,19 @@ impl Router {
         Ok(queued)
     }
 
+    /// Whether some chat has messages that will be answered (they pass the trigger gate) and
+    /// have no committed reply yet. Storage errors count as "yes": callers wait rather than
+    /// drop work.
+    pub fn has_unanswered(&self) -> bool {
+        let Ok(groups) = self.store.all_registered_groups() else {
+            return true;
+        };
+        groups.iter().any(|g| {
+            let key = GroupKey::new(g.tenant.clone(), g.folder.clone());
+            !matches!(self.next_batch(&key), Ok(None))
+        })
+    }
+
     fn find_channel(&self, jid: &ChatJid) -> Option<Arc<dyn Channel>> {
         self.channels
             .read()

@@ -1,4 +1,5 @@
 mod airgap;
+mod cli_e2e;
 mod crash;
 mod cron_differential;
 mod ipc_auth;

@@ -244,3 +244,106 @@ pub(crate) async fn eventually_async(what: &str, mut check: impl FnMut() -> bool
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Counts the runs a runner starts.
+struct Counting {
+    inner: Arc<dyn cambot_agent::runner::AgentRunner>,
+    starts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl cambot_agent::runner::AgentRunner for Counting {
+    fn start(
+        &self,
+        request: cambot_agent::runner::RunRequest,
+    ) -> cambot_agent::runner::BoxFuture<
+        '_,
+        Result<cambot_agent::runner::ActiveRun, cambot_agent::runner::RunnerError>,
+    > {
+        self.starts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.start(request)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_while_the_run_is_thinking_is_answered_in_the_same_run() {
+    let Some((runner_bin, init_bin)) = sandbox_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let standin = Standin::anthropic()
+        .reply(Script::text("first answer").head_delay(Duration::from_millis(1500)))
+        .reply(Script::text("second answer"))
+        .start_tcp()
+        .await
+        .unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[sandbox]\nbackend = \"bwrap\"\nrunner_path = \"{}\"\ninit_path = \"{}\"\n",
+            runner_bin.display(),
+            init_bin.display()
+        ),
+    );
+    let base = standin.root_url();
+    let env = move |k: &str| match k {
+        "ANTHROPIC_API_KEY" => Some(KEY.to_owned()),
+        "ANTHROPIC_BASE_URL" => Some(base.clone()),
+        "ANTHROPIC_MODEL" => Some("m".to_owned()),
+        _ => None,
+    };
+    let starts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let factory: cambot_agent::daemon::RunnerFactory = {
+        let cfg = cfg.clone();
+        let starts = Arc::clone(&starts);
+        Box::new(move |ctx| {
+            Box::pin(async move {
+                let inner =
+                    cambot_agent::production::build_sandboxed_runner(&cfg, &ctx, &env).await?;
+                Ok(Arc::new(Counting {
+                    inner: Arc::new(inner),
+                    starts,
+                })
+                    as Arc<dyn cambot_agent::runner::AgentRunner>)
+            })
+        })
+    };
+    let slot = Arc::new(Mutex::new(None));
+    let daemon = Daemon::start_with(&cfg, factory, fake_factory(Arc::clone(&slot), None))
+        .await
+        .unwrap();
+    let channel = slot.lock().unwrap().clone().unwrap();
+    channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    channel
+        .inject(&tenant(), "fake:main", "Alice", "first question")
+        .await
+        .unwrap();
+    // The model is "thinking" on the first question when the second one arrives.
+    tokio::time::timeout(WAIT, standin.wait_for_requests(1))
+        .await
+        .unwrap();
+    channel
+        .inject(&tenant(), "fake:main", "Alice", "second question")
+        .await
+        .unwrap();
+    let sent = channel.wait_sent(2, WAIT).await;
+    assert_eq!(
+        sent.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+        ["first answer", "second answer"]
+    );
+    assert_eq!(
+        starts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one run answered both"
+    );
+    let second = standin.request(1).unwrap().body.to_string();
+    assert!(
+        second.contains("first answer") && second.contains("second question"),
+        "{second}"
+    );
+    daemon.shutdown().await;
+}

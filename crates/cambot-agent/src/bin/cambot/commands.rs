@@ -118,14 +118,17 @@ async fn run(mut config: Config, chat: bool) -> Result<ExitCode> {
     })
 }
 
+/// Chat mode after end of input: every message that will be answered has its reply
+/// delivered (a live run that is only waiting for follow-ups is closed by the shutdown), or
+/// nothing is running or queued any more (a run that gave up).
 async fn wait_idle(router: &cambot_agent::router::Router) {
     loop {
-        let idle = router.queue().is_idle()
-            && router
-                .store()
-                .pending_outbox(1)
-                .map(|r| r.is_empty())
-                .unwrap_or(true);
+        let delivered = router
+            .store()
+            .pending_outbox(1)
+            .map(|r| r.is_empty())
+            .unwrap_or(true);
+        let idle = delivered && (router.queue().is_idle() || !router.has_unanswered());
         if idle {
             return;
         }

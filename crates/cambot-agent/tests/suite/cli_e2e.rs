@@ -1,0 +1,118 @@
+//! Issue 4's acceptance path through the real binary: `cambot chat` with the terminal channel,
+//! the real bwrap sandbox and the real runner; the stand-in asks for a `bash` call that writes a
+//! file; the file appears in the group folder only; the CLI prints the stand-in's final text;
+//! the stand-in saw the key while nothing inside the sandbox did.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use cambot_testkit::standin::Script;
+use cambot_testkit::standin::Standin;
+use serde_json::json;
+
+use super::sandboxed::sandbox_tools;
+
+const KEY: &str = "sk-ant-cli-e2e-7f3a9c0d1e2b";
+
+/// Looks for the key in the sandbox's view: every process's environment, and stdin of the
+/// runner is what /proc/<pid>/fd/0 is (a pipe, unreadable after the fact, so the start line's
+/// fields are checked through the transcript the runner wrote).
+const PROBE: &str = r#"
+echo created > proof.txt
+cat /proc/[0-9]*/environ 2>/dev/null | tr '\0' '\n' > environ.txt
+ls /workspace > view.txt
+echo done
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cambot_chat_answers_through_the_sandboxed_runner_and_the_key_stays_outside() {
+    let Some(_) = sandbox_tools() else {
+        return;
+    };
+    let standin = Standin::anthropic()
+        .reply(Script::tool_use("bash", json!({ "command": PROBE })))
+        .reply(Script::text("The file is written."))
+        .start_tcp()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cambot"))
+        .arg("chat")
+        .arg("--data-dir")
+        .arg(&data)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TZ", "UTC")
+        .env("CAMBOT_LOG", "warn")
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_BASE_URL", standin.root_url())
+        .env("ANTHROPIC_MODEL", "claude-e2e")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"please write the proof file\n")
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("Andy: The file is written."),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+
+    // The stand-in saw the key on every model request.
+    let requests = standin.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|r| r.header("x-api-key") == Some(KEY)));
+
+    // The file is in the main group's folder and nowhere else under the data dir.
+    let group = data.join("tenants/default/groups/main");
+    assert_eq!(
+        std::fs::read_to_string(group.join("proof.txt")).unwrap(),
+        "created\n"
+    );
+    let mut found = Vec::new();
+    let mut stack = vec![data.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                if p.file_name().is_some_and(|n| n == "proof.txt") {
+                    found.push(p.clone());
+                }
+                // No file anywhere in the data dir (transcripts, the agent's files, the
+                // database) holds the key.
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                assert!(
+                    !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+                    "the key is in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert_eq!(found, vec![group.join("proof.txt")]);
+    let environ = std::fs::read_to_string(group.join("environ.txt")).unwrap();
+    assert!(
+        !environ.contains(KEY) && !environ.contains("ANTHROPIC"),
+        "{environ}"
+    );
+    assert!(!environ.is_empty(), "the probe saw no environment at all");
+    let view = std::fs::read_to_string(group.join("view.txt")).unwrap();
+    assert!(view.contains("group"), "{view}");
+}
