@@ -54,11 +54,99 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     })
 }
 
+/// Most Argon2 memory a stored hash may ask for (blocks of 1 KiB): 256 MiB.
+const MAX_ARGON2_BLOCKS: usize = 256 * 1024;
+
+/// [`verify_password`] with caller-owned Argon2 working memory, reused across checks (the
+/// password thread keeps one buffer instead of allocating 19 MiB per sign-in).
+pub fn verify_password_with(password: &str, phc: &str, blocks: &mut Vec<argon2::Block>) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(params), Some(salt), Some(expected)) =
+        (argon2::Params::try_from(&hash), hash.salt, hash.hash)
+    else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let needed = params.block_count();
+    if needed > MAX_ARGON2_BLOCKS {
+        return false;
+    }
+    if blocks.len() < needed {
+        blocks.resize(needed, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params);
+    if argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut blocks[..needed])
+        .is_err()
+    {
+        return false;
+    }
+    // `Output` compares in constant time.
+    argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
+}
+
 /// A hash to verify against when the user does not exist, so that an unknown name takes as
 /// long as a wrong password.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| hash_password("cambot-dummy-password").unwrap_or_default())
+}
+
+type PasswordJob = Box<dyn FnOnce(&mut Vec<argon2::Block>) + Send>;
+
+/// Sign-ins waiting for the password thread; more are refused (503) rather than queued.
+const PASSWORD_QUEUE: usize = 64;
+
+/// Every password check runs on one dedicated thread. Argon2id needs 19 MiB per check: on the
+/// blocking pool, parallel checks would multiply that (a cheap memory attack), and each pool
+/// thread's allocator arena would keep its 19 MiB afterwards. The thread lives as long as the
+/// process and only ever waits on its queue.
+fn password_worker() -> Option<&'static std::sync::mpsc::SyncSender<PasswordJob>> {
+    static WORKER: OnceLock<Option<std::sync::mpsc::SyncSender<PasswordJob>>> = OnceLock::new();
+    WORKER
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<PasswordJob>(PASSWORD_QUEUE);
+            std::thread::Builder::new()
+                .name("cambot-password".into())
+                .spawn(move || {
+                    let mut blocks = Vec::new();
+                    while let Ok(job) = rx.recv() {
+                        job(&mut blocks);
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+async fn on_password_thread<T: Send + 'static>(
+    f: impl FnOnce(&mut Vec<argon2::Block>) -> T + Send + 'static,
+) -> Result<T, HostError> {
+    let worker = password_worker()
+        .ok_or_else(|| HostError::Storage("cannot start the password thread".into()))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    worker
+        .try_send(Box::new(move |blocks| {
+            let _ = tx.send(f(blocks));
+        }))
+        .map_err(|_| HostError::ShuttingDown)?;
+    rx.await
+        .map_err(|_| HostError::Storage("the password thread stopped".into()))
 }
 
 /// The store-backed [`WebHost`].
@@ -144,21 +232,20 @@ impl WebHost for StoreWebHost {
     ) -> BoxFuture<'_, Result<Option<WebUser>, HostError>> {
         let store = self.store.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
+            on_password_thread(move |blocks| {
                 let row = store.web_user(&tenant, &user).map_err(storage)?;
                 let Some(row) = row else {
-                    verify_password(&password, dummy_hash());
+                    verify_password_with(&password, dummy_hash(), blocks);
                     return Ok(None);
                 };
-                let ok = verify_password(&password, &row.password_hash);
+                let ok = verify_password_with(&password, &row.password_hash, blocks);
                 Ok((ok && !row.disabled).then_some(WebUser {
                     tenant: row.tenant,
                     id: row.id,
                     disabled: false,
                 }))
             })
-            .await
-            .map_err(|e| HostError::Storage(format!("password check task: {e}")))?
+            .await?
         })
     }
 
@@ -413,6 +500,25 @@ mod tests {
         assert!(verify_password("correct horse", &phc));
         assert!(!verify_password("wrong", &phc));
         assert!(!verify_password("correct horse", "not a hash"));
+        let mut blocks = Vec::new();
+        assert!(verify_password_with("correct horse", &phc, &mut blocks));
+        assert!(!verify_password_with("wrong", &phc, &mut blocks));
+        assert!(!verify_password_with(
+            "correct horse",
+            "not a hash",
+            &mut blocks
+        ));
+        assert_eq!(blocks.len(), 19 * 1024);
+        // Parameters come from the stored hash, not from the defaults.
+        let params = argon2::Params::new(8192, 1, 2, None).unwrap_or_default();
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let custom = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(b"other password", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        assert!(custom.contains("m=8192,t=1,p=2"), "{custom}");
+        assert!(verify_password_with("other password", &custom, &mut blocks));
+        assert!(!verify_password_with("correct horse", &custom, &mut blocks));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! runner that streams two deltas and replies at once.
 //!
 //! Every session sends `BENCH_MESSAGES` (default 5) messages, one after another, each waiting
-//! for its reply; all sessions run at once. Prints accepted messages/s (acks over the send
-//! phase), replies/s, p50/p99 reply latency (send to reply frame) and the process RSS (daemon
-//! plus the 1,000 client sockets, one process). Fails if any message is unanswered or any
-//! frame reaches the wrong session.
+//! for its reply; all sessions run at once. The clients run in a child process (this binary
+//! re-executed with `BENCH_CLIENT=1`), so the RSS printed is the daemon's alone. Prints accepted
+//! messages/s (acks over the send phase), replies/s, p50/p99 reply latency (send to reply
+//! frame) and daemon RSS. Fails if any message is unanswered or any frame reaches the wrong
+//! session.
 //!
 //! `cargo bench -p cambot-channels --bench web_load` (env: BENCH_SESSIONS, BENCH_USERS,
 //! BENCH_MESSAGES).
@@ -21,6 +22,9 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
+
+use tokio::io::AsyncBufReadExt;
+use tokio::io::AsyncWriteExt;
 
 use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
@@ -82,7 +86,112 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(sessions, users, messages));
+    if std::env::var("BENCH_CLIENT").as_deref() == Ok("1") {
+        rt.block_on(client());
+    } else {
+        rt.block_on(run(sessions, users, messages));
+    }
+}
+
+/// The child process: connects every session, reports, waits for "go", runs the sessions and
+/// prints the results as one JSON line.
+async fn client() {
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let plan: Value = serde_json::from_str(&stdin.next_line().await.unwrap().unwrap()).unwrap();
+    let url = plan["url"].as_str().unwrap().to_owned();
+    let messages = plan["messages"].as_u64().unwrap() as usize;
+    let mut sockets = Vec::new();
+    for s in plan["sessions"].as_array().unwrap() {
+        let small = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(8 * 1024);
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(small), false)
+                .await
+                .unwrap();
+        send(&mut ws, json!({"type": "auth", "token": s["token"]})).await;
+        expect(&mut ws, "ready").await;
+        send(&mut ws, json!({"type": "subscribe", "session": s["id"]})).await;
+        expect(&mut ws, "subscribed").await;
+        sockets.push((ws, s["id"].as_str().unwrap().to_owned()));
+    }
+    println!("connected");
+    assert_eq!(stdin.next_line().await.unwrap().unwrap(), "go");
+    let n = sockets.len();
+    let barrier = Arc::new(tokio::sync::Barrier::new(n + 1));
+    let mut tasks = Vec::new();
+    for (i, (ws, id)) in sockets.into_iter().enumerate() {
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(session(i, ws, id, messages, barrier)));
+    }
+    barrier.wait().await;
+    let started = Instant::now();
+    let mut latencies_us = Vec::new();
+    let mut accepted = 0usize;
+    for t in tasks {
+        let r = t.await.unwrap();
+        accepted += r.accepted;
+        latencies_us.extend(r.latencies.iter().map(|d| d.as_micros() as u64));
+    }
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    println!(
+        "{}",
+        json!({"accepted": accepted, "latencies_us": latencies_us, "elapsed_us": elapsed_us})
+    );
+}
+
+/// One session: send, wait for the reply naming the message, repeat.
+async fn session(
+    i: usize,
+    mut ws: Ws,
+    id: String,
+    messages: usize,
+    barrier: Arc<tokio::sync::Barrier>,
+) -> SessionResult {
+    barrier.wait().await;
+    let mut result = SessionResult {
+        latencies: Vec::new(),
+        accepted: 0,
+    };
+    for m in 0..messages {
+        let tok = format!("tok-{i}-{m}");
+        let sent = Instant::now();
+        send(
+            &mut ws,
+            json!({"type": "send", "session": id, "text": tok, "client_id": format!("c{m}")}),
+        )
+        .await;
+        loop {
+            let f = next(&mut ws).await;
+            assert_ne!(f["type"], "error", "session {i}: {f}");
+            if f["type"] == "accepted" {
+                result.accepted += 1;
+                continue;
+            }
+            if f["type"] != "delta" && f["type"] != "reply" {
+                continue;
+            }
+            assert_eq!(f["session"], id.as_str(), "frame for another session");
+            let text = f["text"].as_str().unwrap();
+            if f["type"] == "reply" {
+                let got: Vec<&str> = text
+                    .split("got=")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .split(',')
+                    .collect();
+                assert!(
+                    got.iter().all(|t| t.starts_with(&format!("tok-{i}-"))),
+                    "session {i} got another session's message: {text}"
+                );
+                if got.contains(&tok.as_str()) {
+                    result.latencies.push(sent.elapsed());
+                    break;
+                }
+            }
+        }
+    }
+    result
 }
 
 async fn run(sessions: usize, users: usize, messages: usize) {
@@ -160,6 +269,7 @@ async fn run(sessions: usize, users: usize, messages: usize) {
             .unwrap();
         tokens.push(res["access_token"].as_str().unwrap().to_owned());
     }
+    let rss_users = rss_kib();
     // Sessions.
     let mut ids = Vec::new();
     for i in 0..sessions {
@@ -176,78 +286,50 @@ async fn run(sessions: usize, users: usize, messages: usize) {
         ids.push(res["id"].as_str().unwrap().to_owned());
     }
     let rss_sessions = rss_kib();
-    // Connect and subscribe every socket before anyone sends.
-    let url = format!("ws://{addr}/ws");
-    let mut sockets = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .unwrap();
-        send(&mut ws, json!({"type": "auth", "token": tokens[i % users]})).await;
-        expect(&mut ws, "ready").await;
-        send(&mut ws, json!({"type": "subscribe", "session": id})).await;
-        expect(&mut ws, "subscribed").await;
-        sockets.push(ws);
-    }
+    let plan = json!({
+        "url": format!("ws://{addr}/ws"),
+        "messages": messages,
+        "sessions": ids.iter().enumerate().map(|(i, id)| json!({"id": id, "token": tokens[i % users]})).collect::<Vec<_>>(),
+    });
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env("BENCH_CLIENT", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut to_child = child.stdin.take().unwrap();
+    let mut from_child = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    to_child
+        .write_all(format!("{plan}\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(from_child.next_line().await.unwrap().unwrap(), "connected");
     let rss_connected = rss_kib();
     println!(
         "web_load: {sessions} sessions ({users} users), {messages} messages each, {} total",
         sessions * messages
     );
-    let barrier = Arc::new(tokio::sync::Barrier::new(sessions + 1));
-    let mut tasks = Vec::new();
-    for (i, (mut ws, id)) in sockets.into_iter().zip(ids.iter().cloned()).enumerate() {
-        let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            let mut result = SessionResult {
-                latencies: Vec::new(),
-                accepted: 0,
-            };
-            for m in 0..messages {
-                let tok = format!("tok-{i}-{m}");
-                let sent = Instant::now();
-                send(&mut ws, json!({"type": "send", "session": id, "text": tok, "client_id": format!("c{m}")})).await;
-                loop {
-                    let f = next(&mut ws).await;
-                    assert_ne!(f["type"], "error", "session {i}: {f}");
-                    if f["type"] == "accepted" {
-                        result.accepted += 1;
-                        continue;
-                    }
-                    if f["type"] != "delta" && f["type"] != "reply" {
-                        continue;
-                    }
-                    assert_eq!(f["session"], id.as_str(), "frame for another session");
-                    let text = f["text"].as_str().unwrap();
-                    if f["type"] == "reply" {
-                        let got: Vec<&str> =
-                            text.split("got=").nth(1).unwrap_or_default().split(',').collect();
-                        assert!(
-                            got.iter().all(|t| t.starts_with(&format!("tok-{i}-"))),
-                            "session {i} got another session's message: {text}"
-                        );
-                        if got.contains(&tok.as_str()) {
-                            result.latencies.push(sent.elapsed());
-                            break;
-                        }
-                    }
-                }
-            }
-            result
-        }));
-    }
-    barrier.wait().await;
-    let started = Instant::now();
-    let mut latencies = Vec::new();
-    let mut accepted = 0usize;
-    for t in tasks {
-        let r = t.await.unwrap();
-        accepted += r.accepted;
-        latencies.extend(r.latencies);
-    }
-    let elapsed = started.elapsed();
+    to_child.write_all(b"go\n").await.unwrap();
+    let line = from_child
+        .next_line()
+        .await
+        .unwrap()
+        .expect("client failed");
+    let result: Value = serde_json::from_str(&line).unwrap();
+    assert!(
+        child.wait().await.unwrap().success(),
+        "client process failed"
+    );
     let rss_end = rss_kib();
+    let accepted = result["accepted"].as_u64().unwrap() as usize;
+    let mut latencies: Vec<Duration> = result["latencies_us"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| Duration::from_micros(v.as_u64().unwrap()))
+        .collect();
+    let elapsed = Duration::from_micros(result["elapsed_us"].as_u64().unwrap());
     let total = sessions * messages;
     assert_eq!(accepted, total, "accepted acks");
     assert_eq!(latencies.len(), total, "messages lost");
@@ -266,8 +348,9 @@ async fn run(sessions: usize, users: usize, messages: usize) {
         latencies[latencies.len() - 1].as_secs_f64() * 1000.0
     );
     println!(
-        "web_load: RSS (daemon + {sessions} client sockets, one process): {} MiB at start, {} MiB with users and sessions, {} MiB connected, {} MiB after",
+        "web_load: daemon RSS: {} MiB at start, {} MiB after {users} sign-ins, {} MiB after creating the sessions, {} MiB with {sessions} sockets connected, {} MiB after the run",
         rss_start / 1024,
+        rss_users / 1024,
         rss_sessions / 1024,
         rss_connected / 1024,
         rss_end / 1024

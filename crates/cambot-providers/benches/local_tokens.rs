@@ -5,6 +5,9 @@
 //! `scripts/setup/local-model.sh`. Both paths send byte-identical request bodies (captured
 //! from the provider by a stand-in) at temperature 0, so they generate the same tokens.
 //! tokens/s = completion tokens / wall time from sending the request to the end of the stream.
+//! On a shared machine the load changes by the minute, so the runs are paired (direct first,
+//! then through cambot, back to back) and the ratio is taken per pair; the client's own CPU
+//! time per call (this process, `getrusage`) shows cambot's overhead without the noise.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -32,13 +35,25 @@ use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 
-const RUNS: usize = 5;
-const MAX_TOKENS: u32 = 256;
+const PAIRS: usize = 5;
+const MAX_TOKENS: u32 = 128;
 
 struct Sample {
     tokens: u64,
     elapsed: Duration,
     server_tps: Option<f64>,
+    /// CPU time this process spent on the call (user + system).
+    client_cpu: Duration,
+}
+
+/// User + system CPU time of this process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 impl Sample {
@@ -83,6 +98,7 @@ async fn captured_body() -> hyper::body::Bytes {
 /// One request straight to llama-server over its socket: raw hyper, no decoding beyond
 /// finding the usage and timings in the last chunks.
 async fn direct(server: &LlamaServer, body: &hyper::body::Bytes) -> Sample {
+    let cpu = process_cpu();
     let started = Instant::now();
     let stream = tokio::net::UnixStream::connect(server.socket())
         .await
@@ -108,6 +124,7 @@ async fn direct(server: &LlamaServer, body: &hyper::body::Bytes) -> Sample {
     }
     let elapsed = started.elapsed();
     driver.abort();
+    let client_cpu = process_cpu() - cpu;
     let text = String::from_utf8(all).unwrap();
     let mut tokens = 0;
     let mut server_tps = None;
@@ -135,10 +152,12 @@ async fn direct(server: &LlamaServer, body: &hyper::body::Bytes) -> Sample {
         tokens,
         elapsed,
         server_tps,
+        client_cpu,
     }
 }
 
 async fn through_cambot(p: &HttpProvider) -> Sample {
+    let cpu = process_cpu();
     let started = Instant::now();
     let mut s = p.stream(request());
     let mut tokens = 0;
@@ -147,10 +166,12 @@ async fn through_cambot(p: &HttpProvider) -> Sample {
             tokens = u.output_tokens;
         }
     }
+    let elapsed = started.elapsed();
     Sample {
         tokens,
-        elapsed: started.elapsed(),
+        elapsed,
         server_tps: None,
+        client_cpu: process_cpu() - cpu,
     }
 }
 
@@ -159,21 +180,19 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn report(name: &str, samples: &[Sample]) -> f64 {
-    for (i, s) in samples.iter().enumerate() {
-        let server = s
-            .server_tps
-            .map(|t| format!(", server-reported generation {t:.1} tok/s"))
-            .unwrap_or_default();
-        println!(
-            "  {name} run {}: {} tokens in {:.3} s = {:.1} tok/s{server}",
-            i + 1,
-            s.tokens,
-            s.elapsed.as_secs_f64(),
-            s.tps()
-        );
-    }
-    median(samples.iter().map(Sample::tps).collect())
+fn line(name: &str, i: usize, s: &Sample) {
+    let server = s
+        .server_tps
+        .map(|t| format!(", server-reported generation {t:.1} tok/s"))
+        .unwrap_or_default();
+    println!(
+        "  pair {} {name}: {} tokens in {:.3} s = {:.1} tok/s, client CPU {:.2} ms{server}",
+        i + 1,
+        s.tokens,
+        s.elapsed.as_secs_f64(),
+        s.tps(),
+        s.client_cpu.as_secs_f64() * 1000.0
+    );
 }
 
 fn main() {
@@ -203,27 +222,49 @@ fn main() {
 
         println!(
             "local_tokens: SmolLM2-135M-Instruct via llama-server, {MAX_TOKENS} max tokens, \
-             temperature 0, {RUNS} runs each (median)"
+             temperature 0, {PAIRS} pairs (direct first, then through cambot)"
         );
         let mut direct_samples = Vec::new();
-        for _ in 0..RUNS {
-            direct_samples.push(direct(&server, &body).await);
-        }
         let mut cambot_samples = Vec::new();
-        for _ in 0..RUNS {
-            cambot_samples.push(through_cambot(&provider).await);
+        for i in 0..PAIRS {
+            let d = direct(&server, &body).await;
+            line("direct", i, &d);
+            let c = through_cambot(&provider).await;
+            line("cambot", i, &c);
+            if d.tokens != c.tokens {
+                println!("  note: token counts differ ({} vs {})", d.tokens, c.tokens);
+            }
+            direct_samples.push(d);
+            cambot_samples.push(c);
         }
-        let d = report("direct llama-server", &direct_samples);
-        let c = report("through cambot     ", &cambot_samples);
-        if direct_samples[0].tokens != cambot_samples[0].tokens {
-            println!(
-                "  note: token counts differ (direct {}, cambot {})",
-                direct_samples[0].tokens, cambot_samples[0].tokens
-            );
-        }
-        println!("direct llama-server: {d:.1} tok/s");
-        println!("through cambot:      {c:.1} tok/s");
-        println!("ratio cambot/direct: {:.1}% (target >= 95%)", 100.0 * c / d);
+        let d = median(direct_samples.iter().map(Sample::tps).collect());
+        let c = median(cambot_samples.iter().map(Sample::tps).collect());
+        let pair_ratio = median(
+            direct_samples
+                .iter()
+                .zip(&cambot_samples)
+                .map(|(d, c)| c.tps() / d.tps())
+                .collect(),
+        );
+        let cpu = |v: &[Sample]| {
+            median(
+                v.iter()
+                    .map(|s| s.client_cpu.as_secs_f64() * 1000.0)
+                    .collect(),
+            )
+        };
+        println!("direct llama-server: {d:.1} tok/s (median)");
+        println!("through cambot:      {c:.1} tok/s (median)");
+        println!(
+            "ratio cambot/direct: {:.1}% of medians, {:.1}% median of pairs (target >= 95%)",
+            100.0 * c / d,
+            100.0 * pair_ratio
+        );
+        println!(
+            "client CPU per call: direct {:.2} ms, through cambot {:.2} ms (median)",
+            cpu(&direct_samples),
+            cpu(&cambot_samples)
+        );
         server.stop().await.unwrap();
     });
 }

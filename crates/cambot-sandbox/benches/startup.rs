@@ -69,6 +69,48 @@ fn baseline(runs: usize) -> Vec<Duration> {
         .collect()
 }
 
+/// bwrap with the minimal profile of sandbox-probes.md, as a reference for the machine's state.
+fn bare_bwrap(runs: usize) -> Vec<Duration> {
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let mut child = std::process::Command::new("bwrap")
+                .args([
+                    "--unshare-all",
+                    "--die-with-parent",
+                    "--new-session",
+                    "--ro-bind",
+                    "/usr",
+                    "/usr",
+                    "--symlink",
+                    "usr/bin",
+                    "/bin",
+                    "--symlink",
+                    "usr/lib",
+                    "/lib",
+                    "--symlink",
+                    "usr/lib64",
+                    "/lib64",
+                    "--proc",
+                    "/proc",
+                    "--dev",
+                    "/dev",
+                    "--tmpfs",
+                    "/tmp",
+                ])
+                .args(CMD)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut b = [0u8; 1];
+            child.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
+            let t = start.elapsed();
+            child.wait().unwrap();
+            t
+        })
+        .collect()
+}
+
 fn plan(layout: &DataLayout, cfg: &SandboxConfig, n: usize) -> RunPlan {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&(n as u64).to_le_bytes());
@@ -140,6 +182,51 @@ async fn main() {
             .unwrap_or_else(|| "not built: run `cargo build -p cambot-sandbox` first".to_owned())
     );
     print("fork/exec (baseline)", baseline(runs));
+    if let Ok(b) = BwrapBackend::new(cfg.clone()) {
+        print("bwrap bare (reference)", bare_bwrap(runs));
+        // Where the time goes: the same runs without the defence-in-depth layers.
+        let lean = SandboxConfig {
+            init_path: None,
+            landlock: false,
+            seccomp: false,
+            cgroups: false,
+            ..cfg.clone()
+        };
+        let lean_backend = BwrapBackend::new(lean.clone()).unwrap();
+        print(
+            "bwrap (no cgroups/seccomp/LL)",
+            sandboxed(&lean_backend, &layout, &lean, runs).await,
+        );
+        for (name, variant) in [
+            (
+                "bwrap + cgroups only",
+                SandboxConfig {
+                    cgroups: true,
+                    ..lean.clone()
+                },
+            ),
+            (
+                "bwrap + seccomp only",
+                SandboxConfig {
+                    seccomp: true,
+                    ..lean.clone()
+                },
+            ),
+            (
+                "bwrap + Landlock shim only",
+                SandboxConfig {
+                    landlock: true,
+                    init_path: cfg.init_path.clone(),
+                    ..lean.clone()
+                },
+            ),
+        ] {
+            let vb = BwrapBackend::new(variant.clone()).unwrap();
+            let _ = vb.probe().await;
+            print(name, sandboxed(&vb, &layout, &variant, runs).await);
+        }
+        drop(b);
+    }
     match BwrapBackend::new(cfg.clone()) {
         Ok(b) => {
             let degraded = b.probe().await.map(|r| r.limits_degraded).unwrap_or(true);

@@ -33,7 +33,6 @@ pub struct BwrapBackend {
     cfg: SandboxConfig,
     bwrap: PathBuf,
     cgroups: std::sync::Arc<CgroupPool>,
-    refill: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl BwrapBackend {
@@ -54,20 +53,7 @@ impl BwrapBackend {
             cfg,
             bwrap,
             cgroups: std::sync::Arc::new(CgroupPool::new(mode)),
-            refill: std::sync::Mutex::new(None),
         })
-    }
-
-    /// Makes spare cgroups in the background, so the next start only renames one.
-    fn schedule_refill(&self) {
-        let Ok(mut slot) = self.refill.lock() else {
-            return;
-        };
-        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
-            return;
-        }
-        let pool = std::sync::Arc::clone(&self.cgroups);
-        *slot = Some(tokio::task::spawn_blocking(move || pool.refill()));
     }
 
     pub fn bwrap_path(&self) -> &Path {
@@ -129,6 +115,8 @@ impl BwrapBackend {
         let mode = self.cgroups.mode();
         let limits_degraded = !matches!(mode, CgroupMode::V1(_) | CgroupMode::V2(_))
             || !nix::unistd::geteuid().is_root() && matches!(mode, CgroupMode::V1(_));
+        let pool = std::sync::Arc::clone(&self.cgroups);
+        let _ = tokio::task::spawn_blocking(move || pool.refill()).await;
         let init = self.cfg.init_path();
         Ok(BackendReport {
             name: "bwrap",
@@ -186,7 +174,6 @@ impl BwrapBackend {
             memfds.push((memfd_with(data)?, *target));
         }
         let job = self.cgroups.take(plan.run_id.as_str(), &plan.limits);
-        self.schedule_refill();
         let limits_degraded = job.as_ref().is_none_or(|j| !j.complete);
         if limits_degraded {
             tracing::warn!(run = %plan.run_id, "cgroup limits unavailable: rlimits only (limits degraded)");
@@ -253,7 +240,11 @@ impl BwrapBackend {
             backend: "bwrap",
             output_cap_bytes: plan.limits.output_cap_bytes,
             max_line_bytes: plan.limits.max_line_bytes,
-            control: Box::new(BwrapControl::new(child, job)),
+            control: Box::new(BwrapControl::new(
+                child,
+                job,
+                std::sync::Arc::clone(&self.cgroups),
+            )),
         })
     }
 }
@@ -276,16 +267,18 @@ impl SandboxBackend for BwrapBackend {
 struct BwrapControl {
     child: Child,
     job: Option<JobCgroup>,
+    pool: std::sync::Arc<CgroupPool>,
     status: Option<std::process::ExitStatus>,
     cleanup: Option<tokio::task::JoinHandle<()>>,
     oom: bool,
 }
 
 impl BwrapControl {
-    fn new(child: Child, job: Option<JobCgroup>) -> Self {
+    fn new(child: Child, job: Option<JobCgroup>, pool: std::sync::Arc<CgroupPool>) -> Self {
         Self {
             child,
             job,
+            pool,
             status: None,
             cleanup: None,
             oom: false,
@@ -306,7 +299,13 @@ impl BwrapControl {
         // that could have escaped it.
         if let Some(mut job) = self.job.take() {
             self.oom = job.oom_kills() > 0;
-            self.cleanup = Some(tokio::task::spawn_blocking(move || job.destroy()));
+            // The spare for the next run is made here, after this one, so that its `mkdir`s
+            // never contend with a start (cgroup v1 serialises them under one mutex).
+            let pool = std::sync::Arc::clone(&self.pool);
+            self.cleanup = Some(tokio::task::spawn_blocking(move || {
+                job.destroy();
+                pool.refill();
+            }));
         }
         if let Some(handle) = self.cleanup.as_mut() {
             let _ = handle.await;

@@ -88,10 +88,35 @@ impl CgroupPool {
     pub(crate) const SIZE: usize = 2;
 
     pub(crate) fn new(mode: CgroupMode) -> Self {
-        Self {
+        let pool = Self {
             mode,
             spares: std::sync::Mutex::new(Vec::new()),
             seq: std::sync::atomic::AtomicU64::new(0),
+        };
+        pool.sweep_dead_spares();
+        pool
+    }
+
+    /// Spares of a daemon that died without its `Drop` (SIGKILL): empty, removable.
+    fn sweep_dead_spares(&self) {
+        for base in self.bases() {
+            let Ok(entries) = std::fs::read_dir(&base) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name
+                    .strip_prefix("cambot-spare-")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|p| p.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+                if !alive {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
         }
     }
 

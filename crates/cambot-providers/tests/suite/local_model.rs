@@ -157,7 +157,7 @@ async fn a_forced_tool_call_round_trips_in_both_dialects() {
             messages: vec![question, assistant, Message::tool_results(results)],
             tools: vec![weather_tool()],
             tool_choice: Some(ToolChoice::None),
-            max_tokens: Some(64),
+            max_tokens: Some(32),
             temperature: Some(0.0),
             ..ModelRequest::default()
         };

@@ -2,7 +2,8 @@
 //! as built by `scripts/setup/local-model.sh`, listening on a Unix socket in a temp dir.
 //!
 //! The server is killed when the [`LlamaServer`] drops, and (through `PR_SET_PDEATHSIG`) when
-//! the test process dies without unwinding.
+//! the thread that started it exits, so a test process killed without unwinding leaves no
+//! server behind. Start it from the test's own thread (any `#[tokio::test]` does).
 
 use std::path::Path;
 use std::path::PathBuf;

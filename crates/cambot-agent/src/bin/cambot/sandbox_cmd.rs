@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use anyhow::Result;
 use cambot_agent::config::Config;
 use cambot_core::Store;
@@ -67,22 +66,9 @@ pub(crate) enum ImageCommand {
     },
 }
 
-/// `[sandbox]` of the config file. Read here until the orchestrator's `Config` carries it.
+/// `[sandbox]` of the config.
 pub(crate) fn sandbox_config(config: &Config) -> Result<SandboxConfig> {
-    let Some(path) = &config.source else {
-        return Ok(SandboxConfig::default());
-    };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    match table.get("sandbox") {
-        Some(v) => Ok(v
-            .clone()
-            .try_into()
-            .with_context(|| format!("[sandbox] in {}", path.display()))?),
-        None => Ok(SandboxConfig::default()),
-    }
+    Ok(config.sandbox.clone())
 }
 
 async fn backend_for(cfg: &SandboxConfig) -> Result<Arc<dyn SandboxBackend>> {
