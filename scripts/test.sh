@@ -34,6 +34,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "boundary checks"
 bash scripts/check-boundaries.sh
 
+# The sandboxed end-to-end tests start the real binaries (cambot, cambot-runner,
+# cambot-sandbox-init) from the target directory.
+log "cargo build (workspace binaries)"
+cargo build --workspace --bins --locked
+
 log "cargo test (workspace)"
 out=$(mktemp)
 set +e

@@ -112,6 +112,11 @@ impl<P: Provider> Agent<P> {
     async fn turn_inner(&mut self, user_text: String) -> Result<TurnEnd, RunnerError> {
         let limits = self.start.limits;
         let deadline = Instant::now() + Duration::from_secs(limits.wall_clock_secs);
+        let user_text = if self.start.tools == cambot_protocol::ToolPolicy::None {
+            crate::memory::plain_chat_text(&user_text)
+        } else {
+            user_text
+        };
         self.session.push(Message::user(user_text))?;
         let mut tokens = 0u64;
         let mut texts: Vec<String> = Vec::new();

@@ -37,6 +37,39 @@ fn now_in(zone: &str) -> String {
 
 /// Builds the system prompt.
 pub fn system_prompt(start: &StartInput, env: &RunnerEnv, summary: Option<&str>) -> String {
+    // Without tools (small local models) the sandbox and tool instructions are noise that a
+    // small model tends to repeat back: a plain chat prompt works better.
+    let mut s = if start.tools == cambot_protocol::ToolPolicy::None {
+        format!(
+            "You are {name}, a helpful assistant in a chat. Current time: {now} (timezone \
+             {tz}). The chat messages come as XML; answer the last one briefly and directly.",
+            name = start.assistant_name,
+            now = now_in(&start.timezone),
+            tz = start.timezone,
+        )
+    } else {
+        tool_prompt(start)
+    };
+    if let Some(global) = read_memory(&env.global_dir().join(MEMORY_FILE)) {
+        s.push_str(&format!(
+            "\n\n## Shared memory (/workspace/global/{MEMORY_FILE})\n\n{global}"
+        ));
+    }
+    if let Some(group) = read_memory(&env.group_dir().join(MEMORY_FILE)) {
+        s.push_str(&format!(
+            "\n\n## Your memory (/workspace/group/{MEMORY_FILE})\n\n{group}"
+        ));
+    }
+    if let Some(summary) = summary {
+        s.push_str(&format!(
+            "\n\n## Summary of the earlier conversation\n\n{summary}"
+        ));
+    }
+    s
+}
+
+/// The opening of the system prompt when the agent has tools.
+fn tool_prompt(start: &StartInput) -> String {
     let mut s = format!(
         "You are {name}, an assistant in a chat. Current time: {now} (timezone {tz}).\n\
          You run inside a sandbox. Your working directory is /workspace/group: this group's files, \
@@ -57,20 +90,58 @@ pub fn system_prompt(start: &StartInput, env: &RunnerEnv, summary: Option<&str>)
              register new groups.",
         );
     }
-    if let Some(global) = read_memory(&env.global_dir().join(MEMORY_FILE)) {
-        s.push_str(&format!(
-            "\n\n## Shared memory (/workspace/global/{MEMORY_FILE})\n\n{global}"
-        ));
-    }
-    if let Some(group) = read_memory(&env.group_dir().join(MEMORY_FILE)) {
-        s.push_str(&format!(
-            "\n\n## Your memory (/workspace/group/{MEMORY_FILE})\n\n{group}"
-        ));
-    }
-    if let Some(summary) = summary {
-        s.push_str(&format!(
-            "\n\n## Summary of the earlier conversation\n\n{summary}"
-        ));
-    }
     s
 }
+
+/// The host's `<messages>` XML as plain chat lines, for models too small to read XML: one
+/// message becomes its text, several become `sender: text` lines. Text that is not in that
+/// form is returned unchanged.
+pub fn plain_chat_text(prompt: &str) -> String {
+    let mut lines = Vec::new();
+    let mut rest = prompt;
+    while let Some(open) = rest.find("<message ") {
+        let after = &rest[open..];
+        let Some(head_end) = after.find('>') else {
+            break;
+        };
+        let head = &after[..head_end];
+        let Some(close) = after.find("</message>") else {
+            break;
+        };
+        if close < head_end {
+            break;
+        }
+        let sender = head
+            .split("sender=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .map(unescape_xml);
+        let text = unescape_xml(&after[head_end + 1..close]);
+        lines.push((sender, text));
+        rest = &after[close + "</message>".len()..];
+    }
+    match lines.len() {
+        0 => prompt.to_owned(),
+        1 => lines.remove(0).1,
+        _ => lines
+            .into_iter()
+            .map(|(sender, text)| match sender {
+                Some(who) => format!("{who}: {text}"),
+                None => text,
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+fn unescape_xml(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+#[path = "memory_tests.rs"]
+mod tests;
