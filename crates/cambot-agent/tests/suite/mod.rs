@@ -1,4 +1,5 @@
 mod airgap;
+mod binary_e2e;
 mod cli_e2e;
 mod crash;
 mod cron_differential;
