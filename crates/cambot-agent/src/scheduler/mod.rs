@@ -192,7 +192,15 @@ impl Scheduler {
                     task.missed_policy,
                     self.settings.missed_grace,
                 );
-                let new_next = decision.next_run.map(|t| t.timestamp_millis());
+                let mut new_next = decision.next_run.map(|t| t.timestamp_millis());
+                if new_next.is_some_and(|n| n <= next_ms) {
+                    // The schedule has sub-millisecond precision and its next time rounds onto
+                    // the slot being claimed: that is this slot, so take the one after it.
+                    new_next = DateTime::<Utc>::from_timestamp_millis(next_ms + 1)
+                        .and_then(|after| schedule.next_run_after(after))
+                        .map(|t| t.timestamp_millis())
+                        .filter(|&n| n > next_ms);
+                }
                 let (status, note) = match decision.action {
                     DueAction::NotDue => continue,
                     DueAction::Skip { .. } => (

@@ -547,3 +547,29 @@ async fn two_schedulers_on_one_database_fire_each_slot_once() {
     h.cancel.cancel();
     drop(processor);
 }
+
+/// Regression (found by the crash test): a one-shot whose time has sub-millisecond digits was
+/// claimed, then its next run rounded back onto the same millisecond slot, so every pass in
+/// that millisecond logged the slot again as "busy". A slot is logged once.
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn a_one_shot_with_sub_millisecond_time_is_logged_once() {
+    let h = Harness::new("2026-01-01T00:00:00Z", quick(), 4);
+    h.group("g");
+    h.task(
+        "precise",
+        "g",
+        "once",
+        "2026-01-01T00:00:05.000500Z",
+        "UTC",
+        MissedRunPolicy::Skip,
+    );
+    h.start();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let runs = h
+        .store
+        .task_runs(&TaskId::new("precise").unwrap(), 100)
+        .unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].status, "success");
+    h.cancel.cancel();
+}
