@@ -11,9 +11,11 @@ use crate::db::Store;
 use crate::error::Result;
 use crate::tasks::ScheduledTask;
 use crate::tasks::TASK_COLUMNS;
+use crate::tasks::TASK_RUN_COLUMNS;
 use crate::tasks::TaskRun;
 use crate::tasks::TaskStatus;
 use crate::tasks::task_from_row;
+use crate::tasks::task_run_from_row;
 
 /// One firing to claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,22 +211,10 @@ impl Store {
     pub fn unfinished_task_runs(&self) -> Result<Vec<TaskRun>> {
         let conn = self.reader()?;
         let rows = conn
-            .prepare_cached(
-                "SELECT id, task_id, scheduled_for_ms, run_at, duration_ms, status, result, error
-                 FROM task_runs WHERE status IN ('claimed', 'running') ORDER BY id",
-            )?
-            .query_map([], |r| {
-                Ok(TaskRun {
-                    id: r.get(0)?,
-                    task_id: r.get(1)?,
-                    scheduled_for_ms: r.get(2)?,
-                    run_at: r.get(3)?,
-                    duration_ms: r.get(4)?,
-                    status: r.get(5)?,
-                    result: r.get(6)?,
-                    error: r.get(7)?,
-                })
-            })?
+            .prepare_cached(&format!(
+                "SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE status IN ('claimed', 'running') ORDER BY id"
+            ))?
+            .query_map([], task_run_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }

@@ -307,24 +307,12 @@ impl Store {
     pub fn task_runs(&self, id: &TaskId, limit: usize) -> Result<Vec<TaskRun>> {
         let conn = self.reader()?;
         let rows = conn
-            .prepare_cached(
-                "SELECT id, task_id, scheduled_for_ms, run_at, duration_ms, status, result, error
-                 FROM task_runs WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2",
-            )?
+            .prepare_cached(&format!(
+                "SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
             .query_map(
                 params![id.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)],
-                |r| {
-                    Ok(TaskRun {
-                        id: r.get(0)?,
-                        task_id: r.get(1)?,
-                        scheduled_for_ms: r.get(2)?,
-                        run_at: r.get(3)?,
-                        duration_ms: r.get(4)?,
-                        status: r.get(5)?,
-                        result: r.get(6)?,
-                        error: r.get(7)?,
-                    })
-                },
+                task_run_from_row,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -349,4 +337,21 @@ impl Store {
         )?;
         Ok(id)
     }
+}
+
+/// The `task_runs` columns [`task_run_from_row`] reads, in order.
+pub(crate) const TASK_RUN_COLUMNS: &str =
+    "id, task_id, scheduled_for_ms, run_at, duration_ms, status, result, error";
+
+pub(crate) fn task_run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRun> {
+    Ok(TaskRun {
+        id: r.get(0)?,
+        task_id: r.get(1)?,
+        scheduled_for_ms: r.get(2)?,
+        run_at: r.get(3)?,
+        duration_ms: r.get(4)?,
+        status: r.get(5)?,
+        result: r.get(6)?,
+        error: r.get(7)?,
+    })
 }
