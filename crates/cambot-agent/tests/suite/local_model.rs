@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cambot_agent::daemon::Daemon;
-use cambot_agent::local_model::pinned_sha256_for;
-use cambot_agent::local_model::verify_sha256;
+use cambot_agent::local_model::pinned_file_for;
+use cambot_agent::local_model::verify_pinned;
 use cambot_agent::production::production_runner;
 
 use super::sandboxed::sandbox_tools;
@@ -109,11 +109,28 @@ async fn with_no_key_the_sandboxed_local_model_answers() {
 async fn a_tampered_model_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let pin = pinned_file_for(&file).unwrap();
+    // Wrong size: refused before hashing.
     std::fs::write(&file, b"GGUF not really a model").unwrap();
-    let pinned = pinned_sha256_for(&file).unwrap();
-    let err = verify_sha256(&file, &pinned).await.unwrap_err().to_string();
+    let err = verify_pinned(&file, pin.clone())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.contains("failed verification") && err.contains(&pinned),
+        err.contains("failed verification") && err.contains("refusing to load it"),
+        "{err}"
+    );
+    // Right size, wrong bytes: only the digest can tell, and the message names the pin.
+    std::fs::File::create(&file)
+        .unwrap()
+        .set_len(pin.size)
+        .unwrap();
+    let err = verify_pinned(&file, pin.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("failed verification") && err.contains(&pin.sha256),
         "{err}"
     );
 }
@@ -123,7 +140,7 @@ async fn the_real_model_file_matches_its_pin() {
     let Some((_, model, _)) = local_model_files() else {
         return;
     };
-    verify_sha256(&model, &pinned_sha256_for(&model).unwrap())
+    verify_pinned(&model, pinned_file_for(&model).unwrap())
         .await
         .unwrap();
 }
