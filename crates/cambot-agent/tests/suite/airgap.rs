@@ -91,15 +91,7 @@ async fn an_air_gapped_run_has_no_way_out_and_the_gateway_stays_local() {
             })
         })
     };
-    let slot = Arc::new(Mutex::new(None));
-    let daemon = Daemon::start_with(&cfg, factory, fake_factory(Arc::clone(&slot), None))
-        .await
-        .unwrap();
-    let channel = slot.lock().unwrap().clone().unwrap();
-    channel
-        .register(&tenant(), "fake:main", "main", None)
-        .await
-        .unwrap();
+    let (daemon, channel) = start_with_main(&cfg, factory).await;
     channel
         .inject(&tenant(), "fake:main", "Alice", "probe the network")
         .await

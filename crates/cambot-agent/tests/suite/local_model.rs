@@ -5,10 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use cambot_agent::daemon::Daemon;
 use cambot_agent::local_model::pinned_file_for;
 use cambot_agent::local_model::verify_pinned;
 use cambot_agent::production::production_runner;
@@ -74,19 +72,7 @@ async fn with_no_key_the_sandboxed_local_model_answers() {
     );
     // No provider variable at all: the embedded model is the default.
     let env = |_: &str| None;
-    let slot = Arc::new(Mutex::new(None));
-    let daemon = Daemon::start_with(
-        &cfg,
-        production_runner(&cfg, Arc::new(env)),
-        fake_factory(Arc::clone(&slot), None),
-    )
-    .await
-    .unwrap();
-    let channel = slot.lock().unwrap().clone().unwrap();
-    channel
-        .register(&tenant(), "fake:main", "main", None)
-        .await
-        .unwrap();
+    let (daemon, channel) = start_with_main(&cfg, production_runner(&cfg, Arc::new(env))).await;
     channel
         .inject(
             &tenant(),

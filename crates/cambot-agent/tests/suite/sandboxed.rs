@@ -309,15 +309,7 @@ async fn a_message_sent_while_the_run_is_thinking_is_answered_in_the_same_run() 
             })
         })
     };
-    let slot = Arc::new(Mutex::new(None));
-    let daemon = Daemon::start_with(&cfg, factory, fake_factory(Arc::clone(&slot), None))
-        .await
-        .unwrap();
-    let channel = slot.lock().unwrap().clone().unwrap();
-    channel
-        .register(&tenant(), "fake:main", "main", None)
-        .await
-        .unwrap();
+    let (daemon, channel) = start_with_main(&cfg, factory).await;
     channel
         .inject(&tenant(), "fake:main", "Alice", "first question")
         .await

@@ -80,3 +80,21 @@ pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// A daemon with the given runner factory and the fake channel, its `fake:main` chat
+/// registered as the main group.
+pub(crate) async fn start_with_main(
+    cfg: &Config,
+    runner: cambot_agent::daemon::RunnerFactory,
+) -> (Daemon, Arc<FakeChannel>) {
+    let slot = Arc::new(Mutex::new(None));
+    let daemon = Daemon::start_with(cfg, runner, fake_factory(Arc::clone(&slot), None))
+        .await
+        .unwrap();
+    let channel = slot.lock().unwrap().clone().unwrap();
+    channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    (daemon, channel)
+}
