@@ -86,20 +86,7 @@ impl LocalModelServer {
             source,
         })?;
         let _ = std::fs::remove_file(&spec.socket);
-        // The sandbox user cannot reach files under a private home (the setup script caches in
-        // ~/.cache): stage them in the data dir, where the server's own directory is.
-        let files = socket_dir.join("files");
-        let staged = LocalModelSpec {
-            llama_server: stage(&spec.llama_server, &files).await?,
-            model_file: stage(&spec.model_file, &files).await?,
-            chat_template: match &spec.chat_template {
-                Some(t) => Some(stage(t, &files).await?),
-                None => None,
-            },
-            ..spec.clone()
-        };
-        let spec = &staged;
-        // Verified after staging: the bytes checked are the bytes the server loads.
+        // Checked before the server starts: an unpinned or altered file never loads.
         for file in std::iter::once(&spec.model_file).chain(spec.chat_template.as_ref()) {
             match pinned_file_for(file) {
                 Some(pin) => verify_pinned(file, pin).await?,
@@ -290,40 +277,6 @@ async fn forward_logs(
             }
         }
     }
-}
-
-/// Puts `src` into `dir` (a hard link when on one filesystem, else a copy), world-readable,
-/// unless an identical-looking file is already there.
-async fn stage(src: &Path, dir: &Path) -> Result<PathBuf, LocalModelError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| LocalModelError::Io { path, source }
-    };
-    tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
-    let name = src.file_name().unwrap_or_default();
-    let dst = dir.join(name);
-    let meta = tokio::fs::metadata(src).await.map_err(io(src))?;
-    if let Ok(existing) = tokio::fs::metadata(&dst).await
-        && existing.len() == meta.len()
-        && existing.modified().ok() >= meta.modified().ok()
-    {
-        return Ok(dst);
-    }
-    let _ = tokio::fs::remove_file(&dst).await;
-    if tokio::fs::hard_link(src, &dst).await.is_err() {
-        let tmp = dst.with_extension("staging");
-        tokio::fs::copy(src, &tmp).await.map_err(io(&tmp))?;
-        tokio::fs::rename(&tmp, &dst).await.map_err(io(&dst))?;
-    }
-    let mode = if meta.permissions().mode() & 0o111 != 0 {
-        0o755
-    } else {
-        0o644
-    };
-    tokio::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))
-        .await
-        .map_err(io(&dst))?;
-    Ok(dst)
 }
 
 /// `GET /health` over the Unix socket; true on HTTP 200.
