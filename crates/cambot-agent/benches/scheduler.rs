@@ -64,7 +64,7 @@ struct Tally {
     anchor_us: Vec<i64>,
     period_us: i64,
     last_slot: Vec<AtomicI64>,
-    lateness_us: Mutex<Vec<i64>>,
+    lateness_us: Mutex<Vec<(i64, i64)>>,
     duplicates: AtomicU64,
     measure_from_us: i64,
 }
@@ -79,7 +79,7 @@ impl Tally {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
         if slot >= self.measure_from_us {
-            self.lateness_us.lock().unwrap().push(now - slot);
+            self.lateness_us.lock().unwrap().push((slot, now - slot));
         }
     }
 }
@@ -132,6 +132,27 @@ fn seed(db: &std::path::Path, tasks: usize, groups: usize, first_us: i64, period
 /// Task `i`'s first slot, relative to the first one: spread evenly over a period, whole ms.
 fn anchor_offset(i: usize, tasks: usize, period_us: i64) -> i64 {
     (i as i64 * (period_us / 1000) / tasks as i64) * 1000
+}
+
+/// Per window of slots (`BENCH_SERIES` ms): firings, p50/p99/max lateness (where stalls are).
+fn print_series(samples: &[(i64, i64)], from_us: i64, window_ms: i64) {
+    let mut by_sec: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
+    for &(slot, late) in samples {
+        by_sec
+            .entry((slot - from_us) / (window_ms.max(1) * 1000))
+            .or_default()
+            .push(late);
+    }
+    for (sec, mut late) in by_sec {
+        late.sort_unstable();
+        println!(
+            "  window {sec:>4}: {:>5} firings, p50 {:>7.1} ms, p99 {:>7.1} ms, max {:>7.1} ms",
+            late.len(),
+            pct(&late, 0.5),
+            pct(&late, 0.99),
+            pct(&late, 1.0)
+        );
+    }
 }
 
 fn pct(sorted: &[i64], p: f64) -> f64 {
@@ -215,7 +236,14 @@ async fn main() {
     let hwm = status_kib("VmHWM:");
     daemon.shutdown().await;
 
-    let mut late = tally.lateness_us.lock().unwrap().clone();
+    let samples = tally.lateness_us.lock().unwrap().clone();
+    if let Some(window_ms) = std::env::var("BENCH_SERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        print_series(&samples, tally.measure_from_us, window_ms);
+    }
+    let mut late: Vec<i64> = samples.iter().map(|&(_, l)| l).collect();
     late.sort_unstable();
     let skipped: i64 = rusqlite::Connection::open(&db)
         .unwrap()

@@ -15,6 +15,7 @@ use cambot_protocol::InboundMessage;
 use cambot_protocol::TenantId;
 use rusqlite::Connection;
 
+use crate::checkpoint::Checkpointer;
 use crate::cursors::advance_cursor_in;
 use crate::cursors::insert_outbox;
 use crate::error::Result;
@@ -71,11 +72,14 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn spawn(conn: Arc<Mutex<Connection>>) -> Result<Self> {
+    pub(crate) fn spawn(
+        conn: Arc<Mutex<Connection>>,
+        checkpointer: Option<Arc<Checkpointer>>,
+    ) -> Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("cambot-dbwriter".into())
-            .spawn(move || writer_loop(&conn, &rx))
+            .spawn(move || writer_loop(&conn, &rx, checkpointer.as_deref()))
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot start the database writer thread: {e}"))
             })?;
@@ -110,7 +114,11 @@ impl Writer {
     }
 }
 
-fn writer_loop(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Job>) {
+fn writer_loop(
+    conn: &Mutex<Connection>,
+    rx: &mpsc::Receiver<Job>,
+    checkpointer: Option<&Checkpointer>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -118,6 +126,9 @@ fn writer_loop(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Job>) {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        if let Some(c) = checkpointer {
+            c.poke();
         }
         match conn.lock() {
             Ok(mut conn) => commit_batch(&mut conn, batch),

@@ -9,6 +9,8 @@ use std::time::Duration;
 use rusqlite::Connection;
 use rusqlite::OpenFlags;
 
+use crate::checkpoint::BACKSTOP_PAGES;
+use crate::checkpoint::Checkpointer;
 use crate::error::Result;
 use crate::error::StoreError;
 
@@ -50,6 +52,8 @@ pub struct Store {
     /// connection would be a different database).
     reader: Option<Arc<Mutex<Connection>>>,
     writer: Arc<crate::batch::Writer>,
+    /// Checkpoints the WAL off the write path (file databases only).
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -71,7 +75,8 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        let mut store = Self::init(conn, true)?;
+        let checkpointer = Arc::new(Checkpointer::spawn(path)?);
+        let mut store = Self::init(conn, Some(checkpointer))?;
         let reader = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -91,12 +96,13 @@ impl Store {
 
     /// A private in-memory database (tests, benchmarks).
     pub fn open_in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?, false)
+        Self::init(Connection::open_in_memory()?, None)
     }
 
-    fn init(mut conn: Connection, wal: bool) -> Result<Self> {
+    /// `checkpointer` is given for a file database (WAL mode).
+    fn init(mut conn: Connection, checkpointer: Option<Arc<Checkpointer>>) -> Result<Self> {
         conn.busy_timeout(Duration::from_secs(5))?;
-        if wal {
+        if checkpointer.is_some() {
             // WAL + NORMAL: a committed transaction survives a process crash (SIGKILL); only an
             // OS crash may lose the last transactions, never corrupt the file.
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -108,23 +114,33 @@ impl Store {
             "PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;
-             PRAGMA wal_autocheckpoint = 4000;
              PRAGMA cache_size = -32768;
              PRAGMA mmap_size = 268435456;",
         )?;
+        // The checkpoint thread keeps the WAL small; SQLite's own checkpoint (inside a commit,
+        // stalling every write behind it) is only the backstop.
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn)?;
         let conn = Arc::new(Mutex::new(conn));
-        let writer = Arc::new(crate::batch::Writer::spawn(Arc::clone(&conn))?);
+        let writer = Arc::new(crate::batch::Writer::spawn(
+            Arc::clone(&conn),
+            checkpointer.clone(),
+        )?);
         Ok(Self {
             conn,
             reader: None,
             writer,
+            checkpointer,
         })
     }
 
-    /// Locks the connection for one short synchronous operation.
+    /// Locks the connection for one short synchronous operation (which may write: the WAL
+    /// checkpoint thread is told).
     pub(crate) fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
+        if let Some(c) = &self.checkpointer {
+            c.poke();
+        }
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
 

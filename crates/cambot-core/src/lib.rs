@@ -12,6 +12,7 @@
 //! backend later.
 
 mod batch;
+mod checkpoint;
 mod cursors;
 mod db;
 mod error;

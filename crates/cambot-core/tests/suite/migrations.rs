@@ -55,3 +55,37 @@ fn garbage_file_is_an_error_not_a_panic() {
     std::fs::write(&path, b"this is not a sqlite database, definitely not").unwrap();
     assert!(Store::open(&path).is_err());
 }
+
+/// Writes reach the main database file through the background checkpoint, without waiting for
+/// SQLite's in-commit checkpoint (which would stall the writer) or for the store to close.
+#[test]
+fn writes_are_checkpointed_into_the_database_file_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    let s = Store::open(&path).unwrap();
+    for i in 0..20 {
+        s.store_message(&msg(
+            "g@g.us",
+            &format!("m{i}"),
+            "checkpointed",
+            "2024-01-01T00:00:01.000Z",
+        ))
+        .unwrap();
+    }
+    // Only checkpointed pages are in the main file: a copy of it without the WAL shows them.
+    let copy = dir.path().join("copy.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rows_in_main_file = loop {
+        std::fs::copy(&path, &copy).unwrap();
+        let n: i64 = rusqlite::Connection::open(&copy)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap_or(0);
+        if n == 20 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(rows_in_main_file, 20, "the WAL was not checkpointed");
+    drop(s);
+}
