@@ -6,6 +6,7 @@ pub mod config;
 pub mod daemon;
 pub mod formatting;
 pub mod gateway;
+mod group_cache;
 pub mod host;
 pub mod ipc;
 pub mod local_model;

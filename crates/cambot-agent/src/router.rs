@@ -31,6 +31,7 @@ use crate::formatting::Trigger;
 use crate::formatting::format_messages;
 use crate::formatting::format_outbound;
 use crate::formatting::passes_gate;
+use crate::group_cache::GroupCache;
 use crate::outbox::Outbox;
 use crate::queue::GroupQueue;
 use crate::queue::MessageProcessor;
@@ -61,9 +62,6 @@ struct LiveRun {
     /// The last seq of each input batch not yet answered, in order.
     unanswered: VecDeque<i64>,
 }
-
-/// Registered chats by `(tenant, jid)`, kept in memory for the hot path.
-type GroupCache = HashMap<(TenantId, ChatJid), RegisteredGroup>;
 
 /// The router. Cheap to share (`Arc<Router>`).
 pub struct Router {
@@ -144,7 +142,7 @@ impl Router {
         self.groups
             .read()
             .ok()
-            .and_then(|g| g.get(&(tenant.clone(), jid.clone())).cloned())
+            .and_then(|g| g.chat(tenant, jid).cloned())
     }
 
     /// Re-reads registrations after a change made outside the router (admin CLI, IPC).
@@ -159,7 +157,7 @@ impl Router {
     /// Records a registration in the cache (after the store accepted it).
     pub fn cache_group(&self, group: RegisteredGroup) {
         if let Ok(mut g) = self.groups.write() {
-            g.insert((group.tenant.clone(), group.jid.clone()), group);
+            g.insert(group);
         }
     }
 
@@ -277,12 +275,15 @@ impl Router {
         key: &GroupKey,
     ) -> Result<Option<(RegisteredGroup, Vec<StoredMessage>)>, RouterError> {
         let mut best: Option<(RegisteredGroup, Vec<StoredMessage>)> = None;
-        for group in self.store.groups_in_folder(&key.tenant, &key.folder)? {
-            let cursor = self.store.cursor(&group.tenant, &group.jid)?;
-            let pending = self.store.messages_since(
+        let groups = self
+            .groups
+            .read()
+            .map(|g| g.in_folder(key))
+            .unwrap_or_default();
+        for group in groups {
+            let pending = self.store.pending_messages(
                 &group.tenant,
                 &group.jid,
-                cursor,
                 self.settings.max_batch_messages,
             )?;
             if pending.is_empty()
@@ -576,9 +577,5 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 fn load_group_cache(store: &Store) -> Result<GroupCache, RouterError> {
-    Ok(store
-        .all_registered_groups()?
-        .into_iter()
-        .map(|g| ((g.tenant.clone(), g.jid.clone()), g))
-        .collect())
+    Ok(GroupCache::from_groups(store.all_registered_groups()?))
 }

@@ -143,6 +143,35 @@ impl Store {
         rows.into_iter().map(build_message).collect()
     }
 
+    /// A chat's non-bot messages after its router cursor, oldest first (the cursor and the
+    /// messages read in one statement).
+    pub fn pending_messages(
+        &self,
+        tenant: &TenantId,
+        chat_jid: &ChatJid,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE tenant = ?1 AND chat_jid = ?2 AND is_bot_message = 0
+               AND seq > COALESCE((SELECT last_seq FROM router_cursors
+                                   WHERE tenant = ?1 AND chat_jid = ?2), 0)
+             ORDER BY seq LIMIT ?3"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    tenant.as_str(),
+                    chat_jid.as_str(),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                row_to_message,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(build_message).collect()
+    }
+
     /// New non-bot messages across several chats of a tenant after a global seq cursor, oldest
     /// first, plus the new cursor (the largest seq returned, or the old one when nothing is new).
     /// An empty chat list asks nothing and returns the cursor unchanged.

@@ -194,3 +194,26 @@ fn older_timestamp_does_not_overwrite_newer_activity() {
         Some("2024-01-01T00:00:05.000Z")
     );
 }
+
+#[test]
+fn pending_messages_are_those_after_the_chat_cursor() {
+    let s = store();
+    let seqs = four_messages(&s);
+    // four_messages stores a bot message third: never pending.
+    let human = [seqs[0], seqs[1], seqs[3]];
+    let pending = |s: &Store, limit| -> Vec<i64> {
+        s.pending_messages(&tenant(), &jid(G), limit)
+            .unwrap()
+            .iter()
+            .map(|m| m.seq)
+            .collect()
+    };
+    assert_eq!(pending(&s, 100), human);
+    assert_eq!(pending(&s, 1), human[..1]);
+    s.advance_cursor(&tenant(), &jid(G), seqs[1]).unwrap();
+    assert_eq!(pending(&s, 100), human[2..]);
+    // Another chat's cursor does not apply.
+    s.advance_cursor(&tenant(), &jid("other@g.us"), i64::MAX)
+        .unwrap();
+    assert_eq!(pending(&s, 100), human[2..]);
+}
