@@ -6,6 +6,7 @@
 //! thread; sync callers block on a plain channel. Under load the commit cost (WAL frames, locks,
 //! checkpoints) is shared by every write queued meanwhile; alone, a write is one transaction.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -20,7 +21,8 @@ use crate::cursors::advance_cursor_in;
 use crate::cursors::insert_outbox;
 use crate::error::Result;
 use crate::error::StoreError;
-use crate::messages::insert_message;
+use crate::messages::ensure_chat;
+use crate::messages::insert_message_row;
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 1024;
@@ -119,6 +121,7 @@ fn writer_loop(
     rx: &mpsc::Receiver<Job>,
     checkpointer: Option<&Checkpointer>,
 ) {
+    let mut known_chats = KnownChats::default();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -131,7 +134,7 @@ fn writer_loop(
             c.poke();
         }
         match conn.lock() {
-            Ok(mut conn) => commit_batch(&mut conn, batch),
+            Ok(mut conn) => commit_batch(&mut conn, batch, &mut known_chats),
             Err(_) => {
                 for (_, reply) in batch {
                     reply.send(Err(StoreError::Poisoned));
@@ -141,9 +144,40 @@ fn writer_loop(
     }
 }
 
-fn run_op(conn: &Connection, op: &WriteOp) -> Result<i64> {
+/// Chats whose row is known to exist (committed by this writer): a message to one of them skips
+/// the `INSERT OR IGNORE INTO chats` statement. Chat rows are never deleted.
+#[derive(Default)]
+struct KnownChats {
+    committed: HashSet<(TenantId, ChatJid)>,
+}
+
+/// Most chats remembered; past it the set starts over (only a statement per message is at stake).
+const KNOWN_CHATS_CAP: usize = 100_000;
+
+impl KnownChats {
+    fn remember(&mut self, fresh: Vec<(TenantId, ChatJid)>) {
+        if self.committed.len() + fresh.len() > KNOWN_CHATS_CAP {
+            self.committed.clear();
+        }
+        self.committed.extend(fresh);
+    }
+}
+
+fn run_op(
+    conn: &Connection,
+    op: &WriteOp,
+    known: &KnownChats,
+    fresh: &mut Vec<(TenantId, ChatJid)>,
+) -> Result<i64> {
     match op {
-        WriteOp::StoreMessage(msg) => insert_message(conn, msg),
+        WriteOp::StoreMessage(msg) => {
+            let chat = (msg.tenant.clone(), msg.chat_jid.clone());
+            if !known.committed.contains(&chat) {
+                ensure_chat(conn, msg)?;
+                fresh.push(chat);
+            }
+            insert_message_row(conn, msg)
+        }
         WriteOp::AdvanceCursor {
             tenant,
             chat_jid,
@@ -168,14 +202,15 @@ fn run_op(conn: &Connection, op: &WriteOp) -> Result<i64> {
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>, known: &mut KnownChats) {
     // Fast path: the whole batch in one transaction. Savepoints per operation would cost two
     // more statements each; failures are rare, so isolate them only when one happens.
+    let mut fresh = Vec::new();
     let all = (|| -> rusqlite::Result<std::result::Result<Vec<i64>, ()>> {
         let tx = conn.transaction()?;
         let mut results = Vec::with_capacity(batch.len());
         for (op, _) in &batch {
-            match run_op(&tx, op) {
+            match run_op(&tx, op, known, &mut fresh) {
                 Ok(v) => results.push(v),
                 // Dropping the transaction rolls it back.
                 Err(_) => return Ok(Err(())),
@@ -186,6 +221,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     })();
     match all {
         Ok(Ok(results)) => {
+            known.remember(fresh);
             for ((_, reply), r) in batch.into_iter().zip(results) {
                 reply.send(Ok(r));
             }
@@ -194,12 +230,16 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
             // Some operation failed and nothing was committed: run each alone, so only the
             // failing one reports an error. Every operation is safe to run again after a rollback.
             for (op, reply) in batch {
+                let mut fresh = Vec::new();
                 let r = (|| -> Result<i64> {
                     let tx = conn.transaction()?;
-                    let v = run_op(&tx, &op)?;
+                    let v = run_op(&tx, &op, known, &mut fresh)?;
                     tx.commit()?;
                     Ok(v)
                 })();
+                if r.is_ok() {
+                    known.remember(fresh);
+                }
                 reply.send(r);
             }
         }

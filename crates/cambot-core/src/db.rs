@@ -86,9 +86,10 @@ impl Store {
             source,
         })?;
         reader.busy_timeout(Duration::from_secs(5))?;
-        // Reads through mmap skip a copy per page; the cache survives across writer commits only
-        // for unchanged pages, so a larger one helps.
-        reader.execute_batch("PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;")?;
+        // No mmap: the file grows at every checkpoint and SQLite then re-maps it at the next read
+        // transaction (munmap + TLB shootdowns on every core); plain reads measured 10-15 %
+        // faster in the router bench.
+        reader.execute_batch("PRAGMA cache_size = -32768;")?;
         reader.set_prepared_statement_cache_capacity(64);
         store.reader = Some(Arc::new(Mutex::new(reader)));
         Ok(store)
@@ -114,8 +115,7 @@ impl Store {
             "PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -32768;
-             PRAGMA mmap_size = 268435456;",
+             PRAGMA cache_size = -32768;",
         )?;
         // The checkpoint thread keeps the WAL small; SQLite's own checkpoint (inside a commit,
         // stalling every write behind it) is only the backstop.

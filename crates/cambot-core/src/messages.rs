@@ -318,11 +318,17 @@ fn upsert_chat(conn: &rusqlite::Connection, meta: &ChatMetadata) -> Result<()> {
 
 /// Inserts (or updates) one message; the chat row is created when missing but not rewritten
 /// (activity time comes from chat metadata, so the hot path writes no chat page).
-pub(crate) fn insert_message(conn: &rusqlite::Connection, msg: &InboundMessage) -> Result<i64> {
+/// Creates the message's chat row if it does not exist yet (messages reference their chat).
+pub(crate) fn ensure_chat(conn: &rusqlite::Connection, msg: &InboundMessage) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO chats (tenant, jid, name, last_message_time) VALUES (?1, ?2, ?2, ?3)",
     )?
     .execute(params![msg.tenant.as_str(), msg.chat_jid.as_str(), msg.timestamp])?;
+    Ok(())
+}
+
+/// Inserts (or updates a repeated delivery of) a message whose chat row exists; returns its seq.
+pub(crate) fn insert_message_row(conn: &rusqlite::Connection, msg: &InboundMessage) -> Result<i64> {
     let seq: i64 = conn
         .prepare_cached(
             "INSERT INTO messages (tenant, chat_jid, id, sender, sender_name, content, timestamp,
