@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use crate::plan::Limits;
 
 const ROOT: &str = "/sys/fs/cgroup";
+/// How old an empty run cgroup must be before start-up treats it as left over.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Which cgroup hierarchy holds the controllers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,31 +95,56 @@ impl CgroupPool {
             spares: std::sync::Mutex::new(Vec::new()),
             seq: std::sync::atomic::AtomicU64::new(0),
         };
-        pool.sweep_dead_spares();
+        pool.sweep_leftovers();
         pool
     }
 
-    /// Spares of a daemon that died without its `Drop` (SIGKILL): empty, removable.
-    fn sweep_dead_spares(&self) {
+    /// What a daemon killed without its `Drop` (SIGKILL) left behind: its spares, and the job
+    /// cgroups of the runs it had (their processes died with it: `--die-with-parent`). A job
+    /// cgroup is removed only when it is empty and older than [`LEFTOVER_AGE`], so the live
+    /// runs of another daemon sharing this cgroup (empty only for the instant between `mkdir`
+    /// and the child joining) are never touched; the kernel refuses to remove a non-empty one
+    /// anyway. Returns how many directories were removed.
+    pub(crate) fn sweep_leftovers(&self) -> usize {
+        let mut removed = 0;
         for base in self.bases() {
             let Ok(entries) = std::fs::read_dir(&base) else {
                 continue;
             };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let Some(pid) = name
-                    .strip_prefix("cambot-spare-")
-                    .and_then(|r| r.split('-').next())
-                    .and_then(|p| p.parse::<i32>().ok())
-                else {
-                    continue;
+                let leftover = if let Some(rest) = name.strip_prefix("cambot-spare-") {
+                    rest.split('-')
+                        .next()
+                        .and_then(|p| p.parse::<i32>().ok())
+                        .is_some_and(|pid| {
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+                        })
+                } else if name.starts_with("cambot-") {
+                    let old = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age >= LEFTOVER_AGE);
+                    let empty = std::fs::read_to_string(e.path().join("cgroup.procs"))
+                        .is_ok_and(|procs| procs.trim().is_empty());
+                    old && empty
+                } else {
+                    false
                 };
-                let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-                if !alive {
-                    let _ = std::fs::remove_dir(e.path());
+                if leftover && std::fs::remove_dir(e.path()).is_ok() {
+                    removed += 1;
                 }
             }
         }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed cgroups left by an earlier cambot that was killed"
+            );
+        }
+        removed
     }
 
     pub(crate) fn mode(&self) -> &CgroupMode {

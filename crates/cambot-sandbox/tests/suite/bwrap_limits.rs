@@ -338,3 +338,52 @@ async fn without_cgroups_rlimits_hold_and_the_run_says_degraded() {
     assert_eq!(balloon.get("started"), Some("1"), "{balloon:#?}");
     assert_eq!(balloon.get("survived"), None, "{balloon:#?}");
 }
+
+/// A daemon killed with SIGKILL leaves its runs' (empty) cgroups behind: the next start removes
+/// them, but never a recent one (another daemon's run about to join it) or one with a process.
+#[tokio::test]
+async fn cgroups_left_by_a_killed_daemon_are_removed_at_start() {
+    let test = "bwrap::cgroups_left_by_a_killed_daemon_are_removed_at_start";
+    if require(test, cgroups_available()).is_none() {
+        return;
+    }
+    let pid = std::process::id();
+    let leftover = job_dir("memory", &format!("leftover-{pid}")).unwrap();
+    let fresh = job_dir("memory", &format!("fresh-{pid}")).unwrap();
+    let busy = job_dir("memory", &format!("busy-{pid}")).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    for dir in [&leftover, &fresh, &busy] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    for dir in [&leftover, &busy] {
+        std::fs::File::open(dir)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(busy.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+
+    let backend = cambot_sandbox::BwrapBackend::new(test_config());
+
+    let (leftover_gone, fresh_kept, busy_kept) =
+        (!leftover.exists(), fresh.exists(), busy.exists());
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    for dir in [&leftover, &fresh, &busy] {
+        // The sleeper's cgroup empties as it is reaped; retry briefly.
+        for _ in 0..100 {
+            if !dir.exists() || std::fs::remove_dir(dir).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    backend.unwrap();
+    assert!(leftover_gone, "an old empty run cgroup was not removed");
+    assert!(fresh_kept, "a recent run cgroup was removed");
+    assert!(busy_kept, "a run cgroup with a process in it was removed");
+}
