@@ -32,6 +32,9 @@ pub mod sandbox_paths {
     pub const EXTRA: &str = "/workspace/extra";
     pub const RUN_DIR: &str = "/run/cambot";
     pub const RUNNER_BIN: &str = "/opt/cambot/cambot-runner";
+    /// Set for an agent run that confines itself with Landlock: the paths it may write,
+    /// separated by `:` (everything else visible is read-only to it and its children).
+    pub const ENV_LANDLOCK_RW: &str = "CAMBOT_LANDLOCK_RW";
 }
 
 /// Paths under one data directory.

@@ -14,6 +14,7 @@
 //! - [`session`]: the JSONL transcript per session under `/workspace/session`.
 //! - [`compact`]: summarising older turns and archiving them under `conversations/`.
 //! - [`memory`]: the system prompt with the group's and the tenant's `CLAUDE.md`.
+//! - [`confine`]: Landlock, applied by the runner to itself (and by `cambot-sandbox-init`).
 //!
 //! The runner never holds a provider credential: every model call goes to the host gateway on
 //! the run's socket (`/v1/model/<provider>/...`), which adds the key.
@@ -22,6 +23,7 @@
 
 pub mod agent;
 pub mod compact;
+pub mod confine;
 pub mod driver;
 pub mod env;
 pub mod error;

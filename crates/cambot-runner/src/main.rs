@@ -3,7 +3,8 @@
 //! failed (an `error` event was sent), 2 when input ended before `start`.
 //!
 //! Environment: `CAMBOT_HOST_SOCKET` (default `/run/cambot/host.sock`), `CAMBOT_WORKSPACE`
-//! (default `/workspace`), `RUST_LOG` (default `info`).
+//! (default `/workspace`), `RUST_LOG` (default `info`), `CAMBOT_LANDLOCK_RW` (set by the sandbox
+//! plan: confine this process with Landlock, writable only beneath these `:`-separated paths).
 
 use std::process::ExitCode;
 
@@ -11,10 +12,15 @@ use cambot_protocol::RunnerToHost;
 use cambot_providers::HttpProvider;
 use cambot_providers::ProviderConfig;
 use cambot_runner::RunnerEnv;
+use cambot_runner::confine;
+use cambot_runner::confine::Confinement;
+use cambot_runner::confine::RulesetStatus;
 use cambot_runner::driver;
 use cambot_runner::io;
 
 fn main() -> ExitCode {
+    // First, before any input is read: the Landlock confinement the sandbox plan asked for.
+    let confinement = confine::confine_from_env(|k| std::env::var(k).ok());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -23,6 +29,15 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    match confinement {
+        Confinement::NotRequested | Confinement::Applied(RulesetStatus::FullyEnforced) => {}
+        Confinement::Applied(status) => {
+            tracing::warn!(?status, "Landlock is only partly enforced by this kernel");
+        }
+        Confinement::Unavailable(reason) => {
+            tracing::warn!(reason = %reason, "Landlock is unavailable; running without it");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -111,17 +111,22 @@ fn bare_bwrap(runs: usize) -> Vec<Duration> {
         .collect()
 }
 
-fn plan(layout: &DataLayout, cfg: &SandboxConfig, n: usize) -> RunPlan {
+fn run_id(n: usize) -> RunId {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&(n as u64).to_le_bytes());
     id[8..].copy_from_slice(&u64::from(std::process::id()).to_le_bytes());
+    RunId::from_bytes(id)
+}
+
+/// `command`: an operator command (through the Landlock shim), or `None` for the agent runner.
+fn plan(layout: &DataLayout, cfg: &SandboxConfig, n: usize, command: Option<&[&str]>) -> RunPlan {
     let mut input = PlanInput::new(
         layout.clone(),
         TenantId::default_tenant(),
         GroupFolder::new("bench").unwrap(),
-        RunId::from_bytes(id),
+        run_id(n),
     );
-    input.command = Some(CMD.iter().map(|s| (*s).to_owned()).collect());
+    input.command = command.map(|c| c.iter().map(|s| (*s).to_owned()).collect());
     input.init = cfg.init_path.clone();
     build_plan(input, cfg, &MountAllowlist::none("bench")).unwrap()
 }
@@ -134,7 +139,7 @@ async fn sandboxed(
 ) -> Vec<Duration> {
     let mut out = Vec::with_capacity(runs);
     for n in 0..runs {
-        let p = plan(layout, cfg, n);
+        let p = plan(layout, cfg, n, Some(CMD));
         let start = Instant::now();
         let mut child = backend.spawn(&p).await.unwrap();
         let mut b = [0u8; 1];
@@ -156,6 +161,100 @@ fn init_shim() -> Option<std::path::PathBuf> {
         .iter()
         .map(|n| dir.join(n))
         .find(|p| p.is_file())
+}
+
+fn runner_bin() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.join("cambot-runner")).filter(|p| p.is_file())
+}
+
+/// The `start` line an agent run begins with (the model call after `ready` fails: no gateway).
+fn start_line(run_id: &str) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "type": "start", "run_id": run_id, "tenant": "default", "group_folder": "bench",
+        "chat_jid": "cli:bench", "is_main": false, "prompt": "hi", "assistant_name": "Andy",
+        "timezone": "UTC", "host_token": "t",
+        "model": {"provider": "p", "dialect": "anthropic", "model": "m", "max_tokens": 16}
+    }))
+    .unwrap();
+    line.push(b'\n');
+    line
+}
+
+/// Reads stdout until the runner's `ready` event.
+async fn until_ready(out: &mut (impl tokio::io::AsyncBufRead + Unpin)) {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).await.unwrap() > 0,
+            "no ready event"
+        );
+        if line.contains("\"type\":\"ready\"") {
+            return;
+        }
+    }
+}
+
+/// Agent start as the daemon sees it: spawn the runner, send `start`, wait for `ready`.
+async fn agent_ready(
+    backend: &dyn SandboxBackend,
+    layout: &DataLayout,
+    cfg: &SandboxConfig,
+    runs: usize,
+) -> Vec<Duration> {
+    use tokio::io::AsyncWriteExt;
+    let mut out = Vec::with_capacity(runs);
+    for n in 0..runs {
+        let p = plan(layout, cfg, 10_000 + n, None);
+        let start = Instant::now();
+        let mut child = backend.spawn(&p).await.unwrap();
+        child
+            .stdin
+            .write_all(&start_line(p.run_id.as_str()))
+            .await
+            .unwrap();
+        let mut stdout = tokio::io::BufReader::new(std::mem::replace(
+            &mut child.stdout,
+            Box::new(tokio::io::empty()),
+        ));
+        until_ready(&mut stdout).await;
+        out.push(start.elapsed());
+        drop(child.take_stdin());
+        let _ = child.kill().await;
+        let _ = child.wait().await;
+        let _ = std::fs::remove_dir(layout.run_dir(&p.run_id));
+    }
+    out
+}
+
+/// The same runner started with fork/exec on the host (no sandbox), to `ready`.
+async fn agent_ready_baseline(runner: &std::path::Path, runs: usize) -> Vec<Duration> {
+    use tokio::io::AsyncWriteExt;
+    let ws = tempfile::tempdir().unwrap();
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut child = tokio::process::Command::new(runner)
+            .env_clear()
+            .env("CAMBOT_WORKSPACE", ws.path())
+            .env("CAMBOT_HOST_SOCKET", ws.path().join("none.sock"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&start_line(&"0".repeat(32))).await.unwrap();
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        until_ready(&mut stdout).await;
+        out.push(start.elapsed());
+        drop(stdin);
+        let _ = child.kill().await;
+    }
+    out
 }
 
 #[tokio::main]
@@ -241,6 +340,29 @@ async fn main() {
             );
         }
         Err(e) => println!("bwrap: skipped ({e})"),
+    }
+    // Agent runs: the runner confines itself with Landlock (no shim), so measure it as such.
+    match (runner_bin(), BwrapBackend::new(cfg.clone())) {
+        (Some(runner), Ok(b)) => {
+            let rcfg = SandboxConfig {
+                runner_path: Some(runner.clone()),
+                ..cfg.clone()
+            };
+            let b2 = BwrapBackend::new(rcfg.clone()).unwrap();
+            drop(b);
+            print(
+                "runner ready, fork/exec",
+                agent_ready_baseline(&runner, runs).await,
+            );
+            print(
+                "runner ready, bwrap (full)",
+                agent_ready(&b2, &layout, &rcfg, runs).await,
+            );
+        }
+        (None, _) => println!(
+            "runner ready: skipped (build it first: cargo build --release -p cambot-runner --bins)"
+        ),
+        (_, Err(e)) => println!("runner ready: skipped ({e})"),
     }
     let docker_cfg = SandboxConfig {
         init_path: None,

@@ -23,6 +23,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 
+use cambot_protocol::layout::sandbox_paths;
+
 use crate::backend::BackendReport;
 use crate::backend::ChildControl;
 use crate::backend::ExitInfo;
@@ -47,8 +49,9 @@ pub fn container_name(plan: &RunPlan) -> String {
 }
 
 /// The container the plan describes. Mounts whose source is missing and optional are left out
-/// (`exists` tells which sources exist). The Landlock shim is not used here: the engine's own
-/// seccomp profile applies, and it predates the Landlock syscalls.
+/// (`exists` tells which sources exist). Landlock is not used here (neither the shim nor the
+/// runner's own): the engine's own seccomp profile applies, and it predates the Landlock
+/// syscalls.
 pub fn container_spec(
     plan: &RunPlan,
     image: &str,
@@ -95,7 +98,14 @@ pub fn container_spec(
         cmd: Some(plan.command.clone()),
         entrypoint: Some(Vec::new()),
         user: Some(format!("{}:{}", plan.identity.uid, plan.identity.gid)),
-        env: Some(plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(
+            plan.env
+                .iter()
+                // Landlock is not used here (see above): the runner must not try it.
+                .filter(|(k, _)| k != sandbox_paths::ENV_LANDLOCK_RW)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
         working_dir: Some(plan.cwd.clone()),
         hostname: Some("cambot".to_owned()),
         network_disabled: Some(true),

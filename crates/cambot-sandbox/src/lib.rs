@@ -9,8 +9,9 @@
 //! - [`mounts`] is the extra-mount security of the seed (allowlist outside the data dir, realpath,
 //!   per-component blocked patterns, relative container paths without `..` or `:`).
 //! - [`SandboxBackend`] starts a plan: [`BwrapBackend`] (default: tmpfs root, `/usr` read-only,
-//!   no network, no capabilities, dropped uid, cgroup limits, seccomp, Landlock through the
-//!   `cambot-sandbox-init` shim) and [`DockerBackend`] (bollard; Docker or Podman).
+//!   no network, no capabilities, dropped uid, cgroup limits, seccomp, Landlock applied by
+//!   `cambot-runner` to itself or, for other commands, by the `cambot-sandbox-init` shim, both
+//!   built from the `cambot-runner` crate) and [`DockerBackend`] (bollard; Docker or Podman).
 //! - [`supervise`] reads a child's stdout as capped JSON lines, enforces the output caps and the
 //!   seed's timeout rules, and kills the whole run on timeout.
 //!

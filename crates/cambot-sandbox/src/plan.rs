@@ -178,9 +178,10 @@ pub struct RunPlan {
     /// argv inside the sandbox (without the init shim).
     pub command: Vec<String>,
     pub cwd: String,
-    /// Host path of the Landlock shim, bound at [`INIT_BIN`] and run first when set.
+    /// Host path of the Landlock shim, bound at [`INIT_BIN`] and run first when set. Never set
+    /// for the runner, which confines itself (`CAMBOT_LANDLOCK_RW` in [`RunPlan::env`]).
     pub init: Option<PathBuf>,
-    /// Paths the shim leaves writable (everything else is read-only under Landlock).
+    /// Paths Landlock leaves writable (everything else is read-only).
     pub writable: Vec<String>,
     pub seccomp: bool,
     pub rejected_mounts: Vec<(AdditionalMount, MountRejection)>,
@@ -397,6 +398,7 @@ pub fn build_plan(
     run_dir.create = true;
     mounts.push(run_dir);
 
+    let runs_runner = input.command.is_none();
     let command = match input.command.clone() {
         Some(cmd) if cmd.is_empty() => return Err(PlanError::EmptyCommand),
         Some(cmd) => cmd,
@@ -405,12 +407,17 @@ pub fn build_plan(
             vec![sandbox_paths::RUNNER_BIN.to_owned()]
         }
     };
-    let init = input.init.clone().filter(|_| cfg.landlock);
+    let writable = vec![sandbox_paths::WORKSPACE.to_owned(), "/tmp".to_owned()];
+    // Landlock: the runner applies it to itself as its first act (one exec and one bind mount
+    // less per agent start); any other command goes through the shim.
+    let landlock = input.init.clone().filter(|_| cfg.landlock);
+    let self_confined = landlock.is_some() && runs_runner;
+    let init = landlock.filter(|_| !runs_runner);
     if let Some(init) = &init {
         mounts.push(ro(init.clone(), INIT_BIN, false));
     }
 
-    let env = vec![
+    let mut env = vec![
         ("HOME".to_owned(), sandbox_paths::GROUP.to_owned()),
         ("PATH".to_owned(), SANDBOX_PATH.to_owned()),
         ("LANG".to_owned(), "C.UTF-8".to_owned()),
@@ -427,6 +434,12 @@ pub fn build_plan(
             if input.is_main { "1" } else { "0" }.to_owned(),
         ),
     ];
+    if self_confined {
+        env.push((
+            sandbox_paths::ENV_LANDLOCK_RW.to_owned(),
+            writable.join(":"),
+        ));
+    }
 
     Ok(RunPlan {
         run_id: input.run_id.clone(),
@@ -451,7 +464,7 @@ pub fn build_plan(
         command,
         cwd: sandbox_paths::GROUP.to_owned(),
         init,
-        writable: vec![sandbox_paths::WORKSPACE.to_owned(), "/tmp".to_owned()],
+        writable,
         seccomp: cfg.seccomp,
         rejected_mounts,
     })

@@ -397,3 +397,62 @@ fn config_parses_with_defaults_and_rejects_unknown_fields() {
     assert!(toml::from_str::<SandboxConfig>("memroy_mb = 1").is_err());
     assert!(toml::from_str::<SandboxConfig>("backend = \"chroot\"").is_err());
 }
+
+#[test]
+fn the_runner_confines_itself_and_other_commands_go_through_the_shim() {
+    let shim = PathBuf::from("/opt/bin/cambot-sandbox-init");
+    let landlock_env = |p: &RunPlan| {
+        p.env
+            .iter()
+            .find(|(k, _)| k == sandbox_paths::ENV_LANDLOCK_RW)
+            .map(|(_, v)| v.clone())
+    };
+    let shim_bound = |p: &RunPlan| p.mounts.iter().any(|m| m.dst == INIT_BIN);
+
+    // An agent run: no shim mounted or exec'd; the runner is told what it may write.
+    let mut agent = input(0, Some((1500, 1500)));
+    agent.command = None;
+    agent.init = Some(shim.clone());
+    let p = plan(agent);
+    assert_eq!(p.init, None);
+    assert!(!shim_bound(&p));
+    assert_eq!(p.full_command(), [sandbox_paths::RUNNER_BIN]);
+    assert_eq!(landlock_env(&p).as_deref(), Some("/workspace:/tmp"));
+
+    // An operator's command: the shim first, with the same writable paths.
+    let mut op = input(0, Some((1500, 1500)));
+    op.init = Some(shim);
+    let p = plan(op);
+    assert!(shim_bound(&p));
+    assert_eq!(landlock_env(&p), None);
+    assert_eq!(
+        p.full_command(),
+        [
+            INIT_BIN,
+            "--rw",
+            "/workspace",
+            "--rw",
+            "/tmp",
+            "--",
+            "/bin/sh",
+            "-c",
+            "id"
+        ]
+    );
+
+    // Landlock off in the config: neither.
+    let mut off = input(0, Some((1500, 1500)));
+    off.command = None;
+    off.init = Some(PathBuf::from("/opt/bin/cambot-sandbox-init"));
+    let p = build_plan(
+        off,
+        &SandboxConfig {
+            landlock: false,
+            ..cfg()
+        },
+        &MountAllowlist::none("test"),
+    )
+    .unwrap();
+    assert_eq!(landlock_env(&p), None);
+    assert!(!shim_bound(&p));
+}

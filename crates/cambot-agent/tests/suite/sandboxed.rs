@@ -134,7 +134,9 @@ async fn a_message_runs_a_tool_in_the_sandbox_and_the_reply_comes_back() {
     let Some(t) = start_e2e(vec![
         Script::tool_use(
             "bash",
-            json!({"command": "id -u > whoami.txt; env > env.txt; echo made > made.txt; cat made.txt"}),
+            json!({"command": "id -u > whoami.txt; env > env.txt; echo made > made.txt; \
+                (touch /dev/shm/probe 2>/dev/null && echo writable || echo refused) > shm.txt; \
+                cat made.txt"}),
         ),
         Script::text_chunks(["All ", "done."]),
     ])
@@ -170,6 +172,16 @@ async fn a_message_runs_a_tool_in_the_sandbox_and_the_reply_comes_back() {
         .unwrap();
     assert_ne!(uid, 0, "the agent ran as root");
     assert_eq!(std::fs::metadata(&made).unwrap().uid(), uid);
+
+    // The runner confined itself with Landlock (no shim on this path), and its tools inherit
+    // it: /dev/shm is the sandbox uid's own tmpfs, writable but for Landlock.
+    assert_eq!(
+        std::fs::read_to_string(group.join("shm.txt"))
+            .unwrap()
+            .trim(),
+        "refused",
+        "the agent's tools could write outside the workspace"
+    );
 
     // The key went upstream (added by the gateway) but is nowhere in the sandbox.
     let requests = t.standin.requests();

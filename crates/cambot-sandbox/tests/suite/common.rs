@@ -41,8 +41,15 @@ pub(crate) fn require<T>(test: &str, found: Result<T, String>) -> Option<T> {
     }
 }
 
+/// The Landlock shim, built from the `cambot-runner` crate next to this test's profile dir
+/// (`cargo build --workspace --bins`, which the test script runs first).
 pub(crate) fn init_shim() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cambot-sandbox-init"))
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/all-<hash> -> target/<profile>/cambot-sandbox-init
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("cambot-sandbox-init"))
+        .unwrap()
 }
 
 pub(crate) fn test_config() -> SandboxConfig {
@@ -57,6 +64,20 @@ pub(crate) fn test_config() -> SandboxConfig {
 }
 
 pub(crate) fn bwrap(test: &str, cfg: &SandboxConfig) -> Option<Arc<dyn SandboxBackend>> {
+    if cfg.landlock {
+        let shim = init_shim();
+        require(
+            test,
+            if shim.is_file() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} is not built (cargo build --workspace --bins)",
+                    shim.display()
+                ))
+            },
+        )?;
+    }
     let b = require(
         test,
         BwrapBackend::new(cfg.clone()).map_err(|e| format!("{e} (run scripts/setup/sandbox.sh)")),

@@ -1,7 +1,10 @@
-//! `cambot-sandbox-init`: the first program inside a bwrap sandbox. It restricts itself with
-//! Landlock (read and execute everywhere it can see, write only under the `--rw` paths, plus
-//! writes to existing `/dev` nodes; abstract Unix sockets and signals scoped to the sandbox),
-//! then execs the command. Usage: `cambot-sandbox-init [--rw PATH]... [--require] -- CMD ARGS...`
+//! `cambot-sandbox-init`: the first program inside a bwrap sandbox that runs an operator's or
+//! the local model's command. It restricts itself with Landlock (`cambot_runner::confine`: read
+//! and execute everywhere it can see, write only under the `--rw` paths, plus writes to existing
+//! `/dev` nodes; abstract Unix sockets and signals scoped to the sandbox), then execs the
+//! command. (Agent runs do not need it: `cambot-runner` applies the same ruleset to itself.)
+//!
+//! Usage: `cambot-sandbox-init [--rw PATH]... [--require] -- CMD ARGS...`
 //!
 //! Best effort by default: on a kernel without Landlock it warns on stderr and runs the command
 //! anyway (the namespaces are the boundary; this is depth). `--require` turns that into exit 126.
@@ -9,35 +12,12 @@
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 
-use landlock::ABI;
-use landlock::Access;
-use landlock::AccessFs;
-use landlock::Ruleset;
-use landlock::RulesetAttr;
-use landlock::RulesetCreatedAttr;
-use landlock::RulesetStatus;
-use landlock::Scope;
-use landlock::path_beneath_rules;
+use cambot_runner::confine::RulesetStatus;
+use cambot_runner::confine::restrict_self;
 
 fn fail(msg: &str) -> ! {
     let _ = writeln!(std::io::stderr(), "cambot-sandbox-init: {msg}");
     std::process::exit(126)
-}
-
-fn restrict(rw: &[String]) -> Result<RulesetStatus, landlock::RulesetError> {
-    let abi = ABI::V6;
-    let status = Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))?
-        .scope(Scope::from_all(abi))?
-        .create()?
-        .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))?
-        .add_rules(path_beneath_rules(
-            ["/dev"],
-            AccessFs::from_read(abi) | AccessFs::WriteFile | AccessFs::IoctlDev,
-        ))?
-        .add_rules(path_beneath_rules(rw, AccessFs::from_all(abi)))?
-        .restrict_self()?;
-    Ok(status.ruleset)
 }
 
 fn main() {
@@ -62,7 +42,7 @@ fn main() {
     let Some((program, rest)) = command.split_first() else {
         fail("no command after --");
     };
-    match restrict(&rw) {
+    match restrict_self(&rw) {
         Ok(RulesetStatus::FullyEnforced) => {}
         Ok(status) => {
             if require {
