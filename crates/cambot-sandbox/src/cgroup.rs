@@ -120,7 +120,10 @@ impl CgroupPool {
                         .is_some_and(|pid| {
                             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
                         })
-                } else if name.starts_with("cambot-") {
+                } else if name.strip_prefix("cambot-").is_some_and(|run| {
+                    run.len() == 32 && run.bytes().all(|b| b.is_ascii_hexdigit())
+                }) {
+                    // `cambot-<run id>`: a run's cgroup.
                     let old = e
                         .metadata()
                         .and_then(|m| m.modified())

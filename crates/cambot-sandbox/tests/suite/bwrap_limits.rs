@@ -348,14 +348,16 @@ async fn cgroups_left_by_a_killed_daemon_are_removed_at_start() {
         return;
     }
     let pid = std::process::id();
-    let leftover = job_dir("memory", &format!("leftover-{pid}")).unwrap();
-    let fresh = job_dir("memory", &format!("fresh-{pid}")).unwrap();
-    let busy = job_dir("memory", &format!("busy-{pid}")).unwrap();
+    // Named like run cgroups: `cambot-<32 hex digits of a run id>`.
+    let leftover = job_dir("memory", &format!("{pid:08x}{:024x}", 1)).unwrap();
+    let fresh = job_dir("memory", &format!("{pid:08x}{:024x}", 2)).unwrap();
+    let busy = job_dir("memory", &format!("{pid:08x}{:024x}", 3)).unwrap();
+    let not_ours = job_dir("memory", &format!("other-{pid}")).unwrap();
     let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
-    for dir in [&leftover, &fresh, &busy] {
+    for dir in [&leftover, &fresh, &busy, &not_ours] {
         std::fs::create_dir(dir).unwrap();
     }
-    for dir in [&leftover, &busy] {
+    for dir in [&leftover, &busy, &not_ours] {
         std::fs::File::open(dir)
             .unwrap()
             .set_modified(two_hours_ago)
@@ -369,11 +371,15 @@ async fn cgroups_left_by_a_killed_daemon_are_removed_at_start() {
 
     let backend = cambot_sandbox::BwrapBackend::new(test_config());
 
-    let (leftover_gone, fresh_kept, busy_kept) =
-        (!leftover.exists(), fresh.exists(), busy.exists());
+    let (leftover_gone, fresh_kept, busy_kept, not_ours_kept) = (
+        !leftover.exists(),
+        fresh.exists(),
+        busy.exists(),
+        not_ours.exists(),
+    );
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
-    for dir in [&leftover, &fresh, &busy] {
+    for dir in [&leftover, &fresh, &busy, &not_ours] {
         // The sleeper's cgroup empties as it is reaped; retry briefly.
         for _ in 0..100 {
             if !dir.exists() || std::fs::remove_dir(dir).is_ok() {
@@ -386,4 +392,5 @@ async fn cgroups_left_by_a_killed_daemon_are_removed_at_start() {
     assert!(leftover_gone, "an old empty run cgroup was not removed");
     assert!(fresh_kept, "a recent run cgroup was removed");
     assert!(busy_kept, "a run cgroup with a process in it was removed");
+    assert!(not_ours_kept, "a cgroup not named like a run's was removed");
 }
