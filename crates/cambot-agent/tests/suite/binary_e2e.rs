@@ -96,3 +96,28 @@ fn cambot_chat_with_no_key_is_answered_by_the_local_model() {
     assert!(!reply.trim().is_empty(), "{stdout}");
     eprintln!("local model via cambot chat: {}", reply.trim());
 }
+
+#[test]
+fn doctor_lists_every_enabled_channel() {
+    let dir = data_dir();
+    let config = dir.path().join("cambot.toml");
+    std::fs::write(
+        &config,
+        "[channels.cli]\nenabled = true\n[channels.web]\nenabled = true\nlisten = \"127.0.0.1:8089\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cambot"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("doctor")
+        .env("CAMBOT_CONFIG", &config)
+        .env("CAMBOT_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("[ ok ] channels: cli, web on http://127.0.0.1:8089/"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -165,14 +165,20 @@ fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<ExitCod
         ),
         Err(e) => (false, "database", e.to_string()),
     });
-    let channels_on = config.channels.cli.enabled;
+    let mut enabled = Vec::new();
+    if config.channels.cli.enabled {
+        enabled.push("cli".to_owned());
+    }
+    if config.channels.web.enabled {
+        enabled.push(format!("web on http://{}/", config.channels.web.listen));
+    }
     checks.push((
-        channels_on,
+        !enabled.is_empty(),
         "channels",
-        if channels_on {
-            "cli".to_owned()
+        if enabled.is_empty() {
+            "none enabled: `cambot run` would have nothing to listen on (enable [channels.cli] or [channels.web], or use `cambot chat`)".to_owned()
         } else {
-            "none enabled: `cambot run` would have nothing to listen on (enable [channels.cli] or use `cambot chat`)".to_owned()
+            enabled.join(", ")
         },
     ));
     checks.push((true, "timezone", config.timezone.clone()));
