@@ -51,12 +51,13 @@ fn print(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-fn baseline(runs: usize) -> Vec<Duration> {
+/// Spawn to the first stdout byte of `program args... CMD`, `runs` times.
+fn first_byte(runs: usize, program: &str, args: &[&str]) -> Vec<Duration> {
     (0..runs)
         .map(|_| {
             let start = Instant::now();
-            let mut child = std::process::Command::new(CMD[0])
-                .args(&CMD[1..])
+            let mut child = std::process::Command::new(program)
+                .args(args)
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -69,46 +70,37 @@ fn baseline(runs: usize) -> Vec<Duration> {
         .collect()
 }
 
+fn baseline(runs: usize) -> Vec<Duration> {
+    first_byte(runs, CMD[0], &CMD[1..])
+}
+
 /// bwrap with the minimal profile of sandbox-probes.md, as a reference for the machine's state.
 fn bare_bwrap(runs: usize) -> Vec<Duration> {
-    (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            let mut child = std::process::Command::new("bwrap")
-                .args([
-                    "--unshare-all",
-                    "--die-with-parent",
-                    "--new-session",
-                    "--ro-bind",
-                    "/usr",
-                    "/usr",
-                    "--symlink",
-                    "usr/bin",
-                    "/bin",
-                    "--symlink",
-                    "usr/lib",
-                    "/lib",
-                    "--symlink",
-                    "usr/lib64",
-                    "/lib64",
-                    "--proc",
-                    "/proc",
-                    "--dev",
-                    "/dev",
-                    "--tmpfs",
-                    "/tmp",
-                ])
-                .args(CMD)
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut b = [0u8; 1];
-            child.stdout.as_mut().unwrap().read_exact(&mut b).unwrap();
-            let t = start.elapsed();
-            child.wait().unwrap();
-            t
-        })
-        .collect()
+    let mut args = vec![
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+    ];
+    args.extend_from_slice(CMD);
+    first_byte(runs, "bwrap", &args)
 }
 
 fn run_id(n: usize) -> RunId {
@@ -153,19 +145,11 @@ async fn sandboxed(
     out
 }
 
-fn init_shim() -> Option<std::path::PathBuf> {
-    // Benches are built next to the workspace binaries: target/<profile>/deps/startup-*.
+/// A workspace binary built next to this bench: target/<profile>/deps/startup-* ->
+/// target/<profile>/<name>.
+fn built_bin(name: &str) -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?;
-    ["cambot-sandbox-init"]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-}
-
-fn runner_bin() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.join("cambot-runner")).filter(|p| p.is_file())
+    Some(exe.parent()?.parent()?.join(name)).filter(|p| p.is_file())
 }
 
 /// The `start` line an agent run begins with (the model call after `ready` fails: no gateway).
@@ -266,7 +250,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let layout = DataLayout::new(dir.path());
     let cfg = SandboxConfig {
-        init_path: init_shim(),
+        init_path: built_bin("cambot-sandbox-init"),
         ..SandboxConfig::default()
     };
     println!(
@@ -334,7 +318,7 @@ async fn main() {
                 if degraded {
                     "bwrap (limits degraded)"
                 } else {
-                    "bwrap (cgroups, seccomp)"
+                    "bwrap full (cg, sec, LL shim)"
                 },
                 samples,
             );
@@ -342,7 +326,7 @@ async fn main() {
         Err(e) => println!("bwrap: skipped ({e})"),
     }
     // Agent runs: the runner confines itself with Landlock (no shim), so measure it as such.
-    match (runner_bin(), BwrapBackend::new(cfg.clone())) {
+    match (built_bin("cambot-runner"), BwrapBackend::new(cfg.clone())) {
         (Some(runner), Ok(b)) => {
             let rcfg = SandboxConfig {
                 runner_path: Some(runner.clone()),
