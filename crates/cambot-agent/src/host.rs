@@ -70,16 +70,16 @@ fn storage(e: impl std::fmt::Display) -> HostError {
 impl ChannelHost for RouterHost {
     fn on_message(&self, message: InboundMessage) -> BoxFuture<'_, Result<(), HostError>> {
         Box::pin(async move {
-            let is_bot = message.is_bot_message;
-            let tenant = message.tenant.clone();
-            let jid = message.chat_jid.clone();
-            self.router
+            let arrival = self
+                .router
                 .store()
-                .store_message_async(message)
+                .store_message_arrival(message)
                 .await
                 .map_err(storage)?;
-            if !is_bot && self.ready.load(std::sync::atomic::Ordering::SeqCst) {
-                self.router.route_stored(&tenant, &jid);
+            if !arrival.message.is_bot_message
+                && self.ready.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                self.router.route_stored(&arrival);
             }
             Ok(())
         })

@@ -17,6 +17,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use cambot_channels::Channel;
+use cambot_core::Arrival;
 use cambot_core::Store;
 use cambot_core::StoredMessage;
 use cambot_protocol::ChatJid;
@@ -162,12 +163,13 @@ impl Router {
     }
 
     /// Handles a stored message: pipe it into the chat's live run, or wake the group's queue.
-    pub fn route_stored(&self, tenant: &TenantId, jid: &ChatJid) {
-        let Some(group) = self.group_for(tenant, jid) else {
+    pub fn route_stored(&self, arrival: &Arrival) {
+        let message = &arrival.message;
+        let Some(group) = self.group_for(&message.tenant, &message.chat_jid) else {
             return;
         };
         let key = GroupKey::new(group.tenant.clone(), group.folder.clone());
-        if self.try_pipe(&key, &group) {
+        if self.try_pipe(&key, &group, arrival) {
             return;
         }
         self.queue.enqueue_message_check(&key);
@@ -175,7 +177,7 @@ impl Router {
 
     /// Pipes messages newer than what the live run has seen, if a live run answers this chat
     /// and the batch passes the trigger gate.
-    fn try_pipe(&self, key: &GroupKey, group: &RegisteredGroup) -> bool {
+    fn try_pipe(&self, key: &GroupKey, group: &RegisteredGroup, arrival: &Arrival) -> bool {
         let Ok(mut live) = self.live.lock() else {
             return false;
         };
@@ -185,20 +187,28 @@ impl Router {
         if run.chat != group.jid {
             return false;
         }
-        let pending = match self.store.messages_since(
-            &group.tenant,
-            &group.jid,
-            run.last_seq,
-            self.settings.max_batch_messages,
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(group = %key, error = %e, "reading messages to pipe failed");
-                return false;
+        if arrival.message.seq <= run.last_seq {
+            // The run has it already (a repeated delivery, or piped with a later message).
+            return true;
+        }
+        let pending = if arrival.previous_in_chat == Some(run.last_seq) {
+            // The run has seen everything before this message: nothing to read back.
+            vec![arrival.message.clone()]
+        } else {
+            match self.store.messages_since(
+                &group.tenant,
+                &group.jid,
+                run.last_seq,
+                self.settings.max_batch_messages,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(group = %key, error = %e, "reading messages to pipe failed");
+                    return false;
+                }
             }
         };
         let Some(last) = pending.last().map(|m| m.seq) else {
-            // Nothing new (a repeated delivery of a message the run already has).
             return true;
         };
         if !passes_gate(

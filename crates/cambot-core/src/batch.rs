@@ -6,7 +6,7 @@
 //! thread; sync callers block on a plain channel. Under load the commit cost (WAL frames, locks,
 //! checkpoints) is shared by every write queued meanwhile; alone, a write is one transaction.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -47,13 +47,32 @@ pub(crate) enum WriteOp {
     },
 }
 
+/// What a committed operation reports back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// The message seq, the outbox id, or the cursor's new seq.
+    pub(crate) value: i64,
+    /// For a newly stored message: the seq of the message this writer stored just before it in
+    /// the same chat (`None` when unknown, or when the message was a repeated delivery).
+    pub(crate) previous_in_chat: Option<i64>,
+}
+
+impl Written {
+    fn value(value: i64) -> Self {
+        Self {
+            value,
+            previous_in_chat: None,
+        }
+    }
+}
+
 enum Reply {
-    Sync(mpsc::SyncSender<Result<i64>>),
-    Async(tokio::sync::oneshot::Sender<Result<i64>>),
+    Sync(mpsc::SyncSender<Result<Written>>),
+    Async(tokio::sync::oneshot::Sender<Result<Written>>),
 }
 
 impl Reply {
-    fn send(self, result: Result<i64>) {
+    fn send(self, result: Result<Written>) {
         // A caller that gave up waiting is fine to ignore.
         match self {
             Self::Sync(tx) => {
@@ -89,7 +108,7 @@ impl Writer {
     }
 
     /// Queues `op` and blocks until it is committed. For sync callers outside async code.
-    pub(crate) fn submit_blocking(&self, op: WriteOp) -> Result<i64> {
+    pub(crate) fn submit_blocking(&self, op: WriteOp) -> Result<Written> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.tx
             .send((op, Reply::Sync(tx)))
@@ -98,7 +117,7 @@ impl Writer {
     }
 
     /// Queues `op` and waits (asynchronously) until it is committed.
-    pub(crate) async fn submit(&self, op: WriteOp) -> Result<i64> {
+    pub(crate) async fn submit(&self, op: WriteOp) -> Result<Written> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut job = (op, Reply::Async(tx));
         // The queue is bounded; when full, yield to the runtime until there is room.
@@ -121,7 +140,7 @@ fn writer_loop(
     rx: &mpsc::Receiver<Job>,
     checkpointer: Option<&Checkpointer>,
 ) {
-    let mut known_chats = KnownChats::default();
+    let mut tails = ChatTails::default();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -134,7 +153,7 @@ fn writer_loop(
             c.poke();
         }
         match conn.lock() {
-            Ok(mut conn) => commit_batch(&mut conn, batch, &mut known_chats),
+            Ok(conn) => commit_batch(&conn, batch, &mut tails),
             Err(_) => {
                 for (_, reply) in batch {
                     reply.send(Err(StoreError::Poisoned));
@@ -144,39 +163,59 @@ fn writer_loop(
     }
 }
 
-/// Chats whose row is known to exist (committed by this writer): a message to one of them skips
-/// the `INSERT OR IGNORE INTO chats` statement. Chat rows are never deleted.
+/// Per chat, the seq of the newest message this writer committed. An entry proves the chat row
+/// exists (a message to it skips the `INSERT OR IGNORE INTO chats` statement) and tells the next
+/// message which message came just before it in its chat, so the router can hand a live run the
+/// new message without reading the chat back. Only this writer inserts messages, and seqs grow
+/// in commit order, so the entry is exact; a chat without one is simply "unknown".
 #[derive(Default)]
-struct KnownChats {
-    committed: HashSet<(TenantId, ChatJid)>,
+struct ChatTails {
+    committed: HashMap<(TenantId, ChatJid), i64>,
+    /// Messages stored by the transaction in progress; merged on commit, dropped on rollback.
+    staged: HashMap<(TenantId, ChatJid), i64>,
 }
 
-/// Most chats remembered; past it the set starts over (only a statement per message is at stake).
-const KNOWN_CHATS_CAP: usize = 100_000;
+/// Most chats remembered; past it the map starts over (only a statement or a read per message
+/// is at stake while it refills).
+const CHAT_TAILS_CAP: usize = 100_000;
 
-impl KnownChats {
-    fn remember(&mut self, fresh: Vec<(TenantId, ChatJid)>) {
-        if self.committed.len() + fresh.len() > KNOWN_CHATS_CAP {
+impl ChatTails {
+    fn latest(&self, chat: &(TenantId, ChatJid)) -> Option<i64> {
+        self.staged
+            .get(chat)
+            .or_else(|| self.committed.get(chat))
+            .copied()
+    }
+
+    fn commit(&mut self) {
+        if self.committed.len() + self.staged.len() > CHAT_TAILS_CAP {
             self.committed.clear();
         }
-        self.committed.extend(fresh);
+        self.committed.extend(self.staged.drain());
+    }
+
+    fn rollback(&mut self) {
+        self.staged.clear();
     }
 }
 
-fn run_op(
-    conn: &Connection,
-    op: &WriteOp,
-    known: &KnownChats,
-    fresh: &mut Vec<(TenantId, ChatJid)>,
-) -> Result<i64> {
+fn run_op(conn: &Connection, op: &WriteOp, tails: &mut ChatTails) -> Result<Written> {
     match op {
         WriteOp::StoreMessage(msg) => {
             let chat = (msg.tenant.clone(), msg.chat_jid.clone());
-            if !known.committed.contains(&chat) {
+            let previous = tails.latest(&chat);
+            if previous.is_none() {
                 ensure_chat(conn, msg)?;
-                fresh.push(chat);
             }
-            insert_message_row(conn, msg)
+            let stored = insert_message_row(conn, msg)?;
+            if !stored.fresh {
+                return Ok(Written::value(stored.seq));
+            }
+            tails.staged.insert(chat, stored.seq);
+            Ok(Written {
+                value: stored.seq,
+                previous_in_chat: previous,
+            })
         }
         WriteOp::AdvanceCursor {
             tenant,
@@ -184,7 +223,7 @@ fn run_op(
             seq,
         } => {
             advance_cursor_in(conn, tenant, chat_jid, *seq)?;
-            Ok(*seq)
+            Ok(Written::value(*seq))
         }
         WriteOp::CommitReply {
             tenant,
@@ -197,58 +236,127 @@ fn run_op(
             if let Some(seq) = advance_to {
                 advance_cursor_in(conn, tenant, chat_jid, *seq)?;
             }
-            Ok(id)
+            Ok(Written::value(id))
         }
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>, known: &mut KnownChats) {
+/// Runs `body` in one write transaction. BEGIN/COMMIT/ROLLBACK are cached statements: preparing
+/// them anew (as `Connection::transaction` does) was a measurable share of the writer's time.
+fn in_transaction<T>(
+    conn: &Connection,
+    tails: &mut ChatTails,
+    body: impl FnOnce(&Connection, &mut ChatTails) -> Result<T>,
+) -> Result<T> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let outcome = body(conn, tails).and_then(|v| {
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(v)
+    });
+    match outcome {
+        Ok(v) => {
+            tails.commit();
+            Ok(v)
+        }
+        Err(e) => {
+            tails.rollback();
+            if !conn.is_autocommit()
+                && let Err(rollback) = conn
+                    .prepare_cached("ROLLBACK")
+                    .and_then(|mut s| s.execute([]))
+            {
+                tracing::error!(error = %rollback, "rolling back a batch of writes failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Why a batch did not commit as a whole.
+enum BatchFailure {
+    /// One operation failed: the others may succeed alone.
+    Operation,
+    /// The transaction itself failed (BEGIN or COMMIT).
+    Commit(StoreError),
+}
+
+fn commit_batch(conn: &Connection, batch: Vec<Job>, tails: &mut ChatTails) {
     // Fast path: the whole batch in one transaction. Savepoints per operation would cost two
     // more statements each; failures are rare, so isolate them only when one happens.
-    let mut fresh = Vec::new();
-    let all = (|| -> rusqlite::Result<std::result::Result<Vec<i64>, ()>> {
-        let tx = conn.transaction()?;
+    let mut failed_op = false;
+    let all = in_transaction(conn, tails, |conn, tails| {
         let mut results = Vec::with_capacity(batch.len());
         for (op, _) in &batch {
-            match run_op(&tx, op, known, &mut fresh) {
+            match run_op(conn, op, tails) {
                 Ok(v) => results.push(v),
-                // Dropping the transaction rolls it back.
-                Err(_) => return Ok(Err(())),
+                Err(e) => {
+                    failed_op = true;
+                    return Err(e);
+                }
             }
         }
-        tx.commit()?;
-        Ok(Ok(results))
-    })();
+        Ok(results)
+    })
+    .map_err(|e| {
+        if failed_op {
+            BatchFailure::Operation
+        } else {
+            BatchFailure::Commit(e)
+        }
+    });
     match all {
-        Ok(Ok(results)) => {
-            known.remember(fresh);
+        Ok(results) => {
             for ((_, reply), r) in batch.into_iter().zip(results) {
                 reply.send(Ok(r));
             }
         }
-        Ok(Err(())) => {
-            // Some operation failed and nothing was committed: run each alone, so only the
-            // failing one reports an error. Every operation is safe to run again after a rollback.
+        Err(BatchFailure::Operation) => {
+            // Nothing was committed: run each alone, so only the failing one reports an error.
+            // Every operation is safe to run again after a rollback.
             for (op, reply) in batch {
-                let mut fresh = Vec::new();
-                let r = (|| -> Result<i64> {
-                    let tx = conn.transaction()?;
-                    let v = run_op(&tx, &op, known, &mut fresh)?;
-                    tx.commit()?;
-                    Ok(v)
-                })();
-                if r.is_ok() {
-                    known.remember(fresh);
-                }
-                reply.send(r);
+                reply.send(in_transaction(conn, tails, |conn, tails| {
+                    run_op(conn, &op, tails)
+                }));
             }
         }
-        Err(e) => {
+        Err(BatchFailure::Commit(e)) => {
             let reason = e.to_string();
             tracing::error!(error = %reason, operations = batch.len(), "committing a batch of writes failed");
             for (_, reply) in batch {
                 reply.send(Err(StoreError::BatchCommit(reason.clone())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(name: &str) -> (TenantId, ChatJid) {
+        (
+            TenantId::default_tenant(),
+            ChatJid::new(name).expect("valid jid"),
+        )
+    }
+
+    #[test]
+    fn a_rolled_back_transaction_leaves_no_chat_tail_behind() {
+        let conn = Connection::open_in_memory().expect("memory db");
+        let mut tails = ChatTails::default();
+        in_transaction(&conn, &mut tails, |_, tails| {
+            tails.staged.insert(chat("a@g.us"), 7);
+            Ok(())
+        })
+        .expect("commits");
+        let failed = in_transaction(&conn, &mut tails, |_, tails| {
+            tails.staged.insert(chat("a@g.us"), 8);
+            tails.staged.insert(chat("b@g.us"), 9);
+            Err::<(), _>(StoreError::Invalid("boom".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(tails.latest(&chat("a@g.us")), Some(7));
+        assert_eq!(tails.latest(&chat("b@g.us")), None);
+        assert!(conn.is_autocommit(), "the failed transaction was rolled back");
     }
 }

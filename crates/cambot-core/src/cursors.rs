@@ -123,6 +123,7 @@ impl Store {
     ) -> Result<i64> {
         self.writer()
             .submit_blocking(reply_op(tenant, chat_jid, text, origin, advance_to))
+            .map(|w| w.value)
     }
 
     /// [`Store::commit_reply`] for async callers.
@@ -137,6 +138,7 @@ impl Store {
         self.writer()
             .submit(reply_op(tenant, chat_jid, text, origin, advance_to))
             .await
+            .map(|w| w.value)
     }
 
     /// Undelivered replies, oldest first.

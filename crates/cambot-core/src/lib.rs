@@ -30,6 +30,7 @@ pub use db::supported_schema_version;
 pub use error::Result;
 pub use error::StoreError;
 pub use groups::GroupRegistration;
+pub use messages::Arrival;
 pub use messages::AvailableGroup;
 pub use messages::GROUP_SYNC_JID;
 pub use messages::StoredMessage;

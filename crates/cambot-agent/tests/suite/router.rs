@@ -119,6 +119,60 @@ async fn a_message_during_a_live_run_is_piped_into_it() {
 }
 
 #[tokio::test]
+async fn a_live_run_gets_untriggered_messages_as_context_but_never_bot_rows_or_repeats() {
+    let runner = ScriptedRunner::new(|_, _| Turn::reply("ok"));
+    let t = start(runner.clone(), "[router]\nidle_timeout_ms = 60000\n").await;
+    t.channel
+        .register(&tenant(), "fake:family", "family", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject_with_id(&tenant(), "fake:family", "m1", "Bob", "@Andy hello")
+        .await
+        .unwrap();
+    t.channel.wait_sent(1, WAIT).await;
+    assert_eq!(runner.live_runs(), 1);
+    t.channel
+        .inject(&tenant(), "fake:family", "Bob", "just chatting")
+        .await
+        .unwrap();
+    // The assistant's own message, stored as channels echo it: never part of a prompt.
+    let store = t.daemon.router().store();
+    let bot = cambot_protocol::InboundMessage {
+        tenant: tenant(),
+        chat_jid: ChatJid::new("fake:family").unwrap(),
+        id: "bot-1".into(),
+        sender: "andy@fake".into(),
+        sender_name: "Andy".into(),
+        content: "Andy: ok".into(),
+        timestamp: "2024-01-01T00:00:00.000Z".into(),
+        is_from_me: true,
+        is_bot_message: true,
+    };
+    store.store_message(&bot).unwrap();
+    // A repeated delivery of a message the run already has.
+    t.channel
+        .inject_with_id(&tenant(), "fake:family", "m1", "Bob", "@Andy hello")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(runner.started()[0].prompts.lock().unwrap().len(), 1);
+    t.channel
+        .inject(&tenant(), "fake:family", "Bob", "@Andy and now?")
+        .await
+        .unwrap();
+    t.channel.wait_sent(2, WAIT).await;
+    assert_eq!(runner.started().len(), 1, "piped into the live run");
+    let prompts = runner.started()[0].prompts.lock().unwrap().clone();
+    assert_eq!(prompts.len(), 2);
+    assert!(prompts[1].contains("just chatting"), "{}", prompts[1]);
+    assert!(prompts[1].contains("@Andy and now?"), "{}", prompts[1]);
+    assert!(!prompts[1].contains("Andy: ok"), "{}", prompts[1]);
+    assert!(!prompts[1].contains("@Andy hello"), "{}", prompts[1]);
+    t.daemon.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_run_closes_after_the_idle_timeout() {
     let runner = ScriptedRunner::new(|_, _| Turn::reply("ok"));
     let t = start(runner.clone(), "[router]\nidle_timeout_ms = 100\n").await;

@@ -1,3 +1,4 @@
+mod arrivals;
 mod db_seed;
 mod defects;
 mod migrations;
