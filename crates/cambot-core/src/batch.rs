@@ -6,7 +6,6 @@
 //! thread; sync callers block on a plain channel. Under load the commit cost (WAL frames, locks,
 //! checkpoints) is shared by every write queued meanwhile; alone, a write is one transaction.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -21,8 +20,7 @@ use crate::cursors::advance_cursor_in;
 use crate::cursors::insert_outbox;
 use crate::error::Result;
 use crate::error::StoreError;
-use crate::messages::ensure_chat;
-use crate::messages::insert_message_row;
+use crate::message_writer::MessageWriter;
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 1024;
@@ -140,7 +138,7 @@ fn writer_loop(
     rx: &mpsc::Receiver<Job>,
     checkpointer: Option<&Checkpointer>,
 ) {
-    let mut tails = ChatTails::default();
+    let mut messages = MessageWriter::default();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -153,7 +151,7 @@ fn writer_loop(
             c.poke();
         }
         match conn.lock() {
-            Ok(conn) => commit_batch(&conn, batch, &mut tails),
+            Ok(conn) => commit_batch(&conn, batch, &mut messages),
             Err(_) => {
                 for (_, reply) in batch {
                     reply.send(Err(StoreError::Poisoned));
@@ -163,60 +161,9 @@ fn writer_loop(
     }
 }
 
-/// Per chat, the seq of the newest message this writer committed. An entry proves the chat row
-/// exists (a message to it skips the `INSERT OR IGNORE INTO chats` statement) and tells the next
-/// message which message came just before it in its chat, so the router can hand a live run the
-/// new message without reading the chat back. Only this writer inserts messages, and seqs grow
-/// in commit order, so the entry is exact; a chat without one is simply "unknown".
-#[derive(Default)]
-struct ChatTails {
-    committed: HashMap<(TenantId, ChatJid), i64>,
-    /// Messages stored by the transaction in progress; merged on commit, dropped on rollback.
-    staged: HashMap<(TenantId, ChatJid), i64>,
-}
-
-/// Most chats remembered; past it the map starts over (only a statement or a read per message
-/// is at stake while it refills).
-const CHAT_TAILS_CAP: usize = 100_000;
-
-impl ChatTails {
-    fn latest(&self, chat: &(TenantId, ChatJid)) -> Option<i64> {
-        self.staged
-            .get(chat)
-            .or_else(|| self.committed.get(chat))
-            .copied()
-    }
-
-    fn commit(&mut self) {
-        if self.committed.len() + self.staged.len() > CHAT_TAILS_CAP {
-            self.committed.clear();
-        }
-        self.committed.extend(self.staged.drain());
-    }
-
-    fn rollback(&mut self) {
-        self.staged.clear();
-    }
-}
-
-fn run_op(conn: &Connection, op: &WriteOp, tails: &mut ChatTails) -> Result<Written> {
+fn run_op(conn: &Connection, op: &WriteOp, messages: &mut MessageWriter) -> Result<Written> {
     match op {
-        WriteOp::StoreMessage(msg) => {
-            let chat = (msg.tenant.clone(), msg.chat_jid.clone());
-            let previous = tails.latest(&chat);
-            if previous.is_none() {
-                ensure_chat(conn, msg)?;
-            }
-            let stored = insert_message_row(conn, msg)?;
-            if !stored.fresh {
-                return Ok(Written::value(stored.seq));
-            }
-            tails.staged.insert(chat, stored.seq);
-            Ok(Written {
-                value: stored.seq,
-                previous_in_chat: previous,
-            })
-        }
+        WriteOp::StoreMessage(msg) => messages.store(conn, msg),
         WriteOp::AdvanceCursor {
             tenant,
             chat_jid,
@@ -245,21 +192,21 @@ fn run_op(conn: &Connection, op: &WriteOp, tails: &mut ChatTails) -> Result<Writ
 /// them anew (as `Connection::transaction` does) was a measurable share of the writer's time.
 fn in_transaction<T>(
     conn: &Connection,
-    tails: &mut ChatTails,
-    body: impl FnOnce(&Connection, &mut ChatTails) -> Result<T>,
+    messages: &mut MessageWriter,
+    body: impl FnOnce(&Connection, &mut MessageWriter) -> Result<T>,
 ) -> Result<T> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let outcome = body(conn, tails).and_then(|v| {
+    let outcome = body(conn, messages).and_then(|v| {
         conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(v)
     });
     match outcome {
         Ok(v) => {
-            tails.commit();
+            messages.committed();
             Ok(v)
         }
         Err(e) => {
-            tails.rollback();
+            messages.rolled_back();
             if !conn.is_autocommit()
                 && let Err(rollback) = conn
                     .prepare_cached("ROLLBACK")
@@ -280,14 +227,14 @@ enum BatchFailure {
     Commit(StoreError),
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>, tails: &mut ChatTails) {
+fn commit_batch(conn: &Connection, batch: Vec<Job>, messages: &mut MessageWriter) {
     // Fast path: the whole batch in one transaction. Savepoints per operation would cost two
     // more statements each; failures are rare, so isolate them only when one happens.
     let mut failed_op = false;
-    let all = in_transaction(conn, tails, |conn, tails| {
+    let all = in_transaction(conn, messages, |conn, messages| {
         let mut results = Vec::with_capacity(batch.len());
         for (op, _) in &batch {
-            match run_op(conn, op, tails) {
+            match run_op(conn, op, messages) {
                 Ok(v) => results.push(v),
                 Err(e) => {
                     failed_op = true;
@@ -314,8 +261,8 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, tails: &mut ChatTails) {
             // Nothing was committed: run each alone, so only the failing one reports an error.
             // Every operation is safe to run again after a rollback.
             for (op, reply) in batch {
-                reply.send(in_transaction(conn, tails, |conn, tails| {
-                    run_op(conn, &op, tails)
+                reply.send(in_transaction(conn, messages, |conn, messages| {
+                    run_op(conn, &op, messages)
                 }));
             }
         }
@@ -326,37 +273,5 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, tails: &mut ChatTails) {
                 reply.send(Err(StoreError::BatchCommit(reason.clone())));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chat(name: &str) -> (TenantId, ChatJid) {
-        (
-            TenantId::default_tenant(),
-            ChatJid::new(name).expect("valid jid"),
-        )
-    }
-
-    #[test]
-    fn a_rolled_back_transaction_leaves_no_chat_tail_behind() {
-        let conn = Connection::open_in_memory().expect("memory db");
-        let mut tails = ChatTails::default();
-        in_transaction(&conn, &mut tails, |_, tails| {
-            tails.staged.insert(chat("a@g.us"), 7);
-            Ok(())
-        })
-        .expect("commits");
-        let failed = in_transaction(&conn, &mut tails, |_, tails| {
-            tails.staged.insert(chat("a@g.us"), 8);
-            tails.staged.insert(chat("b@g.us"), 9);
-            Err::<(), _>(StoreError::Invalid("boom".into()))
-        });
-        assert!(failed.is_err());
-        assert_eq!(tails.latest(&chat("a@g.us")), Some(7));
-        assert_eq!(tails.latest(&chat("b@g.us")), None);
-        assert!(conn.is_autocommit(), "the failed transaction was rolled back");
     }
 }

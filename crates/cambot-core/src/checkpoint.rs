@@ -4,15 +4,19 @@
 //! writer's connection and under its lock: every write queued behind it waits while thousands of
 //! pages are copied and the database file is synced (measured: a ~70 ms stall every ~4,000 WAL
 //! pages in the scheduler bench). Here a dedicated thread does a `PASSIVE` checkpoint shortly
-//! after writes happen, which runs beside the writer instead of in front of it. When nothing is
-//! written the thread sleeps on its channel: an idle daemon does no checkpoint work at all.
+//! after writes happen, which runs beside the writer instead of in front of it. While it waits
+//! for writes to accumulate it syncs the WAL file every few milliseconds ([`sync_wal`] says
+//! why). When nothing is written the thread sleeps on its channel: an idle daemon does no
+//! checkpoint work at all.
 //!
 //! The writer connection keeps SQLite's own automatic checkpoint as a backstop at a much larger
 //! threshold ([`BACKSTOP_PAGES`]), so the WAL stays bounded even if this thread falls behind.
 
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
+use std::time::Instant;
 
 use rusqlite::Connection;
 use rusqlite::OpenFlags;
@@ -46,9 +50,12 @@ impl Checkpointer {
         conn.busy_timeout(Duration::from_secs(5))?;
         // One pending poke is enough: the checkpoint after it covers every earlier write.
         let (poke, pokes) = mpsc::sync_channel(1);
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
         std::thread::Builder::new()
             .name("cambot-dbcheckpoint".into())
-            .spawn(move || checkpoint_loop(&conn, &pokes))
+            .spawn(move || checkpoint_loop(&conn, &wal, &pokes))
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot start the database checkpoint thread: {e}"))
             })?;
@@ -61,9 +68,30 @@ impl Checkpointer {
     }
 }
 
-fn checkpoint_loop(conn: &Connection, pokes: &mpsc::Receiver<()>) {
+/// While writes go on, how often the thread syncs the WAL file.
+const SYNC_EVERY: Duration = Duration::from_millis(5);
+
+/// Flushes the WAL file's dirty pages to disk. Every fsync of the WAL (SQLite's, before a
+/// checkpoint copies frames; and the writer's own, when a commit starts the WAL over) then finds
+/// only a few milliseconds of writes left to flush, instead of everything since the last
+/// checkpoint: the writer was measured waiting up to 150 ms in such an fsync. It costs no extra
+/// disk writes (each frame is written back once either way) and only adds durability.
+fn sync_wal(path: &Path) {
+    // The file may not exist yet or may be replaced; the next round opens it again.
+    if let Ok(wal) = std::fs::File::open(path)
+        && let Err(e) = wal.sync_data()
+    {
+        tracing::debug!(error = %e, "syncing the WAL file failed");
+    }
+}
+
+fn checkpoint_loop(conn: &Connection, wal: &Path, pokes: &mpsc::Receiver<()>) {
     while pokes.recv().is_ok() {
-        std::thread::sleep(COALESCE);
+        let checkpoint_at = Instant::now() + COALESCE;
+        while Instant::now() < checkpoint_at {
+            std::thread::sleep(SYNC_EVERY);
+            sync_wal(wal);
+        }
         // Writes during the pause are covered by this checkpoint.
         let _ = pokes.try_recv();
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {

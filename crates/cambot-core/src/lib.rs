@@ -17,6 +17,7 @@ mod cursors;
 mod db;
 mod error;
 mod groups;
+mod message_writer;
 mod messages;
 mod sessions;
 mod task_claims;

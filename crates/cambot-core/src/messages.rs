@@ -371,21 +371,15 @@ pub(crate) fn ensure_chat(conn: &rusqlite::Connection, msg: &InboundMessage) -> 
     Ok(())
 }
 
-/// Where [`insert_message_row`] put a message.
-pub(crate) struct InsertedRow {
-    pub(crate) seq: i64,
-    /// False for a repeated delivery: the existing row was updated and kept its seq.
-    pub(crate) fresh: bool,
-}
-
-/// Inserts (or updates a repeated delivery of) a message whose chat row exists.
+/// Inserts a new message into a chat whose row exists and returns its seq; `None`, changing
+/// nothing, when the message is a repeated delivery.
 ///
-/// A plain insert first: an upsert with `RETURNING` builds a temporary table per row and
-/// journals the statement, which was a fifth of the writer's time. Repeats take the update.
+/// A plain insert: an upsert with `RETURNING` builds a temporary table per row and journals the
+/// statement, which was a fifth of the writer's time. Repeats take [`update_repeated_message`].
 pub(crate) fn insert_message_row(
     conn: &rusqlite::Connection,
     msg: &InboundMessage,
-) -> Result<InsertedRow> {
+) -> Result<Option<i64>> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (tenant, chat_jid, id, sender, sender_name, content, timestamp,
@@ -404,12 +398,15 @@ pub(crate) fn insert_message_row(
             msg.is_from_me,
             msg.is_bot_message
         ])?;
-    if inserted == 1 {
-        return Ok(InsertedRow {
-            seq: conn.last_insert_rowid(),
-            fresh: true,
-        });
-    }
+    Ok((inserted == 1).then(|| conn.last_insert_rowid()))
+}
+
+/// Updates a repeated delivery in place (its content may have been edited); returns the seq it
+/// keeps.
+pub(crate) fn update_repeated_message(
+    conn: &rusqlite::Connection,
+    msg: &InboundMessage,
+) -> Result<i64> {
     let seq: i64 = conn
         .prepare_cached(
             "UPDATE messages SET sender = ?4, sender_name = ?5, content = ?6, timestamp = ?7,
@@ -431,5 +428,5 @@ pub(crate) fn insert_message_row(
             ],
             |r| r.get(0),
         )?;
-    Ok(InsertedRow { seq, fresh: false })
+    Ok(seq)
 }

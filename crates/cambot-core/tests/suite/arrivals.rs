@@ -12,13 +12,25 @@ const TS: &str = "2024-01-01T00:00:01.000Z";
 #[tokio::test]
 async fn each_message_names_the_previous_one_in_its_own_chat() {
     let s = store();
-    let a1 = s.store_message_arrival(msg(A, "1", "one", TS)).await.unwrap();
+    let a1 = s
+        .store_message_arrival(msg(A, "1", "one", TS))
+        .await
+        .unwrap();
     assert_eq!(a1.previous_in_chat, None, "nothing known before the first");
-    let b1 = s.store_message_arrival(msg(B, "1", "other", TS)).await.unwrap();
+    let b1 = s
+        .store_message_arrival(msg(B, "1", "other", TS))
+        .await
+        .unwrap();
     assert_eq!(b1.previous_in_chat, None, "another chat has its own chain");
-    let a2 = s.store_message_arrival(msg(A, "2", "two", TS)).await.unwrap();
+    let a2 = s
+        .store_message_arrival(msg(A, "2", "two", TS))
+        .await
+        .unwrap();
     assert_eq!(a2.previous_in_chat, Some(a1.message.seq));
-    let b2 = s.store_message_arrival(msg(B, "2", "again", TS)).await.unwrap();
+    let b2 = s
+        .store_message_arrival(msg(B, "2", "again", TS))
+        .await
+        .unwrap();
     assert_eq!(b2.previous_in_chat, Some(b1.message.seq));
 }
 
@@ -35,13 +47,25 @@ async fn the_arrival_is_the_row_a_reader_gets_back() {
 #[tokio::test]
 async fn a_repeated_delivery_keeps_its_seq_and_names_no_previous() {
     let s = store();
-    let first = s.store_message_arrival(msg(A, "1", "first", TS)).await.unwrap();
-    let second = s.store_message_arrival(msg(A, "2", "second", TS)).await.unwrap();
-    let repeat = s.store_message_arrival(msg(A, "1", "edited", TS)).await.unwrap();
+    let first = s
+        .store_message_arrival(msg(A, "1", "first", TS))
+        .await
+        .unwrap();
+    let second = s
+        .store_message_arrival(msg(A, "2", "second", TS))
+        .await
+        .unwrap();
+    let repeat = s
+        .store_message_arrival(msg(A, "1", "edited", TS))
+        .await
+        .unwrap();
     assert_eq!(repeat.message.seq, first.message.seq);
     assert_eq!(repeat.previous_in_chat, None);
     // The repeat did not become the chat's newest message.
-    let third = s.store_message_arrival(msg(A, "3", "third", TS)).await.unwrap();
+    let third = s
+        .store_message_arrival(msg(A, "3", "third", TS))
+        .await
+        .unwrap();
     assert_eq!(third.previous_in_chat, Some(second.message.seq));
     let rows = s.messages_since(&tenant(), &jid(A), 0, 10).unwrap();
     assert_eq!(
@@ -53,12 +77,18 @@ async fn a_repeated_delivery_keeps_its_seq_and_names_no_previous() {
 #[tokio::test]
 async fn a_bot_message_is_in_the_chain_so_the_next_one_does_not_skip_past_it() {
     let s = store();
-    let user = s.store_message_arrival(msg(A, "1", "hi", TS)).await.unwrap();
+    let user = s
+        .store_message_arrival(msg(A, "1", "hi", TS))
+        .await
+        .unwrap();
     let mut bot = msg(A, "2", "Andy: hello", TS);
     bot.is_bot_message = true;
     let bot = s.store_message_arrival(bot).await.unwrap();
     assert_eq!(bot.previous_in_chat, Some(user.message.seq));
-    let next = s.store_message_arrival(msg(A, "3", "and?", TS)).await.unwrap();
+    let next = s
+        .store_message_arrival(msg(A, "3", "and?", TS))
+        .await
+        .unwrap();
     assert_eq!(next.previous_in_chat, Some(bot.message.seq));
 }
 
@@ -83,4 +113,30 @@ async fn concurrent_stores_into_one_chat_form_one_unbroken_chain() {
     for pair in arrivals.windows(2) {
         assert_eq!(pair[1].previous_in_chat, Some(pair[0].message.seq));
     }
+}
+
+#[tokio::test]
+async fn a_message_stored_by_another_connection_is_never_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    let daemon = cambot_core::Store::open(&path).unwrap();
+    let admin = cambot_core::Store::open(&path).unwrap();
+    let first = daemon
+        .store_message_arrival(msg(A, "1", "one", TS))
+        .await
+        .unwrap();
+    let by_admin = admin
+        .store_message_arrival(msg(A, "2", "two", TS))
+        .await
+        .unwrap();
+    assert!(by_admin.message.seq > first.message.seq);
+    let third = daemon
+        .store_message_arrival(msg(A, "3", "three", TS))
+        .await
+        .unwrap();
+    assert_ne!(
+        third.previous_in_chat,
+        Some(first.message.seq),
+        "the daemon's writer must not claim nothing came between"
+    );
 }

@@ -89,3 +89,15 @@ fn writes_are_checkpointed_into_the_database_file_in_the_background() {
     assert_eq!(rows_in_main_file, 20, "the WAL was not checkpointed");
     drop(s);
 }
+
+#[test]
+fn a_new_database_file_uses_2_kib_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    drop(cambot_core::Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(size, 2048);
+}
