@@ -193,6 +193,7 @@ impl Inner {
             is_scheduled_task: request.is_scheduled_task(),
             assistant_name: self.settings.assistant_name.clone(),
             timezone: self.settings.timezone.clone(),
+            local_clock: local_clock(&self.settings.timezone),
             host_token: socket.token().to_owned(),
             model: self.settings.model.clone(),
             tools: self.settings.tools,
@@ -387,5 +388,33 @@ fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+/// The zone's clock now, for the runner's "current time" (`None` for a zone name chrono-tz does
+/// not know: the runner then shows UTC).
+fn local_clock(zone: &str) -> Option<cambot_protocol::LocalClock> {
+    use chrono::Offset;
+    let tz: chrono_tz::Tz = zone.parse().ok()?;
+    let now = chrono::Utc::now().with_timezone(&tz);
+    Some(cambot_protocol::LocalClock {
+        utc_offset_seconds: now.offset().fix().local_minus_utc(),
+        abbreviation: now.format("%Z").to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_clock;
+
+    #[test]
+    fn the_runner_gets_the_zone_offset_and_abbreviation() {
+        let utc = local_clock("UTC").expect("a known zone");
+        assert_eq!(utc.utc_offset_seconds, 0);
+        assert_eq!(utc.abbreviation, "UTC");
+        let kolkata = local_clock("Asia/Kolkata").expect("a known zone");
+        assert_eq!(kolkata.utc_offset_seconds, 5 * 3600 + 1800);
+        assert_eq!(kolkata.abbreviation, "IST");
+        assert_eq!(local_clock("Nowhere/Atlantis"), None);
     }
 }

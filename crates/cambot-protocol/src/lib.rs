@@ -33,6 +33,7 @@ pub use message::InboundMessage;
 pub use message::RegisteredGroup;
 pub use run::HOST_SOCKET_PATH;
 pub use run::HostToRunner;
+pub use run::LocalClock;
 pub use run::ModelChoice;
 pub use run::RUN_TOKEN_HEADER;
 pub use run::RunLimits;

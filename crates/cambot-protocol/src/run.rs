@@ -48,6 +48,10 @@ pub struct StartInput {
     pub assistant_name: String,
     /// IANA zone name the group lives in (cron, "now" in prompts).
     pub timezone: String,
+    /// That zone's clock when the run started, so the runner can show local time without a
+    /// time-zone database of its own (which was a third of its start-up). `None`: show UTC.
+    #[serde(default)]
+    pub local_clock: Option<LocalClock>,
     /// Capability token for the host socket, valid for this run only. It grants nothing beyond
     /// what the socket itself already identifies, and is not a provider credential.
     pub host_token: String,
@@ -56,6 +60,14 @@ pub struct StartInput {
     pub tools: ToolPolicy,
     #[serde(default)]
     pub limits: RunLimits,
+}
+
+/// A zone's offset from UTC and its abbreviation (`CET`, `+0530`), as of the run's start: a run
+/// that lives across a daylight-saving change shows the old offset until it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalClock {
+    pub utc_offset_seconds: i32,
+    pub abbreviation: String,
 }
 
 /// Which provider entry (by name, resolved by the host gateway) and model a run talks to.

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use cambot_protocol::LocalClock;
 use cambot_protocol::StartInput;
 
 use crate::env::RunnerEnv;
@@ -23,15 +24,18 @@ fn read_memory(path: &Path) -> Option<String> {
     Some(crate::tools::cap_text(text.to_owned(), MAX_MEMORY_BYTES))
 }
 
-/// The current time in the run's zone, for the prompt.
-fn now_in(zone: &str) -> String {
+/// The current time in the run's zone, for the prompt, from the clock the host sent: the runner
+/// carries no time-zone database (chrono-tz's tables were two thirds of its relocations, ~0.8 ms
+/// of every start).
+fn now_in(clock: Option<&LocalClock>) -> String {
     let now = chrono::Utc::now();
-    match zone.parse::<chrono_tz::Tz>() {
-        Ok(tz) => now
-            .with_timezone(&tz)
-            .format("%A %Y-%m-%d %H:%M %Z")
-            .to_string(),
-        Err(_) => now.format("%A %Y-%m-%d %H:%M UTC").to_string(),
+    match clock.and_then(|c| chrono::FixedOffset::east_opt(c.utc_offset_seconds).map(|o| (c, o))) {
+        Some((clock, offset)) => format!(
+            "{} {}",
+            now.with_timezone(&offset).format("%A %Y-%m-%d %H:%M"),
+            clock.abbreviation
+        ),
+        None => now.format("%A %Y-%m-%d %H:%M UTC").to_string(),
     }
 }
 
@@ -44,7 +48,7 @@ pub fn system_prompt(start: &StartInput, env: &RunnerEnv, summary: Option<&str>)
             "You are {name}, a helpful assistant in a chat. Current time: {now} (timezone \
              {tz}). The chat messages come as XML; answer the last one briefly and directly.",
             name = start.assistant_name,
-            now = now_in(&start.timezone),
+            now = now_in(start.local_clock.as_ref()),
             tz = start.timezone,
         )
     } else {
@@ -80,7 +84,7 @@ fn tool_prompt(start: &StartInput) -> String {
          yourself. Your final answer is sent to the chat; use send_message to say something \
          while you are still working.",
         name = start.assistant_name,
-        now = now_in(&start.timezone),
+        now = now_in(start.local_clock.as_ref()),
         tz = start.timezone,
         mem = MEMORY_FILE,
     );

@@ -201,6 +201,7 @@ pub(crate) fn start_input(limits: RunLimits) -> StartInput {
         is_scheduled_task: false,
         assistant_name: "Andy".into(),
         timezone: "Europe/Paris".into(),
+        local_clock: None,
         host_token: "tok".into(),
         model: ModelChoice {
             provider: "scripted".into(),

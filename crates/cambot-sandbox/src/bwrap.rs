@@ -33,6 +33,7 @@ pub struct BwrapBackend {
     cfg: SandboxConfig,
     bwrap: PathBuf,
     cgroups: std::sync::Arc<CgroupPool>,
+    etc_dirs: crate::etc_dir::EtcDirs,
 }
 
 impl BwrapBackend {
@@ -53,6 +54,7 @@ impl BwrapBackend {
             cfg,
             bwrap,
             cgroups: std::sync::Arc::new(CgroupPool::new(mode)),
+            etc_dirs: crate::etc_dir::EtcDirs::default(),
         })
     }
 
@@ -152,6 +154,7 @@ impl BwrapBackend {
     }
 
     async fn spawn_inner(&self, plan: &RunPlan) -> Result<SandboxChild, SandboxError> {
+        let plan = &self.etc_dirs.bind_into(plan)?;
         let prep = plan.clone();
         tokio::task::spawn_blocking(move || prepare_host_dirs(&prep))
             .await

@@ -26,6 +26,7 @@ pub mod config;
 pub mod docker;
 pub mod docker_image;
 mod error;
+mod etc_dir;
 pub mod mounts;
 mod plan;
 pub mod probe;

@@ -172,6 +172,7 @@ pub(crate) fn start(prompt: &str, session_id: Option<String>) -> StartInput {
         is_scheduled_task: false,
         assistant_name: "Andy".into(),
         timezone: "UTC".into(),
+        local_clock: None,
         host_token: String::new(),
         model: ModelChoice {
             provider: "claude".into(),
