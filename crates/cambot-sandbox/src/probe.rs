@@ -29,9 +29,10 @@ pub fn max_user_namespaces() -> Option<u64> {
         .and_then(|s| s.trim().parse().ok())
 }
 
-/// A one-line description of where cgroup limits would go.
+/// A one-line description of where cgroup limits would go, with the start-up cost of moving a
+/// run into them.
 pub fn cgroup_summary() -> String {
-    match crate::cgroup::detect() {
+    let where_ = match crate::cgroup::detect() {
         crate::cgroup::CgroupMode::V1(c) => format!(
             "v1 ({})",
             c.iter()
@@ -40,6 +41,61 @@ pub fn cgroup_summary() -> String {
                 .join(", ")
         ),
         crate::cgroup::CgroupMode::V2(p) => format!("v2 ({})", p.display()),
-        crate::cgroup::CgroupMode::None(why) => format!("none: {why}"),
+        crate::cgroup::CgroupMode::None(why) => return format!("none: {why}"),
+    };
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    match favordynmods(&mounts) {
+        Some((_, true)) => {
+            format!("{where_}; favordynmods on: moving a run into its cgroups is quick")
+        }
+        Some((mount, false)) => format!(
+            "{where_}; moving a run into its cgroups waits for an RCU grace period (~7-15 ms per \
+             start when starts are over ~10 ms apart): `mount -o remount,favordynmods {mount}` \
+             (Linux >= 6.1) removes the wait"
+        ),
+        None => where_,
+    }
+}
+
+/// The first cgroup2 mount in a `/proc/self/mounts` text and whether it has `favordynmods`: the
+/// kernel then keeps the cgroup threadgroup lock ready for writers, so moving a process into a
+/// cgroup (every sandbox start) no longer waits for an RCU grace period. Measured on this VM:
+/// 7-15 ms per move without it, 0.1 ms with it.
+fn favordynmods(mounts: &str) -> Option<(String, bool)> {
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, mount, fstype, options) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        (fstype == "cgroup2").then(|| {
+            (
+                mount.to_owned(),
+                options.split(',').any(|o| o == "favordynmods"),
+            )
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::favordynmods;
+
+    #[test]
+    fn favordynmods_is_read_from_the_cgroup2_mount_options() {
+        let hybrid = "cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n\
+                      cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
+        assert_eq!(
+            favordynmods(hybrid),
+            Some(("/sys/fs/cgroup/unified".to_owned(), false))
+        );
+        let tuned = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,favordynmods 0 0\n";
+        assert_eq!(
+            favordynmods(tuned),
+            Some(("/sys/fs/cgroup".to_owned(), true))
+        );
+        assert_eq!(favordynmods("proc /proc proc rw 0 0\n"), None);
     }
 }
