@@ -24,8 +24,10 @@ use rusqlite::OpenFlags;
 use crate::error::Result;
 use crate::error::StoreError;
 
-/// WAL pages after which the writer connection checkpoints by itself (the background thread
-/// normally keeps the WAL far below this).
+/// WAL pages after which the writer connection checkpoints by itself. In bursts the background
+/// thread keeps the WAL far below this; under writes that never pause it is this checkpoint that
+/// lets the WAL start over, because SQLite does that only once every frame is copied, which a
+/// PASSIVE checkpoint beside a busy writer never achieves.
 pub(crate) const BACKSTOP_PAGES: u32 = 16_000;
 /// How long the thread lets writes accumulate before a checkpoint: one checkpoint per burst
 /// instead of one per commit.
