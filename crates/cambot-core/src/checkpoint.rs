@@ -78,21 +78,26 @@ const SYNC_EVERY: Duration = Duration::from_millis(5);
 /// only a few milliseconds of writes left to flush, instead of everything since the last
 /// checkpoint: the writer was measured waiting up to 150 ms in such an fsync. It costs no extra
 /// disk writes (each frame is written back once either way) and only adds durability.
-fn sync_wal(path: &Path) {
-    // The file may not exist yet or may be replaced; the next round opens it again.
-    if let Ok(wal) = std::fs::File::open(path)
-        && let Err(e) = wal.sync_data()
+fn sync_wal(path: &Path, wal: &mut Option<std::fs::File>) {
+    // The file may not exist yet; a failed sync drops the handle and the next round reopens it.
+    if wal.is_none() {
+        *wal = std::fs::File::open(path).ok();
+    }
+    if let Some(file) = wal
+        && let Err(e) = file.sync_data()
     {
         tracing::debug!(error = %e, "syncing the WAL file failed");
+        *wal = None;
     }
 }
 
-fn checkpoint_loop(conn: &Connection, wal: &Path, pokes: &mpsc::Receiver<()>) {
+fn checkpoint_loop(conn: &Connection, wal_path: &Path, pokes: &mpsc::Receiver<()>) {
+    let mut wal = None;
     while pokes.recv().is_ok() {
         let checkpoint_at = Instant::now() + COALESCE;
         while Instant::now() < checkpoint_at {
             std::thread::sleep(SYNC_EVERY);
-            sync_wal(wal);
+            sync_wal(wal_path, &mut wal);
         }
         // Writes during the pause are covered by this checkpoint.
         let _ = pokes.try_recv();

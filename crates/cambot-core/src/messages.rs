@@ -371,6 +371,21 @@ pub(crate) fn ensure_chat(conn: &rusqlite::Connection, msg: &InboundMessage) -> 
     Ok(())
 }
 
+/// A message's columns as `?1`..`?9`, in the order both statements below number them.
+fn message_params(msg: &InboundMessage) -> impl rusqlite::Params + '_ {
+    (
+        msg.tenant.as_str(),
+        msg.chat_jid.as_str(),
+        msg.id.as_str(),
+        msg.sender.as_str(),
+        msg.sender_name.as_str(),
+        msg.content.as_str(),
+        msg.timestamp.as_str(),
+        msg.is_from_me,
+        msg.is_bot_message,
+    )
+}
+
 /// Inserts a new message into a chat whose row exists and returns its seq; `None`, changing
 /// nothing, when the message is a repeated delivery.
 ///
@@ -387,17 +402,7 @@ pub(crate) fn insert_message_row(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (tenant, chat_jid, id) DO NOTHING",
         )?
-        .execute(params![
-            msg.tenant.as_str(),
-            msg.chat_jid.as_str(),
-            msg.id,
-            msg.sender,
-            msg.sender_name,
-            msg.content,
-            msg.timestamp,
-            msg.is_from_me,
-            msg.is_bot_message
-        ])?;
+        .execute(message_params(msg))?;
     Ok((inserted == 1).then(|| conn.last_insert_rowid()))
 }
 
@@ -414,19 +419,6 @@ pub(crate) fn update_repeated_message(
              WHERE tenant = ?1 AND chat_jid = ?2 AND id = ?3
              RETURNING seq",
         )?
-        .query_row(
-            params![
-                msg.tenant.as_str(),
-                msg.chat_jid.as_str(),
-                msg.id,
-                msg.sender,
-                msg.sender_name,
-                msg.content,
-                msg.timestamp,
-                msg.is_from_me,
-                msg.is_bot_message
-            ],
-            |r| r.get(0),
-        )?;
+        .query_row(message_params(msg), |r| r.get(0))?;
     Ok(seq)
 }

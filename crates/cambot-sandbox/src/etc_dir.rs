@@ -32,6 +32,8 @@ pub(crate) struct EtcDirs {
 struct State {
     root: tempfile::TempDir,
     made: HashMap<Vec<(String, String)>, PathBuf>,
+    /// Names directories; never reused, so a rewritten set cannot collide with a live one.
+    next_id: u64,
 }
 
 /// The file name of `path` when it sits directly in `/etc` (and is a plain name).
@@ -99,11 +101,8 @@ impl EtcDirs {
             .lock()
             .map_err(|_| SandboxError::Spawn("the /etc cache lock was poisoned".to_owned()))?;
         // A long-lived daemon's temp directory may be cleaned away (systemd-tmpfiles, tmpwatch):
-        // then everything is written again.
-        if state
-            .as_ref()
-            .is_some_and(|s| !s.root.path().is_dir() || s.made.values().any(|d| !d.is_dir()))
-        {
+        // then the set is written again, into a new root if the old one is gone too.
+        if state.as_ref().is_some_and(|s| !s.root.path().is_dir()) {
             *state = None;
         }
         if state.is_none() {
@@ -114,15 +113,17 @@ impl EtcDirs {
             *state = Some(State {
                 root,
                 made: HashMap::new(),
+                next_id: 0,
             });
         }
         let Some(state) = state.as_mut() else {
             return Err(SandboxError::Spawn("the /etc cache is missing".to_owned()));
         };
-        if let Some(dir) = state.made.get(files) {
+        if let Some(dir) = state.made.get(files).filter(|d| d.is_dir()) {
             return Ok(dir.clone());
         }
-        let dir = state.root.path().join(state.made.len().to_string());
+        let dir = state.root.path().join(state.next_id.to_string());
+        state.next_id += 1;
         write_set(&dir, files)?;
         state.made.insert(files.to_vec(), dir.clone());
         Ok(dir)
