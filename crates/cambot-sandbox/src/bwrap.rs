@@ -2,8 +2,6 @@
 //! from `pre_exec`, generated `/etc` and seccomp programs handed over as memfds.
 
 use std::os::fd::AsRawFd;
-use std::os::fd::FromRawFd;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::path::PathBuf;
@@ -18,12 +16,20 @@ use crate::backend::ChildControl;
 use crate::backend::ExitInfo;
 use crate::backend::SandboxBackend;
 use crate::backend::SandboxChild;
+use crate::bwrap_args::BwrapCommand;
 use crate::bwrap_args::bwrap_command;
 use crate::cgroup::CgroupMode;
 use crate::cgroup::CgroupPool;
 use crate::cgroup::JobCgroup;
 use crate::config::SandboxConfig;
 use crate::error::SandboxError;
+use crate::launch::LaunchFailure;
+use crate::launch::LaunchOrder;
+use crate::launch::LauncherPool;
+use crate::launch::WarmLauncher;
+use crate::launch::child_setup;
+use crate::launch::drop_privileges;
+use crate::launch::memfd_with;
 use crate::plan::RunPlan;
 use crate::stage::Stage;
 
@@ -33,6 +39,7 @@ pub struct BwrapBackend {
     cfg: SandboxConfig,
     bwrap: PathBuf,
     cgroups: std::sync::Arc<CgroupPool>,
+    launchers: std::sync::Arc<LauncherPool>,
     etc_dirs: crate::etc_dir::EtcDirs,
 }
 
@@ -50,10 +57,18 @@ impl BwrapBackend {
         } else {
             CgroupMode::None("disabled by [sandbox] cgroups = false".to_owned())
         };
+        let cgroups = std::sync::Arc::new(CgroupPool::new(mode));
+        let launcher = cfg.launcher_path();
+        let launchers = LauncherPool::new(
+            launcher.is_file().then_some(launcher),
+            cfg.warm_launchers,
+            std::sync::Arc::clone(&cgroups),
+        );
         Ok(Self {
             cfg,
             bwrap,
-            cgroups: std::sync::Arc::new(CgroupPool::new(mode)),
+            cgroups,
+            launchers: std::sync::Arc::new(launchers),
             etc_dirs: crate::etc_dir::EtcDirs::default(),
         })
     }
@@ -64,6 +79,17 @@ impl BwrapBackend {
 
     pub fn config(&self) -> &SandboxConfig {
         &self.cfg
+    }
+
+    /// Warm launchers waiting for a run (see [`crate::launch`]); the pool fills on
+    /// [`SandboxBackend::probe`] and after each run.
+    pub fn warm_launchers_ready(&self) -> usize {
+        self.launchers.ready()
+    }
+
+    /// Runs this backend started through a warm launcher (the others were forked directly).
+    pub fn warm_launches(&self) -> u64 {
+        self.launchers.launched()
     }
 
     async fn probe_inner(&self) -> Result<BackendReport, SandboxError> {
@@ -119,6 +145,8 @@ impl BwrapBackend {
             || !nix::unistd::geteuid().is_root() && matches!(mode, CgroupMode::V1(_));
         let pool = std::sync::Arc::clone(&self.cgroups);
         let _ = tokio::task::spawn_blocking(move || pool.refill()).await;
+        self.launchers.refill().await;
+        let launcher = self.cfg.launcher_path();
         let init = self.cfg.init_path();
         Ok(BackendReport {
             name: "bwrap",
@@ -127,6 +155,24 @@ impl BwrapBackend {
             details: vec![
                 ("bwrap".to_owned(), self.bwrap.display().to_string()),
                 ("cgroups".to_owned(), crate::probe::cgroup_summary()),
+                (
+                    "warm launchers".to_owned(),
+                    if self.cfg.warm_launchers == 0 {
+                        "off ([sandbox] warm_launchers = 0)".to_owned()
+                    } else if !launcher.is_file() {
+                        format!(
+                            "none: no launcher at {} (runs start directly, slower)",
+                            launcher.display()
+                        )
+                    } else {
+                        format!(
+                            "{} of {} waiting ({})",
+                            self.launchers.ready(),
+                            self.cfg.warm_launchers,
+                            launcher.display()
+                        )
+                    },
+                ),
                 (
                     "landlock".to_owned(),
                     match crate::probe::landlock_abi() {
@@ -172,20 +218,95 @@ impl BwrapBackend {
             (plan.clone(), None)
         };
         let bw = bwrap_command(&bw_plan, &seccomp);
+        let drop_to = (root && plan.identity.drop_privileges)
+            .then_some((plan.identity.uid, plan.identity.gid));
+        if let Some(warm) = self.launchers.take() {
+            match self
+                .launch_warm(plan, warm, &bw, stage.as_ref(), drop_to)
+                .await
+            {
+                Ok(child) => return Ok(child),
+                Err(LaunchFailure::Failed(why)) => {
+                    return Err(SandboxError::Spawn(format!(
+                        "{}: {why}",
+                        self.bwrap.display()
+                    )));
+                }
+                Err(LaunchFailure::Unusable(why)) => {
+                    tracing::warn!(run = %plan.run_id, reason = %why,
+                        "warm sandbox launcher unusable; starting directly");
+                }
+            }
+        }
+        self.spawn_direct(plan, &bw, stage, drop_to)
+    }
+
+    /// The run through a launcher already waiting in spare cgroups (see [`crate::launch`]).
+    async fn launch_warm(
+        &self,
+        plan: &RunPlan,
+        mut warm: WarmLauncher,
+        bw: &BwrapCommand,
+        stage: Option<&Stage>,
+        drop_to: Option<(u32, u32)>,
+    ) -> Result<SandboxChild, LaunchFailure> {
+        let dirs = std::mem::take(&mut warm.dirs);
+        let job = if dirs.is_empty() {
+            None
+        } else {
+            let job = self
+                .cgroups
+                .take_occupied(plan.run_id.as_str(), &plan.limits, dirs);
+            if job.is_none() {
+                return Err(LaunchFailure::Unusable(
+                    "its cgroups could not be set up".to_owned(),
+                ));
+            }
+            job
+        };
+        // As on the direct path: rlimits stand in for whatever the cgroups cannot enforce.
+        let limits_degraded = job.as_ref().is_none_or(|j| !j.complete);
+        let order = LaunchOrder {
+            program: self.bwrap.clone(),
+            args: bw.args.clone(),
+            data_fds: bw.fds.clone(),
+            stage: stage.map(Stage::to_wire),
+            rlimits: rlimits_for(plan, limits_degraded),
+            drop_to,
+        };
+        let launched = warm.launch(&order).await?;
+        self.launchers.count_launch();
+        tracing::debug!(run = %plan.run_id, pid = ?launched.child.id(), "bwrap sandbox started by a warm launcher");
+        Ok(self.sandbox_child(
+            plan,
+            launched.child,
+            (
+                Box::new(launched.stdin),
+                Box::new(launched.stdout),
+                Box::new(launched.stderr),
+            ),
+            job,
+            limits_degraded,
+        ))
+    }
+
+    /// The run forked from the daemon: joins its cgroups from `pre_exec`.
+    fn spawn_direct(
+        &self,
+        plan: &RunPlan,
+        bw: &BwrapCommand,
+        stage: Option<Stage>,
+        drop_to: Option<(u32, u32)>,
+    ) -> Result<SandboxChild, SandboxError> {
         let mut memfds = Vec::with_capacity(bw.fds.len());
         for (target, data) in &bw.fds {
             memfds.push((memfd_with(data)?, *target));
         }
         let job = self.cgroups.take(plan.run_id.as_str(), &plan.limits);
         let limits_degraded = job.as_ref().is_none_or(|j| !j.complete);
-        if limits_degraded {
-            tracing::warn!(run = %plan.run_id, "cgroup limits unavailable: rlimits only (limits degraded)");
-        }
         let procs_fds = job.as_ref().map(JobCgroup::procs_fds).unwrap_or_default();
         let moves: Vec<(i32, i32)> = memfds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
-        let max_target = moves.iter().map(|(_, t)| *t).max().unwrap_or(2);
         let rlimits = rlimits_for(plan, limits_degraded);
-        let ident = plan.identity;
         let mut cmd = tokio::process::Command::new(&self.bwrap);
         cmd.args(&bw.args)
             .env_clear()
@@ -193,8 +314,8 @@ impl BwrapBackend {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // SAFETY: the closure only makes raw syscalls (write, fcntl, dup2, setrlimit, setgroups,
-        // setresgid, setresuid, prctl); everything it needs was computed before fork.
+        // SAFETY: the closure only makes raw syscalls (write, then those of `child_setup`);
+        // everything it needs was computed before fork.
         unsafe {
             cmd.pre_exec(move || {
                 for fd in &procs_fds {
@@ -202,27 +323,7 @@ impl BwrapBackend {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                if let Some(stage) = &stage {
-                    stage.enter()?;
-                }
-                place_fds(&moves, max_target)?;
-                for (res, val) in &rlimits {
-                    let lim = libc::rlimit {
-                        rlim_cur: *val,
-                        rlim_max: *val,
-                    };
-                    // Lowering a limit cannot fail for lack of rights; a failure here means
-                    // the value is invalid, which we would rather know.
-                    if libc::setrlimit(*res, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                if root && ident.drop_privileges {
-                    drop_privileges(ident.uid, ident.gid)?;
-                }
-                // After the uid change, which clears it: the sandbox dies with the daemon.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-                Ok(())
+                child_setup(stage.as_ref(), &moves, &rlimits, drop_to)
             });
         }
         let mut child = cmd
@@ -234,11 +335,31 @@ impl BwrapBackend {
         else {
             return Err(SandboxError::Spawn("child pipes missing".to_owned()));
         };
-        tracing::debug!(run = %plan.run_id, uid = ident.uid, pid = ?child.id(), "bwrap sandbox started");
-        Ok(SandboxChild {
-            stdin: Box::new(stdin),
-            stdout: Box::new(stdout),
-            stderr: Box::new(stderr),
+        tracing::debug!(run = %plan.run_id, pid = ?child.id(), "bwrap sandbox started");
+        Ok(self.sandbox_child(
+            plan,
+            child,
+            (Box::new(stdin), Box::new(stdout), Box::new(stderr)),
+            job,
+            limits_degraded,
+        ))
+    }
+
+    fn sandbox_child(
+        &self,
+        plan: &RunPlan,
+        child: Child,
+        (stdin, stdout, stderr): ChildPipes,
+        job: Option<JobCgroup>,
+        limits_degraded: bool,
+    ) -> SandboxChild {
+        if limits_degraded {
+            tracing::warn!(run = %plan.run_id, "cgroup limits unavailable: rlimits only (limits degraded)");
+        }
+        SandboxChild {
+            stdin,
+            stdout,
+            stderr,
             limits_degraded,
             backend: "bwrap",
             output_cap_bytes: plan.limits.output_cap_bytes,
@@ -247,10 +368,17 @@ impl BwrapBackend {
                 child,
                 job,
                 std::sync::Arc::clone(&self.cgroups),
+                std::sync::Arc::clone(&self.launchers),
             )),
-        })
+        }
     }
 }
+
+type ChildPipes = (
+    Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+);
 
 impl SandboxBackend for BwrapBackend {
     fn name(&self) -> &'static str {
@@ -271,17 +399,24 @@ struct BwrapControl {
     child: Child,
     job: Option<JobCgroup>,
     pool: std::sync::Arc<CgroupPool>,
+    launchers: std::sync::Arc<LauncherPool>,
     status: Option<std::process::ExitStatus>,
     cleanup: Option<tokio::task::JoinHandle<()>>,
     oom: bool,
 }
 
 impl BwrapControl {
-    fn new(child: Child, job: Option<JobCgroup>, pool: std::sync::Arc<CgroupPool>) -> Self {
+    fn new(
+        child: Child,
+        job: Option<JobCgroup>,
+        pool: std::sync::Arc<CgroupPool>,
+        launchers: std::sync::Arc<LauncherPool>,
+    ) -> Self {
         Self {
             child,
             job,
             pool,
+            launchers,
             status: None,
             cleanup: None,
             oom: false,
@@ -310,6 +445,7 @@ impl BwrapControl {
                 pool.refill();
             }));
         }
+        LauncherPool::refill_soon(&self.launchers);
         if let Some(handle) = self.cleanup.as_mut() {
             let _ = handle.await;
             self.cleanup = None;
@@ -358,62 +494,8 @@ fn cached_seccomp() -> Result<Vec<Vec<u8>>, SandboxError> {
         .map_err(SandboxError::Spawn)
 }
 
-/// `setgroups([])`, `setresgid`, `setresuid`: a root daemon becomes the run's uid.
-fn drop_privileges(uid: u32, gid: u32) -> std::io::Result<()> {
-    // SAFETY: plain syscalls with no pointers except the empty group list.
-    unsafe {
-        if libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setresgid(gid, gid, gid) != 0
-            || libc::setresuid(uid, uid, uid) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Moves each source descriptor to its target number without clobbering a source that sits on
-/// another target: first everything above the targets, then into place.
-unsafe fn place_fds(moves: &[(i32, i32)], max_target: i32) -> std::io::Result<()> {
-    let mut staged = [0i32; 256];
-    if moves.len() > staged.len() {
-        return Err(std::io::Error::from_raw_os_error(libc::E2BIG));
-    }
-    for (i, (src, _)) in moves.iter().enumerate() {
-        // SAFETY: fcntl on a descriptor we own in this child.
-        let fd = unsafe { libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, max_target + 1) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        staged[i] = fd;
-    }
-    for (i, (_, target)) in moves.iter().enumerate() {
-        // SAFETY: dup2 onto a number this child reserves; the copy has no CLOEXEC.
-        if unsafe { libc::dup2(staged[i], *target) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-fn memfd_with(data: &[u8]) -> Result<OwnedFd, SandboxError> {
-    use std::io::Seek;
-    use std::io::Write;
-    // SAFETY: a NUL-terminated name and valid flags; the result is checked.
-    let raw = unsafe { libc::memfd_create(c"cambot-sandbox".as_ptr(), libc::MFD_CLOEXEC) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut f = std::fs::File::from(fd);
-    f.write_all(data)?;
-    f.seek(std::io::SeekFrom::Start(0))?;
-    Ok(OwnedFd::from(f))
-}
-
 /// rlimits always applied (no core dumps), plus the fallback limits when cgroups are missing.
-fn rlimits_for(plan: &RunPlan, degraded: bool) -> Vec<(libc::__rlimit_resource_t, u64)> {
+fn rlimits_for(plan: &RunPlan, degraded: bool) -> Vec<(u32, u64)> {
     let mut out = vec![(libc::RLIMIT_CORE, 0)];
     if degraded {
         let cpu_secs = (plan.timeouts.hard.as_secs_f64() * plan.limits.cpus).ceil() as u64;

@@ -66,11 +66,37 @@ pub(crate) fn detect() -> CgroupMode {
     CgroupMode::None("no memory and pids controllers are available".to_owned())
 }
 
-fn obtain(base: &Path, leaf: &str, spare: Option<&PathBuf>) -> std::io::Result<PathBuf> {
+/// Which spare cgroups a job starts from.
+#[derive(Debug, Default)]
+pub(crate) enum Spare {
+    /// None: `mkdir` them.
+    #[default]
+    None,
+    /// Empty ones made in advance.
+    Empty(Vec<PathBuf>),
+    /// Ones a warm launcher already sits in: never replaced, only renamed when the hierarchy
+    /// allows it (cgroup v2 does not rename; the job then keeps the spare's name).
+    Occupied(Vec<PathBuf>),
+}
+
+impl Spare {
+    fn get(&self, i: usize) -> Option<(&PathBuf, bool)> {
+        match self {
+            Spare::None => None,
+            Spare::Empty(d) => d.get(i).map(|p| (p, false)),
+            Spare::Occupied(d) => d.get(i).map(|p| (p, true)),
+        }
+    }
+}
+
+fn obtain(base: &Path, leaf: &str, spare: Option<(&PathBuf, bool)>) -> std::io::Result<PathBuf> {
     let dir = base.join(leaf);
-    if let Some(s) = spare {
+    if let Some((s, occupied)) = spare {
         if std::fs::rename(s, &dir).is_ok() {
             return Ok(dir);
+        }
+        if occupied {
+            return Ok(s.clone());
         }
         let _ = std::fs::remove_dir(s);
     }
@@ -83,7 +109,6 @@ fn obtain(base: &Path, leaf: &str, spare: Option<&PathBuf>) -> std::io::Result<P
 pub(crate) struct CgroupPool {
     mode: CgroupMode,
     spares: std::sync::Mutex<Vec<Vec<PathBuf>>>,
-    seq: std::sync::atomic::AtomicU64,
 }
 
 impl CgroupPool {
@@ -93,7 +118,6 @@ impl CgroupPool {
         let pool = Self {
             mode,
             spares: std::sync::Mutex::new(Vec::new()),
-            seq: std::sync::atomic::AtomicU64::new(0),
         };
         pool.sweep_leftovers();
         pool
@@ -156,7 +180,67 @@ impl CgroupPool {
 
     pub(crate) fn take(&self, name: &str, limits: &Limits) -> Option<JobCgroup> {
         let spare = self.spares.lock().ok().and_then(|mut v| v.pop());
-        JobCgroup::create(&self.mode, name, limits, spare)
+        JobCgroup::create(
+            &self.mode,
+            name,
+            limits,
+            spare.map_or(Spare::None, Spare::Empty),
+        )
+    }
+
+    /// The job cgroups of a run whose warm launcher sits in `dirs` (see [`crate::launch`]).
+    pub(crate) fn take_occupied(
+        &self,
+        name: &str,
+        limits: &Limits,
+        dirs: Vec<PathBuf>,
+    ) -> Option<JobCgroup> {
+        JobCgroup::create(&self.mode, name, limits, Spare::Occupied(dirs))
+    }
+
+    /// A fresh set of spare cgroups (one per controller), or `None` without cgroups.
+    fn make_spare(&self) -> Option<Vec<PathBuf>> {
+        let bases = self.bases();
+        if bases.is_empty() {
+            return None;
+        }
+        // One counter per process, not per pool: two backends in one process (doctor, the
+        // tests) must never make, rename or remove each other's spares.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("cambot-spare-{}-{n}", std::process::id());
+        let mut dirs = Vec::new();
+        for b in &bases {
+            let d = b.join(&name);
+            if std::fs::create_dir(&d).is_err() {
+                for made in &dirs {
+                    let _ = std::fs::remove_dir(made);
+                }
+                return None;
+            }
+            dirs.push(d);
+        }
+        Some(dirs)
+    }
+
+    /// Spare cgroups with `pid` moved into each (blocking: on a default host every move may
+    /// wait for an RCU grace period). Empty without cgroups.
+    pub(crate) fn make_spare_with(&self, pid: u32) -> std::io::Result<Vec<PathBuf>> {
+        if self.bases().is_empty() {
+            return Ok(Vec::new());
+        }
+        let dirs = self
+            .make_spare()
+            .ok_or_else(|| std::io::Error::other("cannot create spare cgroups"))?;
+        for d in &dirs {
+            if let Err(e) = write(d, "cgroup.procs", &pid.to_string()) {
+                for d in &dirs {
+                    let _ = std::fs::remove_dir(d);
+                }
+                return Err(e);
+            }
+        }
+        Ok(dirs)
     }
 
     fn bases(&self) -> Vec<PathBuf> {
@@ -169,27 +253,16 @@ impl CgroupPool {
 
     /// Tops the pool up (blocking; run it off the async threads).
     pub(crate) fn refill(&self) {
-        let bases = self.bases();
-        if bases.is_empty() {
+        if self.bases().is_empty() {
             return;
         }
         loop {
             if self.spares.lock().map(|v| v.len()).unwrap_or(Self::SIZE) >= Self::SIZE {
                 return;
             }
-            let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let name = format!("cambot-spare-{}-{n}", std::process::id());
-            let mut dirs = Vec::new();
-            for b in &bases {
-                let d = b.join(&name);
-                if std::fs::create_dir(&d).is_err() {
-                    for made in &dirs {
-                        let _ = std::fs::remove_dir(made);
-                    }
-                    return;
-                }
-                dirs.push(d);
-            }
+            let Some(dirs) = self.make_spare() else {
+                return;
+            };
             match self.spares.lock() {
                 Ok(mut v) => v.push(dirs),
                 Err(_) => return,
@@ -237,10 +310,9 @@ impl JobCgroup {
         mode: &CgroupMode,
         name: &str,
         limits: &Limits,
-        spare: Option<Vec<PathBuf>>,
+        spare: Spare,
     ) -> Option<Self> {
         let leaf = format!("cambot-{name}");
-        let spare = spare.unwrap_or_default();
         let mut job = Self {
             dirs: Vec::new(),
             v2: false,
@@ -293,7 +365,7 @@ impl JobCgroup {
                 // Controllers must be enabled for children; this fails when the daemon's own
                 // cgroup holds processes and is not the root (no internal processes rule).
                 let _ = write(base, "cgroup.subtree_control", "+memory +pids +cpu");
-                let dir = obtain(base, &leaf, spare.first()).ok()?;
+                let dir = obtain(base, &leaf, spare.get(0)).ok()?;
                 job.dirs.push(dir.clone());
                 let m = limits.memory_bytes.to_string();
                 job.complete &= write(&dir, "memory.max", &m).is_ok();
@@ -403,5 +475,37 @@ impl Drop for JobCgroup {
         if !self.dirs.is_empty() {
             self.destroy();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spare_names(pool: &CgroupPool) -> Vec<String> {
+        pool.spares
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn two_pools_in_one_process_never_share_a_spare() {
+        // `mkdir` is all a spare needs, so a plain directory stands in for the cgroup.
+        let base = tempfile::tempdir().unwrap();
+        let a = CgroupPool::new(CgroupMode::V2(base.path().to_path_buf()));
+        let b = CgroupPool::new(CgroupMode::V2(base.path().to_path_buf()));
+        a.refill();
+        b.refill();
+        let (na, nb) = (spare_names(&a), spare_names(&b));
+        assert_eq!(na.len(), CgroupPool::SIZE);
+        assert_eq!(nb.len(), CgroupPool::SIZE, "{na:?} {nb:?}");
+        assert!(na.iter().all(|n| !nb.contains(n)), "{na:?} {nb:?}");
+        drop(a);
+        assert_eq!(spare_names(&b), nb);
+        assert!(nb.iter().all(|n| base.path().join(n).is_dir()));
     }
 }

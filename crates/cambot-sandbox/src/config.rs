@@ -42,6 +42,11 @@ pub struct SandboxConfig {
     pub runner_path: Option<PathBuf>,
     /// `cambot-sandbox-init` (Landlock shim); default: next to the current executable.
     pub init_path: Option<PathBuf>,
+    /// `cambot-sandbox-launch` (warm launchers); default: next to the current executable.
+    pub launcher_path: Option<PathBuf>,
+    /// bwrap runs started by a launcher waiting in advance inside spare cgroups, so a start
+    /// neither forks the daemon nor waits for a cgroup move; `0` forks each run directly.
+    pub warm_launchers: usize,
     /// bwrap; default: `$CAMBOT_BWRAP`, else `bwrap` on `PATH`.
     pub bwrap_path: Option<PathBuf>,
     /// Extra-mount allowlist; default `~/.config/cambot/mount-allowlist.json` (outside the data
@@ -78,6 +83,8 @@ impl Default for SandboxConfig {
             idle_timeout_secs: 1800,
             runner_path: None,
             init_path: None,
+            launcher_path: None,
+            warm_launchers: 2,
             bwrap_path: None,
             allowlist_path: None,
             docker_socket: None,
@@ -130,6 +137,12 @@ impl SandboxConfig {
         self.init_path
             .clone()
             .unwrap_or_else(|| sibling_of_current_exe("cambot-sandbox-init"))
+    }
+
+    pub fn launcher_path(&self) -> PathBuf {
+        self.launcher_path
+            .clone()
+            .unwrap_or_else(|| sibling_of_current_exe("cambot-sandbox-launch"))
     }
 
     pub fn bwrap_path(&self) -> Option<PathBuf> {

@@ -27,6 +27,7 @@ pub mod docker;
 pub mod docker_image;
 mod error;
 mod etc_dir;
+pub mod launch;
 pub mod mounts;
 mod plan;
 pub mod probe;

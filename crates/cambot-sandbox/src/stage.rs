@@ -21,9 +21,20 @@ const STAGE_DIR: &str = "/tmp";
 
 struct StageOp {
     source: CString,
+    follow: bool,
     open_flags: libc::c_int,
     target: CString,
     is_dir: bool,
+}
+
+/// One staging mount as a launcher receives it (see [`crate::launch`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StagedMount {
+    pub source: Vec<u8>,
+    /// Follow a final symlink (binaries under `/opt/cambot` only).
+    pub follow: bool,
+    pub target: Vec<u8>,
+    pub is_dir: bool,
 }
 
 /// The mounts the child makes.
@@ -91,6 +102,7 @@ impl Stage {
             let c = |s: String| CString::new(s).map_err(|e| SandboxError::Spawn(e.to_string()));
             ops.push(StageOp {
                 source,
+                follow,
                 open_flags: flags(follow),
                 target: c(target.clone())?,
                 is_dir,
@@ -108,6 +120,38 @@ impl Stage {
                 proc_prefix: b"/proc/self/fd/",
             },
         ))
+    }
+
+    /// The mounts, for a launcher.
+    pub(crate) fn to_wire(&self) -> Vec<StagedMount> {
+        self.ops
+            .iter()
+            .map(|op| StagedMount {
+                source: op.source.as_bytes().to_vec(),
+                follow: op.follow,
+                target: op.target.as_bytes().to_vec(),
+                is_dir: op.is_dir,
+            })
+            .collect()
+    }
+
+    /// The launcher's side of [`Self::to_wire`].
+    pub(crate) fn from_wire(mounts: Vec<StagedMount>) -> Result<Self, SandboxError> {
+        let c = |b: Vec<u8>| CString::new(b).map_err(|e| SandboxError::Spawn(e.to_string()));
+        let mut ops = Vec::with_capacity(mounts.len());
+        for m in mounts {
+            ops.push(StageOp {
+                source: c(m.source)?,
+                follow: m.follow,
+                open_flags: flags(m.follow),
+                target: c(m.target)?,
+                is_dir: m.is_dir,
+            });
+        }
+        Ok(Self {
+            ops,
+            proc_prefix: b"/proc/self/fd/",
+        })
     }
 
     /// Runs in the child between fork and exec, as root, before the uid drop.

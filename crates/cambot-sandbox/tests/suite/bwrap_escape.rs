@@ -23,7 +23,7 @@ fn status_script() -> String {
 #[tokio::test]
 async fn not_root_no_capabilities_no_new_privileges() {
     let cfg = test_config();
-    let Some(b) = bwrap("bwrap::not_root_no_capabilities", &cfg) else {
+    let Some(b) = bwrap("bwrap::not_root_no_capabilities", &cfg).await else {
         return;
     };
     let env = Env::new();
@@ -54,7 +54,7 @@ async fn not_root_no_capabilities_no_new_privileges() {
 #[tokio::test]
 async fn runs_as_the_owner_of_the_group_folder() {
     let cfg = test_config();
-    let Some(b) = bwrap("bwrap::runs_as_the_owner", &cfg) else {
+    let Some(b) = bwrap("bwrap::runs_as_the_owner", &cfg).await else {
         return;
     };
     let env = Env::new();
@@ -81,7 +81,7 @@ async fn runs_as_the_owner_of_the_group_folder() {
 #[tokio::test]
 async fn filesystem_is_confined_to_the_group() {
     let cfg = test_config();
-    let Some(b) = bwrap("bwrap::filesystem_is_confined", &cfg) else {
+    let Some(b) = bwrap("bwrap::filesystem_is_confined", &cfg).await else {
         return;
     };
     let env = Env::new();
@@ -185,7 +185,7 @@ async fn network_is_loopback_only() {
             },
         ),
     ] {
-        let Some(b) = bwrap("bwrap::network_is_loopback_only", &cfg) else {
+        let Some(b) = bwrap("bwrap::network_is_loopback_only", &cfg).await else {
             return;
         };
         let env = Env::new();
@@ -208,7 +208,7 @@ echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ,)
 #[tokio::test]
 async fn only_the_granted_unix_socket_is_reachable() {
     let cfg = test_config();
-    let Some(b) = bwrap("bwrap::only_the_granted_unix_socket", &cfg) else {
+    let Some(b) = bwrap("bwrap::only_the_granted_unix_socket", &cfg).await else {
         return;
     };
     if require(
@@ -284,7 +284,7 @@ PY",
 #[tokio::test]
 async fn environment_holds_no_daemon_variable() {
     let cfg = test_config();
-    let Some(b) = bwrap("bwrap::environment_holds_no_daemon_variable", &cfg) else {
+    let Some(b) = bwrap("bwrap::environment_holds_no_daemon_variable", &cfg).await else {
         return;
     };
     // SAFETY: set once by this test; other tests only read the environment through the child
@@ -327,7 +327,7 @@ echo see_host=$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c -e
 #[tokio::test]
 async fn tmp_is_size_capped() {
     let cfg = test_config();
-    let Some(b) = bwrap("bwrap::tmp_is_size_capped", &cfg) else {
+    let Some(b) = bwrap("bwrap::tmp_is_size_capped", &cfg).await else {
         return;
     };
     let env = Env::new();

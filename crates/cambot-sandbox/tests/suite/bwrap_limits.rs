@@ -10,55 +10,13 @@ use cambot_sandbox::supervise;
 
 use super::common::*;
 
-fn cgroups_available() -> Result<(), String> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-    let v1 = text.lines().any(|l| {
-        l.split(':')
-            .nth(1)
-            .is_some_and(|c| c.split(',').any(|c| c == "memory"))
-    });
-    let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
-        .is_ok_and(|c| c.contains("memory"));
-    if !nix::unistd::geteuid().is_root() {
-        return Err("cgroup limits need root here".to_owned());
-    }
-    if v1 || v2 {
-        Ok(())
-    } else {
-        Err("no memory cgroup controller".to_owned())
-    }
-}
-
-/// The job cgroup's directory for `controller` (v1) or the unified one (v2).
-fn job_dir(controller: &str, run: &str) -> Option<std::path::PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    for line in text.lines() {
-        let mut p = line.splitn(3, ':');
-        let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
-        if ctrls.split(',').any(|c| c == controller) {
-            return Some(
-                std::path::Path::new("/sys/fs/cgroup")
-                    .join(controller)
-                    .join(path.trim_start_matches('/'))
-                    .join(format!("cambot-{run}")),
-            );
-        }
-    }
-    let v2 = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    Some(
-        std::path::Path::new("/sys/fs/cgroup")
-            .join(v2.trim_start_matches('/'))
-            .join(format!("cambot-{run}")),
-    )
-}
-
 #[tokio::test]
 async fn memory_balloon_is_killed() {
     let cfg = SandboxConfig {
         memory_mb: 64,
         ..test_config()
     };
-    let Some(b) = bwrap("bwrap::memory_balloon_is_killed", &cfg) else {
+    let Some(b) = bwrap("bwrap::memory_balloon_is_killed", &cfg).await else {
         return;
     };
     if require("bwrap::memory_balloon_is_killed", cgroups_available()).is_none() {
@@ -88,7 +46,7 @@ async fn fork_bomb_stops_at_the_pids_limit() {
         pids: 24,
         ..test_config()
     };
-    let Some(b) = bwrap("bwrap::fork_bomb_stops_at_the_pids_limit", &cfg) else {
+    let Some(b) = bwrap("bwrap::fork_bomb_stops_at_the_pids_limit", &cfg).await else {
         return;
     };
     if require("bwrap::fork_bomb", cgroups_available()).is_none() {
@@ -122,7 +80,7 @@ async fn busy_loop_is_throttled() {
         cpus: 0.1,
         ..test_config()
     };
-    let Some(b) = bwrap("bwrap::busy_loop_is_throttled", &cfg) else {
+    let Some(b) = bwrap("bwrap::busy_loop_is_throttled", &cfg).await else {
         return;
     };
     if require("bwrap::busy_loop", cgroups_available()).is_none() {
@@ -169,7 +127,7 @@ async fn output_flood_is_truncated_and_killed() {
         output_cap_bytes: 1024 * 1024,
         ..test_config()
     };
-    let Some(b) = bwrap("bwrap::output_flood", &cfg) else {
+    let Some(b) = bwrap("bwrap::output_flood", &cfg).await else {
         return;
     };
     let env = Env::new();
@@ -187,7 +145,7 @@ async fn overlong_line_becomes_an_error_event() {
         max_line_bytes: 2048,
         ..test_config()
     };
-    let Some(b) = bwrap("bwrap::overlong_line", &cfg) else {
+    let Some(b) = bwrap("bwrap::overlong_line", &cfg).await else {
         return;
     };
     let env = Env::new();
@@ -216,7 +174,7 @@ const HUNG: &str = "setsid sleep 8765431 & nohup sleep 8765432 >/dev/null 2>&1 &
 #[tokio::test]
 async fn hung_run_and_its_grandchildren_are_gone_after_the_timeout() {
     let cfg = test_config();
-    let Some(b) = bwrap("bwrap::hung_run", &cfg) else {
+    let Some(b) = bwrap("bwrap::hung_run", &cfg).await else {
         return;
     };
     let env = Env::new();
@@ -244,7 +202,7 @@ async fn hung_run_and_its_grandchildren_are_gone_after_the_timeout() {
 #[tokio::test]
 async fn killed_run_leaves_no_process_behind() {
     let cfg = test_config();
-    let Some(b) = bwrap("bwrap::killed_run", &cfg) else {
+    let Some(b) = bwrap("bwrap::killed_run", &cfg).await else {
         return;
     };
     let env = Env::new();
@@ -269,7 +227,7 @@ async fn killed_run_leaves_no_process_behind() {
 #[tokio::test]
 async fn dropping_the_supervisor_kills_the_run() {
     let cfg = test_config();
-    let Some(b) = bwrap("bwrap::dropping_the_supervisor", &cfg) else {
+    let Some(b) = bwrap("bwrap::dropping_the_supervisor", &cfg).await else {
         return;
     };
     let env = Env::new();
@@ -299,7 +257,7 @@ async fn without_cgroups_rlimits_hold_and_the_run_says_degraded() {
         cgroups: false,
         ..test_config()
     };
-    let Some(b) = bwrap("bwrap::rlimit_fallback", &cfg) else {
+    let Some(b) = bwrap("bwrap::rlimit_fallback", &cfg).await else {
         return;
     };
     let env = Env::new();

@@ -55,6 +55,7 @@ pub(crate) fn init_shim() -> PathBuf {
 pub(crate) fn test_config() -> SandboxConfig {
     SandboxConfig {
         init_path: Some(init_shim()),
+        launcher_path: Some(PathBuf::from(env!("CARGO_BIN_EXE_cambot-sandbox-launch"))),
         runner_path: Some(PathBuf::from("/nonexistent/cambot-runner")),
         memory_mb: 256,
         pids: 64,
@@ -63,7 +64,9 @@ pub(crate) fn test_config() -> SandboxConfig {
     }
 }
 
-pub(crate) fn bwrap(test: &str, cfg: &SandboxConfig) -> Option<Arc<dyn SandboxBackend>> {
+/// A probed bwrap backend: with the default config its warm launchers are waiting, so the runs
+/// go through them (`warm_launchers = 0` tests the direct path).
+pub(crate) async fn bwrap(test: &str, cfg: &SandboxConfig) -> Option<Arc<dyn SandboxBackend>> {
     if cfg.landlock {
         let shim = init_shim();
         require(
@@ -81,6 +84,12 @@ pub(crate) fn bwrap(test: &str, cfg: &SandboxConfig) -> Option<Arc<dyn SandboxBa
     let b = require(
         test,
         BwrapBackend::new(cfg.clone()).map_err(|e| format!("{e} (run scripts/setup/sandbox.sh)")),
+    )?;
+    require(
+        test,
+        b.probe()
+            .await
+            .map_err(|e| format!("{e} (run scripts/setup/sandbox.sh)")),
     )?;
     Some(Arc::new(b))
 }
@@ -221,4 +230,46 @@ pub(crate) fn host_processes_with(marker: &str) -> Vec<i32> {
         }
     }
     out
+}
+
+pub(crate) fn cgroups_available() -> Result<(), String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    let v1 = text.lines().any(|l| {
+        l.split(':')
+            .nth(1)
+            .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+    });
+    let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .is_ok_and(|c| c.contains("memory"));
+    if !nix::unistd::geteuid().is_root() {
+        return Err("cgroup limits need root here".to_owned());
+    }
+    if v1 || v2 {
+        Ok(())
+    } else {
+        Err("no memory cgroup controller".to_owned())
+    }
+}
+
+/// The job cgroup's directory for `controller` (v1) or the unified one (v2).
+pub(crate) fn job_dir(controller: &str, run: &str) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in text.lines() {
+        let mut p = line.splitn(3, ':');
+        let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
+        if ctrls.split(',').any(|c| c == controller) {
+            return Some(
+                std::path::Path::new("/sys/fs/cgroup")
+                    .join(controller)
+                    .join(path.trim_start_matches('/'))
+                    .join(format!("cambot-{run}")),
+            );
+        }
+    }
+    let v2 = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(
+        std::path::Path::new("/sys/fs/cgroup")
+            .join(v2.trim_start_matches('/'))
+            .join(format!("cambot-{run}")),
+    )
 }

@@ -1,0 +1,250 @@
+//! Warm launchers (`cambot_sandbox::launch`): a run they start is the same sandbox as one the
+//! daemon forks directly, a dead or broken launcher never loses a run, and nothing of them
+//! outlives the backend.
+
+use std::path::PathBuf;
+
+use cambot_sandbox::BwrapBackend;
+use cambot_sandbox::SandboxBackend;
+use cambot_sandbox::SandboxConfig;
+
+use super::common::*;
+
+/// Everything about the sandbox a process can see from inside, minus what differs per run.
+const SELF_PORTRAIT: &str = r#"echo "id=$(id -u):$(id -g):$(id -G)"
+grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status | tr -s '\t ' ' ' | sed 's/^/status=/'
+echo "core=$(ulimit -c)"
+echo "nproc=$(ulimit -u)"
+echo "cgroup=$(cut -d: -f2- /proc/self/cgroup | sort | tr '\n' ' ')"
+awk '{print "mount=" $5, $6}' /proc/self/mountinfo
+echo "fds=$(ls /proc/self/fd | sort -n | tr '\n' ' ')"
+echo "env=$(env | cut -d= -f1 | sort | tr '\n' ' ')"
+echo "pid=$$"
+"#;
+
+fn launcher_config() -> SandboxConfig {
+    test_config()
+}
+
+async fn backend(test: &str, cfg: &SandboxConfig) -> Option<BwrapBackend> {
+    bwrap(test, cfg).await?;
+    let b = BwrapBackend::new(cfg.clone()).unwrap();
+    b.probe().await.unwrap();
+    Some(b)
+}
+
+/// Pids of this process's children running `exe`.
+fn children_running(exe: &std::path::Path) -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        let runs_exe = std::fs::read_link(e.path().join("exe")).is_ok_and(|p| p == exe);
+        if ppid == Some(me.as_str()) && runs_exe {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A private copy of the launcher, so that a test can tell its backend's launchers from those
+/// of the tests running next to it.
+fn own_launcher() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("cambot-sandbox-launch");
+    std::fs::copy(env!("CARGO_BIN_EXE_cambot-sandbox-launch"), &copy).unwrap();
+    (dir, copy)
+}
+
+#[tokio::test]
+async fn a_warm_launch_builds_the_same_sandbox_as_a_direct_fork() {
+    let warm_cfg = launcher_config();
+    let direct_cfg = SandboxConfig {
+        warm_launchers: 0,
+        ..launcher_config()
+    };
+    let test = "bwrap::a_warm_launch_builds_the_same_sandbox_as_a_direct_fork";
+    let Some(warm) = backend(test, &warm_cfg).await else {
+        return;
+    };
+    let Some(direct) = backend(test, &direct_cfg).await else {
+        return;
+    };
+    assert_eq!(warm.warm_launchers_ready(), 2, "probe fills the pool");
+    assert_eq!(direct.warm_launchers_ready(), 0);
+    let env = Env::new();
+    let through_launcher = run(&warm, &env.plan("portrait", &warm_cfg, SELF_PORTRAIT)).await;
+    assert_eq!(
+        warm.warm_launches(),
+        1,
+        "the run did not go through a launcher"
+    );
+    let forked = run(&direct, &env.plan("portrait", &direct_cfg, SELF_PORTRAIT)).await;
+    assert_eq!(direct.warm_launches(), 0);
+    assert_eq!(through_launcher.exit.code, Some(0), "{through_launcher:#?}");
+    assert!(!through_launcher.exit.limits_degraded);
+    assert!(through_launcher.lines.len() > 10, "{through_launcher:#?}");
+    pretty_assertions::assert_eq!(through_launcher.lines, forked.lines);
+    // The portrait shows what both must be: not root, no capabilities, filtered.
+    assert_eq!(through_launcher.expect("core"), "0");
+    assert!(!through_launcher.expect("id").starts_with("0:"));
+    assert!(
+        through_launcher
+            .lines
+            .iter()
+            .any(|l| l == "status=CapEff: 0000000000000000"),
+        "{through_launcher:#?}"
+    );
+    assert!(
+        through_launcher
+            .lines
+            .iter()
+            .any(|l| l == "status=Seccomp: 2"),
+        "{through_launcher:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_through_a_launcher_is_inside_its_limits() {
+    let cfg = SandboxConfig {
+        memory_mb: 64,
+        ..launcher_config()
+    };
+    let test = "bwrap::a_run_through_a_launcher_is_inside_its_limits";
+    let Some(b) = backend(test, &cfg).await else {
+        return;
+    };
+    if require(test, cgroups_available()).is_none() {
+        return;
+    }
+    let env = Env::new();
+    let out = run(
+        &b,
+        &env.plan(
+            "balloon",
+            &cfg,
+            "echo started=1; x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived=${#x}",
+        ),
+    )
+    .await;
+    assert_eq!(b.warm_launches(), 1, "no warm launcher was used");
+    assert_eq!(out.get("started"), Some("1"), "{out:#?}");
+    assert_eq!(out.get("survived"), None, "{out:#?}");
+    assert!(out.exit.oom_killed, "{:?}", out.exit);
+}
+
+#[tokio::test]
+async fn a_dead_launcher_is_skipped_and_the_run_starts_directly() {
+    let (_dir, launcher) = own_launcher();
+    let cfg = SandboxConfig {
+        launcher_path: Some(launcher.clone()),
+        ..launcher_config()
+    };
+    let Some(b) = backend("bwrap::a_dead_launcher_is_skipped", &cfg).await else {
+        return;
+    };
+    let launchers = children_running(&launcher);
+    assert_eq!(launchers.len(), 2, "{launchers:?}");
+    for pid in &launchers {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let env = Env::new();
+    let out = run(&b, &env.plan("after", &cfg, "echo alive=yes")).await;
+    assert_eq!(out.get("alive"), Some("yes"), "{out:#?}");
+    assert_eq!(out.exit.code, Some(0));
+    assert_eq!(b.warm_launches(), 0, "a dead launcher was used");
+}
+
+#[tokio::test]
+async fn a_launch_that_fails_reports_why_and_leaves_nothing() {
+    let test = "bwrap::a_launch_that_fails_reports_why";
+    let Some(real) = cambot_sandbox::SandboxConfig::default().bwrap_path() else {
+        require::<()>(test, Err("bwrap not installed".to_owned()));
+        return;
+    };
+    // A bwrap that disappears after the probe: only the launcher's exec can fail now.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("bwrap");
+    std::fs::copy(&real, &copy).unwrap();
+    let cfg = SandboxConfig {
+        bwrap_path: Some(copy.clone()),
+        ..launcher_config()
+    };
+    let Some(b) = backend(test, &cfg).await else {
+        return;
+    };
+    assert_eq!(b.warm_launchers_ready(), 2);
+    std::fs::remove_file(&copy).unwrap();
+    let env = Env::new();
+    let plan = env.plan("gone", &cfg, "echo never");
+    let err = b.spawn(&plan).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&copy.display().to_string()) && err.contains("No such file"),
+        "{err}"
+    );
+    assert_eq!(b.warm_launches(), 0);
+    if let Some(job) = job_dir("memory", plan.run_id.as_str()) {
+        assert!(!job.exists(), "{} was left behind", job.display());
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_backend_kills_its_launchers_and_removes_their_cgroups() {
+    let (_dir, launcher) = own_launcher();
+    let cfg = SandboxConfig {
+        launcher_path: Some(launcher.clone()),
+        ..launcher_config()
+    };
+    let Some(b) = backend("bwrap::dropping_the_backend_kills_its_launchers", &cfg).await else {
+        return;
+    };
+    let launchers = children_running(&launcher);
+    assert_eq!(launchers.len(), 2, "{launchers:?}");
+    // Their cgroups (v1 memory or v2), read from the host.
+    let mut dirs = Vec::new();
+    for pid in &launchers {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        for line in text.lines() {
+            let path = line.splitn(3, ':').nth(2).unwrap_or("");
+            if path.contains("cambot-spare-") {
+                for root in [
+                    "/sys/fs/cgroup/memory",
+                    "/sys/fs/cgroup",
+                    "/sys/fs/cgroup/unified",
+                ] {
+                    let d = PathBuf::from(root).join(path.trim_start_matches('/'));
+                    if d.is_dir() {
+                        dirs.push(d);
+                    }
+                }
+            }
+        }
+    }
+    if cgroups_available().is_ok() {
+        assert!(!dirs.is_empty(), "the launchers are not in spare cgroups");
+    }
+    drop(b);
+    for pid in &launchers {
+        let gone = !PathBuf::from(format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "));
+        assert!(gone, "launcher {pid} outlived the backend");
+    }
+    for d in &dirs {
+        assert!(!d.exists(), "{} outlived the backend", d.display());
+    }
+}
