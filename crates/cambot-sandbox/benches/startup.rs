@@ -241,6 +241,54 @@ async fn agent_ready_baseline(runner: &std::path::Path, runs: usize) -> Vec<Dura
     out
 }
 
+/// What the direct path pays per start on this host: writing a pid into a (v1 memory)
+/// cgroup 50 ms after the previous move, as a daemon starting agents does. A default kernel
+/// waits for an RCU grace period here (7-15 ms); with `favordynmods` it does not.
+fn cgroup_move(samples: usize) -> Option<Vec<Duration>> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = text.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
+        ctrls
+            .split(',')
+            .any(|c| c == "memory")
+            .then(|| path.trim_start_matches('/').to_owned())
+    })?;
+    let dir = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(own)
+        .join(format!("cambot-bench-move-{}", std::process::id()));
+    std::fs::create_dir(&dir).ok()?;
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().ok()?;
+        std::thread::sleep(Duration::from_millis(50));
+        let start = Instant::now();
+        let moved = std::fs::write(dir.join("cgroup.procs"), child.id().to_string());
+        let took = start.elapsed();
+        let _ = child.kill();
+        let _ = child.wait();
+        if moved.is_err() {
+            break;
+        }
+        out.push(took);
+    }
+    for _ in 0..100 {
+        if std::fs::remove_dir(&dir).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Says how many of the runs a warm launcher started (the rest were forked directly).
+fn launches(b: &BwrapBackend, runs: usize) {
+    let warm = b.warm_launches();
+    if warm > 0 {
+        println!("{:<28} {warm} of {runs} runs", "  through a warm launcher");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let runs: usize = std::env::var("BENCH_RUNS")
@@ -251,7 +299,14 @@ async fn main() {
     let layout = DataLayout::new(dir.path());
     let cfg = SandboxConfig {
         init_path: built_bin("cambot-sandbox-init"),
+        launcher_path: built_bin("cambot-sandbox-launch"),
         ..SandboxConfig::default()
+    };
+    // Every breakdown row forks bwrap from this process, as before warm launchers; the full
+    // plan is then measured both ways.
+    let direct = SandboxConfig {
+        warm_launchers: 0,
+        ..cfg.clone()
     };
     println!(
         "sandbox startup: spawn -> first stdout byte of `{}`",
@@ -264,8 +319,21 @@ async fn main() {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "not built: run `cargo build -p cambot-sandbox` first".to_owned())
     );
+    println!(
+        "(warm launcher: {})",
+        cfg.launcher_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| {
+                "not built: run `cargo build --release -p cambot-sandbox --bins` first".to_owned()
+            })
+    );
     print("fork/exec (baseline)", baseline(runs));
-    if let Ok(b) = BwrapBackend::new(cfg.clone()) {
+    match cgroup_move(20) {
+        Some(samples) => print("cgroup move, 50 ms apart", samples),
+        None => println!("cgroup move: not measured (needs root and a v1 memory cgroup)"),
+    }
+    if let Ok(b) = BwrapBackend::new(direct.clone()) {
         print("bwrap bare (reference)", bare_bwrap(runs));
         // Where the time goes: the same runs without the defence-in-depth layers.
         let lean = SandboxConfig {
@@ -273,7 +341,7 @@ async fn main() {
             landlock: false,
             seccomp: false,
             cgroups: false,
-            ..cfg.clone()
+            ..direct.clone()
         };
         let lean_backend = BwrapBackend::new(lean.clone()).unwrap();
         print(
@@ -310,43 +378,51 @@ async fn main() {
         }
         drop(b);
     }
-    match BwrapBackend::new(cfg.clone()) {
-        Ok(b) => {
-            let degraded = b.probe().await.map(|r| r.limits_degraded).unwrap_or(true);
-            let samples = sandboxed(&b, &layout, &cfg, runs).await;
-            print(
-                if degraded {
-                    "bwrap (limits degraded)"
-                } else {
-                    "bwrap full (cg, sec, LL shim)"
-                },
-                samples,
-            );
+    for (name, variant) in [("direct fork", &direct), ("warm launcher", &cfg)] {
+        match BwrapBackend::new(variant.clone()) {
+            Ok(b) => {
+                let degraded = b.probe().await.map(|r| r.limits_degraded).unwrap_or(true);
+                let samples = sandboxed(&b, &layout, variant, runs).await;
+                print(
+                    &format!(
+                        "bwrap full, {name}{}",
+                        if degraded { " (limits degraded)" } else { "" }
+                    ),
+                    samples,
+                );
+                launches(&b, runs);
+            }
+            Err(e) => println!("bwrap: skipped ({e})"),
         }
-        Err(e) => println!("bwrap: skipped ({e})"),
     }
     // Agent runs: the runner confines itself with Landlock (no shim), so measure it as such.
-    match (built_bin("cambot-runner"), BwrapBackend::new(cfg.clone())) {
-        (Some(runner), Ok(b)) => {
-            let rcfg = SandboxConfig {
-                runner_path: Some(runner.clone()),
-                ..cfg.clone()
-            };
-            let b2 = BwrapBackend::new(rcfg.clone()).unwrap();
-            drop(b);
+    match built_bin("cambot-runner") {
+        Some(runner) => {
             print(
                 "runner ready, fork/exec",
                 agent_ready_baseline(&runner, runs).await,
             );
-            print(
-                "runner ready, bwrap (full)",
-                agent_ready(&b2, &layout, &rcfg, runs).await,
-            );
+            for (name, variant) in [("direct fork", &direct), ("warm launcher", &cfg)] {
+                let rcfg = SandboxConfig {
+                    runner_path: Some(runner.clone()),
+                    ..variant.clone()
+                };
+                match BwrapBackend::new(rcfg.clone()) {
+                    Ok(b) => {
+                        let _ = b.probe().await;
+                        print(
+                            &format!("runner ready, bwrap, {name}"),
+                            agent_ready(&b, &layout, &rcfg, runs).await,
+                        );
+                        launches(&b, runs);
+                    }
+                    Err(e) => println!("runner ready: skipped ({e})"),
+                }
+            }
         }
-        (None, _) => println!(
+        None => println!(
             "runner ready: skipped (build it first: cargo build --release -p cambot-runner --bins)"
         ),
-        (_, Err(e)) => println!("runner ready: skipped ({e})"),
     }
     let docker_cfg = SandboxConfig {
         init_path: None,
