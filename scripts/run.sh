@@ -21,7 +21,7 @@ if [ -z "${ANTHROPIC_API_KEY:-}${OPENAI_API_KEY:-}${OLLAMA_HOST:-}" ]; then
 fi
 
 log "building cambot (release)"
-cargo build --release --locked -p cambot-agent -p cambot-runner --bins
+cargo build --release --locked -p cambot-agent -p cambot-runner -p cambot-sandbox --bins
 export PATH="${CARGO_TARGET_DIR:-$ROOT/target}/release:$PATH"
 
 data_dir="${CAMBOT_DATA_DIR:-/var/lib/cambot}"

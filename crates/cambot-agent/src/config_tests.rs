@@ -42,6 +42,7 @@ fn the_example_file_parses_and_documents_the_defaults() {
     assert_eq!(c.model, d.model);
     assert_eq!(c.local_model, d.local_model);
     assert_eq!(c.agent, d.agent);
+    assert_eq!(c.sandbox, d.sandbox);
     assert!(c.providers.is_empty());
 }
 

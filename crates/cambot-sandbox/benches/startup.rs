@@ -421,7 +421,7 @@ async fn main() {
             }
         }
         None => println!(
-            "runner ready: skipped (build it first: cargo build --release -p cambot-runner --bins)"
+            "runner ready: skipped (build it first: cargo build --release -p cambot-runner -p cambot-sandbox --bins)"
         ),
     }
     let docker_cfg = SandboxConfig {
