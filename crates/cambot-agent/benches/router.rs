@@ -8,7 +8,8 @@
 //!    latency p50/p99 per message (dispatch = the runner receiving the message in a turn's prompt,
 //!    whether it started a run or was piped into a live one).
 //!
-//! `cargo bench -p cambot-agent --bench router` (env: BENCH_MESSAGES, BENCH_GROUPS, BENCH_RATE).
+//! `cargo bench -p cambot-agent --bench router` (env: BENCH_MESSAGES, BENCH_GROUPS, BENCH_RATE,
+//! BENCH_PRODUCERS; BENCH_DEBUG=1 prints the five slowest messages of each phase).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -183,6 +184,25 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
             Duration::from_nanos(d.saturating_sub(s))
         })
         .collect();
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        let mut worst: Vec<(u64, usize)> = (0..total)
+            .map(|i| {
+                let d = clock.dispatched[i].load(Ordering::Relaxed);
+                let s = clock.ingested[i].load(Ordering::Relaxed);
+                (d.saturating_sub(s), i)
+            })
+            .collect();
+        worst.sort();
+        for (lat, i) in worst.iter().rev().take(5) {
+            let s = clock.ingested[*i].load(Ordering::Relaxed);
+            println!(
+                "  worst: message {i} (group {}) ingested at {:.1} ms: {:.1} ms",
+                i % groups,
+                (s.saturating_sub(start_ns)) as f64 / 1e6,
+                *lat as f64 / 1e6
+            );
+        }
+    }
     latencies.sort();
     let rss = rss_kib();
     println!(
@@ -203,6 +223,11 @@ fn rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+fn settle_disk() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -229,6 +254,9 @@ fn main() {
         pct(&lat, 0.99).as_secs_f64() * 1e3,
         rss / 1024
     );
+    // The first phase leaves ~100 MB of dirty file pages behind; let the kernel write them
+    // back now, or its writeback throttles the second phase's first seconds.
+    settle_disk();
     let (tput, lat, rss) = rt.block_on(phase(messages, groups, Some(rate)));
     println!(
         "paced at {:.0} msg/s offered: {:.0} messages/s delivered; ingest-to-dispatch p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; RSS {} MiB",
