@@ -168,18 +168,17 @@ pub fn register(
     let dir = layout.group_dir(&request.tenant, &request.folder);
     std::fs::create_dir_all(&dir)
         .map_err(|e| HostError::Storage(format!("creating {}: {e}", dir.display())))?;
-    let group = router
-        .store()
-        .register_group(&GroupRegistration {
-            tenant: request.tenant,
-            jid: request.jid,
-            name: request.name,
-            folder: request.folder,
-            trigger: request.trigger,
-            requires_trigger: request.requires_trigger,
-            container_config: None,
-        })
-        .map_err(storage)?;
-    router.cache_group(group.clone());
-    Ok(group)
+    router.register_group(|store| {
+        store
+            .register_group(&GroupRegistration {
+                tenant: request.tenant,
+                jid: request.jid,
+                name: request.name,
+                folder: request.folder,
+                trigger: request.trigger,
+                requires_trigger: request.requires_trigger,
+                container_config: None,
+            })
+            .map_err(storage)
+    })
 }

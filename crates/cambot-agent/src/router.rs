@@ -73,6 +73,11 @@ pub struct Router {
     outbox: Outbox,
     channels: Arc<RwLock<Vec<Arc<dyn Channel>>>>,
     groups: RwLock<GroupCache>,
+    /// Held across a refresh's read of the registrations and its swap, and across a
+    /// registration's store write and cache insert: a refresh that read the table just before
+    /// a registration committed would otherwise overwrite the cache without it (the chat's
+    /// messages were then stored but not routed until the next refresh).
+    registrations: Mutex<()>,
     live: Mutex<HashMap<GroupKey, LiveRun>>,
     /// Typing indicator changes, applied in order by one background task.
     typing_tx: tokio::sync::mpsc::Sender<(ChatJid, bool)>,
@@ -117,6 +122,7 @@ impl Router {
                 outbox,
                 channels,
                 groups: RwLock::new(groups),
+                registrations: Mutex::new(()),
                 live: Mutex::new(HashMap::new()),
                 typing_tx,
                 me: weak.clone(),
@@ -148,6 +154,7 @@ impl Router {
 
     /// Re-reads registrations after a change made outside the router (admin CLI, IPC).
     pub fn refresh_groups(&self) -> Result<(), RouterError> {
+        let _serial = self.registrations.lock();
         let fresh = load_group_cache(&self.store)?;
         if let Ok(mut g) = self.groups.write() {
             *g = fresh;
@@ -155,11 +162,18 @@ impl Router {
         Ok(())
     }
 
-    /// Records a registration in the cache (after the store accepted it).
-    pub fn cache_group(&self, group: RegisteredGroup) {
+    /// Stores a registration with `write` and records it in the cache, with no refresh in
+    /// between (see [`Self::refresh_groups`]).
+    pub fn register_group<E>(
+        &self,
+        write: impl FnOnce(&Store) -> Result<RegisteredGroup, E>,
+    ) -> Result<RegisteredGroup, E> {
+        let _serial = self.registrations.lock();
+        let group = write(&self.store)?;
         if let Ok(mut g) = self.groups.write() {
-            g.insert(group);
+            g.insert(group.clone());
         }
+        Ok(group)
     }
 
     /// Handles a stored message: pipe it into the chat's live run, or wake the group's queue.

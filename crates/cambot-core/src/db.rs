@@ -172,10 +172,12 @@ impl Store {
         }
     }
 
-    /// SQLite's `data_version` as the read connection sees it: it changes whenever another
-    /// connection (the writer, the admin CLI in another process) commits.
+    /// SQLite's `data_version` as this store's writing connection sees it: it changes only
+    /// when another connection commits (the admin CLI in another process, a second `Store`),
+    /// never for this store's own writes. (The read connection's changes with every write of
+    /// ours, which made the daemon re-read every registration once a second under load.)
     pub fn data_version(&self) -> Result<i64> {
-        let conn = self.reader()?;
+        let conn = self.conn()?;
         Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 

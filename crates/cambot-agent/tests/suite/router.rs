@@ -434,3 +434,73 @@ async fn unregistered_chats_are_stored_but_not_answered() {
     );
     t.daemon.shutdown().await;
 }
+
+/// A refresh that read the registrations just before a registration committed used to swap in
+/// a cache without it: the new chat's messages were stored but not routed until the next
+/// refresh (a second later; the first refresh comes right at start, while channels register).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_is_never_lost_to_a_concurrent_refresh() {
+    let t = start(ScriptedRunner::echo(), "").await;
+    let router = Arc::clone(t.daemon.router());
+    // Enough registrations that reading them all takes a while: the race is in that window.
+    for g in 0..2000 {
+        let jid = format!("fake:bulk{g}");
+        t.channel
+            .register(&tenant(), &jid, &format!("bulk{g}"), Some(false))
+            .await
+            .unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let registered: Arc<std::sync::Mutex<Vec<ChatJid>>> = Arc::default();
+    let refresher = {
+        let router = Arc::clone(&router);
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut refreshes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                router.refresh_groups().unwrap();
+                refreshes += 1;
+                // Not a pure spin: the registrations must get their turn at the lock.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            refreshes
+        })
+    };
+    // Watches every chat registered so far: once registered, it must never leave the cache.
+    let watcher = {
+        let router = Arc::clone(&router);
+        let stop = Arc::clone(&stop);
+        let registered = Arc::clone(&registered);
+        std::thread::spawn(move || {
+            let mut lost = std::collections::BTreeSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                let chats = registered.lock().unwrap().clone();
+                for chat in chats {
+                    if router.group_for(&tenant(), &chat).is_none() {
+                        lost.insert(chat.to_string());
+                    }
+                }
+            }
+            lost
+        })
+    };
+    for g in 0..100 {
+        let jid = format!("fake:race{g}");
+        t.channel
+            .register(&tenant(), &jid, &format!("race{g}"), Some(false))
+            .await
+            .unwrap();
+        registered.lock().unwrap().push(ChatJid::new(&jid).unwrap());
+    }
+    // A last refresh cycle or two with everything registered.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    let refreshes = refresher.join().unwrap();
+    let lost = watcher.join().unwrap();
+    assert!(refreshes > 3, "the refresher barely ran ({refreshes})");
+    assert!(
+        lost.is_empty(),
+        "registrations that left the cache: {lost:?}"
+    );
+    t.daemon.shutdown().await;
+}

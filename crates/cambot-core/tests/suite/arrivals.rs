@@ -140,3 +140,30 @@ async fn a_message_stored_by_another_connection_is_never_skipped() {
         "the daemon's writer must not claim nothing came between"
     );
 }
+
+/// `data_version` is how the daemon notices an admin command in another process; its own writes
+/// must not look like one (they made it re-read every registration once a second under load).
+#[tokio::test]
+async fn data_version_moves_for_another_connection_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    let daemon = cambot_core::Store::open(&path).unwrap();
+    let admin = cambot_core::Store::open(&path).unwrap();
+    let before = daemon.data_version().unwrap();
+    for i in 0..5 {
+        daemon
+            .store_message_arrival(msg(A, &format!("own{i}"), "mine", TS))
+            .await
+            .unwrap();
+    }
+    assert_eq!(daemon.data_version().unwrap(), before, "own writes");
+    admin
+        .store_message_arrival(msg(A, "theirs", "admin", TS))
+        .await
+        .unwrap();
+    assert_ne!(
+        daemon.data_version().unwrap(),
+        before,
+        "another connection's write"
+    );
+}
