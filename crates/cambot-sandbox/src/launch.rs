@@ -158,7 +158,15 @@ pub(crate) fn memfd_with(data: &[u8]) -> Result<std::os::fd::OwnedFd, SandboxErr
 /// The launcher process's whole life (the `cambot-sandbox-launch` binary calls only this).
 /// Never writes to stdout or stderr: they already belong to the run.
 pub fn launcher_main() -> std::process::ExitCode {
-    // SAFETY: the daemon placed the control socket at this number (see `spawn_launcher`) and
+    // SAFETY: fcntl only queries the descriptor number.
+    if unsafe { libc::fcntl(CONTROL_FD, libc::F_GETFD) } < 0 {
+        // Started by hand: there is no run whose output this could spoil.
+        let _ = std::io::stderr().write_all(
+            b"cambot-sandbox-launch: no control socket on descriptor 3; the bwrap backend starts this program itself\n",
+        );
+        return std::process::ExitCode::from(2);
+    }
+    // SAFETY: the daemon placed the control socket at this number (`WarmLauncher::start`) and
     // nothing else in this process owns it.
     let mut control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
     // Closed by exec, so the daemon reads end-of-file exactly when bwrap is running.
