@@ -49,9 +49,10 @@ pub fn cgroup_summary() -> String {
             format!("{where_}; favordynmods on: moving a run into its cgroups is quick")
         }
         Some((mount, false)) => format!(
-            "{where_}; moving a run into its cgroups waits for an RCU grace period (~7-15 ms per \
-             start when starts are over ~10 ms apart): `mount -o remount,favordynmods {mount}` \
-             (Linux >= 6.1) removes the wait"
+            "{where_}; moving a process into a cgroup waits for an RCU grace period (~7-15 ms \
+             when moves are over ~10 ms apart): warm launchers make that move before a run \
+             starts; without them each start waits, unless `mount -o remount,favordynmods \
+             {mount}` (Linux >= 6.1) removes the wait"
         ),
         None => where_,
     }
