@@ -223,24 +223,22 @@ impl CgroupPool {
         Some(dirs)
     }
 
-    /// Spare cgroups with `pid` moved into each (blocking: on a default host every move may
-    /// wait for an RCU grace period). Empty without cgroups.
-    pub(crate) fn make_spare_with(&self, pid: u32) -> std::io::Result<Vec<PathBuf>> {
+    /// A fresh set of spare cgroups for a warm launcher; empty without cgroups.
+    pub(crate) fn make_launcher_spare(&self) -> std::io::Result<Vec<PathBuf>> {
         if self.bases().is_empty() {
             return Ok(Vec::new());
         }
-        let dirs = self
-            .make_spare()
-            .ok_or_else(|| std::io::Error::other("cannot create spare cgroups"))?;
-        for d in &dirs {
-            if let Err(e) = write(d, "cgroup.procs", &pid.to_string()) {
-                for d in &dirs {
-                    let _ = std::fs::remove_dir(d);
-                }
-                return Err(e);
-            }
+        self.make_spare()
+            .ok_or_else(|| std::io::Error::other("cannot create spare cgroups"))
+    }
+
+    /// Moves `pid` into each of `dirs` (blocking: on a default host a move may wait for an RCU
+    /// grace period). On failure the caller still owns `dirs`, some of which may hold `pid`.
+    pub(crate) fn join(dirs: &[PathBuf], pid: u32) -> std::io::Result<()> {
+        for d in dirs {
+            write(d, "cgroup.procs", &pid.to_string())?;
         }
-        Ok(dirs)
+        Ok(())
     }
 
     fn bases(&self) -> Vec<PathBuf> {

@@ -458,13 +458,22 @@ impl LauncherPool {
                 return;
             };
             let cgroups = Arc::clone(&self.cgroups);
-            // The slow part (an RCU grace period per move on a default host), on a blocking
-            // thread and before any run needs it.
-            let placed = tokio::task::spawn_blocking(move || cgroups.make_spare_with(pid)).await;
-            match placed {
+            match tokio::task::spawn_blocking(move || cgroups.make_launcher_spare()).await {
                 Ok(Ok(dirs)) => warm.dirs = dirs,
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "no cgroup for a warm launcher");
+                    tracing::debug!(error = %e, "no cgroups for a warm launcher");
+                    return;
+                }
+                Err(_) => return,
+            }
+            // The slow part (an RCU grace period per move on a default host), on a blocking
+            // thread and before any run needs it. On failure, dropping `warm` kills the
+            // launcher and removes its cgroups.
+            let dirs = warm.dirs.clone();
+            match tokio::task::spawn_blocking(move || CgroupPool::join(&dirs, pid)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "could not move a warm launcher into its cgroups");
                     return;
                 }
                 Err(_) => return,

@@ -315,17 +315,19 @@ async fn cgroups_left_by_a_killed_daemon_are_removed_at_start() {
     for dir in [&leftover, &fresh, &busy, &not_ours] {
         std::fs::create_dir(dir).unwrap();
     }
+    // The process goes in before the directory looks old: a backend made by a test running
+    // alongside sweeps too, and would take an old empty one.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(busy.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
     for dir in [&leftover, &busy, &not_ours] {
         std::fs::File::open(dir)
             .unwrap()
             .set_modified(two_hours_ago)
             .unwrap();
     }
-    let mut sleeper = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
-    std::fs::write(busy.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
 
     let backend = cambot_sandbox::BwrapBackend::new(test_config());
 
