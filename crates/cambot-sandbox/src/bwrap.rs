@@ -25,6 +25,7 @@ use crate::config::SandboxConfig;
 use crate::error::SandboxError;
 use crate::launch::LaunchFailure;
 use crate::launch::LaunchOrder;
+use crate::launch::Launched;
 use crate::launch::LauncherPool;
 use crate::launch::WarmLauncher;
 use crate::launch::child_setup;
@@ -277,17 +278,7 @@ impl BwrapBackend {
         let launched = warm.launch(&order).await?;
         self.launchers.count_launch();
         tracing::debug!(run = %plan.run_id, pid = ?launched.child.id(), "bwrap sandbox started by a warm launcher");
-        Ok(self.sandbox_child(
-            plan,
-            launched.child,
-            (
-                Box::new(launched.stdin),
-                Box::new(launched.stdout),
-                Box::new(launched.stderr),
-            ),
-            job,
-            limits_degraded,
-        ))
+        Ok(self.sandbox_child(plan, launched, job, limits_degraded))
     }
 
     /// The run forked from the daemon: joins its cgroups from `pre_exec`.
@@ -307,13 +298,8 @@ impl BwrapBackend {
         let procs_fds = job.as_ref().map(JobCgroup::procs_fds).unwrap_or_default();
         let moves: Vec<(i32, i32)> = memfds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
         let rlimits = rlimits_for(plan, limits_degraded);
-        let mut cmd = tokio::process::Command::new(&self.bwrap);
-        cmd.args(&bw.args)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = Launched::command(&self.bwrap);
+        cmd.args(&bw.args);
         // SAFETY: the closure only makes raw syscalls (write, then those of `child_setup`);
         // everything it needs was computed before fork.
         unsafe {
@@ -326,40 +312,36 @@ impl BwrapBackend {
                 child_setup(stage.as_ref(), &moves, &rlimits, drop_to)
             });
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .map_err(|e| SandboxError::Spawn(format!("{}: {e}", self.bwrap.display())))?;
         drop(memfds);
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(SandboxError::Spawn("child pipes missing".to_owned()));
-        };
-        tracing::debug!(run = %plan.run_id, pid = ?child.id(), "bwrap sandbox started");
-        Ok(self.sandbox_child(
-            plan,
-            child,
-            (Box::new(stdin), Box::new(stdout), Box::new(stderr)),
-            job,
-            limits_degraded,
-        ))
+        let launched =
+            Launched::from_child(child).map_err(|e| SandboxError::Spawn(e.to_string()))?;
+        tracing::debug!(run = %plan.run_id, pid = ?launched.child.id(), "bwrap sandbox started");
+        Ok(self.sandbox_child(plan, launched, job, limits_degraded))
     }
 
     fn sandbox_child(
         &self,
         plan: &RunPlan,
-        child: Child,
-        (stdin, stdout, stderr): ChildPipes,
+        launched: Launched,
         job: Option<JobCgroup>,
         limits_degraded: bool,
     ) -> SandboxChild {
+        let Launched {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        } = launched;
         if limits_degraded {
             tracing::warn!(run = %plan.run_id, "cgroup limits unavailable: rlimits only (limits degraded)");
         }
         SandboxChild {
-            stdin,
-            stdout,
-            stderr,
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+            stderr: Box::new(stderr),
             limits_degraded,
             backend: "bwrap",
             output_cap_bytes: plan.limits.output_cap_bytes,
@@ -373,12 +355,6 @@ impl BwrapBackend {
         }
     }
 }
-
-type ChildPipes = (
-    Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-);
 
 impl SandboxBackend for BwrapBackend {
     fn name(&self) -> &'static str {

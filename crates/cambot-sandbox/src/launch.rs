@@ -226,13 +226,42 @@ pub(crate) struct WarmLauncher {
     pub(crate) dirs: Vec<PathBuf>,
 }
 
-/// A started run from a launcher: the process (now bwrap) and its pipes.
+/// A started sandbox process (bwrap, or a launcher that becomes bwrap) and its pipes.
 #[derive(Debug)]
 pub(crate) struct Launched {
     pub child: Child,
     pub stdin: ChildStdin,
     pub stdout: ChildStdout,
     pub stderr: ChildStderr,
+}
+
+impl Launched {
+    /// `program` with an empty environment and piped stdio, killed when dropped: how both the
+    /// direct path and the launchers start.
+    pub(crate) fn command(program: &Path) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Takes the pipes of a child spawned from [`Self::command`].
+    pub(crate) fn from_child(mut child: Child) -> std::io::Result<Self> {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(std::io::Error::other("child pipes missing"));
+        };
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
 }
 
 /// Why a launch did not happen, and whether the direct path may still try.
@@ -250,12 +279,7 @@ impl WarmLauncher {
     async fn start(path: &Path) -> std::io::Result<Self> {
         let (ours, theirs) = UnixStream::pair()?;
         let theirs_fd = theirs.as_raw_fd();
-        let mut cmd = tokio::process::Command::new(path);
-        cmd.env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = Launched::command(path);
         // SAFETY: dup2/fcntl/prctl only.
         unsafe {
             cmd.pre_exec(move || {
@@ -270,20 +294,10 @@ impl WarmLauncher {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn()?;
+        let child = cmd.spawn()?;
         drop(theirs);
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(std::io::Error::other("launcher pipes missing"));
-        };
         Ok(Self {
-            process: Some(Launched {
-                child,
-                stdin,
-                stdout,
-                stderr,
-            }),
+            process: Some(Launched::from_child(child)?),
             control: Some(ours),
             dirs: Vec::new(),
         })

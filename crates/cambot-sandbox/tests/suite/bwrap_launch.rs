@@ -22,10 +22,6 @@ echo "env=$(env | cut -d= -f1 | sort | tr '\n' ' ')"
 echo "pid=$$"
 "#;
 
-fn launcher_config() -> SandboxConfig {
-    test_config()
-}
-
 async fn backend(test: &str, cfg: &SandboxConfig) -> Option<BwrapBackend> {
     bwrap(test, cfg).await?;
     let b = BwrapBackend::new(cfg.clone()).unwrap();
@@ -65,12 +61,27 @@ fn own_launcher() -> (tempfile::TempDir, PathBuf) {
     (dir, copy)
 }
 
+/// A probed backend with a private launcher copy, and the pids of its two waiting launchers.
+async fn backend_with_own_launcher(
+    test: &str,
+) -> Option<(tempfile::TempDir, BwrapBackend, SandboxConfig, Vec<i32>)> {
+    let (dir, launcher) = own_launcher();
+    let cfg = SandboxConfig {
+        launcher_path: Some(launcher.clone()),
+        ..test_config()
+    };
+    let b = backend(test, &cfg).await?;
+    let launchers = children_running(&launcher);
+    assert_eq!(launchers.len(), 2, "{launchers:?}");
+    Some((dir, b, cfg, launchers))
+}
+
 #[tokio::test]
 async fn a_warm_launch_builds_the_same_sandbox_as_a_direct_fork() {
-    let warm_cfg = launcher_config();
+    let warm_cfg = test_config();
     let direct_cfg = SandboxConfig {
         warm_launchers: 0,
-        ..launcher_config()
+        ..test_config()
     };
     let test = "bwrap::a_warm_launch_builds_the_same_sandbox_as_a_direct_fork";
     let Some(warm) = backend(test, &warm_cfg).await else {
@@ -117,7 +128,7 @@ async fn a_warm_launch_builds_the_same_sandbox_as_a_direct_fork() {
 async fn a_run_through_a_launcher_is_inside_its_limits() {
     let cfg = SandboxConfig {
         memory_mb: 64,
-        ..launcher_config()
+        ..test_config()
     };
     let test = "bwrap::a_run_through_a_launcher_is_inside_its_limits";
     let Some(b) = backend(test, &cfg).await else {
@@ -144,16 +155,11 @@ async fn a_run_through_a_launcher_is_inside_its_limits() {
 
 #[tokio::test]
 async fn a_dead_launcher_is_skipped_and_the_run_starts_directly() {
-    let (_dir, launcher) = own_launcher();
-    let cfg = SandboxConfig {
-        launcher_path: Some(launcher.clone()),
-        ..launcher_config()
-    };
-    let Some(b) = backend("bwrap::a_dead_launcher_is_skipped", &cfg).await else {
+    let Some((_dir, b, cfg, launchers)) =
+        backend_with_own_launcher("bwrap::a_dead_launcher_is_skipped").await
+    else {
         return;
     };
-    let launchers = children_running(&launcher);
-    assert_eq!(launchers.len(), 2, "{launchers:?}");
     for pid in &launchers {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(*pid),
@@ -182,7 +188,7 @@ async fn a_launch_that_fails_reports_why_and_leaves_nothing() {
     std::fs::copy(&real, &copy).unwrap();
     let cfg = SandboxConfig {
         bwrap_path: Some(copy.clone()),
-        ..launcher_config()
+        ..test_config()
     };
     let Some(b) = backend(test, &cfg).await else {
         return;
@@ -204,16 +210,11 @@ async fn a_launch_that_fails_reports_why_and_leaves_nothing() {
 
 #[tokio::test]
 async fn dropping_the_backend_kills_its_launchers_and_removes_their_cgroups() {
-    let (_dir, launcher) = own_launcher();
-    let cfg = SandboxConfig {
-        launcher_path: Some(launcher.clone()),
-        ..launcher_config()
-    };
-    let Some(b) = backend("bwrap::dropping_the_backend_kills_its_launchers", &cfg).await else {
+    let Some((_dir, b, _cfg, launchers)) =
+        backend_with_own_launcher("bwrap::dropping_the_backend_kills_its_launchers").await
+    else {
         return;
     };
-    let launchers = children_running(&launcher);
-    assert_eq!(launchers.len(), 2, "{launchers:?}");
     // Their cgroups (v1 memory or v2), read from the host.
     let mut dirs = Vec::new();
     for pid in &launchers {
