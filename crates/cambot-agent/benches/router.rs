@@ -4,9 +4,11 @@
 //! Two phases, both printed:
 //! 1. saturation: producers inject as fast as the host accepts; messages/second = messages over
 //!    the time from the first ingest to the last dispatch;
-//! 2. paced: the same volume at a fixed offered rate (default 20,000 msg/s); ingest-to-dispatch
-//!    latency p50/p99 per message (dispatch = the runner receiving the message in a turn's prompt,
-//!    whether it started a run or was piped into a live one).
+//! 2. paced: the same volume offered at a fixed rate (default 20,000 msg/s) in an open loop: each
+//!    message is injected at its due time, whether or not the ones before it are stored yet.
+//!
+//! Both print ingest-to-dispatch latency p50/p99 per message (dispatch = the runner receiving the
+//! message in a turn's prompt, whether it started a run or was piped into a live one).
 //!
 //! `cargo bench -p cambot-agent --bench router` (env: BENCH_MESSAGES, BENCH_GROUPS, BENCH_RATE,
 //! BENCH_PRODUCERS; BENCH_DEBUG=1 prints the five slowest messages of each phase).
@@ -126,36 +128,11 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
             .unwrap();
     }
     let start = Instant::now();
-    let producers = env_usize("BENCH_PRODUCERS", 8);
-    let per = messages / producers;
-    let mut handles = Vec::new();
-    for p in 0..producers {
-        let channel = Arc::clone(&channel);
-        let clock = Arc::clone(&clock);
-        let tenant = tenant.clone();
-        handles.push(tokio::spawn(async move {
-            let interval = rate.map(|r| Duration::from_secs_f64(producers as f64 / r));
-            for i in 0..per {
-                let n = (i * producers + p) as u64;
-                if let Some(iv) = interval {
-                    let due = start + iv.mul_f64(i as f64);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                let g = n as usize % groups;
-                let id = format!("n{n}");
-                clock.ingested[n as usize].store(clock.stamp(), Ordering::Relaxed);
-                channel
-                    .inject_with_id(&tenant, &format!("fake:g{g}"), &id, "u", &id)
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
+    let total = match rate {
+        None => saturate(&channel, &clock, &tenant, messages, groups).await,
+        Some(rate) => offer(&channel, &clock, &tenant, messages, groups, start, rate).await,
+    };
     let ingest_done = start.elapsed();
-    let total = per * producers;
     let deadline = Instant::now() + Duration::from_secs(300);
     while clock.dispatched_count.load(Ordering::Relaxed) < total as u64 {
         assert!(
@@ -212,6 +189,77 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
     );
     daemon.shutdown().await;
     (throughput, latencies, rss)
+}
+
+/// Injects message `n` into its group and stamps its ingest time.
+async fn inject(channel: &FakeChannel, clock: &Clock, tenant: &TenantId, n: usize, groups: usize) {
+    let g = n % groups;
+    let id = format!("n{n}");
+    clock.ingested[n].store(clock.stamp(), Ordering::Relaxed);
+    channel
+        .inject_with_id(tenant, &format!("fake:g{g}"), &id, "u", &id)
+        .await
+        .unwrap();
+}
+
+/// Saturation: `BENCH_PRODUCERS` producers (default 8, like channels that each hand over one
+/// message at a time) inject back to back, each waiting until its message is stored. Returns
+/// how many messages were injected.
+async fn saturate(
+    channel: &Arc<FakeChannel>,
+    clock: &Arc<Clock>,
+    tenant: &TenantId,
+    messages: usize,
+    groups: usize,
+) -> usize {
+    let producers = env_usize("BENCH_PRODUCERS", 8);
+    let per = messages / producers;
+    let mut handles = Vec::new();
+    for p in 0..producers {
+        let channel = Arc::clone(channel);
+        let clock = Arc::clone(clock);
+        let tenant = tenant.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..per {
+                inject(&channel, &clock, &tenant, i * producers + p, groups).await;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    per * producers
+}
+
+/// Offered load: message `n` is injected at `start + n / rate` whatever became of the messages
+/// before it (an open loop, as 1,000 independent chats send). A closed loop of a few producers
+/// would stop offering load whenever the system slows down, and hide exactly the queueing this
+/// phase is there to measure.
+async fn offer(
+    channel: &Arc<FakeChannel>,
+    clock: &Arc<Clock>,
+    tenant: &TenantId,
+    messages: usize,
+    groups: usize,
+    start: Instant,
+    rate: f64,
+) -> usize {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut in_flight = tokio::task::JoinSet::new();
+    for n in 0..messages {
+        tokio::time::sleep_until((start + interval.mul_f64(n as f64)).into()).await;
+        let channel = Arc::clone(channel);
+        let clock = Arc::clone(clock);
+        let tenant = tenant.clone();
+        in_flight.spawn(async move { inject(&channel, &clock, &tenant, n, groups).await });
+        while let Some(done) = in_flight.try_join_next() {
+            done.unwrap();
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done.unwrap();
+    }
+    messages
 }
 
 fn rss_kib() -> u64 {

@@ -64,20 +64,30 @@ impl Written {
     }
 }
 
+/// An operation's outcome, with the operation itself handed back: its strings were allocated
+/// on the caller's thread and are freed there (`free` of memory from another thread's arena
+/// showed in the writer's profile, and the writer is the router's bottleneck), and the router
+/// keeps the message it stored instead of storing a copy.
+struct Completed {
+    result: Result<Written>,
+    op: WriteOp,
+}
+
 enum Reply {
-    Sync(mpsc::SyncSender<Result<Written>>),
-    Async(tokio::sync::oneshot::Sender<Result<Written>>),
+    Sync(mpsc::SyncSender<Completed>),
+    Async(tokio::sync::oneshot::Sender<Completed>),
 }
 
 impl Reply {
-    fn send(self, result: Result<Written>) {
+    fn send(self, result: Result<Written>, op: WriteOp) {
+        let done = Completed { result, op };
         // A caller that gave up waiting is fine to ignore.
         match self {
             Self::Sync(tx) => {
-                let _ = tx.send(result);
+                let _ = tx.send(done);
             }
             Self::Async(tx) => {
-                let _ = tx.send(result);
+                let _ = tx.send(done);
             }
         }
     }
@@ -111,11 +121,16 @@ impl Writer {
         self.tx
             .send((op, Reply::Sync(tx)))
             .map_err(|_| StoreError::WriterGone)?;
-        rx.recv().map_err(|_| StoreError::WriterGone)?
+        rx.recv().map_err(|_| StoreError::WriterGone)?.result
     }
 
     /// Queues `op` and waits (asynchronously) until it is committed.
     pub(crate) async fn submit(&self, op: WriteOp) -> Result<Written> {
+        self.submit_returning(op).await.map(|(written, _)| written)
+    }
+
+    /// [`Writer::submit`], handing the committed operation back to the caller.
+    pub(crate) async fn submit_returning(&self, op: WriteOp) -> Result<(Written, WriteOp)> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut job = (op, Reply::Async(tx));
         // The queue is bounded; when full, yield to the runtime until there is room.
@@ -129,7 +144,8 @@ impl Writer {
                 Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
             }
         }
-        rx.await.map_err(|_| StoreError::WriterGone)?
+        let done = rx.await.map_err(|_| StoreError::WriterGone)?;
+        done.result.map(|written| (written, done.op))
     }
 }
 
@@ -153,15 +169,20 @@ fn writer_loop(
         match conn.lock() {
             Ok(conn) => commit_batch(&conn, batch, &mut messages),
             Err(_) => {
-                for (_, reply) in batch {
-                    reply.send(Err(StoreError::Poisoned));
+                for (op, reply) in batch {
+                    reply.send(Err(StoreError::Poisoned), op);
                 }
             }
         }
     }
 }
 
-fn run_op(conn: &Connection, op: &WriteOp, messages: &mut MessageWriter) -> Result<Written> {
+fn run_op(
+    conn: &Connection,
+    op: &WriteOp,
+    messages: &mut MessageWriter,
+    now: &str,
+) -> Result<Written> {
     match op {
         WriteOp::StoreMessage(msg) => messages.store(conn, msg),
         WriteOp::AdvanceCursor {
@@ -169,7 +190,7 @@ fn run_op(conn: &Connection, op: &WriteOp, messages: &mut MessageWriter) -> Resu
             chat_jid,
             seq,
         } => {
-            advance_cursor_in(conn, tenant, chat_jid, *seq)?;
+            advance_cursor_in(conn, tenant, chat_jid, *seq, now)?;
             Ok(Written::value(*seq))
         }
         WriteOp::CommitReply {
@@ -181,7 +202,7 @@ fn run_op(conn: &Connection, op: &WriteOp, messages: &mut MessageWriter) -> Resu
         } => {
             let id = insert_outbox(conn, tenant, chat_jid, text, origin)?;
             if let Some(seq) = advance_to {
-                advance_cursor_in(conn, tenant, chat_jid, *seq)?;
+                advance_cursor_in(conn, tenant, chat_jid, *seq, now)?;
             }
             Ok(Written::value(id))
         }
@@ -231,10 +252,12 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, messages: &mut MessageWriter
     // Fast path: the whole batch in one transaction. Savepoints per operation would cost two
     // more statements each; failures are rare, so isolate them only when one happens.
     let mut failed_op = false;
+    // One timestamp per batch: the operations commit together.
+    let now = crate::time::now_rfc3339();
     let all = in_transaction(conn, messages, |conn, messages| {
         let mut results = Vec::with_capacity(batch.len());
         for (op, _) in &batch {
-            match run_op(conn, op, messages) {
+            match run_op(conn, op, messages, &now) {
                 Ok(v) => results.push(v),
                 Err(e) => {
                     failed_op = true;
@@ -253,24 +276,25 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, messages: &mut MessageWriter
     });
     match all {
         Ok(results) => {
-            for ((_, reply), r) in batch.into_iter().zip(results) {
-                reply.send(Ok(r));
+            for ((op, reply), r) in batch.into_iter().zip(results) {
+                reply.send(Ok(r), op);
             }
         }
         Err(BatchFailure::Operation) => {
             // Nothing was committed: run each alone, so only the failing one reports an error.
             // Every operation is safe to run again after a rollback.
             for (op, reply) in batch {
-                reply.send(in_transaction(conn, messages, |conn, messages| {
-                    run_op(conn, &op, messages)
-                }));
+                let result = in_transaction(conn, messages, |conn, messages| {
+                    run_op(conn, &op, messages, &now)
+                });
+                reply.send(result, op);
             }
         }
         Err(BatchFailure::Commit(e)) => {
             let reason = e.to_string();
             tracing::error!(error = %reason, operations = batch.len(), "committing a batch of writes failed");
-            for (_, reply) in batch {
-                reply.send(Err(StoreError::BatchCommit(reason.clone())));
+            for (op, reply) in batch {
+                reply.send(Err(StoreError::BatchCommit(reason.clone())), op);
             }
         }
     }

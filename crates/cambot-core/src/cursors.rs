@@ -32,6 +32,7 @@ pub(crate) fn advance_cursor_in(
     tenant: &TenantId,
     chat_jid: &ChatJid,
     seq: i64,
+    now: &str,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO router_cursors (tenant, chat_jid, last_seq, updated_at) VALUES (?1, ?2, ?3, ?4)
@@ -43,7 +44,7 @@ pub(crate) fn advance_cursor_in(
         tenant.as_str(),
         chat_jid.as_str(),
         seq,
-        crate::time::now_rfc3339()
+        now
     ])?;
     Ok(())
 }

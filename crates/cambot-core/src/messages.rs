@@ -147,10 +147,15 @@ impl Store {
     /// (`None` for a repeated delivery, or for a chat's first message since the store opened).
     /// A reader that has seen exactly that previous message has nothing to read back.
     pub async fn store_message_arrival(&self, msg: InboundMessage) -> Result<Arrival> {
-        let written = self
+        let (written, op) = self
             .writer()
-            .submit(WriteOp::StoreMessage(msg.clone()))
+            .submit_returning(WriteOp::StoreMessage(msg))
             .await?;
+        let WriteOp::StoreMessage(msg) = op else {
+            return Err(StoreError::Invalid(
+                "the writer handed back another operation than the message stored".into(),
+            ));
+        };
         Ok(Arrival {
             message: StoredMessage::stored(msg, written.value),
             previous_in_chat: written.previous_in_chat,
