@@ -191,11 +191,10 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
     (throughput, latencies, rss)
 }
 
-/// Injects message `n` into its group and stamps its ingest time.
-async fn inject(channel: &FakeChannel, clock: &Clock, tenant: &TenantId, n: usize, groups: usize) {
+/// Injects message `n` into its group (its ingest time is stamped by the caller).
+async fn inject(channel: &FakeChannel, tenant: &TenantId, n: usize, groups: usize) {
     let g = n % groups;
     let id = format!("n{n}");
-    clock.ingested[n].store(clock.stamp(), Ordering::Relaxed);
     channel
         .inject_with_id(tenant, &format!("fake:g{g}"), &id, "u", &id)
         .await
@@ -221,7 +220,9 @@ async fn saturate(
         let tenant = tenant.clone();
         handles.push(tokio::spawn(async move {
             for i in 0..per {
-                inject(&channel, &clock, &tenant, i * producers + p, groups).await;
+                let n = i * producers + p;
+                clock.ingested[n].store(clock.stamp(), Ordering::Relaxed);
+                inject(&channel, &tenant, n, groups).await;
             }
         }));
     }
@@ -248,10 +249,11 @@ async fn offer(
     let mut in_flight = tokio::task::JoinSet::new();
     for n in 0..messages {
         tokio::time::sleep_until((start + interval.mul_f64(n as f64)).into()).await;
+        // Stamped before the task is spawned: time the runtime takes to start it counts.
+        clock.ingested[n].store(clock.stamp(), Ordering::Relaxed);
         let channel = Arc::clone(channel);
-        let clock = Arc::clone(clock);
         let tenant = tenant.clone();
-        in_flight.spawn(async move { inject(&channel, &clock, &tenant, n, groups).await });
+        in_flight.spawn(async move { inject(&channel, &tenant, n, groups).await });
         while let Some(done) = in_flight.try_join_next() {
             done.unwrap();
         }
