@@ -48,6 +48,9 @@ pub const CONTROL_FD: i32 = 3;
 const ORDER_FAILED: u8 = 127;
 /// Largest order a launcher accepts (seccomp programs are a few KiB).
 const MAX_ORDER_BYTES: u64 = 4 * 1024 * 1024;
+/// How much of a program's file name the kernel keeps as the process name (`TASK_COMM_LEN`
+/// less its terminating NUL).
+const COMM_LEN: usize = 15;
 
 /// What the launcher does: the run's bwrap command and the steps before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +224,9 @@ fn carry_out(order: &[u8]) -> Result<Infallible, String> {
 pub(crate) struct WarmLauncher {
     process: Option<Launched>,
     control: Option<UnixStream>,
+    /// The kernel's name for the launcher process (its file name, cut to 15 bytes): until the
+    /// exec, and after a death before it, `/proc/<pid>/comm` still says this.
+    name: Vec<u8>,
     /// The spare cgroups (one per controller) it has joined; empty without cgroups. Once a
     /// run takes it, the run's [`crate::cgroup::JobCgroup`] owns them.
     pub(crate) dirs: Vec<PathBuf>,
@@ -296,11 +302,35 @@ impl WarmLauncher {
         }
         let child = cmd.spawn()?;
         drop(theirs);
+        let mut name = path
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
+        name.truncate(COMM_LEN);
         Ok(Self {
             process: Some(Launched::from_child(child)?),
             control: Some(ours),
+            name,
             dirs: Vec::new(),
         })
+    }
+
+    /// Whether the process is no longer the launcher program: it has exec'd. End-of-file on the
+    /// control socket alone does not say so; a launcher that dies first (killed, or out of
+    /// memory under the run's limits) closes it too, or resets it when the order was still
+    /// unread. The process is our child and not yet reaped, so its pid and its name (a zombie
+    /// keeps the one it died with) are still its own. The kernel closes the descriptors of an
+    /// exec before it renames the process, so a reader can see the old name for a launcher
+    /// that is becoming bwrap; the caller then kills it before anything ran, which wastes that
+    /// launcher but never starts a run twice. When `/proc` cannot tell, it counts as exec'd.
+    fn has_execed(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return true;
+        };
+        match std::fs::read(format!("/proc/{pid}/comm")) {
+            Ok(comm) => comm.strip_suffix(b"\n").unwrap_or(&comm) != self.name.as_slice(),
+            Err(_) => true,
+        }
     }
 
     fn pid(&self) -> Option<u32> {
@@ -329,15 +359,21 @@ impl WarmLauncher {
         control.write_all(&bytes).await.map_err(unusable)?;
         control.shutdown().await.map_err(unusable)?;
         let mut answer = Vec::new();
-        control
-            .read_to_end(&mut answer)
-            .await
-            .map_err(|e| LaunchFailure::Failed(format!("launcher: {e}")))?;
+        let read = control.read_to_end(&mut answer).await;
         if !answer.is_empty() {
             return Err(LaunchFailure::Failed(
                 String::from_utf8_lossy(&answer).into_owned(),
             ));
         }
+        if !self.has_execed() {
+            // Dropping `self` kills and reaps it, so it cannot start bwrap after all while the
+            // direct path starts the run.
+            let how = read.err().map(|e| format!(" ({e})")).unwrap_or_default();
+            return Err(LaunchFailure::Unusable(format!(
+                "the launcher died before it could start bwrap{how}"
+            )));
+        }
+        read.map_err(|e| LaunchFailure::Failed(format!("launcher: {e}")))?;
         self.dirs.clear();
         self.process
             .take()

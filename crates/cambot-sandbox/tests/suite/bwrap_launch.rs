@@ -176,6 +176,37 @@ async fn a_dead_launcher_is_skipped_and_the_run_starts_directly() {
 }
 
 #[tokio::test]
+async fn a_launcher_that_dies_holding_the_order_does_not_lose_the_run() {
+    let Some((_dir, b, cfg, launchers)) =
+        backend_with_own_launcher("bwrap::a_launcher_that_dies_holding_the_order").await
+    else {
+        return;
+    };
+    // Stopped, a launcher still counts as waiting: the start hands it the order, which it
+    // never reads. Killed then, it closes the control socket without a word, as an exec does.
+    let signal_all = |signal| {
+        for pid in &launchers {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal).unwrap();
+        }
+    };
+    signal_all(nix::sys::signal::Signal::SIGSTOP);
+    let env = Env::new();
+    let plan = env.plan("orphaned-order", &cfg, "echo alive=yes");
+    let kill_later = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        signal_all(nix::sys::signal::Signal::SIGKILL);
+    };
+    let (out, ()) = tokio::join!(run(&b, &plan), kill_later);
+    assert_eq!(out.get("alive"), Some("yes"), "{out:#?}");
+    assert_eq!(out.exit.code, Some(0));
+    assert_eq!(
+        b.warm_launches(),
+        0,
+        "a dead launcher was counted as a launch"
+    );
+}
+
+#[tokio::test]
 async fn a_launch_that_fails_reports_why_and_leaves_nothing() {
     let test = "bwrap::a_launch_that_fails_reports_why";
     let Some(real) = cambot_sandbox::SandboxConfig::default().bwrap_path() else {
