@@ -404,3 +404,99 @@ async fn an_external_issuer_with_a_shared_key_is_accepted_only_with_its_claims()
     assert_eq!(status(&d, &other_alg).await, 401, "HS384");
     d.daemon_shutdown().await;
 }
+
+/// An Ed25519 key pair: the signing key and its public JWK under `kid`.
+fn ed25519_jwk(kid: &str) -> (EncodingKey, Value) {
+    use ring::signature::KeyPair;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let jwk = json!({
+        "kty": "OKP", "crv": "Ed25519", "kid": kid, "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+    });
+    (EncodingKey::from_ed_der(pkcs8.as_ref()), jwk)
+}
+
+#[tokio::test]
+async fn an_external_issuer_with_a_jwks_is_accepted_only_with_the_key_its_kid_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_jwk) = ed25519_jwk("first");
+    let (second, second_jwk) = ed25519_jwk("second");
+    let (stranger, _) = ed25519_jwk("first");
+    let path = dir.path().join("jwks.json");
+    std::fs::write(
+        &path,
+        json!({"keys": [first_jwk.clone(), second_jwk]}).to_string(),
+    )
+    .unwrap();
+    let mut config = web_config();
+    config.external = Some(cambot_channels::web::ExternalIssuer {
+        issuer: "https://idp.example".into(),
+        audience: "cambot".into(),
+        jwks_file: Some(path),
+        shared_secret_file: None,
+        tenant: TenantId::default_tenant(),
+    });
+    let d = start(tagging_runner(), config).await;
+    let now = now_secs();
+    let good = json!({"iss": "https://idp.example", "aud": "cambot", "sub": "sso-user", "iat": now, "exp": now + 300});
+    let make = |kid: Option<&str>, key: &EncodingKey, c: &Value| {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, c, key).unwrap()
+    };
+    // Positive controls: each key of the set, under its own kid.
+    let token = make(Some("first"), &first, &good);
+    assert_eq!(status(&d, &token).await, 200);
+    let me: Value = d.get(&token, "/api/me").await.json().await.unwrap();
+    assert_eq!(me["tenant"], "default");
+    assert_eq!(status(&d, &make(Some("second"), &second, &good)).await, 200);
+    let mut with_tenant = good.clone();
+    with_tenant["tid"] = json!("acme");
+    let token = make(Some("second"), &second, &with_tenant);
+    let me: Value = d.get(&token, "/api/me").await.json().await.unwrap();
+    assert_eq!(me["tenant"], "acme", "the tid claim names the tenant");
+
+    let cases = [
+        (
+            "signed by the other key of the set",
+            make(Some("first"), &second, &good),
+        ),
+        (
+            "a key outside the set under a known kid",
+            make(Some("first"), &stranger, &good),
+        ),
+        (
+            "no kid (every key in the set has one)",
+            make(None, &first, &good),
+        ),
+        ("unknown kid", make(Some("third"), &first, &good)),
+        ("wrong aud", {
+            let mut c = good.clone();
+            c["aud"] = json!("cambot-web");
+            make(Some("first"), &first, &c)
+        }),
+        ("expired", {
+            let mut c = good.clone();
+            c["iat"] = json!(now - 7200);
+            c["exp"] = json!(now - 3600);
+            make(Some("first"), &first, &c)
+        }),
+        (
+            "algorithm confusion: HS256 keyed with the JWK's public x",
+            {
+                let mut h = Header::new(Algorithm::HS256);
+                h.kid = Some("first".into());
+                let x = URL_SAFE_NO_PAD
+                    .decode(first_jwk["x"].as_str().unwrap())
+                    .unwrap();
+                jsonwebtoken::encode(&h, &good, &EncodingKey::from_secret(&x)).unwrap()
+            },
+        ),
+    ];
+    for (why, token) in cases {
+        assert_eq!(status(&d, &token).await, 401, "{why}");
+    }
+    d.daemon_shutdown().await;
+}
