@@ -284,8 +284,10 @@ async fn pump(
                 match event {
                     SupervisorEvent::Line(line) => match RunnerToHost::parse_line(&line) {
                         Ok(message) => {
-                            // A consumer that stopped listening still lets the run finish.
-                            let _ = events.send(to_run_event(message)).await;
+                            if let Some(event) = to_run_event(message, &run_id) {
+                                // A consumer that stopped listening still lets the run finish.
+                                let _ = events.send(event).await;
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(run = %run_id, error = %e, line = %truncate(&line, 200), "runner printed a line that is not protocol");
@@ -359,8 +361,14 @@ fn outcome_of(info: &ExitInfo, protocol_error: Option<String>) -> RunOutcome {
     }
 }
 
-fn to_run_event(message: RunnerToHost) -> RunEvent {
-    match message {
+/// The run's event for a runner message; a `warning` (an input line the runner skipped) is
+/// logged here and is no event: the run goes on, and must not count as failed.
+fn to_run_event(message: RunnerToHost, run_id: &str) -> Option<RunEvent> {
+    Some(match message {
+        RunnerToHost::Warning { message } => {
+            tracing::warn!(run = %run_id, warning = %message, "the runner skipped an input line");
+            return None;
+        }
         RunnerToHost::Ready => RunEvent::Ready,
         RunnerToHost::Activity { kind, detail } => RunEvent::Activity { kind, detail },
         RunnerToHost::TextDelta { text } => RunEvent::TextDelta(text),
@@ -381,7 +389,7 @@ fn to_run_event(message: RunnerToHost) -> RunEvent {
             input_tokens,
             output_tokens,
         },
-    }
+    })
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -406,6 +414,28 @@ fn local_clock(zone: &str) -> Option<cambot_protocol::LocalClock> {
 #[cfg(test)]
 mod tests {
     use super::local_clock;
+    use super::to_run_event;
+    use cambot_protocol::RunnerToHost;
+
+    #[test]
+    fn a_skipped_input_line_is_no_run_event_and_a_failure_still_is() {
+        let warning = RunnerToHost::parse_line(
+            r#"{"type": "warning", "message": "input line 3 is not a valid host message"}"#,
+        )
+        .expect("a warning line");
+        assert_eq!(to_run_event(warning, "r1"), None);
+        let error = RunnerToHost::parse_line(
+            r#"{"type": "error", "message": "model call failed", "retryable": true}"#,
+        )
+        .expect("an error line");
+        assert!(matches!(
+            to_run_event(error, "r1"),
+            Some(crate::runner::RunEvent::Error {
+                retryable: true,
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn the_runner_gets_the_zone_offset_and_abbreviation() {

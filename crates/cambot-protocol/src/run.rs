@@ -150,6 +150,10 @@ pub enum RunnerToHost {
     /// The run failed; the runner exits after sending it. Inputs not yet answered by a `result`
     /// stay unanswered.
     Error { message: String, retryable: bool },
+    /// An input line the runner rejected and skipped (malformed, over the size cap, or out of
+    /// order); the run goes on. Kept apart from `error` so that the host never takes a skipped
+    /// line for a failed run.
+    Warning { message: String },
     /// Token usage of the last model call.
     Usage {
         input_tokens: u64,

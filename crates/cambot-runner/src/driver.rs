@@ -29,7 +29,7 @@ async fn emit(events: &mpsc::Sender<RunnerToHost>, event: RunnerToHost) {
 }
 
 /// Waits for the `start` line. Malformed lines and anything else before it are reported as
-/// `error` events and skipped; `None` when input ends first.
+/// `warning` events and skipped; `None` when input ends first.
 pub async fn wait_for_start(
     inputs: &mut mpsc::Receiver<Inbound>,
     events: &mpsc::Sender<RunnerToHost>,
@@ -44,22 +44,14 @@ pub async fn wait_for_start(
                 };
                 emit(
                     events,
-                    RunnerToHost::Error {
+                    RunnerToHost::Warning {
                         message: format!("protocol: got {kind} before start; ignored"),
-                        retryable: false,
                     },
                 )
                 .await;
             }
             Err(reason) => {
-                emit(
-                    events,
-                    RunnerToHost::Error {
-                        message: reason,
-                        retryable: false,
-                    },
-                )
-                .await;
+                emit(events, RunnerToHost::Warning { message: reason }).await;
             }
         }
     }
@@ -130,22 +122,14 @@ impl Pending {
             Some(Ok(HostToRunner::Start(_))) => {
                 emit(
                     events,
-                    RunnerToHost::Error {
+                    RunnerToHost::Warning {
                         message: "protocol: a second start was ignored".into(),
-                        retryable: false,
                     },
                 )
                 .await;
             }
             Some(Err(reason)) => {
-                emit(
-                    events,
-                    RunnerToHost::Error {
-                        message: reason,
-                        retryable: false,
-                    },
-                )
-                .await;
+                emit(events, RunnerToHost::Warning { message: reason }).await;
             }
         }
     }

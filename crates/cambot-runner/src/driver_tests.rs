@@ -75,9 +75,8 @@ async fn follow_up_messages_queue_into_the_next_turn_and_close_ends_the_run() {
     // The malformed line is reported at once, and the run goes on.
     assert_eq!(
         live.next_major().await,
-        RunnerToHost::Error {
+        RunnerToHost::Warning {
             message: "input line 4 is not a valid host message".into(),
-            retryable: false
         }
     );
     gate.send(()).unwrap();
@@ -207,10 +206,10 @@ async fn wait_for_start_reports_what_came_before_it() {
     assert_eq!(start.prompt, "hello");
     let e1 = ev_rx.recv().await.unwrap();
     assert!(
-        matches!(e1, RunnerToHost::Error { message, .. } if message.contains("close before start"))
+        matches!(e1, RunnerToHost::Warning { message } if message.contains("close before start"))
     );
     let e2 = ev_rx.recv().await.unwrap();
-    assert!(matches!(e2, RunnerToHost::Error { message, .. } if message == "bad line"));
+    assert!(matches!(e2, RunnerToHost::Warning { message } if message == "bad line"));
     drop(in_tx);
     assert!(wait_for_start(&mut in_rx, &ev_tx).await.is_none());
 }
