@@ -133,6 +133,15 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
         tenant,
         groups,
     };
+    let perf_ctl = |cmd: &str| {
+        if rate.is_some()
+            && let Some(f) = std::env::var_os("BENCH_PERF_CTL")
+        {
+            std::fs::write(f, cmd).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    perf_ctl("enable\n");
     let start = Instant::now();
     let total = match rate {
         None => saturate(&injector, messages).await,
@@ -147,6 +156,7 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    perf_ctl("disable\n");
     assert_eq!(
         clock.duplicates.load(Ordering::Relaxed),
         0,
@@ -177,6 +187,26 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
                 *p99 as f64 / 1e6
             );
         }
+        // Where in time the slow messages are: per 100 ms of ingest time, how many took > 5 ms.
+        let mut windows: std::collections::BTreeMap<u64, (usize, u64)> = Default::default();
+        for (i, lat) in latency_ns.iter().enumerate() {
+            let s = clock.ingested[i]
+                .load(Ordering::Relaxed)
+                .saturating_sub(start_ns);
+            if *lat > 5_000_000 {
+                let w = windows.entry(s / 100_000_000).or_default();
+                w.0 += 1;
+                w.1 = w.1.max(*lat);
+            }
+        }
+        let line: Vec<String> = windows
+            .iter()
+            .map(|(w, (n, max))| format!("{}ms:{n}/{:.0}", w * 100, *max as f64 / 1e6))
+            .collect();
+        println!(
+            "  over 5 ms, per 100 ms of ingest (count/max ms): {}",
+            line.join(" ")
+        );
         let mut worst: Vec<(u64, usize)> = latency_ns.iter().copied().zip(0..).collect();
         worst.sort();
         for (lat, i) in worst.iter().rev().take(5) {

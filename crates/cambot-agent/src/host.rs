@@ -98,25 +98,25 @@ impl ChannelHost for RouterHost {
                         && now.duration_since(*at) < METADATA_REFRESH
                 })
         });
-        let result = if unchanged {
-            Ok(())
-        } else {
-            let stored = self
-                .router
-                .store()
-                .store_chat_metadata(&metadata)
-                .map_err(storage);
-            if stored.is_ok()
-                && let Ok(mut cache) = self.metadata.lock()
-            {
-                cache.insert(
-                    key,
-                    (metadata.name, metadata.channel, metadata.is_group, now),
-                );
+        Box::pin(async move {
+            if unchanged {
+                return Ok(());
             }
-            stored
-        };
-        Box::pin(async move { result })
+            let (name, channel, is_group) = (
+                metadata.name.clone(),
+                metadata.channel.clone(),
+                metadata.is_group,
+            );
+            self.router
+                .store()
+                .store_chat_metadata_async(metadata)
+                .await
+                .map_err(storage)?;
+            if let Ok(mut cache) = self.metadata.lock() {
+                cache.insert(key, (name, channel, is_group, now));
+            }
+            Ok(())
+        })
     }
 
     fn registered_groups(

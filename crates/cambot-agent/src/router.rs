@@ -447,7 +447,11 @@ impl Router {
                     if let Some(sid) = session_id
                         && session.as_ref() != Some(&sid)
                     {
-                        match self.store.set_session(&key.tenant, &key.folder, &sid) {
+                        match self
+                            .store
+                            .set_session_async(&key.tenant, &key.folder, &sid)
+                            .await
+                        {
                             Ok(()) => session = Some(sid),
                             Err(e) => {
                                 tracing::error!(group = %key, error = %e, "saving the session failed")

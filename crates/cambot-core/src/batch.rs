@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 
 use cambot_protocol::ChatJid;
+use cambot_protocol::ChatMetadata;
+use cambot_protocol::GroupFolder;
 use cambot_protocol::InboundMessage;
 use cambot_protocol::TenantId;
 use rusqlite::Connection;
@@ -21,16 +23,26 @@ use crate::cursors::insert_outbox;
 use crate::error::Result;
 use crate::error::StoreError;
 use crate::message_writer::MessageWriter;
+use crate::messages::upsert_chat;
+use crate::sessions::upsert_session;
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 1024;
 /// Operations waiting for the writer before callers are pushed back.
 const QUEUE_CAPACITY: usize = 8192;
 
-/// A batched write.
+/// A batched write. Every write the router makes per message or per run is one of these, so
+/// none of them takes the connection's lock on a runtime thread (where it would wait out a
+/// checkpoint) or pays a transaction of its own.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
     StoreMessage(InboundMessage),
+    ChatMetadata(ChatMetadata),
+    SetSession {
+        tenant: TenantId,
+        folder: GroupFolder,
+        session_id: String,
+    },
     AdvanceCursor {
         tenant: TenantId,
         chat_jid: ChatJid,
@@ -185,6 +197,18 @@ fn run_op(
 ) -> Result<Written> {
     match op {
         WriteOp::StoreMessage(msg) => messages.store(conn, msg),
+        WriteOp::ChatMetadata(meta) => {
+            upsert_chat(conn, meta)?;
+            Ok(Written::value(0))
+        }
+        WriteOp::SetSession {
+            tenant,
+            folder,
+            session_id,
+        } => {
+            upsert_session(conn, tenant, folder, session_id, now)?;
+            Ok(Written::value(0))
+        }
         WriteOp::AdvanceCursor {
             tenant,
             chat_jid,

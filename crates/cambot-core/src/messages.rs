@@ -122,8 +122,18 @@ impl Store {
     /// fills channel/is_group when given. Without a name: creates the chat named after its JID,
     /// or only advances the activity time of an existing chat.
     pub fn store_chat_metadata(&self, meta: &ChatMetadata) -> Result<()> {
-        let conn = self.conn()?;
-        upsert_chat(&conn, meta)
+        self.writer()
+            .submit_blocking(WriteOp::ChatMetadata(meta.clone()))
+            .map(|_| ())
+    }
+
+    /// [`Store::store_chat_metadata`] for async callers: committed with the other writes queued
+    /// meanwhile, without blocking a runtime thread.
+    pub async fn store_chat_metadata_async(&self, meta: ChatMetadata) -> Result<()> {
+        self.writer()
+            .submit(WriteOp::ChatMetadata(meta))
+            .await
+            .map(|_| ())
     }
 
     /// Stores a message idempotently on `(tenant, chat_jid, id)`; a repeat updates the content
@@ -322,7 +332,7 @@ impl Store {
     }
 }
 
-fn upsert_chat(conn: &rusqlite::Connection, meta: &ChatMetadata) -> Result<()> {
+pub(crate) fn upsert_chat(conn: &rusqlite::Connection, meta: &ChatMetadata) -> Result<()> {
     let is_group = meta.is_group.map(i64::from);
     match &meta.name {
         Some(name) => {

@@ -5,6 +5,7 @@ use cambot_protocol::TenantId;
 use rusqlite::OptionalExtension;
 use rusqlite::params;
 
+use crate::batch::WriteOp;
 use crate::db::Store;
 use crate::error::Result;
 
@@ -27,18 +28,28 @@ impl Store {
         folder: &GroupFolder,
         session_id: &str,
     ) -> Result<()> {
-        let conn = self.conn()?;
-        conn.prepare_cached(
-            "INSERT INTO sessions (tenant, group_folder, session_id, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tenant, group_folder) DO UPDATE SET session_id = excluded.session_id,
-                 updated_at = excluded.updated_at",
-        )?
-        .execute(params![
-            tenant.as_str(),
-            folder.as_str(),
-            session_id,
-            crate::time::now_rfc3339()
-        ])?;
+        self.writer().submit_blocking(WriteOp::SetSession {
+            tenant: tenant.clone(),
+            folder: folder.clone(),
+            session_id: session_id.to_owned(),
+        })?;
+        Ok(())
+    }
+
+    /// [`Store::set_session`] for async callers (the router, as a run reports its session).
+    pub async fn set_session_async(
+        &self,
+        tenant: &TenantId,
+        folder: &GroupFolder,
+        session_id: &str,
+    ) -> Result<()> {
+        self.writer()
+            .submit(WriteOp::SetSession {
+                tenant: tenant.clone(),
+                folder: folder.clone(),
+                session_id: session_id.to_owned(),
+            })
+            .await?;
         Ok(())
     }
 
@@ -51,4 +62,20 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+pub(crate) fn upsert_session(
+    conn: &rusqlite::Connection,
+    tenant: &TenantId,
+    folder: &GroupFolder,
+    session_id: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (tenant, group_folder, session_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant, group_folder) DO UPDATE SET session_id = excluded.session_id,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![tenant.as_str(), folder.as_str(), session_id, now])?;
+    Ok(())
 }

@@ -167,3 +167,36 @@ async fn data_version_moves_for_another_connection_only() {
         "another connection's write"
     );
 }
+
+/// Chat metadata and sessions written from async code share the batch writer's transactions
+/// with messages (the router writes them on runtime threads, which must not wait on the
+/// connection's lock), and read back like the synchronous writes.
+#[tokio::test]
+async fn metadata_and_sessions_from_async_callers_commit_with_the_messages() {
+    let s = store();
+    let folder = cambot_protocol::GroupFolder::new("team").unwrap();
+    let t = tenant();
+    let (named, session, arrival) = tokio::join!(
+        s.store_chat_metadata_async(meta(A, TS, Some("Team A"), Some(true))),
+        s.set_session_async(&t, &folder, "session-1"),
+        s.store_message_arrival(msg(A, "1", "hi", TS)),
+    );
+    named.unwrap();
+    session.unwrap();
+    assert_eq!(arrival.unwrap().message.content, "hi");
+    assert_eq!(
+        s.chat_name(&tenant(), &jid(A)).unwrap().as_deref(),
+        Some("Team A")
+    );
+    assert_eq!(
+        s.session(&tenant(), &folder).unwrap().as_deref(),
+        Some("session-1")
+    );
+    s.set_session_async(&tenant(), &folder, "session-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.session(&tenant(), &folder).unwrap().as_deref(),
+        Some("session-2")
+    );
+}
