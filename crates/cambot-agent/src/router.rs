@@ -57,11 +57,18 @@ pub struct RouterSettings {
 
 /// A live message run, as the router sees it.
 struct LiveRun {
-    chat: ChatJid,
+    /// The chat it answers (`None` while its first batch is being read).
+    chat: Option<ChatJid>,
     /// The last message seq handed to the run (initial prompt or pipe).
     last_seq: i64,
     /// The last seq of each input batch not yet answered, in order.
     unanswered: VecDeque<i64>,
+    /// False until the queue can pipe into the run. A message that arrives before cannot be
+    /// piped, and the message check its arrival queues runs only after the run ends (its idle
+    /// timeout, 30 minutes by default): the run takes such messages as soon as it is up.
+    started: bool,
+    /// A message arrived before the run was started.
+    missed: bool,
 }
 
 /// The router. Cheap to share (`Arc<Router>`).
@@ -198,14 +205,38 @@ impl Router {
         let Some(run) = live.get_mut(key) else {
             return false;
         };
-        if run.chat != group.jid {
+        if !run.started {
+            // The caller still queues a message check (the message may be for another chat of
+            // the folder); the starting run catches up with its own chat once it is up.
+            run.missed = true;
+            return false;
+        }
+        if run.chat.as_ref() != Some(&group.jid) {
             return false;
         }
         if arrival.message.seq <= run.last_seq {
             // The run has it already (a repeated delivery, or piped with a later message).
             return true;
         }
-        let pending = if arrival.previous_in_chat == Some(run.last_seq) {
+        let piped = self.pipe_newer(key, group, run, Some(arrival));
+        drop(live);
+        if piped {
+            self.typing(&group.jid, true);
+        }
+        piped
+    }
+
+    /// Pipes the chat's messages newer than what `run` has seen (just `arrival` when it is the
+    /// next one), if they pass the trigger gate. True when nothing is left for a message check.
+    fn pipe_newer(
+        &self,
+        key: &GroupKey,
+        group: &RegisteredGroup,
+        run: &mut LiveRun,
+        arrival: Option<&Arrival>,
+    ) -> bool {
+        let next = arrival.filter(|a| a.previous_in_chat == Some(run.last_seq));
+        let pending = if let Some(arrival) = next {
             // The run has seen everything before this message: nothing to read back.
             vec![arrival.message.clone()]
         } else {
@@ -242,9 +273,23 @@ impl Router {
         }
         run.last_seq = last;
         run.unanswered.push_back(last);
-        drop(live);
-        self.typing(&group.jid, true);
         true
+    }
+
+    /// The run of `key` is up: from now on arrivals are piped into it, and what arrived while
+    /// it was starting is piped now.
+    fn run_started(&self, key: &GroupKey, group: &RegisteredGroup) {
+        let Ok(mut live) = self.live.lock() else {
+            return;
+        };
+        let Some(run) = live.get_mut(key) else {
+            return;
+        };
+        run.started = true;
+        if std::mem::take(&mut run.missed) && self.pipe_newer(key, group, run, None) {
+            drop(live);
+            self.typing(&group.jid, true);
+        }
     }
 
     /// Re-queues every group with messages newer than its cursor (start-up and periodic sweep).
@@ -329,46 +374,35 @@ impl Router {
     }
 
     async fn process(self: Arc<Self>, key: GroupKey, slot: RunSlot) -> bool {
-        let (group, batch) = match self.next_batch(&key) {
-            Ok(Some(found)) => found,
-            Ok(None) => return true,
-            Err(e) => {
-                tracing::error!(group = %key, error = %e, "reading pending messages failed");
-                return false;
-            }
-        };
-        if self.find_channel(&group.jid).is_none() {
-            // Nothing can deliver the reply; leave the messages for when a channel owns the chat.
-            tracing::warn!(chat = %group.jid, "no channel owns this chat; messages stay pending");
-            return true;
-        }
-        let Some(last_seq) = batch.last().map(|m| m.seq) else {
-            return true;
-        };
-        let session_id = match self.store.session(&key.tenant, &key.folder) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(group = %key, error = %e, "reading the session failed");
-                return false;
-            }
-        };
-        let request = RunRequest {
-            run_id: RunId::from_bytes(rand::random()),
-            group: group.clone(),
-            chat_jid: group.jid.clone(),
-            prompt: prompt_for(&batch),
-            session_id,
-            purpose: RunPurpose::Messages,
-        };
+        // In place before the batch is read: a message stored after the read finds the run
+        // starting and is piped once it is up (see `LiveRun::started`).
         if let Ok(mut live) = self.live.lock() {
             live.insert(
                 key.clone(),
                 LiveRun {
-                    chat: group.jid.clone(),
-                    last_seq,
-                    unanswered: VecDeque::from([last_seq]),
+                    chat: None,
+                    last_seq: 0,
+                    unanswered: VecDeque::new(),
+                    started: false,
+                    missed: false,
                 },
             );
+        }
+        let (group, request, last_seq) = match self.first_batch(&key) {
+            Ok(Some(found)) => found,
+            outcome => {
+                if let Ok(mut live) = self.live.lock() {
+                    live.remove(&key);
+                }
+                return outcome.is_ok();
+            }
+        };
+        if let Ok(mut live) = self.live.lock()
+            && let Some(run) = live.get_mut(&key)
+        {
+            run.chat = Some(group.jid.clone());
+            run.last_seq = last_seq;
+            run.unanswered.push_back(last_seq);
         }
         self.typing(&group.jid, true);
         let ok = self.drive_run(&key, &group, request, &slot).await;
@@ -401,6 +435,46 @@ impl Router {
         true
     }
 
+    /// The run request for the folder's next pending batch, with the batch's last seq. `Ok(None)`
+    /// when there is nothing to run now; `Err` (logged) when the run should be retried.
+    fn first_batch(
+        &self,
+        key: &GroupKey,
+    ) -> Result<Option<(RegisteredGroup, RunRequest, i64)>, ()> {
+        let (group, batch) = match self.next_batch(key) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "reading pending messages failed");
+                return Err(());
+            }
+        };
+        if self.find_channel(&group.jid).is_none() {
+            // Nothing can deliver the reply; leave the messages for when a channel owns the chat.
+            tracing::warn!(chat = %group.jid, "no channel owns this chat; messages stay pending");
+            return Ok(None);
+        }
+        let Some(last_seq) = batch.last().map(|m| m.seq) else {
+            return Ok(None);
+        };
+        let session_id = match self.store.session(&key.tenant, &key.folder) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "reading the session failed");
+                return Err(());
+            }
+        };
+        let request = RunRequest {
+            run_id: RunId::from_bytes(rand::random()),
+            group: group.clone(),
+            chat_jid: group.jid.clone(),
+            prompt: prompt_for(&batch),
+            session_id,
+            purpose: RunPurpose::Messages,
+        };
+        Ok(Some((group, request, last_seq)))
+    }
+
     /// Starts the run and follows it to the end. True unless it failed with messages unanswered.
     async fn drive_run(
         &self,
@@ -419,6 +493,7 @@ impl Router {
             }
         };
         slot.register_run(run.control.clone(), Some(group.jid.clone()));
+        self.run_started(key, group);
         let mut idle_deadline: Option<Instant> = None;
         let mut failure: Option<String> = None;
         let mut session = request_session;

@@ -86,6 +86,8 @@ pub struct StartedRun {
 pub struct ScriptedRunner {
     script: Script,
     on_start: Option<StartHook>,
+    /// How long `start` takes before the run exists (a sandbox takes ~100 ms).
+    start_delay: Duration,
     started: Mutex<Vec<StartedRun>>,
     live: Arc<AtomicUsize>,
     max_live: Arc<AtomicUsize>,
@@ -117,11 +119,22 @@ impl ScriptedRunner {
         Self {
             script,
             on_start,
+            start_delay: Duration::ZERO,
             started: Mutex::new(Vec::new()),
             live: Arc::new(AtomicUsize::new(0)),
             max_live: Arc::new(AtomicUsize::new(0)),
             record,
         }
+    }
+
+    /// Like [`ScriptedRunner::new`], but each `start` takes `delay` before it returns the run.
+    pub fn slow_start(
+        delay: Duration,
+        script: impl Fn(&RunRequest, &str) -> Turn + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        let mut runner = Self::build(Arc::new(script), None, true);
+        runner.start_delay = delay;
+        Arc::new(runner)
     }
 
     pub fn started(&self) -> Vec<StartedRun> {
@@ -158,7 +171,9 @@ impl AgentRunner for ScriptedRunner {
         let live = Arc::clone(&self.live);
         let script = Arc::clone(&self.script);
         let record = self.record;
+        let start_delay = self.start_delay;
         tokio::spawn(async move {
+            tokio::time::sleep(start_delay).await;
             let outcome = run_turns(&script, &request, input_rx, &event_tx, &prompts, record).await;
             live.fetch_sub(1, Ordering::SeqCst);
             let _ = event_tx
@@ -169,6 +184,7 @@ impl AgentRunner for ScriptedRunner {
                 .await;
         });
         Box::pin(async move {
+            tokio::time::sleep(start_delay).await;
             Ok(ActiveRun {
                 events,
                 control: RunControl::new(input_tx),

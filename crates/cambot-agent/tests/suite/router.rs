@@ -504,3 +504,34 @@ async fn a_registration_is_never_lost_to_a_concurrent_refresh() {
     );
     t.daemon.shutdown().await;
 }
+
+/// A message that arrives while its chat's run is still starting (a sandbox takes ~100 ms) is
+/// piped into that run once it is up. It used to wait for the run's idle timeout (30 minutes by
+/// default): the run could not take it yet, and a message check only runs after the run ends.
+#[tokio::test]
+async fn a_message_sent_while_the_run_starts_is_answered_by_that_run() {
+    let runner = ScriptedRunner::slow_start(Duration::from_millis(300), |_, prompt| {
+        Turn::reply(format!("{} new", prompt.matches("</message>").count()))
+    });
+    let t = start(runner.clone(), "").await;
+    t.channel
+        .register(&tenant(), "fake:main", "main", None)
+        .await
+        .unwrap();
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "one")
+        .await
+        .unwrap();
+    eventually("the run is starting", || runner.started().len() == 1).await;
+    t.channel
+        .inject(&tenant(), "fake:main", "Alice", "two")
+        .await
+        .unwrap();
+    let sent = t.channel.wait_sent(2, WAIT).await;
+    let texts: Vec<&str> = sent.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, ["1 new", "1 new"]);
+    assert_eq!(runner.started().len(), 1, "the starting run took it");
+    let prompts = runner.started()[0].prompts.lock().unwrap().clone();
+    assert!(prompts[1].contains(">two</message>"), "{prompts:?}");
+    t.daemon.shutdown().await;
+}
