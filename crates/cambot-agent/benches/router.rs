@@ -11,7 +11,9 @@
 //! message in a turn's prompt, whether it started a run or was piped into a live one).
 //!
 //! `cargo bench -p cambot-agent --bench router` (env: BENCH_MESSAGES, BENCH_GROUPS, BENCH_RATE,
-//! BENCH_PRODUCERS; BENCH_DEBUG=1 prints the five slowest messages of each phase).
+//! BENCH_PRODUCERS; BENCH_DEBUG=1 prints the five slowest messages of each phase and, per 100 ms
+//! of ingest time, how many messages took over 5 ms; BENCH_PERF_CTL=<fifo> enables and disables
+//! `perf record --control=fifo:<fifo>` around the paced phase only).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -1,4 +1,5 @@
-//! Group commit for the hot write paths (storing a message, moving a cursor, committing a reply).
+//! Group commit for the hot write paths (storing a message, moving a cursor, committing a reply,
+//! a chat's metadata, a group's session).
 //!
 //! One dedicated writer thread owns the commit loop: it takes every queued operation, runs them
 //! in ONE transaction (a failing one is retried alone so it fails only its caller),
