@@ -82,6 +82,9 @@ struct GroupState {
     /// When the run last became idle (for choosing which idle run to preempt).
     idle_since: Option<tokio::time::Instant>,
     close_requested: bool,
+    /// Messages wait that the live run cannot take (another chat of its folder): the run is
+    /// closed as soon as it is idle, so the worker runs again for them.
+    preempt_when_idle: bool,
     pending_messages: bool,
     pending_tasks: VecDeque<QueuedTask>,
     retry_count: u32,
@@ -211,6 +214,21 @@ impl GroupQueue {
         }
     }
 
+    /// Messages are pending that the group's live message run cannot take (it answers another
+    /// chat of the folder). Like a pending task, they close the run once it is idle (now, if it
+    /// is), instead of waiting for its idle timeout; the worker then runs again for them.
+    pub fn preempt_idle_run(&self, key: &GroupKey) {
+        let mut state = self.lock();
+        if let Some(g) = state.groups.get_mut(key)
+            && g.running == Some(Running::Messages)
+        {
+            g.preempt_when_idle = true;
+            if g.idle_waiting {
+                g.request_close();
+            }
+        }
+    }
+
     /// Queues a task run. A task already queued or running for this group is not queued again
     /// (seed DEFECT: the running task's id was not checked).
     pub fn enqueue_task(&self, key: &GroupKey, task: QueuedTask) -> bool {
@@ -270,7 +288,7 @@ impl GroupQueue {
             g.idle_since = Some(tokio::time::Instant::now());
             // A pending task of this group, or another group waiting for a slot, preempts the
             // idle run at once.
-            if !g.pending_tasks.is_empty() || others_waiting {
+            if !g.pending_tasks.is_empty() || others_waiting || g.preempt_when_idle {
                 g.request_close();
             }
         }
@@ -501,6 +519,7 @@ impl GroupQueue {
             g.idle_waiting = false;
             g.idle_since = None;
             g.close_requested = false;
+            g.preempt_when_idle = false;
             match message_outcome {
                 Some(true) => {
                     g.retry_count = 0;

@@ -500,3 +500,42 @@ async fn a_run_going_idle_while_others_wait_is_closed_at_once() {
     q.notify_idle(&key("a"));
     assert_eq!(p.closes(&key("a")), 1, "b waits, so idle a gives way");
 }
+
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn preempting_an_idle_message_run_closes_it_once() {
+    let p = Scripted::holding();
+    let q = queue_for(&p, 2);
+    let g = key("g");
+    q.enqueue_message_check(&g);
+    settle().await;
+    q.notify_idle(&g);
+    q.preempt_idle_run(&g);
+    q.preempt_idle_run(&g);
+    assert_eq!(p.closes(&g), 1);
+}
+
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn preempting_a_busy_message_run_closes_it_when_it_turns_idle() {
+    let p = Scripted::holding();
+    let q = queue_for(&p, 2);
+    let g = key("g");
+    q.enqueue_message_check(&g);
+    settle().await;
+    q.preempt_idle_run(&g);
+    assert_eq!(p.closes(&g), 0, "busy: not closed yet");
+    q.notify_idle(&g);
+    assert_eq!(p.closes(&g), 1);
+}
+
+#[tokio::test(start_paused = true, flavor = "current_thread")]
+async fn preempting_a_task_run_or_no_run_does_nothing() {
+    let p = Scripted::holding();
+    let q = queue_for(&p, 2);
+    let g = key("g");
+    q.preempt_idle_run(&g);
+    q.enqueue_task(&g, p.task("task-1"));
+    settle().await;
+    q.preempt_idle_run(&g);
+    q.notify_idle(&g);
+    assert_eq!(p.closes(&g), 0);
+}

@@ -10,7 +10,6 @@
 //! answer a message twice.
 
 use std::collections::HashMap;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::RwLock;
@@ -44,6 +43,10 @@ use crate::runner::RunOutcome;
 use crate::runner::RunPurpose;
 use crate::runner::RunRequest;
 
+mod live;
+
+use live::LiveRun;
+
 /// Router settings (resolved from the config file).
 #[derive(Debug, Clone)]
 pub struct RouterSettings {
@@ -53,22 +56,6 @@ pub struct RouterSettings {
     pub idle_timeout: Duration,
     /// Most messages put into one prompt; the rest wait for the next run.
     pub max_batch_messages: usize,
-}
-
-/// A live message run, as the router sees it.
-struct LiveRun {
-    /// The chat it answers (`None` while its first batch is being read).
-    chat: Option<ChatJid>,
-    /// The last message seq handed to the run (initial prompt or pipe).
-    last_seq: i64,
-    /// The last seq of each input batch not yet answered, in order.
-    unanswered: VecDeque<i64>,
-    /// False until the queue can pipe into the run. A message that arrives before cannot be
-    /// piped, and the message check its arrival queues runs only after the run ends (its idle
-    /// timeout, 30 minutes by default): the run takes such messages as soon as it is up.
-    started: bool,
-    /// A message arrived before the run was started.
-    missed: bool,
 }
 
 /// The router. Cheap to share (`Arc<Router>`).
@@ -196,102 +183,6 @@ impl Router {
         self.queue.enqueue_message_check(&key);
     }
 
-    /// Pipes messages newer than what the live run has seen, if a live run answers this chat
-    /// and the batch passes the trigger gate.
-    fn try_pipe(&self, key: &GroupKey, group: &RegisteredGroup, arrival: &Arrival) -> bool {
-        let Ok(mut live) = self.live.lock() else {
-            return false;
-        };
-        let Some(run) = live.get_mut(key) else {
-            return false;
-        };
-        if !run.started {
-            // The caller still queues a message check (the message may be for another chat of
-            // the folder); the starting run catches up with its own chat once it is up.
-            run.missed = true;
-            return false;
-        }
-        if run.chat.as_ref() != Some(&group.jid) {
-            return false;
-        }
-        if arrival.message.seq <= run.last_seq {
-            // The run has it already (a repeated delivery, or piped with a later message).
-            return true;
-        }
-        let piped = self.pipe_newer(key, group, run, Some(arrival));
-        drop(live);
-        if piped {
-            self.typing(&group.jid, true);
-        }
-        piped
-    }
-
-    /// Pipes the chat's messages newer than what `run` has seen (just `arrival` when it is the
-    /// next one), if they pass the trigger gate. True when nothing is left for a message check.
-    fn pipe_newer(
-        &self,
-        key: &GroupKey,
-        group: &RegisteredGroup,
-        run: &mut LiveRun,
-        arrival: Option<&Arrival>,
-    ) -> bool {
-        let next = arrival.filter(|a| a.previous_in_chat == Some(run.last_seq));
-        let pending = if let Some(arrival) = next {
-            // The run has seen everything before this message: nothing to read back.
-            vec![arrival.message.clone()]
-        } else {
-            match self.store.messages_since(
-                &group.tenant,
-                &group.jid,
-                run.last_seq,
-                self.settings.max_batch_messages,
-            ) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(group = %key, error = %e, "reading messages to pipe failed");
-                    return false;
-                }
-            }
-        };
-        let Some(last) = pending.last().map(|m| m.seq) else {
-            return true;
-        };
-        if !passes_gate(
-            &self.settings.trigger,
-            group.is_main(),
-            group.requires_trigger,
-            pending.iter().map(|m| m.content.as_str()),
-        ) {
-            // Stays stored as context for the next triggered batch.
-            return true;
-        }
-        if !self
-            .queue
-            .send_message(key, &group.jid, prompt_for(&pending))
-        {
-            return false;
-        }
-        run.last_seq = last;
-        run.unanswered.push_back(last);
-        true
-    }
-
-    /// The run of `key` is up: from now on arrivals are piped into it, and what arrived while
-    /// it was starting is piped now.
-    fn run_started(&self, key: &GroupKey, group: &RegisteredGroup) {
-        let Ok(mut live) = self.live.lock() else {
-            return;
-        };
-        let Some(run) = live.get_mut(key) else {
-            return;
-        };
-        run.started = true;
-        if std::mem::take(&mut run.missed) && self.pipe_newer(key, group, run, None) {
-            drop(live);
-            self.typing(&group.jid, true);
-        }
-    }
-
     /// Re-queues every group with messages newer than its cursor (start-up and periodic sweep).
     /// Returns how many groups were queued.
     pub fn recover_pending(&self) -> Result<usize, RouterError> {
@@ -350,21 +241,9 @@ impl Router {
             .map(|g| g.in_folder(key))
             .unwrap_or_default();
         for group in groups {
-            let pending = self.store.pending_messages(
-                &group.tenant,
-                &group.jid,
-                self.settings.max_batch_messages,
-            )?;
-            if pending.is_empty()
-                || !passes_gate(
-                    &self.settings.trigger,
-                    group.is_main(),
-                    group.requires_trigger,
-                    pending.iter().map(|m| m.content.as_str()),
-                )
-            {
+            let Some(pending) = self.answerable_batch(&group)? else {
                 continue;
-            }
+            };
             let older = best.as_ref().is_none_or(|(_, b)| pending[0].seq < b[0].seq);
             if older {
                 best = Some((group, pending));
@@ -373,20 +252,31 @@ impl Router {
         Ok(best)
     }
 
+    /// The chat's messages after its cursor, if there are any and they pass the trigger gate.
+    fn answerable_batch(
+        &self,
+        group: &RegisteredGroup,
+    ) -> Result<Option<Vec<StoredMessage>>, RouterError> {
+        let pending = self.store.pending_messages(
+            &group.tenant,
+            &group.jid,
+            self.settings.max_batch_messages,
+        )?;
+        let answerable = !pending.is_empty()
+            && passes_gate(
+                &self.settings.trigger,
+                group.is_main(),
+                group.requires_trigger,
+                pending.iter().map(|m| m.content.as_str()),
+            );
+        Ok(answerable.then_some(pending))
+    }
+
     async fn process(self: Arc<Self>, key: GroupKey, slot: RunSlot) -> bool {
         // In place before the batch is read: a message stored after the read finds the run
         // starting and is piped once it is up (see `LiveRun::started`).
         if let Ok(mut live) = self.live.lock() {
-            live.insert(
-                key.clone(),
-                LiveRun {
-                    chat: None,
-                    last_seq: 0,
-                    unanswered: VecDeque::new(),
-                    started: false,
-                    missed: false,
-                },
-            );
+            live.insert(key.clone(), LiveRun::starting());
         }
         let (group, request, last_seq) = match self.first_batch(&key) {
             Ok(Some(found)) => found,
@@ -400,9 +290,7 @@ impl Router {
         if let Ok(mut live) = self.live.lock()
             && let Some(run) = live.get_mut(&key)
         {
-            run.chat = Some(group.jid.clone());
-            run.last_seq = last_seq;
-            run.unanswered.push_back(last_seq);
+            run.first_batch(&group.jid, last_seq);
         }
         self.typing(&group.jid, true);
         let ok = self.drive_run(&key, &group, request, &slot).await;
@@ -411,7 +299,7 @@ impl Router {
             .lock()
             .ok()
             .and_then(|mut l| l.remove(&key))
-            .map(|run| run.unanswered.len())
+            .map(|run| run.unanswered())
             .unwrap_or(0);
         self.typing(&group.jid, false);
         if !ok {
@@ -579,28 +467,6 @@ impl Router {
             }
             None => true,
         }
-    }
-
-    fn unanswered(&self, key: &GroupKey) -> usize {
-        self.live
-            .lock()
-            .ok()
-            .and_then(|l| l.get(key).map(|r| r.unanswered.len()))
-            .unwrap_or(0)
-    }
-
-    /// Pops `inputs` answered batches; returns the cursor they complete.
-    fn take_answered(&self, key: &GroupKey, inputs: u32) -> Option<i64> {
-        let mut live = self.live.lock().ok()?;
-        let run = live.get_mut(key)?;
-        let mut last = None;
-        for _ in 0..inputs {
-            match run.unanswered.pop_front() {
-                Some(seq) => last = Some(seq),
-                None => break,
-            }
-        }
-        last
     }
 
     /// Commits a reply (when non-empty) with its cursor move, then wakes the outbox.

@@ -535,3 +535,77 @@ async fn a_message_sent_while_the_run_starts_is_answered_by_that_run() {
     assert!(prompts[1].contains(">two</message>"), "{prompts:?}");
     t.daemon.shutdown().await;
 }
+
+/// Two chats share a folder (the CLI and a self-chat both on `main`), and a run answers one chat.
+/// A message for the other chat while that run idles used to wait for the idle timeout (30
+/// minutes by default); now it closes the idle run, as a pending task does, and gets its own.
+#[tokio::test]
+async fn a_message_for_another_chat_of_the_folder_does_not_wait_for_the_idle_run() {
+    let runner = ScriptedRunner::new(|req, _| Turn::reply(format!("to {}", req.chat_jid)));
+    let t = start(runner.clone(), "").await;
+    for chat in ["fake:one", "fake:two"] {
+        t.channel
+            .register(&tenant(), chat, "main", None)
+            .await
+            .unwrap();
+    }
+    t.channel
+        .inject(&tenant(), "fake:one", "U", "hello one")
+        .await
+        .unwrap();
+    t.channel.wait_sent(1, WAIT).await;
+    // The run for `one` now idles; `two` must not wait for it to time out.
+    t.channel
+        .inject(&tenant(), "fake:two", "U", "hello two")
+        .await
+        .unwrap();
+    let sent = t.channel.wait_sent(2, WAIT).await;
+    assert_eq!(sent[1].chat_jid, "fake:two");
+    assert_eq!(sent[1].text, "to fake:two");
+    t.channel
+        .inject(&tenant(), "fake:two", "U", "and again")
+        .await
+        .unwrap();
+    let sent = t.channel.wait_sent(3, WAIT).await;
+    assert_eq!(sent[2].text, "to fake:two");
+    assert_eq!(runner.started().len(), 2, "the second message was piped");
+    t.daemon.shutdown().await;
+}
+
+/// Only messages that will be answered close another chat's idle run: an untriggered message in
+/// a chat that needs the trigger stays as context and leaves the run alone.
+#[tokio::test]
+async fn an_untriggered_message_in_another_chat_leaves_the_idle_run_alone() {
+    let runner = ScriptedRunner::new(|req, _| Turn::reply(format!("to {}", req.chat_jid)));
+    let t = start(runner.clone(), "").await;
+    for chat in ["fake:a", "fake:b"] {
+        t.channel
+            .register(&tenant(), chat, "team", None)
+            .await
+            .unwrap();
+    }
+    t.channel
+        .inject(&tenant(), "fake:a", "U", "@Andy hi")
+        .await
+        .unwrap();
+    t.channel.wait_sent(1, WAIT).await;
+    t.channel
+        .inject(&tenant(), "fake:b", "U", "just chatting")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runner.live_runs(), 1, "the idle run of fake:a is still up");
+    assert_eq!(runner.started().len(), 1);
+    t.channel
+        .inject(&tenant(), "fake:b", "U", "@Andy and you?")
+        .await
+        .unwrap();
+    let sent = t.channel.wait_sent(2, WAIT).await;
+    assert_eq!(sent[1].text, "to fake:b");
+    let prompt = &runner.started()[1].request.prompt;
+    assert!(
+        prompt.contains("just chatting"),
+        "kept as context: {prompt}"
+    );
+    t.daemon.shutdown().await;
+}

@@ -1,0 +1,200 @@
+//! Live message runs as the router sees them: what each has been given and has answered, and
+//! piping later messages into it (including those that arrived while it was starting).
+
+use std::collections::VecDeque;
+
+use cambot_core::Arrival;
+use cambot_protocol::ChatJid;
+use cambot_protocol::GroupKey;
+use cambot_protocol::RegisteredGroup;
+
+use super::Router;
+use super::prompt_for;
+use crate::formatting::passes_gate;
+
+/// A live message run, as the router sees it.
+pub(super) struct LiveRun {
+    /// The chat it answers (`None` while its first batch is being read).
+    chat: Option<ChatJid>,
+    /// The last message seq handed to the run (initial prompt or pipe).
+    last_seq: i64,
+    /// The last seq of each input batch not yet answered, in order.
+    unanswered: VecDeque<i64>,
+    /// False until the queue can pipe into the run. A message that arrives before cannot be
+    /// piped, and the message check its arrival queues runs only after the run ends (its idle
+    /// timeout, 30 minutes by default): the run takes such messages as soon as it is up.
+    started: bool,
+    /// The chats of messages that arrived before the run was started.
+    missed: Vec<ChatJid>,
+}
+
+impl LiveRun {
+    /// A run whose first batch is about to be read.
+    pub(super) fn starting() -> Self {
+        Self {
+            chat: None,
+            last_seq: 0,
+            unanswered: VecDeque::new(),
+            started: false,
+            missed: Vec::new(),
+        }
+    }
+
+    /// Input batches given and not answered yet.
+    pub(super) fn unanswered(&self) -> usize {
+        self.unanswered.len()
+    }
+
+    /// The run answers `chat`, starting with the batch that ends at `last_seq`.
+    pub(super) fn first_batch(&mut self, chat: &ChatJid, last_seq: i64) {
+        self.chat = Some(chat.clone());
+        self.last_seq = last_seq;
+        self.unanswered.push_back(last_seq);
+    }
+}
+
+impl Router {
+    /// Pipes messages newer than what the live run has seen, if a live run answers this chat
+    /// and the batch passes the trigger gate.
+    pub(super) fn try_pipe(
+        &self,
+        key: &GroupKey,
+        group: &RegisteredGroup,
+        arrival: &Arrival,
+    ) -> bool {
+        let Ok(mut live) = self.live.lock() else {
+            return false;
+        };
+        let Some(run) = live.get_mut(key) else {
+            return false;
+        };
+        if !run.started {
+            // The caller still queues a message check (the message may be for another chat of
+            // the folder); the starting run catches up with its own chat once it is up.
+            if !run.missed.contains(&group.jid) {
+                run.missed.push(group.jid.clone());
+            }
+            return false;
+        }
+        if run.chat.as_ref() != Some(&group.jid) {
+            drop(live);
+            self.make_way_for(key, &group.jid);
+            return false;
+        }
+        if arrival.message.seq <= run.last_seq {
+            // The run has it already (a repeated delivery, or piped with a later message).
+            return true;
+        }
+        let piped = self.pipe_newer(key, group, run, Some(arrival));
+        drop(live);
+        if piped {
+            self.typing(&group.jid, true);
+        }
+        piped
+    }
+
+    /// Pipes the chat's messages newer than what `run` has seen (just `arrival` when it is the
+    /// next one), if they pass the trigger gate. True when nothing is left for a message check.
+    fn pipe_newer(
+        &self,
+        key: &GroupKey,
+        group: &RegisteredGroup,
+        run: &mut LiveRun,
+        arrival: Option<&Arrival>,
+    ) -> bool {
+        let next = arrival.filter(|a| a.previous_in_chat == Some(run.last_seq));
+        let pending = if let Some(arrival) = next {
+            // The run has seen everything before this message: nothing to read back.
+            vec![arrival.message.clone()]
+        } else {
+            match self.store.messages_since(
+                &group.tenant,
+                &group.jid,
+                run.last_seq,
+                self.settings.max_batch_messages,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(group = %key, error = %e, "reading messages to pipe failed");
+                    return false;
+                }
+            }
+        };
+        let Some(last) = pending.last().map(|m| m.seq) else {
+            return true;
+        };
+        if !passes_gate(
+            &self.settings.trigger,
+            group.is_main(),
+            group.requires_trigger,
+            pending.iter().map(|m| m.content.as_str()),
+        ) {
+            // Stays stored as context for the next triggered batch.
+            return true;
+        }
+        if !self
+            .queue
+            .send_message(key, &group.jid, prompt_for(&pending))
+        {
+            return false;
+        }
+        run.last_seq = last;
+        run.unanswered.push_back(last);
+        true
+    }
+
+    /// The run of `key` is up: from now on arrivals are piped into it, and what arrived while
+    /// it was starting is piped now.
+    pub(super) fn run_started(&self, key: &GroupKey, group: &RegisteredGroup) {
+        let Ok(mut live) = self.live.lock() else {
+            return;
+        };
+        let Some(run) = live.get_mut(key) else {
+            return;
+        };
+        run.started = true;
+        let missed = std::mem::take(&mut run.missed);
+        let piped = missed.contains(&group.jid) && self.pipe_newer(key, group, run, None);
+        drop(live);
+        if piped {
+            self.typing(&group.jid, true);
+        }
+        for chat in missed.iter().filter(|chat| **chat != group.jid) {
+            self.make_way_for(key, chat);
+        }
+    }
+
+    /// `chat` (of the folder `key`) has messages the live run cannot take: if they will be
+    /// answered, the run closes once idle so that they get a run of their own.
+    fn make_way_for(&self, key: &GroupKey, chat: &ChatJid) {
+        let Some(group) = self.group_for(&key.tenant, chat) else {
+            return;
+        };
+        // A failed read counts as answerable: closing an idle run early loses nothing.
+        if !matches!(self.answerable_batch(&group), Ok(None)) {
+            self.queue.preempt_idle_run(key);
+        }
+    }
+
+    pub(super) fn unanswered(&self, key: &GroupKey) -> usize {
+        self.live
+            .lock()
+            .ok()
+            .and_then(|l| l.get(key).map(|r| r.unanswered.len()))
+            .unwrap_or(0)
+    }
+
+    /// Pops `inputs` answered batches; returns the cursor they complete.
+    pub(super) fn take_answered(&self, key: &GroupKey, inputs: u32) -> Option<i64> {
+        let mut live = self.live.lock().ok()?;
+        let run = live.get_mut(key)?;
+        let mut last = None;
+        for _ in 0..inputs {
+            match run.unanswered.pop_front() {
+                Some(seq) => last = Some(seq),
+                None => break,
+            }
+        }
+        last
+    }
+}
