@@ -609,3 +609,42 @@ async fn an_untriggered_message_in_another_chat_leaves_the_idle_run_alone() {
     );
     t.daemon.shutdown().await;
 }
+
+/// The two cases together: another chat's message arrives while the run is still starting. Once
+/// the run is up and idle, it makes way for that chat instead of idling for 30 minutes.
+#[tokio::test]
+async fn another_chats_message_while_the_run_starts_gets_its_own_run() {
+    let runner = ScriptedRunner::slow_start(Duration::from_millis(300), |req, _| {
+        Turn::reply(format!("to {}", req.chat_jid))
+    });
+    let t = start(runner.clone(), "").await;
+    for chat in ["fake:one", "fake:two"] {
+        t.channel
+            .register(&tenant(), chat, "main", None)
+            .await
+            .unwrap();
+    }
+    t.channel
+        .inject(&tenant(), "fake:one", "U", "hello one")
+        .await
+        .unwrap();
+    eventually("the run is starting", || runner.started().len() == 1).await;
+    t.channel
+        .inject(&tenant(), "fake:two", "U", "hello two")
+        .await
+        .unwrap();
+    let sent = t.channel.wait_sent(2, WAIT).await;
+    let mut pairs: Vec<_> = sent
+        .iter()
+        .map(|d| (d.chat_jid.clone(), d.text.clone()))
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            ("fake:one".to_owned(), "to fake:one".to_owned()),
+            ("fake:two".to_owned(), "to fake:two".to_owned())
+        ]
+    );
+    t.daemon.shutdown().await;
+}
