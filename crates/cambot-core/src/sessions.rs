@@ -28,11 +28,8 @@ impl Store {
         folder: &GroupFolder,
         session_id: &str,
     ) -> Result<()> {
-        self.writer().submit_blocking(WriteOp::SetSession {
-            tenant: tenant.clone(),
-            folder: folder.clone(),
-            session_id: session_id.to_owned(),
-        })?;
+        self.writer()
+            .submit_blocking(set_session_op(tenant, folder, session_id))?;
         Ok(())
     }
 
@@ -44,11 +41,7 @@ impl Store {
         session_id: &str,
     ) -> Result<()> {
         self.writer()
-            .submit(WriteOp::SetSession {
-                tenant: tenant.clone(),
-                folder: folder.clone(),
-                session_id: session_id.to_owned(),
-            })
+            .submit(set_session_op(tenant, folder, session_id))
             .await?;
         Ok(())
     }
@@ -61,6 +54,14 @@ impl Store {
             params![tenant.as_str(), folder.as_str()],
         )?;
         Ok(())
+    }
+}
+
+fn set_session_op(tenant: &TenantId, folder: &GroupFolder, session_id: &str) -> WriteOp {
+    WriteOp::SetSession {
+        tenant: tenant.clone(),
+        folder: folder.clone(),
+        session_id: session_id.to_owned(),
     }
 }
 

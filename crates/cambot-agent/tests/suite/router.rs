@@ -16,6 +16,28 @@ use super::support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// A runner's script that answers each turn with the chat it answers.
+fn reply_to_chat(req: &cambot_agent::runner::RunRequest, _: &str) -> Turn {
+    Turn::reply(format!("to {}", req.chat_jid))
+}
+
+/// A daemon with `chats` registered in one `folder` (default idle timeout unless `extra_toml`).
+async fn folder_of_chats(
+    runner: Arc<ScriptedRunner>,
+    extra_toml: &str,
+    folder: &str,
+    chats: &[&str],
+) -> TestDaemon {
+    let t = start(runner, extra_toml).await;
+    for chat in chats {
+        t.channel
+            .register(&tenant(), chat, folder, None)
+            .await
+            .unwrap();
+    }
+    t
+}
+
 #[tokio::test]
 async fn a_message_gets_one_reply_with_internal_text_stripped() {
     let runner = ScriptedRunner::new(|_, _| Turn::reply("<internal>plan</internal>Hello there"));
@@ -351,16 +373,14 @@ async fn groups_run_in_parallel_but_one_run_per_group() {
 
 #[tokio::test]
 async fn two_chats_in_one_folder_get_their_own_replies() {
-    let runner = ScriptedRunner::new(|req, _| Turn::reply(format!("to {}", req.chat_jid)));
-    let t = start(runner.clone(), "[router]\nidle_timeout_ms = 50\n").await;
-    t.channel
-        .register(&tenant(), "fake:one", "main", None)
-        .await
-        .unwrap();
-    t.channel
-        .register(&tenant(), "fake:two", "main", None)
-        .await
-        .unwrap();
+    let runner = ScriptedRunner::new(reply_to_chat);
+    let t = folder_of_chats(
+        runner.clone(),
+        "[router]\nidle_timeout_ms = 50\n",
+        "main",
+        &["fake:one", "fake:two"],
+    )
+    .await;
     t.channel
         .inject(&tenant(), "fake:one", "U", "hello one")
         .await
@@ -541,14 +561,8 @@ async fn a_message_sent_while_the_run_starts_is_answered_by_that_run() {
 /// minutes by default); now it closes the idle run, as a pending task does, and gets its own.
 #[tokio::test]
 async fn a_message_for_another_chat_of_the_folder_does_not_wait_for_the_idle_run() {
-    let runner = ScriptedRunner::new(|req, _| Turn::reply(format!("to {}", req.chat_jid)));
-    let t = start(runner.clone(), "").await;
-    for chat in ["fake:one", "fake:two"] {
-        t.channel
-            .register(&tenant(), chat, "main", None)
-            .await
-            .unwrap();
-    }
+    let runner = ScriptedRunner::new(reply_to_chat);
+    let t = folder_of_chats(runner.clone(), "", "main", &["fake:one", "fake:two"]).await;
     t.channel
         .inject(&tenant(), "fake:one", "U", "hello one")
         .await
@@ -576,14 +590,8 @@ async fn a_message_for_another_chat_of_the_folder_does_not_wait_for_the_idle_run
 /// a chat that needs the trigger stays as context and leaves the run alone.
 #[tokio::test]
 async fn an_untriggered_message_in_another_chat_leaves_the_idle_run_alone() {
-    let runner = ScriptedRunner::new(|req, _| Turn::reply(format!("to {}", req.chat_jid)));
-    let t = start(runner.clone(), "").await;
-    for chat in ["fake:a", "fake:b"] {
-        t.channel
-            .register(&tenant(), chat, "team", None)
-            .await
-            .unwrap();
-    }
+    let runner = ScriptedRunner::new(reply_to_chat);
+    let t = folder_of_chats(runner.clone(), "", "team", &["fake:a", "fake:b"]).await;
     t.channel
         .inject(&tenant(), "fake:a", "U", "@Andy hi")
         .await
@@ -614,16 +622,8 @@ async fn an_untriggered_message_in_another_chat_leaves_the_idle_run_alone() {
 /// the run is up and idle, it makes way for that chat instead of idling for 30 minutes.
 #[tokio::test]
 async fn another_chats_message_while_the_run_starts_gets_its_own_run() {
-    let runner = ScriptedRunner::slow_start(Duration::from_millis(300), |req, _| {
-        Turn::reply(format!("to {}", req.chat_jid))
-    });
-    let t = start(runner.clone(), "").await;
-    for chat in ["fake:one", "fake:two"] {
-        t.channel
-            .register(&tenant(), chat, "main", None)
-            .await
-            .unwrap();
-    }
+    let runner = ScriptedRunner::slow_start(Duration::from_millis(300), reply_to_chat);
+    let t = folder_of_chats(runner.clone(), "", "main", &["fake:one", "fake:two"]).await;
     t.channel
         .inject(&tenant(), "fake:one", "U", "hello one")
         .await
