@@ -137,7 +137,16 @@ impl Daemon {
             path: layout.root().to_owned(),
             source,
         })?;
-        let store = Store::open(&layout.database())?;
+        // The daemon owns the ingest journal: opening may replay it, or wait a moment for a
+        // previous daemon of this process to finish its last move.
+        let database = layout.database();
+        let store = tokio::task::spawn_blocking(move || Store::open_owning_messages(&database))
+            .await
+            .map_err(|e| {
+                DaemonError::Store(cambot_core::StoreError::Invalid(format!(
+                    "opening the database panicked: {e}"
+                )))
+            })??;
         let outbox = Outbox::new();
         let cancel = CancellationToken::new();
         let background = TaskTracker::new();
@@ -356,6 +365,8 @@ impl Daemon {
                 tracing::warn!(channel = channel.name(), error = %e, "disconnect failed");
             }
         }
+        // Last: what the channels handed over is moved into SQLite and the journal is released.
+        self.router.store().close_message_intake();
         tracing::info!(drained, "shutdown complete");
         drained
     }
@@ -363,6 +374,8 @@ impl Daemon {
     /// Second signal: kill every live run now.
     pub async fn force_stop(&self) {
         self.router.queue().kill_all().await;
+        // As if the process had died: the next daemon on this data directory takes the journal.
+        self.router.store().close_message_intake();
     }
 }
 

@@ -107,9 +107,11 @@ impl ChannelHost for RouterHost {
                 metadata.channel.clone(),
                 metadata.is_group,
             );
+            // Not waited for: channels report metadata with every message, and the message
+            // after it must not queue behind the writer's commits and checkpoints.
             self.router
                 .store()
-                .store_chat_metadata_async(metadata)
+                .queue_chat_metadata(metadata)
                 .await
                 .map_err(storage)?;
             if let Ok(mut cache) = self.metadata.lock() {

@@ -25,6 +25,7 @@ use crate::error::Result;
 use crate::error::StoreError;
 use crate::message_writer::MessageWriter;
 use crate::messages::upsert_chat;
+use crate::overlay::Version;
 use crate::sessions::upsert_session;
 
 /// Most operations committed together.
@@ -38,6 +39,9 @@ const QUEUE_CAPACITY: usize = 8192;
 #[derive(Debug)]
 pub(crate) enum WriteOp {
     StoreMessage(InboundMessage),
+    /// Journaled messages, with the seqs they were acknowledged with, moved into the table
+    /// (see [`crate::ingest`]). A record already moved is written again in place.
+    MoveMessages(Vec<Version>),
     ChatMetadata(ChatMetadata),
     SetSession {
         tenant: TenantId,
@@ -89,6 +93,8 @@ struct Completed {
 enum Reply {
     Sync(mpsc::SyncSender<Completed>),
     Async(tokio::sync::oneshot::Sender<Completed>),
+    /// Nobody waits: a failure is logged.
+    Detached,
 }
 
 impl Reply {
@@ -101,6 +107,11 @@ impl Reply {
             }
             Self::Async(tx) => {
                 let _ = tx.send(done);
+            }
+            Self::Detached => {
+                if let Err(e) = done.result {
+                    tracing::error!(error = %e, op = ?done.op, "a queued write failed");
+                }
             }
         }
     }
@@ -137,9 +148,39 @@ impl Writer {
         rx.recv().map_err(|_| StoreError::WriterGone)?.result
     }
 
+    /// [`Writer::submit_blocking`], handing the operation back with its outcome. `Err` only when
+    /// the writer thread is gone.
+    pub(crate) fn submit_blocking_returning(
+        &self,
+        op: WriteOp,
+    ) -> Result<(Result<Written>, WriteOp)> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send((op, Reply::Sync(tx)))
+            .map_err(|_| StoreError::WriterGone)?;
+        let done = rx.recv().map_err(|_| StoreError::WriterGone)?;
+        Ok((done.result, done.op))
+    }
+
     /// Queues `op` and waits (asynchronously) until it is committed.
     pub(crate) async fn submit(&self, op: WriteOp) -> Result<Written> {
         self.submit_returning(op).await.map(|(written, _)| written)
+    }
+
+    /// Queues `op` without waiting for its commit (it commits with the writer's next batch; a
+    /// failure is logged). Waits only while the queue is full.
+    pub(crate) async fn submit_detached(&self, op: WriteOp) -> Result<()> {
+        let mut job = (op, Reply::Detached);
+        loop {
+            match self.tx.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Full(back)) => {
+                    job = back;
+                    tokio::task::yield_now().await;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
+            }
+        }
     }
 
     /// [`Writer::submit`], handing the committed operation back to the caller.
@@ -198,6 +239,12 @@ fn run_op(
 ) -> Result<Written> {
     match op {
         WriteOp::StoreMessage(msg) => messages.store(conn, msg),
+        WriteOp::MoveMessages(versions) => {
+            for v in versions {
+                messages.move_in(conn, &v.message)?;
+            }
+            Ok(Written::value(0))
+        }
         WriteOp::ChatMetadata(meta) => {
             upsert_chat(conn, meta)?;
             Ok(Written::value(0))

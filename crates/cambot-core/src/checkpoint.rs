@@ -14,6 +14,8 @@
 
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 use std::time::Instant;
@@ -23,6 +25,7 @@ use rusqlite::OpenFlags;
 
 use crate::error::Result;
 use crate::error::StoreError;
+use crate::ingest::Durability;
 
 /// WAL pages after which the writer connection checkpoints by itself. In bursts the background
 /// thread keeps the WAL far below this; under writes that never pause it is this checkpoint that
@@ -37,6 +40,8 @@ const COALESCE: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     poke: mpsc::SyncSender<()>,
+    /// The ingest journal, once its owner has started it.
+    journal: Arc<OnceLock<Arc<Durability>>>,
 }
 
 impl Checkpointer {
@@ -55,13 +60,21 @@ impl Checkpointer {
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
+        let journal = Arc::new(OnceLock::new());
+        let watched = Arc::clone(&journal);
         std::thread::Builder::new()
             .name("cambot-dbcheckpoint".into())
-            .spawn(move || checkpoint_loop(&conn, &wal, &pokes))
+            .spawn(move || checkpoint_loop(&conn, &wal, &pokes, &watched))
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot start the database checkpoint thread: {e}"))
             })?;
-        Ok(Self { poke })
+        Ok(Self { poke, journal })
+    }
+
+    /// From now on the journal is synced before the WAL, and its sealed segments are emptied
+    /// once the WAL holding their messages is synced.
+    pub(crate) fn watch_journal(&self, durability: Arc<Durability>) {
+        let _ = self.journal.set(durability);
     }
 
     /// Something was written: schedule a checkpoint. Never blocks.
@@ -91,13 +104,28 @@ fn sync_wal(path: &Path, wal: &mut Option<std::fs::File>) {
     }
 }
 
-fn checkpoint_loop(conn: &Connection, wal_path: &Path, pokes: &mpsc::Receiver<()>) {
+/// Syncs the journal (if any), then the WAL; then recycles what the synced WAL made redundant.
+fn sync_all(wal_path: &Path, wal: &mut Option<std::fs::File>, journal: &OnceLock<Arc<Durability>>) {
+    let journal = journal.get();
+    let moved = journal.map(|j| j.sync_journal());
+    sync_wal(wal_path, wal);
+    if let (Some(journal), Some(moved), Some(_)) = (journal, moved, wal.as_ref()) {
+        journal.wal_synced(moved);
+    }
+}
+
+fn checkpoint_loop(
+    conn: &Connection,
+    wal_path: &Path,
+    pokes: &mpsc::Receiver<()>,
+    journal: &OnceLock<Arc<Durability>>,
+) {
     let mut wal = None;
     while pokes.recv().is_ok() {
         let checkpoint_at = Instant::now() + COALESCE;
         while Instant::now() < checkpoint_at {
             std::thread::sleep(SYNC_EVERY);
-            sync_wal(wal_path, &mut wal);
+            sync_all(wal_path, &mut wal, journal);
         }
         // Writes during the pause are covered by this checkpoint.
         let _ = pokes.try_recv();

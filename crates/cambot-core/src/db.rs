@@ -13,6 +13,7 @@ use crate::checkpoint::BACKSTOP_PAGES;
 use crate::checkpoint::Checkpointer;
 use crate::error::Result;
 use crate::error::StoreError;
+use crate::ingest::Ingest;
 
 /// One migration: applied in order, each in its own transaction, recorded in
 /// `schema_migrations`. Never edit a released migration; add a new one.
@@ -54,6 +55,11 @@ pub struct Store {
     writer: Arc<crate::batch::Writer>,
     /// Checkpoints the WAL off the write path (file databases only).
     checkpointer: Option<Arc<Checkpointer>>,
+    /// The database file (`None` in memory): a store that does not own the ingest journal
+    /// takes its shared lock while it writes a message.
+    path: Option<Arc<Path>>,
+    /// The ingest journal, in the store that owns it ([`Store::open_owning_messages`]).
+    pub(crate) ingest: Option<Arc<Ingest>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -91,7 +97,46 @@ impl Store {
         reader.execute_batch("PRAGMA cache_size = -32768;")?;
         reader.set_prepared_statement_cache_capacity(64);
         store.reader = Some(Arc::new(Mutex::new(reader)));
+        store.path = Some(Arc::from(path));
         Ok(store)
+    }
+
+    /// [`Store::open`] for the daemon: this store becomes the only writer of messages and
+    /// acknowledges each once it is in the ingest journal, before SQLite has it (see
+    /// `docs/ingest-journal.md`). What a previous owner left in the journal is replayed first.
+    /// Fails when another process owns the journal; waits a few seconds for a previous owner in
+    /// this process to finish.
+    pub fn open_owning_messages(path: &Path) -> Result<Self> {
+        let mut store = Self::open(path)?;
+        let (ingest, durability) = Ingest::start(path, Arc::clone(&store.writer))?;
+        if let Some(c) = &store.checkpointer {
+            c.watch_journal(durability);
+        }
+        store.ingest = Some(Arc::new(ingest));
+        Ok(store)
+    }
+
+    /// Stops this store's message intake, in the store that owns the ingest journal (a no-op
+    /// otherwise): later stores of messages fail, what was acknowledged is moved into SQLite, and
+    /// then the journal's lock is released for the next owner (a restarted daemon). Reads go on.
+    pub fn close_message_intake(&self) {
+        if let Some(ingest) = &self.ingest {
+            ingest.close();
+        }
+    }
+
+    /// Messages acknowledged but not yet in SQLite (0 without an ingest journal).
+    pub fn unmoved_messages(&self) -> usize {
+        self.ingest.as_ref().map_or(0, |i| i.overlay.len())
+    }
+
+    /// For a store that does not own the ingest journal: the journal's shared lock, held while
+    /// it writes a message (an error when a daemon owns the journal).
+    pub(crate) fn message_write_lock(&self) -> Result<Option<std::fs::File>> {
+        match &self.path {
+            Some(path) => crate::ingest::shared_message_lock(path).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// A private in-memory database (tests, benchmarks).
@@ -148,6 +193,8 @@ impl Store {
             reader: None,
             writer,
             checkpointer,
+            path: None,
+            ingest: None,
         })
     }
 

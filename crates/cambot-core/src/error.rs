@@ -31,6 +31,8 @@ pub enum StoreError {
     Invalid(String),
     #[error("committing a batch of writes failed: {0}")]
     BatchCommit(String),
+    #[error("ingest journal: {0}")]
+    Journal(String),
     #[error("the database writer thread is gone")]
     WriterGone,
     #[error("the database lock was poisoned by a panic in another thread")]

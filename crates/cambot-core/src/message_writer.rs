@@ -14,9 +14,12 @@ use rusqlite::Connection;
 
 use crate::batch::Written;
 use crate::error::Result;
+use crate::messages::StoredMessage;
 use crate::messages::ensure_chat;
+use crate::messages::ensure_chat_row;
 use crate::messages::insert_message_row;
 use crate::messages::update_repeated_message;
+use crate::messages::upsert_moved_message;
 
 /// Most chats remembered; past it the map starts over (only a statement or a read per message
 /// is at stake while it refills).
@@ -37,8 +40,8 @@ pub(crate) struct MessageWriter {
 }
 
 impl MessageWriter {
-    /// Stores `msg` in the open transaction (idempotent on `(tenant, chat_jid, id)`).
-    pub(crate) fn store(&mut self, conn: &Connection, msg: &InboundMessage) -> Result<Written> {
+    /// Drops the memory if another connection has committed since the last transaction.
+    fn check_data_version(&mut self, conn: &Connection) -> Result<()> {
         if !self.checked {
             let version = data_version(conn)?;
             if self.data_version != Some(version) {
@@ -47,6 +50,12 @@ impl MessageWriter {
             }
             self.checked = true;
         }
+        Ok(())
+    }
+
+    /// Stores `msg` in the open transaction (idempotent on `(tenant, chat_jid, id)`).
+    pub(crate) fn store(&mut self, conn: &Connection, msg: &InboundMessage) -> Result<Written> {
+        self.check_data_version(conn)?;
         let chat = (msg.tenant.clone(), msg.chat_jid.clone());
         let previous = self
             .staged_tails
@@ -69,6 +78,19 @@ impl MessageWriter {
             value: seq,
             previous_in_chat: previous,
         })
+    }
+
+    /// Writes a journaled message with the seq it was acknowledged with (see
+    /// [`crate::ingest`]): inserted, or updated in place when that seq is already stored (a
+    /// replayed record, or a repeated delivery with new content).
+    pub(crate) fn move_in(&mut self, conn: &Connection, msg: &StoredMessage) -> Result<()> {
+        self.check_data_version(conn)?;
+        let chat = (msg.tenant.clone(), msg.chat_jid.clone());
+        if !self.tails.contains_key(&chat) && !self.staged_tails.contains_key(&chat) {
+            ensure_chat_row(conn, &msg.tenant, &msg.chat_jid, &msg.timestamp)?;
+            self.staged_tails.insert(chat, msg.seq);
+        }
+        upsert_moved_message(conn, msg)
     }
 
     pub(crate) fn committed(&mut self) {

@@ -11,6 +11,7 @@ use crate::batch::WriteOp;
 use crate::db::Store;
 use crate::error::Result;
 use crate::error::StoreError;
+use crate::overlay::merge;
 
 /// The special chat row the seed used to remember the last metadata sync.
 pub const GROUP_SYNC_JID: &str = "__group_sync__";
@@ -31,7 +32,7 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
-    fn stored(msg: InboundMessage, seq: i64) -> Self {
+    pub(crate) fn stored(msg: InboundMessage, seq: i64) -> Self {
         Self {
             seq,
             tenant: msg.tenant,
@@ -136,9 +137,24 @@ impl Store {
             .map(|_| ())
     }
 
+    /// [`Store::store_chat_metadata_async`] without waiting for the commit: queued for the
+    /// writer's next batch (a failure is logged). For channels reporting metadata with every
+    /// message, where the next report restores a write a crash lost, and the message that
+    /// follows must not wait behind the writer (messages themselves are journaled, see
+    /// [`Store::open_owning_messages`]).
+    pub async fn queue_chat_metadata(&self, meta: ChatMetadata) -> Result<()> {
+        self.writer()
+            .submit_detached(WriteOp::ChatMetadata(meta))
+            .await
+    }
+
     /// Stores a message idempotently on `(tenant, chat_jid, id)`; a repeat updates the content
     /// and keeps the original `seq`. Creates the chat row if needed. Returns the message's seq.
     pub fn store_message(&self, msg: &InboundMessage) -> Result<i64> {
+        if let Some(ingest) = &self.ingest {
+            return ingest.store_blocking(msg.clone()).map(|a| a.message.seq);
+        }
+        let _lock = self.message_write_lock()?;
         self.writer()
             .submit_blocking(WriteOp::StoreMessage(msg.clone()))
             .map(|w| w.value)
@@ -146,17 +162,21 @@ impl Store {
 
     /// [`Store::store_message`] for async callers: waits without blocking a runtime thread.
     pub async fn store_message_async(&self, msg: InboundMessage) -> Result<i64> {
-        self.writer()
-            .submit(WriteOp::StoreMessage(msg))
-            .await
-            .map(|w| w.value)
+        self.store_message_arrival(msg).await.map(|a| a.message.seq)
     }
 
     /// [`Store::store_message_async`] for the router: returns the message as stored, and the
     /// seq of the message stored just before it in the same chat when this store knows it
     /// (`None` for a repeated delivery, or for a chat's first message since the store opened).
     /// A reader that has seen exactly that previous message has nothing to read back.
+    ///
+    /// In the store that owns the ingest journal the message is acknowledged once journaled;
+    /// every read of messages sees it from then on.
     pub async fn store_message_arrival(&self, msg: InboundMessage) -> Result<Arrival> {
+        if let Some(ingest) = &self.ingest {
+            return ingest.store(msg).await;
+        }
+        let _lock = self.message_write_lock()?;
         let (written, op) = self
             .writer()
             .submit_returning(WriteOp::StoreMessage(msg))
@@ -172,6 +192,20 @@ impl Store {
         })
     }
 
+    /// Unmoved messages of a chat after `after` (bot messages included), read before the
+    /// database so that a message moved in between is seen there (see [`crate::overlay`]).
+    pub(crate) fn overlay_after(
+        &self,
+        tenant: &TenantId,
+        chat_jid: &ChatJid,
+        after: i64,
+    ) -> Vec<StoredMessage> {
+        self.ingest
+            .as_ref()
+            .map(|i| i.overlay.chat_after(tenant, chat_jid, after))
+            .unwrap_or_default()
+    }
+
     /// Messages of one chat after `since_seq` (exclusive), oldest first, bot messages excluded.
     /// Only the `is_bot_message` flag decides what is a bot message (seed DEFECT (b): a user
     /// message that happens to start with `Andy:` is still the user's).
@@ -182,6 +216,8 @@ impl Store {
         since_seq: i64,
         limit: usize,
     ) -> Result<Vec<StoredMessage>> {
+        let mut unmoved = self.overlay_after(tenant, chat_jid, since_seq);
+        unmoved.retain(|m| !m.is_bot_message);
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages
@@ -199,36 +235,58 @@ impl Store {
                 row_to_message,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(build_message).collect()
+        let stored = rows
+            .into_iter()
+            .map(build_message)
+            .collect::<Result<Vec<_>>>()?;
+        let mut all = merge(stored, unmoved);
+        all.truncate(limit);
+        Ok(all)
     }
 
     /// A chat's non-bot messages after its router cursor, oldest first (the cursor and the
-    /// messages read in one statement).
+    /// messages read in one transaction).
     pub fn pending_messages(
         &self,
         tenant: &TenantId,
         chat_jid: &ChatJid,
         limit: usize,
     ) -> Result<Vec<StoredMessage>> {
+        let mut unmoved = self.overlay_after(tenant, chat_jid, 0);
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(&format!(
+        let tx = conn.unchecked_transaction()?;
+        let cursor: i64 = tx
+            .prepare_cached(
+                "SELECT COALESCE((SELECT last_seq FROM router_cursors
+                                  WHERE tenant = ?1 AND chat_jid = ?2), 0)",
+            )?
+            .query_row(params![tenant.as_str(), chat_jid.as_str()], |r| r.get(0))?;
+        let mut stmt = tx.prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE tenant = ?1 AND chat_jid = ?2 AND is_bot_message = 0
-               AND seq > COALESCE((SELECT last_seq FROM router_cursors
-                                   WHERE tenant = ?1 AND chat_jid = ?2), 0)
-             ORDER BY seq LIMIT ?3"
+             WHERE tenant = ?1 AND chat_jid = ?2 AND is_bot_message = 0 AND seq > ?3
+             ORDER BY seq LIMIT ?4"
         ))?;
         let rows = stmt
             .query_map(
                 params![
                     tenant.as_str(),
                     chat_jid.as_str(),
+                    cursor,
                     i64::try_from(limit).unwrap_or(i64::MAX)
                 ],
                 row_to_message,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(build_message).collect()
+        drop(stmt);
+        tx.commit()?;
+        let stored = rows
+            .into_iter()
+            .map(build_message)
+            .collect::<Result<Vec<_>>>()?;
+        unmoved.retain(|m| !m.is_bot_message && m.seq > cursor);
+        let mut all = merge(stored, unmoved);
+        all.truncate(limit);
+        Ok(all)
     }
 
     /// New non-bot messages across several chats of a tenant after a global seq cursor, oldest
@@ -243,6 +301,12 @@ impl Store {
         if chat_jids.is_empty() {
             return Ok((Vec::new(), since_seq));
         }
+        let mut unmoved: Vec<StoredMessage> = chat_jids
+            .iter()
+            .flat_map(|chat| self.overlay_after(tenant, chat, since_seq))
+            .filter(|m| !m.is_bot_message)
+            .collect();
+        unmoved.sort_by_key(|m| m.seq);
         let conn = self.reader()?;
         let placeholders = (0..chat_jids.len())
             .map(|i| format!("?{}", i + 3))
@@ -260,23 +324,30 @@ impl Store {
         let rows = stmt
             .query_map(rusqlite::params_from_iter(values), row_to_message)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let messages = rows
+        let stored = rows
             .into_iter()
             .map(build_message)
             .collect::<Result<Vec<_>>>()?;
+        let messages = merge(stored, unmoved);
         let cursor = messages.iter().map(|m| m.seq).max().unwrap_or(since_seq);
         Ok((messages, cursor))
     }
 
     /// The newest non-bot message seq of a chat (0 when none).
     pub fn latest_message_seq(&self, tenant: &TenantId, chat_jid: &ChatJid) -> Result<i64> {
+        let unmoved = self
+            .overlay_after(tenant, chat_jid, 0)
+            .iter()
+            .filter(|m| !m.is_bot_message)
+            .map(|m| m.seq)
+            .max();
         let conn = self.reader()?;
         let seq: Option<i64> = conn
             .prepare_cached(
                 "SELECT MAX(seq) FROM messages WHERE tenant = ?1 AND chat_jid = ?2 AND is_bot_message = 0",
             )?
             .query_row(params![tenant.as_str(), chat_jid.as_str()], |r| r.get(0))?;
-        Ok(seq.unwrap_or(0))
+        Ok(seq.max(unmoved).unwrap_or(0))
     }
 
     /// Looks up one chat's display name.
@@ -379,10 +450,48 @@ pub(crate) fn upsert_chat(conn: &rusqlite::Connection, meta: &ChatMetadata) -> R
 /// (activity time comes from chat metadata, so the hot path writes no chat page).
 /// Creates the message's chat row if it does not exist yet (messages reference their chat).
 pub(crate) fn ensure_chat(conn: &rusqlite::Connection, msg: &InboundMessage) -> Result<()> {
+    ensure_chat_row(conn, &msg.tenant, &msg.chat_jid, &msg.timestamp)
+}
+
+pub(crate) fn ensure_chat_row(
+    conn: &rusqlite::Connection,
+    tenant: &TenantId,
+    chat_jid: &ChatJid,
+    timestamp: &str,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO chats (tenant, jid, name, last_message_time) VALUES (?1, ?2, ?2, ?3)",
     )?
-    .execute(params![msg.tenant.as_str(), msg.chat_jid.as_str(), msg.timestamp])?;
+    .execute(params![tenant.as_str(), chat_jid.as_str(), timestamp])?;
+    Ok(())
+}
+
+/// Writes a journaled message under its seq: inserted, or updated in place when the seq is
+/// stored already. A row with the same id under another seq (which the ingest thread's dedupe
+/// rules out) is left alone rather than failing the whole move.
+pub(crate) fn upsert_moved_message(conn: &rusqlite::Connection, msg: &StoredMessage) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO messages (seq, tenant, chat_jid, id, sender, sender_name, content, timestamp,
+                               is_from_me, is_bot_message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (seq) DO UPDATE SET sender = excluded.sender,
+             sender_name = excluded.sender_name, content = excluded.content,
+             timestamp = excluded.timestamp, is_from_me = excluded.is_from_me,
+             is_bot_message = excluded.is_bot_message
+         ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        msg.seq,
+        msg.tenant.as_str(),
+        msg.chat_jid.as_str(),
+        msg.id,
+        msg.sender,
+        msg.sender_name,
+        msg.content,
+        msg.timestamp,
+        msg.is_from_me,
+        msg.is_bot_message
+    ])?;
     Ok(())
 }
 

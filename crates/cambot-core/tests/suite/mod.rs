@@ -1,6 +1,7 @@
 mod arrivals;
 mod db_seed;
 mod defects;
+mod journal;
 mod migrations;
 mod routing_seed;
 mod tasks;

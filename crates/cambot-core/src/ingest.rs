@@ -1,0 +1,654 @@
+//! The ingest path of the daemon's store: a message is acknowledged once it is in the journal
+//! (see [`crate::journal`]), and a mover thread puts journaled messages into SQLite in batches.
+//!
+//! Why: a message stored through SQLite waits for its transaction, and under sustained writes
+//! SQLite's WAL can only start over inside a commit that first copies every frame into the
+//! database file and fsyncs it. On the development VM's disk that pause measured 20–100 ms, and
+//! every message arriving meanwhile waited it out. With the journal, that pause stalls only the
+//! mover (docs/ingest-journal.md has the measurements).
+//!
+//! Threads (each ends when what feeds it closes; the last one out releases the journal lock):
+//! - `cambot-ingest` decides repeat-or-new for each message (unmoved messages from the overlay,
+//!   the rest through its own read connection), assigns seqs, appends one batch of records with
+//!   one `write()`, publishes the messages in the [`Overlay`], answers the callers, and hands
+//!   the records to the mover;
+//! - `cambot-mover` commits them through the batch writer in batches of at most
+//!   [`MOVE_MAX`] records or [`MOVE_EVERY`], then drops them from the overlay;
+//! - the checkpoint thread syncs the journal before the WAL, and empties a sealed segment once
+//!   every record in it is moved and the WAL holding them is synced ([`Durability`]).
+//!
+//! Seqs: this store is the only one that writes messages while it holds the journal's lock
+//! (other stores on the same file refuse to, see [`shared_message_lock`]), so it counts seqs in
+//! memory from the largest one in the database.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Duration;
+use std::time::Instant;
+
+use cambot_protocol::ChatJid;
+use cambot_protocol::InboundMessage;
+use cambot_protocol::TenantId;
+use rusqlite::Connection;
+use rusqlite::OpenFlags;
+use rusqlite::OptionalExtension;
+
+use crate::batch::WriteOp;
+use crate::batch::Writer;
+use crate::error::Result;
+use crate::error::StoreError;
+use crate::journal;
+use crate::journal::Record;
+use crate::known_ids::KnownIds;
+use crate::messages::Arrival;
+use crate::messages::StoredMessage;
+use crate::overlay::Overlay;
+use crate::overlay::Version;
+
+/// Most messages taken into one journal write.
+const INGEST_BATCH: usize = 1024;
+/// Messages waiting for the ingest thread before callers are pushed back.
+const INGEST_QUEUE: usize = 8192;
+/// Records waiting for the mover before the ingest thread is pushed back (SQLite fell behind
+/// for longer than a stall).
+const MOVER_QUEUE: usize = 65_536;
+/// Most records one move commits: small enough that a move never holds the writer (and a core)
+/// for long.
+pub(crate) const MOVE_MAX: usize = 500;
+/// How long the mover lets records accumulate before it commits them.
+pub(crate) const MOVE_EVERY: Duration = Duration::from_millis(10);
+/// A segment past this size is sealed once the other one is free.
+const SEGMENT_BYTES: u64 = 8 << 20;
+/// How long opening waits for a previous owner in this process to finish its last move.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+enum Reply {
+    Sync(mpsc::SyncSender<Result<Arrival>>),
+    Async(tokio::sync::oneshot::Sender<Result<Arrival>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Arrival>) {
+        // A caller that gave up waiting is fine to ignore.
+        match self {
+            Self::Sync(tx) => {
+                let _ = tx.send(result);
+            }
+            Self::Async(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+enum Job {
+    Store(InboundMessage, Reply),
+    /// Stop taking messages: the mover finishes, then the journal lock is released.
+    Close,
+}
+
+/// Handle to the ingest thread, owned by the daemon's [`crate::Store`].
+pub(crate) struct Ingest {
+    tx: mpsc::SyncSender<Job>,
+    pub(crate) overlay: Arc<Overlay>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").finish_non_exhaustive()
+    }
+}
+
+/// What the checkpoint thread needs to keep the journal's durability order and to recycle
+/// segments: both segment files, how far the mover has committed, and the sealed segment.
+#[derive(Debug)]
+pub(crate) struct Durability {
+    files: [File; 2],
+    /// The last record number the mover has committed.
+    moved_through: AtomicU64,
+    segments: Mutex<Segments>,
+}
+
+#[derive(Debug)]
+struct Segments {
+    active: usize,
+    /// The inactive segment's last record, while it waits to be emptied.
+    sealed_through: Option<u64>,
+}
+
+impl Durability {
+    /// Syncs both segments; call before syncing the WAL, so that a cursor or reply that SQLite
+    /// keeps after an OS crash never points past a message the journal lost. Returns the mover's
+    /// progress at the time, for [`Durability::wal_synced`].
+    pub(crate) fn sync_journal(&self) -> u64 {
+        let moved = self.moved_through.load(Ordering::Acquire);
+        for f in &self.files {
+            if let Err(e) = f.sync_data() {
+                tracing::warn!(error = %e, "syncing the ingest journal failed");
+            }
+        }
+        moved
+    }
+
+    /// The WAL is synced, so every record up to `moved` is durable in SQLite: a sealed segment
+    /// holding only such records is emptied (truncated in place, and reused by the next seal).
+    pub(crate) fn wal_synced(&self, moved: u64) {
+        let Ok(mut segments) = self.segments.lock() else {
+            return;
+        };
+        if let Some(last) = segments.sealed_through
+            && last <= moved
+        {
+            let inactive = 1 - segments.active;
+            match self.files[inactive].set_len(0) {
+                Ok(()) => segments.sealed_through = None,
+                Err(e) => tracing::warn!(error = %e, "emptying an ingest journal segment failed"),
+            }
+        }
+    }
+}
+
+/// Takes the shared side of the journal lock for a store that does not own the journal, for as
+/// long as it writes a message: fails when a daemon owns the journal (it is then the only
+/// writer of messages, so that seqs never collide and never go backwards in a chat).
+pub(crate) fn shared_message_lock(db: &Path) -> Result<File> {
+    let path = journal::lock_path(db);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| journal::io_error("opening", &path, &e))?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Journal(format!(
+            "a running cambot daemon stores this database's messages ({} is locked); send the \
+             message through it",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(journal::io_error("locking", &path, &e)),
+    }
+}
+
+fn lock_exclusive(db: &Path) -> Result<File> {
+    let path = journal::lock_path(db);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| journal::io_error("opening", &path, &e))?;
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Journal(format!(
+                    "another process stores this database's messages ({} is locked); is a \
+                     cambot daemon already running on this data directory?",
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(journal::io_error("locking", &path, &e));
+            }
+        }
+    }
+}
+
+impl Ingest {
+    /// Takes ownership of the journal of the database at `db`, replays what a previous owner
+    /// left in it, and starts the ingest and mover threads.
+    pub(crate) fn start(db: &Path, writer: Arc<Writer>) -> Result<(Self, Arc<Durability>)> {
+        let lock = lock_exclusive(db)?;
+        let paths = journal::segment_paths(db);
+        let generation = replay(db, &paths, &writer)?;
+        let mut files = [
+            journal::open_segment(&paths[0])?,
+            journal::open_segment(&paths[1])?,
+        ];
+        journal::start_segment(&mut files[0], &paths[0], generation + 1)?;
+        journal::start_segment(&mut files[1], &paths[1], 0)?;
+        files[1]
+            .set_len(0)
+            .map_err(|e| journal::io_error("emptying", &paths[1], &e))?;
+        let durability = Arc::new(Durability {
+            files: [
+                clone_file(&files[0], &paths[0])?,
+                clone_file(&files[1], &paths[1])?,
+            ],
+            moved_through: AtomicU64::new(0),
+            segments: Mutex::new(Segments {
+                active: 0,
+                sealed_through: None,
+            }),
+        });
+        let reader = Connection::open_with_flags(
+            db,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: db.to_owned(),
+            source,
+        })?;
+        reader.busy_timeout(Duration::from_secs(5))?;
+        let next_seq = largest_seq(&reader)? + 1;
+        let overlay = Arc::new(Overlay::default());
+        let (tx, rx) = mpsc::sync_channel::<Job>(INGEST_QUEUE);
+        let (to_mover, mover_rx) = mpsc::sync_channel::<Version>(MOVER_QUEUE);
+        let mover = Mover {
+            rx: mover_rx,
+            writer,
+            overlay: Arc::clone(&overlay),
+            durability: Arc::clone(&durability),
+            _lock: lock,
+        };
+        std::thread::Builder::new()
+            .name("cambot-mover".into())
+            .spawn(move || mover.run())
+            .map_err(|e| StoreError::Journal(format!("cannot start the mover thread: {e}")))?;
+        let ingest = IngestLoop {
+            rx,
+            files,
+            paths,
+            active_len: journal::HEADER_LEN,
+            generation: generation + 1,
+            reader,
+            overlay: Arc::clone(&overlay),
+            to_mover,
+            durability: Arc::clone(&durability),
+            next_seq,
+            next_record: 1,
+            tails: HashMap::new(),
+            known: KnownIds::default(),
+            buf: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("cambot-ingest".into())
+            .spawn(move || ingest.run())
+            .map_err(|e| StoreError::Journal(format!("cannot start the ingest thread: {e}")))?;
+        Ok((Self { tx, overlay }, durability))
+    }
+
+    /// Journals `msg` and waits (asynchronously) for its acknowledgement.
+    pub(crate) async fn store(&self, msg: InboundMessage) -> Result<Arrival> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut job = Job::Store(msg, Reply::Async(tx));
+        // The queue is bounded; when full, yield to the runtime until there is room.
+        loop {
+            match self.tx.try_send(job) {
+                Ok(()) => break,
+                Err(mpsc::TrySendError::Full(back)) => {
+                    job = back;
+                    tokio::task::yield_now().await;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
+            }
+        }
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// [`Ingest::store`] for sync callers outside async code.
+    pub(crate) fn store_blocking(&self, msg: InboundMessage) -> Result<Arrival> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Job::Store(msg, Reply::Sync(tx)))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Stops taking messages (later stores fail); the mover commits what it holds and then
+    /// releases the journal's lock, so that another store may own it. Never blocks for long:
+    /// it only queues the request.
+    pub(crate) fn close(&self) {
+        let _ = self.tx.try_send(Job::Close).or_else(|e| match e {
+            mpsc::TrySendError::Full(job) => self.tx.send(job).map_err(|_| ()),
+            mpsc::TrySendError::Disconnected(_) => Ok(()),
+        });
+    }
+}
+
+fn clone_file(file: &File, path: &Path) -> Result<File> {
+    file.try_clone()
+        .map_err(|e| journal::io_error("duplicating the handle of", path, &e))
+}
+
+fn largest_seq(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM messages), 0),
+                    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Puts every record left in the segments into SQLite (idempotently: a record already moved is
+/// written again with the same seq), makes that durable, and empties the segments. Returns the
+/// largest generation seen.
+fn replay(db: &Path, paths: &[std::path::PathBuf; 2], writer: &Writer) -> Result<u64> {
+    let mut segments = Vec::new();
+    for path in paths {
+        let segment = journal::read_segment(path)?;
+        if let Some(why) = &segment.torn {
+            tracing::warn!(
+                journal = %path.display(),
+                why = %why,
+                kept = segment.records.len(),
+                "the ingest journal ends in a torn record (a crash during a write); replaying \
+                 the records before it"
+            );
+        }
+        segments.push(segment);
+    }
+    segments.sort_by_key(|s| s.generation);
+    let generation = segments.iter().map(|s| s.generation).max().unwrap_or(0);
+    let records: Vec<Record> = segments.into_iter().flat_map(|s| s.records).collect();
+    if !records.is_empty() {
+        tracing::info!(
+            records = records.len(),
+            "replaying the ingest journal into the database"
+        );
+        for chunk in records.chunks(MOVE_MAX) {
+            let versions = chunk
+                .iter()
+                .map(|r| Version {
+                    record: 0,
+                    message: Arc::new(StoredMessage::stored(r.msg.clone(), r.seq)),
+                })
+                .collect();
+            writer.submit_blocking(WriteOp::MoveMessages(versions))?;
+        }
+        // The segments are about to be emptied: what they held must be durable first.
+        sync_wal(db)?;
+    }
+    Ok(generation)
+}
+
+fn sync_wal(db: &Path) -> Result<()> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    match File::open(&wal) {
+        Ok(f) => f
+            .sync_data()
+            .map_err(|e| journal::io_error("syncing", Path::new(&wal), &e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(journal::io_error("opening", Path::new(&wal), &e)),
+    }
+}
+
+struct IngestLoop {
+    rx: mpsc::Receiver<Job>,
+    files: [File; 2],
+    paths: [std::path::PathBuf; 2],
+    active_len: u64,
+    generation: u64,
+    reader: Connection,
+    overlay: Arc<Overlay>,
+    to_mover: mpsc::SyncSender<Version>,
+    durability: Arc<Durability>,
+    next_seq: i64,
+    next_record: u64,
+    /// Per chat, the seq of its newest message (what `previous_in_chat` reports).
+    tails: HashMap<TenantId, HashMap<ChatJid, i64>>,
+    known: KnownIds,
+    buf: Vec<u8>,
+}
+
+/// One message of a batch, decided.
+struct Decided {
+    version: Version,
+    /// `None` for a repeated delivery.
+    new_in_chat: Option<Option<i64>>,
+    reply: Reply,
+}
+
+impl IngestLoop {
+    fn run(mut self) {
+        let mut batch = Vec::new();
+        let mut closing = false;
+        while !closing {
+            let Ok(first) = self.rx.recv() else {
+                break;
+            };
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Store(msg, reply) => batch.push((msg, reply)),
+                    Job::Close => {
+                        closing = true;
+                        break;
+                    }
+                }
+                if batch.len() < INGEST_BATCH {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.ingest(std::mem::take(&mut batch));
+            }
+        }
+        // Dropping the receiver fails later stores; dropping `to_mover` lets the mover finish.
+    }
+
+    fn ingest(&mut self, batch: Vec<(InboundMessage, Reply)>) {
+        self.buf.clear();
+        let mut decided: Vec<Decided> = Vec::with_capacity(batch.len());
+        for (msg, reply) in batch {
+            // A repeat within this batch, then of an unmoved message, then of a stored one.
+            let repeat_of = decided
+                .iter()
+                .rev()
+                .map(|d| &d.version.message)
+                .find(|m| m.id == msg.id && m.chat_jid == msg.chat_jid && m.tenant == msg.tenant)
+                .map(|m| m.seq)
+                .or_else(|| self.overlay.find(&msg.tenant, &msg.chat_jid, &msg.id));
+            let repeat_of = match repeat_of {
+                Some(seq) => Some(seq),
+                None => match self.stored_seq(&msg) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::error!(error = %e, chat = %msg.chat_jid, "checking for a repeated delivery failed");
+                        reply.send(Err(e));
+                        continue;
+                    }
+                },
+            };
+            let (seq, new_in_chat) = match repeat_of {
+                Some(seq) => (seq, None),
+                None => {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    self.known.insert(&msg.tenant, &msg.chat_jid, &msg.id);
+                    // Set before the write: if it fails, the tail names a seq no reader has
+                    // seen, which only makes the next reader read back.
+                    (seq, Some(self.set_tail(&msg, seq)))
+                }
+            };
+            journal::encode(&mut self.buf, seq, &msg);
+            let record = self.next_record;
+            self.next_record += 1;
+            decided.push(Decided {
+                version: Version {
+                    record,
+                    message: Arc::new(StoredMessage::stored(msg, seq)),
+                },
+                new_in_chat,
+                reply,
+            });
+        }
+        if decided.is_empty() {
+            return;
+        }
+        let active = self.active();
+        if let Err(e) = self.files[active].write_all(&self.buf) {
+            let err = journal::io_error("appending to", &self.paths[active], &e);
+            tracing::error!(error = %err, messages = decided.len(), "journaling messages failed");
+            // A partial write is a torn tail for replay; truncate it so later records follow
+            // whole ones.
+            if let Err(e) = self.files[active].set_len(self.active_len) {
+                tracing::error!(error = %e, "cutting a partial journal write failed");
+            }
+            for d in decided {
+                d.reply.send(Err(StoreError::Journal(err.to_string())));
+            }
+            return;
+        }
+        self.active_len += self.buf.len() as u64;
+        for d in decided {
+            let message = &d.version.message;
+            self.overlay.insert(d.version.clone());
+            let arrival = Arrival {
+                message: StoredMessage::clone(message),
+                previous_in_chat: d.new_in_chat.flatten(),
+            };
+            if self.to_mover.send(d.version).is_err() {
+                d.reply.send(Err(StoreError::WriterGone));
+                continue;
+            }
+            d.reply.send(Ok(arrival));
+        }
+        self.maybe_switch_segment();
+    }
+
+    /// Records `seq` as the chat's newest message; returns the one before it, if known.
+    fn set_tail(&mut self, msg: &InboundMessage, seq: i64) -> Option<i64> {
+        let tails = match self.tails.get_mut(&msg.tenant) {
+            Some(t) => t,
+            None => self.tails.entry(msg.tenant.clone()).or_default(),
+        };
+        match tails.get_mut(&msg.chat_jid) {
+            Some(tail) => Some(std::mem::replace(tail, seq)),
+            None => {
+                tails.insert(msg.chat_jid.clone(), seq);
+                None
+            }
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.durability
+            .segments
+            .lock()
+            .map(|s| s.active)
+            .unwrap_or(0)
+    }
+
+    /// The seq the database has for this message's id, if it has it (read only when the chat's
+    /// filter says it may).
+    fn stored_seq(&mut self, msg: &InboundMessage) -> Result<Option<i64>> {
+        if !self
+            .known
+            .may_contain(&self.reader, &msg.tenant, &msg.chat_jid, &msg.id)?
+        {
+            return Ok(None);
+        }
+        Ok(self
+            .reader
+            .prepare_cached(
+                "SELECT seq FROM messages WHERE tenant = ?1 AND chat_jid = ?2 AND id = ?3",
+            )?
+            .query_row(
+                (msg.tenant.as_str(), msg.chat_jid.as_str(), msg.id.as_str()),
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Seals the active segment once it is large and the other one has been emptied.
+    fn maybe_switch_segment(&mut self) {
+        if self.active_len < SEGMENT_BYTES {
+            return;
+        }
+        let Ok(mut segments) = self.durability.segments.lock() else {
+            return;
+        };
+        if segments.sealed_through.is_some() {
+            return;
+        }
+        let next = 1 - segments.active;
+        let generation = self.generation + 1;
+        if let Err(e) = journal::start_segment(&mut self.files[next], &self.paths[next], generation)
+        {
+            tracing::warn!(error = %e, "switching ingest journal segments failed; appending on");
+            return;
+        }
+        segments.sealed_through = Some(self.next_record - 1);
+        segments.active = next;
+        self.generation = generation;
+        self.active_len = journal::HEADER_LEN;
+    }
+}
+
+struct Mover {
+    rx: mpsc::Receiver<Version>,
+    writer: Arc<Writer>,
+    overlay: Arc<Overlay>,
+    durability: Arc<Durability>,
+    /// Held until the last move is committed: a new owner replays only once this one is done.
+    _lock: File,
+}
+
+impl Mover {
+    fn run(self) {
+        while let Ok(first) = self.rx.recv() {
+            let until = Instant::now() + MOVE_EVERY;
+            let mut batch = vec![first];
+            while batch.len() < MOVE_MAX {
+                let left = until.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(left) {
+                    Ok(v) => batch.push(v),
+                    Err(_) => break,
+                }
+            }
+            if !self.commit(batch) {
+                return;
+            }
+        }
+    }
+
+    /// Commits one batch, retrying until it commits; false when the writer is gone.
+    fn commit(&self, batch: Vec<Version>) -> bool {
+        let last = batch.last().map(|v| v.record).unwrap_or(0);
+        let mut op = WriteOp::MoveMessages(batch);
+        loop {
+            let Ok(outcome) = self.writer.submit_blocking_returning(op) else {
+                tracing::warn!(
+                    "the database writer stopped before the ingest journal was moved; the next \
+                     start replays it"
+                );
+                return false;
+            };
+            match outcome {
+                (Ok(_), WriteOp::MoveMessages(moved)) => {
+                    self.overlay.remove_moved(&moved);
+                    self.durability.moved_through.store(last, Ordering::Release);
+                    return true;
+                }
+                (Err(e), back) => {
+                    // The messages stay acknowledged: in the journal and in the overlay.
+                    tracing::error!(error = %e, "moving journaled messages into the database failed; retrying in 1 s");
+                    std::thread::sleep(Duration::from_secs(1));
+                    op = back;
+                }
+                (Ok(_), other) => {
+                    tracing::error!(op = ?other, "the writer handed back another operation");
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "ingest_tests.rs"]
+mod tests;

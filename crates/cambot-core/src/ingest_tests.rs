@@ -1,0 +1,91 @@
+//! Replay of what a previous owner left in the journal.
+#![allow(clippy::unwrap_used)]
+
+use cambot_protocol::ChatJid;
+use cambot_protocol::InboundMessage;
+use cambot_protocol::TenantId;
+
+use crate::Store;
+use crate::journal;
+
+fn message(id: &str, content: &str) -> InboundMessage {
+    InboundMessage {
+        tenant: TenantId::default_tenant(),
+        chat_jid: ChatJid::new("x@g.us").unwrap(),
+        id: id.into(),
+        sender: "s".into(),
+        sender_name: "S".into(),
+        content: content.into(),
+        timestamp: "2024-01-01T00:00:00.000Z".into(),
+        is_from_me: false,
+        is_bot_message: false,
+    }
+}
+
+fn segment(generation: u64, records: &[(i64, InboundMessage)]) -> Vec<u8> {
+    let mut bytes = journal::header(generation).to_vec();
+    for (seq, msg) in records {
+        journal::encode(&mut bytes, *seq, msg);
+    }
+    bytes
+}
+
+fn contents(store: &Store) -> Vec<(i64, String)> {
+    store
+        .messages_since(
+            &TenantId::default_tenant(),
+            &ChatJid::new("x@g.us").unwrap(),
+            0,
+            100,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.seq, m.content))
+        .collect()
+}
+
+#[test]
+fn a_restart_replays_both_segments_in_generation_order_and_cuts_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cambot.db");
+    drop(Store::open(&db).unwrap());
+    let [a, b] = journal::segment_paths(&db);
+    // `b` is the older segment: its version of seq 5 was superseded by a repeat in `a`.
+    std::fs::write(
+        &b,
+        segment(2, &[(4, message("m4", "four")), (5, message("m5", "old"))]),
+    )
+    .unwrap();
+    let mut newer = segment(
+        3,
+        &[(5, message("m5", "edited")), (6, message("m6", "six"))],
+    );
+    let whole = newer.len();
+    journal::encode(&mut newer, 7, &message("m7", "torn"));
+    newer.truncate(whole + 11);
+    std::fs::write(&a, newer).unwrap();
+
+    let expected = vec![
+        (4, "four".to_owned()),
+        (5, "edited".to_owned()),
+        (6, "six".to_owned()),
+    ];
+    let store = Store::open_owning_messages(&db).unwrap();
+    assert_eq!(contents(&store), expected);
+    assert_eq!(store.unmoved_messages(), 0, "replayed straight into SQLite");
+    assert_eq!(
+        journal::read_segment(&a).unwrap().records.len(),
+        0,
+        "replayed segments start over"
+    );
+    let next = store.store_message(&message("m8", "eight")).unwrap();
+    assert!(next > 6, "seqs count on after the replayed ones: {next}");
+    store.close_message_intake();
+    drop(store);
+
+    // Replaying again (the journal now holds only m8) changes nothing else.
+    let store = Store::open_owning_messages(&db).unwrap();
+    let mut with_eight = expected;
+    with_eight.push((next, "eight".to_owned()));
+    assert_eq!(contents(&store), with_eight);
+}

@@ -1,0 +1,140 @@
+//! Messages acknowledged through the ingest journal but not yet moved into SQLite.
+//!
+//! Every read of messages consults the overlay first and the database second, and merges the
+//! two by seq (the overlay's version wins). A message leaves the overlay only after the
+//! transaction that moved it has committed, so a message missing from the overlay is in the
+//! snapshot of any read that starts afterwards: nothing is ever missed, and a message seen in
+//! both places is shown once.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use cambot_protocol::ChatJid;
+use cambot_protocol::TenantId;
+
+use crate::messages::StoredMessage;
+
+/// One version of a message: `record` numbers the journal record that carried it, so that a
+/// move of an older version never removes a newer one (a repeated delivery with new content).
+#[derive(Debug, Clone)]
+pub(crate) struct Version {
+    pub(crate) record: u64,
+    pub(crate) message: Arc<StoredMessage>,
+}
+
+#[derive(Default)]
+struct ChatOverlay {
+    by_seq: BTreeMap<i64, Version>,
+    by_id: HashMap<String, i64>,
+}
+
+#[derive(Default)]
+pub(crate) struct Overlay {
+    chats: Mutex<HashMap<TenantId, HashMap<ChatJid, ChatOverlay>>>,
+}
+
+impl Overlay {
+    fn with_chat<T>(
+        &self,
+        tenant: &TenantId,
+        chat: &ChatJid,
+        read: impl FnOnce(&ChatOverlay) -> T,
+    ) -> Option<T> {
+        let chats = self.chats.lock().ok()?;
+        chats.get(tenant).and_then(|t| t.get(chat)).map(read)
+    }
+
+    /// The seq of an unmoved message with this id, if there is one.
+    pub(crate) fn find(&self, tenant: &TenantId, chat: &ChatJid, id: &str) -> Option<i64> {
+        self.with_chat(tenant, chat, |c| c.by_id.get(id).copied())
+            .flatten()
+    }
+
+    /// Adds (or replaces) a version of a message.
+    pub(crate) fn insert(&self, version: Version) {
+        let Ok(mut chats) = self.chats.lock() else {
+            return;
+        };
+        let m = &version.message;
+        let chat = match chats.get_mut(&m.tenant) {
+            Some(t) => t,
+            None => chats.entry(m.tenant.clone()).or_default(),
+        };
+        let chat = match chat.get_mut(&m.chat_jid) {
+            Some(c) => c,
+            None => chat.entry(m.chat_jid.clone()).or_default(),
+        };
+        if !chat.by_id.contains_key(&m.id) {
+            chat.by_id.insert(m.id.clone(), m.seq);
+        }
+        chat.by_seq.insert(m.seq, version);
+    }
+
+    /// Drops the versions a committed move carried (not newer versions of the same messages).
+    pub(crate) fn remove_moved(&self, moved: &[Version]) {
+        let Ok(mut chats) = self.chats.lock() else {
+            return;
+        };
+        for v in moved {
+            let m = &v.message;
+            let Some(chat) = chats
+                .get_mut(&m.tenant)
+                .and_then(|t| t.get_mut(&m.chat_jid))
+            else {
+                continue;
+            };
+            if chat
+                .by_seq
+                .get(&m.seq)
+                .is_some_and(|o| o.record == v.record)
+            {
+                chat.by_seq.remove(&m.seq);
+                chat.by_id.remove(&m.id);
+            }
+        }
+    }
+
+    /// A chat's unmoved messages with a seq above `after`, oldest first (bot messages included).
+    pub(crate) fn chat_after(
+        &self,
+        tenant: &TenantId,
+        chat: &ChatJid,
+        after: i64,
+    ) -> Vec<StoredMessage> {
+        self.with_chat(tenant, chat, |c| {
+            c.by_seq
+                .range(after.saturating_add(1)..)
+                .map(|(_, v)| StoredMessage::clone(&v.message))
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    /// How many messages are waiting to be moved (for tests and logs).
+    pub(crate) fn len(&self) -> usize {
+        self.chats
+            .lock()
+            .map(|c| {
+                c.values()
+                    .flat_map(|t| t.values())
+                    .map(|c| c.by_seq.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Merges rows read from the database with overlay rows (both oldest first): sorted by seq,
+/// the overlay's version of a seq wins.
+pub(crate) fn merge(db: Vec<StoredMessage>, overlay: Vec<StoredMessage>) -> Vec<StoredMessage> {
+    if overlay.is_empty() {
+        return db;
+    }
+    let mut all: BTreeMap<i64, StoredMessage> = db.into_iter().map(|m| (m.seq, m)).collect();
+    for m in overlay {
+        all.insert(m.seq, m);
+    }
+    all.into_values().collect()
+}
