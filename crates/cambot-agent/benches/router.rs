@@ -48,6 +48,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 struct Clock {
     origin: Instant,
     ingested: Vec<AtomicU64>,
+    /// When the host returned from storing (and routing) the message.
+    acked: Vec<AtomicU64>,
     dispatched: Vec<AtomicU64>,
     dispatched_count: AtomicU64,
     duplicates: AtomicU64,
@@ -74,6 +76,7 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
     let clock = Arc::new(Clock {
         origin: Instant::now(),
         ingested: (0..messages).map(|_| AtomicU64::new(0)).collect(),
+        acked: (0..messages).map(|_| AtomicU64::new(0)).collect(),
         dispatched: (0..messages).map(|_| AtomicU64::new(0)).collect(),
         dispatched_count: AtomicU64::new(0),
         duplicates: AtomicU64::new(0),
@@ -209,6 +212,37 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
             "  over 5 ms, per 100 ms of ingest (count/max ms): {}",
             line.join(" ")
         );
+        // The same split: how long the host took to store and route (the channel's wait).
+        let mut acks: Vec<u64> = (0..total)
+            .map(|i| {
+                clock.acked[i]
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(clock.ingested[i].load(Ordering::Relaxed))
+            })
+            .collect();
+        let slow_acks: Vec<String> = {
+            let mut w: std::collections::BTreeMap<u64, (usize, u64)> = Default::default();
+            for (i, a) in acks.iter().enumerate() {
+                if *a > 5_000_000 {
+                    let s = clock.ingested[i]
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(start_ns);
+                    let e = w.entry(s / 100_000_000).or_default();
+                    e.0 += 1;
+                    e.1 = e.1.max(*a);
+                }
+            }
+            w.iter()
+                .map(|(w, (n, max))| format!("{}ms:{n}/{:.0}", w * 100, *max as f64 / 1e6))
+                .collect()
+        };
+        acks.sort_unstable();
+        println!(
+            "  ingest-to-ack p50 {:.2} ms, p99 {:.2} ms; acks over 5 ms: {}",
+            acks[acks.len() / 2] as f64 / 1e6,
+            acks[acks.len() * 99 / 100] as f64 / 1e6,
+            slow_acks.join(" ")
+        );
         let mut worst: Vec<(u64, usize)> = latency_ns.iter().copied().zip(0..).collect();
         worst.sort();
         for (lat, i) in worst.iter().rev().take(5) {
@@ -256,6 +290,7 @@ impl Injector {
             .inject_with_id(&self.tenant, &format!("fake:g{g}"), &id, "u", &id)
             .await
             .unwrap();
+        self.clock.acked[n].store(self.clock.stamp(), Ordering::Relaxed);
     }
 }
 

@@ -27,8 +27,10 @@ use crate::router::Router;
 pub type ChannelEvents = mpsc::Sender<ChannelEvent>;
 
 /// Metadata last written per chat: (name, channel, is_group, when).
+/// Per tenant and chat (nested, so that the lookup made for every message borrows its ids
+/// instead of cloning them): the metadata last written, and when.
 type MetadataCache =
-    HashMap<(TenantId, ChatJid), (Option<String>, Option<String>, Option<bool>, Instant)>;
+    HashMap<TenantId, HashMap<ChatJid, (Option<String>, Option<String>, Option<bool>, Instant)>>;
 
 /// Unchanged metadata is written again at most this often (it only refreshes activity time,
 /// which every stored message refreshes anyway).
@@ -86,11 +88,11 @@ impl ChannelHost for RouterHost {
     }
 
     fn on_chat_metadata(&self, metadata: ChatMetadata) -> BoxFuture<'_, Result<(), HostError>> {
-        let key = (metadata.tenant.clone(), metadata.chat_jid.clone());
         let now = Instant::now();
         let unchanged = self.metadata.lock().ok().is_some_and(|cache| {
             cache
-                .get(&key)
+                .get(&metadata.tenant)
+                .and_then(|chats| chats.get(&metadata.chat_jid))
                 .is_some_and(|(name, channel, is_group, at)| {
                     *name == metadata.name
                         && *channel == metadata.channel
@@ -102,7 +104,9 @@ impl ChannelHost for RouterHost {
             if unchanged {
                 return Ok(());
             }
-            let (name, channel, is_group) = (
+            let (tenant, chat, name, channel, is_group) = (
+                metadata.tenant.clone(),
+                metadata.chat_jid.clone(),
                 metadata.name.clone(),
                 metadata.channel.clone(),
                 metadata.is_group,
@@ -115,7 +119,10 @@ impl ChannelHost for RouterHost {
                 .await
                 .map_err(storage)?;
             if let Ok(mut cache) = self.metadata.lock() {
-                cache.insert(key, (name, channel, is_group, now));
+                cache
+                    .entry(tenant)
+                    .or_default()
+                    .insert(chat, (name, channel, is_group, now));
             }
             Ok(())
         })

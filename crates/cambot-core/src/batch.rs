@@ -26,6 +26,7 @@ use crate::error::StoreError;
 use crate::message_writer::MessageWriter;
 use crate::messages::upsert_chat;
 use crate::overlay::Version;
+use crate::priority::Background;
 use crate::sessions::upsert_session;
 
 /// Most operations committed together.
@@ -122,6 +123,7 @@ type Job = (WriteOp, Reply);
 /// Handle to the writer thread. The thread ends when the last handle is dropped.
 pub(crate) struct Writer {
     tx: mpsc::SyncSender<Job>,
+    background: Arc<Background>,
 }
 
 impl Writer {
@@ -130,13 +132,22 @@ impl Writer {
         checkpointer: Option<Arc<Checkpointer>>,
     ) -> Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_CAPACITY);
+        let background = Arc::new(Background::default());
+        let requested = Arc::clone(&background);
         std::thread::Builder::new()
             .name("cambot-dbwriter".into())
-            .spawn(move || writer_loop(&conn, &rx, checkpointer.as_deref()))
+            .spawn(move || writer_loop(&conn, &rx, checkpointer.as_deref(), &requested))
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot start the database writer thread: {e}"))
             })?;
-        Ok(Self { tx })
+        Ok(Self { tx, background })
+    }
+
+    /// From its next batch on, the writer runs below the ingest path's priority (see
+    /// [`crate::priority`]): for the store that owns the ingest journal, where no message waits
+    /// for the writer.
+    pub(crate) fn run_in_background(&self) {
+        self.background.request();
     }
 
     /// Queues `op` and blocks until it is committed. For sync callers outside async code.
@@ -207,9 +218,11 @@ fn writer_loop(
     conn: &Mutex<Connection>,
     rx: &mpsc::Receiver<Job>,
     checkpointer: Option<&Checkpointer>,
+    background: &Background,
 ) {
     let mut messages = MessageWriter::default();
     while let Ok(first) = rx.recv() {
+        background.apply_if_requested();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {

@@ -121,7 +121,13 @@ fn checkpoint_loop(
     journal: &OnceLock<Arc<Durability>>,
 ) {
     let mut wal = None;
+    let mut lowered = false;
     while pokes.recv().is_ok() {
+        // Beside the ingest journal no message waits for this thread (see `crate::priority`).
+        if !lowered && journal.get().is_some() {
+            crate::priority::lower_this_thread();
+            lowered = true;
+        }
         let checkpoint_at = Instant::now() + COALESCE;
         while Instant::now() < checkpoint_at {
             std::thread::sleep(SYNC_EVERY);

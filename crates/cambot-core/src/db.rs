@@ -112,6 +112,8 @@ impl Store {
         if let Some(c) = &store.checkpointer {
             c.watch_journal(durability);
         }
+        // No message waits for the writer any more: the ingest path goes first.
+        store.writer.run_in_background();
         store.ingest = Some(Arc::new(ingest));
         Ok(store)
     }

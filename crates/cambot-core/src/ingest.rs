@@ -56,9 +56,9 @@ use crate::overlay::Version;
 const INGEST_BATCH: usize = 1024;
 /// Messages waiting for the ingest thread before callers are pushed back.
 const INGEST_QUEUE: usize = 8192;
-/// Records waiting for the mover before the ingest thread is pushed back (SQLite fell behind
-/// for longer than a stall).
-const MOVER_QUEUE: usize = 65_536;
+/// Journal batches waiting for the mover before the ingest thread is pushed back (SQLite fell
+/// behind for longer than a stall).
+const MOVER_QUEUE: usize = 4_096;
 /// Most records one move commits: small enough that a move never holds the writer (and a core)
 /// for long.
 pub(crate) const MOVE_MAX: usize = 500;
@@ -243,9 +243,11 @@ impl Ingest {
         })?;
         reader.busy_timeout(Duration::from_secs(5))?;
         let next_seq = largest_seq(&reader)? + 1;
+        let mut known = KnownIds::default();
+        known.preload(&reader)?;
         let overlay = Arc::new(Overlay::default());
         let (tx, rx) = mpsc::sync_channel::<Job>(INGEST_QUEUE);
-        let (to_mover, mover_rx) = mpsc::sync_channel::<Version>(MOVER_QUEUE);
+        let (to_mover, mover_rx) = mpsc::sync_channel::<Vec<Version>>(MOVER_QUEUE);
         let mover = Mover {
             rx: mover_rx,
             writer,
@@ -270,7 +272,7 @@ impl Ingest {
             next_seq,
             next_record: 1,
             tails: HashMap::new(),
-            known: KnownIds::default(),
+            known,
             buf: Vec::new(),
         };
         std::thread::Builder::new()
@@ -394,7 +396,7 @@ struct IngestLoop {
     generation: u64,
     reader: Connection,
     overlay: Arc<Overlay>,
-    to_mover: mpsc::SyncSender<Version>,
+    to_mover: mpsc::SyncSender<Vec<Version>>,
     durability: Arc<Durability>,
     next_seq: i64,
     next_record: u64,
@@ -504,18 +506,20 @@ impl IngestLoop {
             return;
         }
         self.active_len += self.buf.len() as u64;
+        self.overlay
+            .insert_all(decided.iter().map(|d| d.version.clone()));
+        // One hand-over per batch: the mover is not woken per message.
+        let versions = decided.iter().map(|d| d.version.clone()).collect();
+        let mover_gone = self.to_mover.send(versions).is_err();
         for d in decided {
-            let message = &d.version.message;
-            self.overlay.insert(d.version.clone());
-            let arrival = Arrival {
-                message: StoredMessage::clone(message),
-                previous_in_chat: d.new_in_chat.flatten(),
-            };
-            if self.to_mover.send(d.version).is_err() {
+            if mover_gone {
                 d.reply.send(Err(StoreError::WriterGone));
                 continue;
             }
-            d.reply.send(Ok(arrival));
+            d.reply.send(Ok(Arrival {
+                message: StoredMessage::clone(&d.version.message),
+                previous_in_chat: d.new_in_chat.flatten(),
+            }));
         }
         self.maybe_switch_segment();
     }
@@ -590,7 +594,7 @@ impl IngestLoop {
 }
 
 struct Mover {
-    rx: mpsc::Receiver<Version>,
+    rx: mpsc::Receiver<Vec<Version>>,
     writer: Arc<Writer>,
     overlay: Arc<Overlay>,
     durability: Arc<Durability>,
@@ -600,18 +604,19 @@ struct Mover {
 
 impl Mover {
     fn run(self) {
-        while let Ok(first) = self.rx.recv() {
-            let until = Instant::now() + MOVE_EVERY;
-            let mut batch = vec![first];
-            while batch.len() < MOVE_MAX {
-                let left = until.saturating_duration_since(Instant::now());
-                match self.rx.recv_timeout(left) {
-                    Ok(v) => batch.push(v),
-                    Err(_) => break,
-                }
+        crate::priority::lower_this_thread();
+        while let Ok(mut pending) = self.rx.recv() {
+            // Let records accumulate without being woken for each batch of them.
+            std::thread::sleep(MOVE_EVERY);
+            while let Ok(more) = self.rx.try_recv() {
+                pending.extend(more);
             }
-            if !self.commit(batch) {
-                return;
+            let mut rest = pending.into_iter().peekable();
+            while rest.peek().is_some() {
+                let batch: Vec<Version> = rest.by_ref().take(MOVE_MAX).collect();
+                if !self.commit(batch) {
+                    return;
+                }
             }
         }
     }

@@ -30,6 +30,9 @@ const PROBES: u64 = 4;
 const MIN_CAPACITY: usize = 64;
 /// A chat with more stored messages than this is not filtered (loading would stall ingest).
 const MAX_LOADED: usize = 100_000;
+/// At start, the ids of all chats are loaded in one scan when there are at most this many
+/// (a fraction of a second); beyond, each chat loads at its first message.
+const PRELOAD_MAX: usize = 500_000;
 /// All filters together stay under this many bits (8 MiB).
 const BUDGET_BITS: usize = 64 << 20;
 
@@ -86,6 +89,9 @@ enum ChatIds {
 pub(crate) struct KnownIds {
     chats: HashMap<TenantId, HashMap<ChatJid, ChatIds>>,
     bits: usize,
+    /// Every chat with stored messages has its filter already ([`KnownIds::preload`]): a chat
+    /// without one has none, and needs no read to know it.
+    complete: bool,
 }
 
 fn hash_id(id: &str) -> u64 {
@@ -104,7 +110,11 @@ impl KnownIds {
         id: &str,
     ) -> Result<bool> {
         if self.chat(tenant, chat).is_none() {
-            let loaded = self.load(conn, tenant, chat)?;
+            let loaded = if self.complete {
+                self.filter_of(&[])
+            } else {
+                self.load(conn, tenant, chat)?
+            };
             self.chats
                 .entry(tenant.clone())
                 .or_default()
@@ -144,6 +154,59 @@ impl KnownIds {
         }
     }
 
+    /// Loads every chat's filter in one scan of the unique index, when the table is small
+    /// enough; otherwise leaves each chat to load at its first message.
+    pub(crate) fn preload(&mut self, conn: &Connection) -> Result<()> {
+        let mut stmt = conn.prepare(
+            "SELECT tenant, chat_jid, id FROM messages ORDER BY tenant, chat_jid LIMIT ?1",
+        )?;
+        let limit = i64::try_from(PRELOAD_MAX + 1).unwrap_or(i64::MAX);
+        let mut rows = stmt.query([limit])?;
+        let mut loaded: Vec<((String, String), Vec<String>)> = Vec::new();
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            count += 1;
+            if count > PRELOAD_MAX {
+                return Ok(());
+            }
+            let key: (String, String) = (row.get(0)?, row.get(1)?);
+            let id: String = row.get(2)?;
+            match loaded.last_mut() {
+                Some((k, ids)) if *k == key => ids.push(id),
+                _ => loaded.push((key, vec![id])),
+            }
+        }
+        let mut all_parsed = true;
+        for ((tenant, chat), ids) in loaded {
+            // A chat whose key does not parse is left to the lazy path (and its read).
+            let (Ok(tenant), Ok(chat)) = (TenantId::new(&tenant), ChatJid::new(&chat)) else {
+                all_parsed = false;
+                continue;
+            };
+            let filter = if ids.len() > MAX_LOADED {
+                ChatIds::Unfiltered
+            } else {
+                self.filter_of(&ids)
+            };
+            self.chats.entry(tenant).or_default().insert(chat, filter);
+        }
+        self.complete = all_parsed;
+        Ok(())
+    }
+
+    /// A filter holding `ids`, or none when over budget.
+    fn filter_of(&mut self, ids: &[String]) -> ChatIds {
+        let mut layer = Layer::with_capacity((ids.len() * 2).max(MIN_CAPACITY));
+        if layer.size_bits() > BUDGET_BITS.saturating_sub(self.bits) {
+            return ChatIds::Unfiltered;
+        }
+        for id in ids {
+            layer.insert(hash_id(id));
+        }
+        self.bits += layer.size_bits();
+        ChatIds::Filtered(vec![layer])
+    }
+
     fn chat(&self, tenant: &TenantId, chat: &ChatJid) -> Option<&ChatIds> {
         self.chats.get(tenant).and_then(|t| t.get(chat))
     }
@@ -161,15 +224,7 @@ impl KnownIds {
         if ids.len() > MAX_LOADED {
             return Ok(ChatIds::Unfiltered);
         }
-        let mut layer = Layer::with_capacity((ids.len() * 2).max(MIN_CAPACITY));
-        if layer.size_bits() > BUDGET_BITS.saturating_sub(self.bits) {
-            return Ok(ChatIds::Unfiltered);
-        }
-        for id in &ids {
-            layer.insert(hash_id(id));
-        }
-        self.bits += layer.size_bits();
-        Ok(ChatIds::Filtered(vec![layer]))
+        Ok(self.filter_of(&ids))
     }
 }
 
@@ -216,5 +271,28 @@ mod tests {
         assert!(known.may_contain(&conn, &t, &c, "old1").unwrap());
         assert!(known.may_contain(&conn, &t, &c, "old2").unwrap());
         assert!(!known.may_contain(&conn, &t, &c, "other").unwrap());
+    }
+
+    #[test]
+    fn a_preload_knows_every_chat_and_that_others_are_empty() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE messages (tenant TEXT, chat_jid TEXT, id TEXT);
+             INSERT INTO messages VALUES ('default', 'x:1', 'old1'), ('default', 'x:2', 'other');",
+        )
+        .unwrap();
+        let mut known = KnownIds::default();
+        known.preload(&conn).unwrap();
+        // Rows added after the preload are not read again: the filters are trusted.
+        conn.execute_batch("DROP TABLE messages").unwrap();
+        let t = TenantId::default_tenant();
+        let (one, two, three) = (
+            ChatJid::new("x:1").unwrap(),
+            ChatJid::new("x:2").unwrap(),
+            ChatJid::new("x:3").unwrap(),
+        );
+        assert!(known.may_contain(&conn, &t, &one, "old1").unwrap());
+        assert!(known.may_contain(&conn, &t, &two, "other").unwrap());
+        assert!(!known.may_contain(&conn, &t, &three, "old1").unwrap());
     }
 }

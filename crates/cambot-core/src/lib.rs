@@ -23,6 +23,7 @@ mod known_ids;
 mod message_writer;
 mod messages;
 mod overlay;
+mod priority;
 mod sessions;
 mod task_claims;
 mod tasks;

@@ -6,6 +6,7 @@
 //! (`PRAGMA data_version`; an admin command in another process): if so, the memory is dropped.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 
 use cambot_protocol::ChatJid;
 use cambot_protocol::InboundMessage;
@@ -37,6 +38,10 @@ pub(crate) struct MessageWriter {
     /// Per chat, the seq of the newest message. An entry also proves the chat row exists.
     tails: HashMap<ChatKey, i64>,
     staged_tails: HashMap<ChatKey, i64>,
+    /// Chats whose row is known to exist, for moves of journaled messages (nested, so that a
+    /// lookup borrows the message's ids instead of cloning them).
+    chat_rows: HashMap<TenantId, HashSet<ChatJid>>,
+    staged_chat_rows: Vec<ChatKey>,
 }
 
 impl MessageWriter {
@@ -46,6 +51,7 @@ impl MessageWriter {
             let version = data_version(conn)?;
             if self.data_version != Some(version) {
                 self.tails.clear();
+                self.chat_rows.clear();
                 self.data_version = Some(version);
             }
             self.checked = true;
@@ -85,10 +91,14 @@ impl MessageWriter {
     /// replayed record, or a repeated delivery with new content).
     pub(crate) fn move_in(&mut self, conn: &Connection, msg: &StoredMessage) -> Result<()> {
         self.check_data_version(conn)?;
-        let chat = (msg.tenant.clone(), msg.chat_jid.clone());
-        if !self.tails.contains_key(&chat) && !self.staged_tails.contains_key(&chat) {
+        let known = self
+            .chat_rows
+            .get(&msg.tenant)
+            .is_some_and(|chats| chats.contains(&msg.chat_jid));
+        if !known {
             ensure_chat_row(conn, &msg.tenant, &msg.chat_jid, &msg.timestamp)?;
-            self.staged_tails.insert(chat, msg.seq);
+            self.staged_chat_rows
+                .push((msg.tenant.clone(), msg.chat_jid.clone()));
         }
         upsert_moved_message(conn, msg)
     }
@@ -99,11 +109,18 @@ impl MessageWriter {
             self.tails.clear();
         }
         self.tails.extend(self.staged_tails.drain());
+        if self.chat_rows.values().map(HashSet::len).sum::<usize>() > CHAT_TAILS_CAP {
+            self.chat_rows.clear();
+        }
+        for (tenant, chat) in self.staged_chat_rows.drain(..) {
+            self.chat_rows.entry(tenant).or_default().insert(chat);
+        }
     }
 
     pub(crate) fn rolled_back(&mut self) {
         self.checked = false;
         self.staged_tails.clear();
+        self.staged_chat_rows.clear();
     }
 }
 

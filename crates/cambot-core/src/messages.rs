@@ -69,19 +69,27 @@ pub struct AvailableGroup {
 const MESSAGE_COLUMNS: &str = "seq, tenant, chat_jid, id, sender, sender_name, content, timestamp, is_from_me, is_bot_message";
 
 fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, [String; 7], bool, bool)> {
+    row_to_message_at(row, 0)
+}
+
+/// [`row_to_message`] for [`MESSAGE_COLUMNS`] starting at column `at`.
+fn row_to_message_at(
+    row: &rusqlite::Row<'_>,
+    at: usize,
+) -> rusqlite::Result<(i64, [String; 7], bool, bool)> {
     Ok((
-        row.get(0)?,
+        row.get(at)?,
         [
-            row.get(1)?,
-            row.get(2)?,
-            row.get(3)?,
-            row.get(4)?,
-            row.get(5)?,
-            row.get(6)?,
-            row.get(7)?,
+            row.get(at + 1)?,
+            row.get(at + 2)?,
+            row.get(at + 3)?,
+            row.get(at + 4)?,
+            row.get(at + 5)?,
+            row.get(at + 6)?,
+            row.get(at + 7)?,
         ],
-        row.get(8)?,
-        row.get(9)?,
+        row.get(at + 8)?,
+        row.get(at + 9)?,
     ))
 }
 
@@ -216,8 +224,25 @@ impl Store {
         since_seq: i64,
         limit: usize,
     ) -> Result<Vec<StoredMessage>> {
+        // Overlay first: a message that leaves it meanwhile is in the table read below.
         let mut unmoved = self.overlay_after(tenant, chat_jid, since_seq);
         unmoved.retain(|m| !m.is_bot_message);
+        let mut all = merge(
+            self.stored_since(tenant, chat_jid, since_seq, limit)?,
+            unmoved,
+        );
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// [`Store::messages_since`] from the table alone.
+    fn stored_since(
+        &self,
+        tenant: &TenantId,
+        chat_jid: &ChatJid,
+        since_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages
@@ -235,17 +260,11 @@ impl Store {
                 row_to_message,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let stored = rows
-            .into_iter()
-            .map(build_message)
-            .collect::<Result<Vec<_>>>()?;
-        let mut all = merge(stored, unmoved);
-        all.truncate(limit);
-        Ok(all)
+        rows.into_iter().map(build_message).collect()
     }
 
     /// A chat's non-bot messages after its router cursor, oldest first (the cursor and the
-    /// messages read in one transaction).
+    /// messages read in one statement).
     pub fn pending_messages(
         &self,
         tenant: &TenantId,
@@ -253,37 +272,43 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredMessage>> {
         let mut unmoved = self.overlay_after(tenant, chat_jid, 0);
+        unmoved.retain(|m| !m.is_bot_message);
         let conn = self.reader()?;
-        let tx = conn.unchecked_transaction()?;
-        let cursor: i64 = tx
-            .prepare_cached(
-                "SELECT COALESCE((SELECT last_seq FROM router_cursors
-                                  WHERE tenant = ?1 AND chat_jid = ?2), 0)",
-            )?
-            .query_row(params![tenant.as_str(), chat_jid.as_str()], |r| r.get(0))?;
-        let mut stmt = tx.prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE tenant = ?1 AND chat_jid = ?2 AND is_bot_message = 0 AND seq > ?3
-             ORDER BY seq LIMIT ?4"
+        // One row at least, carrying the cursor (the overlay needs it too), and the messages
+        // after it (NULLs when there are none).
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT c.cursor, m.* FROM
+                 (SELECT COALESCE((SELECT last_seq FROM router_cursors
+                                   WHERE tenant = ?1 AND chat_jid = ?2), 0) AS cursor) AS c
+             LEFT JOIN
+                 (SELECT {MESSAGE_COLUMNS} FROM messages
+                  WHERE tenant = ?1 AND chat_jid = ?2 AND is_bot_message = 0
+                    AND seq > COALESCE((SELECT last_seq FROM router_cursors
+                                        WHERE tenant = ?1 AND chat_jid = ?2), 0)
+                  ORDER BY seq LIMIT ?3) AS m
+             ON 1"
         ))?;
-        let rows = stmt
-            .query_map(
-                params![
-                    tenant.as_str(),
-                    chat_jid.as_str(),
-                    cursor,
-                    i64::try_from(limit).unwrap_or(i64::MAX)
-                ],
-                row_to_message,
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut cursor = 0;
+        let mut rows = Vec::new();
+        let mut query = stmt.query(params![
+            tenant.as_str(),
+            chat_jid.as_str(),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ])?;
+        while let Some(row) = query.next()? {
+            cursor = row.get(0)?;
+            if row.get::<_, Option<i64>>(1)?.is_some() {
+                rows.push(row_to_message_at(row, 1)?);
+            }
+        }
+        drop(query);
         drop(stmt);
-        tx.commit()?;
+        drop(conn);
         let stored = rows
             .into_iter()
             .map(build_message)
             .collect::<Result<Vec<_>>>()?;
-        unmoved.retain(|m| !m.is_bot_message && m.seq > cursor);
+        unmoved.retain(|m| m.seq > cursor);
         let mut all = merge(stored, unmoved);
         all.truncate(limit);
         Ok(all)

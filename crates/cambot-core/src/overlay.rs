@@ -32,7 +32,7 @@ struct ChatOverlay {
 
 #[derive(Default)]
 pub(crate) struct Overlay {
-    chats: Mutex<HashMap<TenantId, HashMap<ChatJid, ChatOverlay>>>,
+    chats: Mutex<Chats>,
 }
 
 impl Overlay {
@@ -52,24 +52,14 @@ impl Overlay {
             .flatten()
     }
 
-    /// Adds (or replaces) a version of a message.
-    pub(crate) fn insert(&self, version: Version) {
+    /// Adds (or replaces) versions of messages, under one lock.
+    pub(crate) fn insert_all(&self, versions: impl Iterator<Item = Version>) {
         let Ok(mut chats) = self.chats.lock() else {
             return;
         };
-        let m = &version.message;
-        let chat = match chats.get_mut(&m.tenant) {
-            Some(t) => t,
-            None => chats.entry(m.tenant.clone()).or_default(),
-        };
-        let chat = match chat.get_mut(&m.chat_jid) {
-            Some(c) => c,
-            None => chat.entry(m.chat_jid.clone()).or_default(),
-        };
-        if !chat.by_id.contains_key(&m.id) {
-            chat.by_id.insert(m.id.clone(), m.seq);
+        for version in versions {
+            insert_locked(&mut chats, version);
         }
-        chat.by_seq.insert(m.seq, version);
     }
 
     /// Drops the versions a committed move carried (not newer versions of the same messages).
@@ -124,6 +114,24 @@ impl Overlay {
             })
             .unwrap_or(0)
     }
+}
+
+type Chats = HashMap<TenantId, HashMap<ChatJid, ChatOverlay>>;
+
+fn insert_locked(chats: &mut Chats, version: Version) {
+    let m = &version.message;
+    let chat = match chats.get_mut(&m.tenant) {
+        Some(t) => t,
+        None => chats.entry(m.tenant.clone()).or_default(),
+    };
+    let chat = match chat.get_mut(&m.chat_jid) {
+        Some(c) => c,
+        None => chat.entry(m.chat_jid.clone()).or_default(),
+    };
+    if !chat.by_id.contains_key(&m.id) {
+        chat.by_id.insert(m.id.clone(), m.seq);
+    }
+    chat.by_seq.insert(m.seq, version);
 }
 
 /// Merges rows read from the database with overlay rows (both oldest first): sorted by seq,
