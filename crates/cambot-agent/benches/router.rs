@@ -12,7 +12,8 @@
 //!
 //! `cargo bench -p cambot-agent --bench router` (env: BENCH_MESSAGES, BENCH_GROUPS, BENCH_RATE,
 //! BENCH_PRODUCERS; BENCH_DEBUG=1 prints the five slowest messages of each phase and, per 100 ms
-//! of ingest time, how many messages took over 5 ms; BENCH_PERF_CTL=<fifo> enables and disables
+//! of ingest time, how many messages took over 5 ms, and the same for ingest-to-ack (until the
+//! host has stored and routed the message); BENCH_PERF_CTL=<fifo> enables and disables
 //! `perf record --control=fifo:<fifo>` around the paced phase only).
 #![allow(
     clippy::unwrap_used,

@@ -67,7 +67,7 @@ pub(crate) const MOVE_EVERY: Duration = Duration::from_millis(10);
 /// A segment past this size is sealed once the other one is free.
 const SEGMENT_BYTES: u64 = 8 << 20;
 /// How long opening waits for a previous owner in this process to finish its last move.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 enum Reply {
     Sync(mpsc::SyncSender<Result<Arrival>>),
@@ -218,7 +218,7 @@ impl Ingest {
             journal::open_segment(&paths[1])?,
         ];
         journal::start_segment(&mut files[0], &paths[0], generation + 1)?;
-        journal::start_segment(&mut files[1], &paths[1], 0)?;
+        // The other segment stays empty (free) until the first one is sealed.
         files[1]
             .set_len(0)
             .map_err(|e| journal::io_error("emptying", &paths[1], &e))?;

@@ -7,6 +7,10 @@
 //! Every key includes the tenant. Messages carry a monotonic arrival `seq`, and the router's
 //! cursor is a seq, so no two messages can hide each other by sharing a timestamp.
 //!
+//! The daemon opens its store with [`Store::open_owning_messages`]: it acknowledges a message once
+//! it is appended to an ingest journal, and moves messages into SQLite in batches beside the
+//! router; reads merge the messages not moved yet (`docs/ingest-journal.md`).
+//!
 //! This crate knows nothing about channels, sandboxes or models; it stores and returns rows.
 //! The orchestrator talks to it through [`Store`]'s methods only, which is the seam for another
 //! backend later.
