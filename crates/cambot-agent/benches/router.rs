@@ -11,7 +11,8 @@
 //! message in a turn's prompt, whether it started a run or was piped into a live one).
 //!
 //! `cargo bench -p cambot-agent --bench router` (env: BENCH_MESSAGES, BENCH_GROUPS, BENCH_RATE,
-//! BENCH_PRODUCERS; BENCH_DEBUG=1 prints the five slowest messages of each phase and, per 100 ms
+//! BENCH_PRODUCERS; BENCH_NO_JOURNAL=1 runs the daemon with `router.ingest_journal = false`, each
+//! message acknowledged after its own SQLite commit; BENCH_DEBUG=1 prints the five slowest messages of each phase and, per 100 ms
 //! of ingest time, how many messages took over 5 ms, and the same for ingest-to-ack (until the
 //! host has stored and routed the message); BENCH_PERF_CTL=<fifo> enables and disables
 //! `perf record --control=fifo:<fifo>` around the paced phase only).
@@ -96,8 +97,9 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
     });
     // One slot per group: this measures the orchestration path (store, router, queue, piping),
     // not the slot policy (which the queue tests cover).
+    let journal = std::env::var_os("BENCH_NO_JOURNAL").is_none();
     let raw = toml::from_str(&format!(
-        "max_concurrent_runs = {groups}\n[router]\nidle_timeout_ms = 60000\nrecovery_sweep_secs = 0\n"
+        "max_concurrent_runs = {groups}\n[router]\nidle_timeout_ms = 60000\nrecovery_sweep_secs = 0\ningest_journal = {journal}\n"
     ))
     .unwrap();
     let cfg = Config::resolve(raw, None, Some(dir.path()), &|k| {
@@ -371,7 +373,12 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "router bench: {messages} messages across {groups} groups, SQLite file store, no-op runner"
+        "router bench: {messages} messages across {groups} groups, SQLite file store ({}), no-op runner",
+        if std::env::var_os("BENCH_NO_JOURNAL").is_some() {
+            "no ingest journal"
+        } else {
+            "ingest journal"
+        }
     );
     let (tput, lat, rss) = rt.block_on(phase(messages, groups, None));
     println!(

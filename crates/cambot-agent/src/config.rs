@@ -84,6 +84,11 @@ pub struct RouterConfig {
     pub delivery_retry_secs: u64,
     /// Seconds a shutdown lets live runs finish before killing them. Default 30.
     pub shutdown_grace_secs: u64,
+    /// Acknowledge a message once it is appended to the ingest journal and move messages into
+    /// SQLite in batches beside the router (docs/ingest-journal.md). `false` acknowledges each
+    /// message after its own SQLite commit, which stalls ingest at the WAL's restarts on disks
+    /// where fsync is slow. Default true.
+    pub ingest_journal: bool,
 }
 
 impl Default for RouterConfig {
@@ -94,6 +99,7 @@ impl Default for RouterConfig {
             recovery_sweep_secs: 60,
             delivery_retry_secs: 5,
             shutdown_grace_secs: 30,
+            ingest_journal: true,
         }
     }
 }

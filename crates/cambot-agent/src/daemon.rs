@@ -140,13 +140,20 @@ impl Daemon {
         // The daemon owns the ingest journal: opening may replay it, or wait a moment for a
         // previous daemon of this process to finish its last move.
         let database = layout.database();
-        let store = tokio::task::spawn_blocking(move || Store::open_owning_messages(&database))
-            .await
-            .map_err(|e| {
-                DaemonError::Store(cambot_core::StoreError::Invalid(format!(
-                    "opening the database panicked: {e}"
-                )))
-            })??;
+        let journal = config.router.ingest_journal;
+        let store = tokio::task::spawn_blocking(move || {
+            if journal {
+                Store::open_owning_messages(&database)
+            } else {
+                Store::open(&database)
+            }
+        })
+        .await
+        .map_err(|e| {
+            DaemonError::Store(cambot_core::StoreError::Invalid(format!(
+                "opening the database panicked: {e}"
+            )))
+        })??;
         let outbox = Outbox::new();
         let cancel = CancellationToken::new();
         let background = TaskTracker::new();
