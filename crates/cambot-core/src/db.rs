@@ -136,7 +136,7 @@ impl Store {
     /// it writes a message (an error when a daemon owns the journal).
     pub(crate) fn message_write_lock(&self) -> Result<Option<std::fs::File>> {
         match &self.path {
-            Some(path) => crate::ingest::shared_message_lock(path).map(Some),
+            Some(path) => crate::journal_lock::shared_message_lock(path).map(Some),
             None => Ok(None),
         }
     }

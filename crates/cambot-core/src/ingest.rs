@@ -8,17 +8,19 @@
 //! mover (docs/ingest-journal.md has the measurements).
 //!
 //! Threads (each ends when what feeds it closes; the last one out releases the journal lock):
-//! - `cambot-ingest` decides repeat-or-new for each message (unmoved messages from the overlay,
-//!   the rest through its own read connection), assigns seqs, appends one batch of records with
-//!   one `write()`, publishes the messages in the [`Overlay`], answers the callers, and hands
-//!   the records to the mover;
-//! - `cambot-mover` commits them through the batch writer in batches of at most
-//!   [`MOVE_MAX`] records or [`MOVE_EVERY`], then drops them from the overlay;
+//! - `cambot-ingest` decides repeat-or-new for each message (the batch, then the [`Overlay`] of
+//!   unmoved messages, then the chat's id filter, reading SQLite only when the filter says
+//!   "maybe"; see [`crate::known_ids`]), assigns seqs, appends one batch of records with one
+//!   `write()`, publishes the messages in the overlay, answers the callers, and hands the batch
+//!   to the mover;
+//! - `cambot-mover` ([`crate::mover`]) wakes every [`MOVE_EVERY`] and commits what arrived
+//!   through the batch writer, at most [`MOVE_MAX`] messages per transaction, then drops them
+//!   from the overlay;
 //! - the checkpoint thread syncs the journal before the WAL, and empties a sealed segment once
 //!   every record in it is moved and the WAL holding them is synced ([`Durability`]).
 //!
 //! Seqs: this store is the only one that writes messages while it holds the journal's lock
-//! (other stores on the same file refuse to, see [`shared_message_lock`]), so it counts seqs in
+//! (other stores on the same file refuse to, see [`crate::journal_lock`]), so it counts seqs in
 //! memory from the largest one in the database.
 
 use std::collections::HashMap;
@@ -31,7 +33,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
-use std::time::Instant;
 
 use cambot_protocol::ChatJid;
 use cambot_protocol::InboundMessage;
@@ -46,9 +47,11 @@ use crate::error::Result;
 use crate::error::StoreError;
 use crate::journal;
 use crate::journal::Record;
+use crate::journal_lock::lock_exclusive;
 use crate::known_ids::KnownIds;
 use crate::messages::Arrival;
 use crate::messages::StoredMessage;
+use crate::mover::Mover;
 use crate::overlay::Overlay;
 use crate::overlay::Version;
 
@@ -66,8 +69,6 @@ pub(crate) const MOVE_MAX: usize = 500;
 pub(crate) const MOVE_EVERY: Duration = Duration::from_millis(10);
 /// A segment past this size is sealed once the other one is free.
 const SEGMENT_BYTES: u64 = 8 << 20;
-/// How long opening waits for a previous owner in this process to finish its last move.
-const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 enum Reply {
     Sync(mpsc::SyncSender<Result<Arrival>>),
@@ -112,7 +113,7 @@ impl std::fmt::Debug for Ingest {
 pub(crate) struct Durability {
     files: [File; 2],
     /// The last record number the mover has committed.
-    moved_through: AtomicU64,
+    pub(crate) moved_through: AtomicU64,
     segments: Mutex<Segments>,
 }
 
@@ -150,57 +151,6 @@ impl Durability {
             match self.files[inactive].set_len(0) {
                 Ok(()) => segments.sealed_through = None,
                 Err(e) => tracing::warn!(error = %e, "emptying an ingest journal segment failed"),
-            }
-        }
-    }
-}
-
-/// Takes the shared side of the journal lock for a store that does not own the journal, for as
-/// long as it writes a message: fails when a daemon owns the journal (it is then the only
-/// writer of messages, so that seqs never collide and never go backwards in a chat).
-pub(crate) fn shared_message_lock(db: &Path) -> Result<File> {
-    let path = journal::lock_path(db);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| journal::io_error("opening", &path, &e))?;
-    match file.try_lock_shared() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Journal(format!(
-            "a running cambot daemon stores this database's messages ({} is locked); send the \
-             message through it",
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(journal::io_error("locking", &path, &e)),
-    }
-}
-
-fn lock_exclusive(db: &Path) -> Result<File> {
-    let path = journal::lock_path(db);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| journal::io_error("opening", &path, &e))?;
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Journal(format!(
-                    "another process stores this database's messages ({} is locked); is a \
-                     cambot daemon already running on this data directory?",
-                    path.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(journal::io_error("locking", &path, &e));
             }
         }
     }
@@ -590,67 +540,6 @@ impl IngestLoop {
         segments.active = next;
         self.generation = generation;
         self.active_len = journal::HEADER_LEN;
-    }
-}
-
-struct Mover {
-    rx: mpsc::Receiver<Vec<Version>>,
-    writer: Arc<Writer>,
-    overlay: Arc<Overlay>,
-    durability: Arc<Durability>,
-    /// Held until the last move is committed: a new owner replays only once this one is done.
-    _lock: File,
-}
-
-impl Mover {
-    fn run(self) {
-        crate::priority::lower_this_thread();
-        while let Ok(mut pending) = self.rx.recv() {
-            // Let records accumulate without being woken for each batch of them.
-            std::thread::sleep(MOVE_EVERY);
-            while let Ok(more) = self.rx.try_recv() {
-                pending.extend(more);
-            }
-            let mut rest = pending.into_iter().peekable();
-            while rest.peek().is_some() {
-                let batch: Vec<Version> = rest.by_ref().take(MOVE_MAX).collect();
-                if !self.commit(batch) {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Commits one batch, retrying until it commits; false when the writer is gone.
-    fn commit(&self, batch: Vec<Version>) -> bool {
-        let last = batch.last().map(|v| v.record).unwrap_or(0);
-        let mut op = WriteOp::MoveMessages(batch);
-        loop {
-            let Ok(outcome) = self.writer.submit_blocking_returning(op) else {
-                tracing::warn!(
-                    "the database writer stopped before the ingest journal was moved; the next \
-                     start replays it"
-                );
-                return false;
-            };
-            match outcome {
-                (Ok(_), WriteOp::MoveMessages(moved)) => {
-                    self.overlay.remove_moved(&moved);
-                    self.durability.moved_through.store(last, Ordering::Release);
-                    return true;
-                }
-                (Err(e), back) => {
-                    // The messages stay acknowledged: in the journal and in the overlay.
-                    tracing::error!(error = %e, "moving journaled messages into the database failed; retrying in 1 s");
-                    std::thread::sleep(Duration::from_secs(1));
-                    op = back;
-                }
-                (Ok(_), other) => {
-                    tracing::error!(op = ?other, "the writer handed back another operation");
-                    return true;
-                }
-            }
-        }
     }
 }
 

@@ -1,0 +1,77 @@
+//! The mover: commits journaled messages into SQLite in batches, beside the router (see
+//! [`crate::ingest`]).
+
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::batch::WriteOp;
+use crate::batch::Writer;
+use crate::ingest::Durability;
+use crate::ingest::MOVE_EVERY;
+use crate::ingest::MOVE_MAX;
+use crate::overlay::Overlay;
+use crate::overlay::Version;
+
+pub(crate) struct Mover {
+    pub(crate) rx: mpsc::Receiver<Vec<Version>>,
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) overlay: Arc<Overlay>,
+    pub(crate) durability: Arc<Durability>,
+    /// Held until the last move is committed: a new owner replays only once this one is done.
+    pub(crate) _lock: File,
+}
+
+impl Mover {
+    pub(crate) fn run(self) {
+        crate::priority::lower_this_thread();
+        while let Ok(mut pending) = self.rx.recv() {
+            // Let records accumulate without being woken for each batch of them.
+            std::thread::sleep(MOVE_EVERY);
+            while let Ok(more) = self.rx.try_recv() {
+                pending.extend(more);
+            }
+            let mut rest = pending.into_iter().peekable();
+            while rest.peek().is_some() {
+                let batch: Vec<Version> = rest.by_ref().take(MOVE_MAX).collect();
+                if !self.commit(batch) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Commits one batch, retrying until it commits; false when the writer is gone.
+    fn commit(&self, batch: Vec<Version>) -> bool {
+        let last = batch.last().map(|v| v.record).unwrap_or(0);
+        let mut op = WriteOp::MoveMessages(batch);
+        loop {
+            let Ok(outcome) = self.writer.submit_blocking_returning(op) else {
+                tracing::warn!(
+                    "the database writer stopped before the ingest journal was moved; the next \
+                     start replays it"
+                );
+                return false;
+            };
+            match outcome {
+                (Ok(_), WriteOp::MoveMessages(moved)) => {
+                    self.overlay.remove_moved(&moved);
+                    self.durability.moved_through.store(last, Ordering::Release);
+                    return true;
+                }
+                (Err(e), back) => {
+                    // The messages stay acknowledged: in the journal and in the overlay.
+                    tracing::error!(error = %e, "moving journaled messages into the database failed; retrying in 1 s");
+                    std::thread::sleep(Duration::from_secs(1));
+                    op = back;
+                }
+                (Ok(_), other) => {
+                    tracing::error!(op = ?other, "the writer handed back another operation");
+                    return true;
+                }
+            }
+        }
+    }
+}
