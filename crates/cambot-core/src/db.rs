@@ -14,6 +14,8 @@ use crate::checkpoint::Checkpointer;
 use crate::error::Result;
 use crate::error::StoreError;
 use crate::ingest::Ingest;
+use crate::journal_lock::SharedMessageGuard;
+use crate::journal_lock::SharedMessageLock;
 
 /// One migration: applied in order, each in its own transaction, recorded in
 /// `schema_migrations`. Never edit a released migration; add a new one.
@@ -55,9 +57,9 @@ pub struct Store {
     writer: Arc<crate::batch::Writer>,
     /// Checkpoints the WAL off the write path (file databases only).
     checkpointer: Option<Arc<Checkpointer>>,
-    /// The database file (`None` in memory): a store that does not own the ingest journal
-    /// takes its shared lock while it writes a message.
-    path: Option<Arc<Path>>,
+    /// For a file database: the shared side of the ingest journal's lock, which a store that
+    /// does not own the journal holds while it writes messages.
+    message_lock: Option<Arc<SharedMessageLock>>,
     /// The ingest journal, in the store that owns it ([`Store::open_owning_messages`]).
     pub(crate) ingest: Option<Arc<Ingest>>,
 }
@@ -97,7 +99,7 @@ impl Store {
         reader.execute_batch("PRAGMA cache_size = -32768;")?;
         reader.set_prepared_statement_cache_capacity(64);
         store.reader = Some(Arc::new(Mutex::new(reader)));
-        store.path = Some(Arc::from(path));
+        store.message_lock = Some(Arc::new(SharedMessageLock::new(path)));
         Ok(store)
     }
 
@@ -134,11 +136,11 @@ impl Store {
 
     /// For a store that does not own the ingest journal: the journal's shared lock, held while
     /// it writes a message (an error when a daemon owns the journal).
-    pub(crate) fn message_write_lock(&self) -> Result<Option<std::fs::File>> {
-        match &self.path {
-            Some(path) => crate::journal_lock::shared_message_lock(path).map(Some),
-            None => Ok(None),
-        }
+    pub(crate) fn message_write_lock(&self) -> Result<Option<SharedMessageGuard>> {
+        self.message_lock
+            .as_ref()
+            .map(SharedMessageLock::acquire)
+            .transpose()
     }
 
     /// A private in-memory database (tests, benchmarks).
@@ -195,7 +197,7 @@ impl Store {
             reader: None,
             writer,
             checkpointer,
-            path: None,
+            message_lock: None,
             ingest: None,
         })
     }

@@ -293,3 +293,57 @@ async fn segments_are_recycled_and_lose_nothing() {
         .unwrap();
     assert_eq!(all.len(), 6_000);
 }
+
+/// A store that does not own the journal holds its shared lock through one file handle, however
+/// many writes are in flight (a handle per write ran out of file descriptors when a thousand
+/// writes waited for one commit, with `router.ingest_journal = false`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_concurrent_writes_of_another_store_share_one_lock_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("cambot.db")).unwrap();
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    // The first write opens what every later one shares (the WAL, the lock file).
+    s.store_message_arrival(msg("a@g.us", "first", "x", TS))
+        .await
+        .unwrap();
+    let before = fds();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peak = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(fds());
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            peak
+        })
+    };
+    let mut tasks = Vec::new();
+    for n in 0..3_000 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.store_message_arrival(msg("a@g.us", &n.to_string(), "x", TS))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = peak.join().unwrap();
+    // A few more may open lazily beside (the checkpoint thread's WAL handle); not one per write.
+    assert!(
+        peak < before + 20,
+        "{before} file descriptors before, {peak} at the peak"
+    );
+    // Idle again: the lock is free for a daemon.
+    let daemon = owner(&dir);
+    assert_eq!(
+        daemon
+            .messages_since(&tenant(), &jid("a@g.us"), 0, 10_000)
+            .unwrap()
+            .len(),
+        3_001
+    );
+}
