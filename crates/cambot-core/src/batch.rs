@@ -152,11 +152,7 @@ impl Writer {
 
     /// Queues `op` and blocks until it is committed. For sync callers outside async code.
     pub(crate) fn submit_blocking(&self, op: WriteOp) -> Result<Written> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.tx
-            .send((op, Reply::Sync(tx)))
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.recv().map_err(|_| StoreError::WriterGone)?.result
+        self.submit_blocking_returning(op)?.0
     }
 
     /// [`Writer::submit_blocking`], handing the operation back with its outcome. `Err` only when
@@ -181,36 +177,32 @@ impl Writer {
     /// Queues `op` without waiting for its commit (it commits with the writer's next batch; a
     /// failure is logged). Waits only while the queue is full.
     pub(crate) async fn submit_detached(&self, op: WriteOp) -> Result<()> {
-        let mut job = (op, Reply::Detached);
-        loop {
-            match self.tx.try_send(job) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::TrySendError::Full(back)) => {
-                    job = back;
-                    tokio::task::yield_now().await;
-                }
-                Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
-            }
-        }
+        send_from_async(&self.tx, (op, Reply::Detached)).await
     }
 
     /// [`Writer::submit`], handing the committed operation back to the caller.
     pub(crate) async fn submit_returning(&self, op: WriteOp) -> Result<(Written, WriteOp)> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut job = (op, Reply::Async(tx));
-        // The queue is bounded; when full, yield to the runtime until there is room.
-        loop {
-            match self.tx.try_send(job) {
-                Ok(()) => break,
-                Err(mpsc::TrySendError::Full(back)) => {
-                    job = back;
-                    tokio::task::yield_now().await;
-                }
-                Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
-            }
-        }
+        send_from_async(&self.tx, (op, Reply::Async(tx))).await?;
         let done = rx.await.map_err(|_| StoreError::WriterGone)?;
         done.result.map(|written| (written, done.op))
+    }
+}
+
+/// Queues `item` on a bounded channel from async code: when the channel is full, yields to the
+/// runtime until there is room instead of blocking a runtime thread. `WriterGone` when the
+/// receiving thread has ended.
+pub(crate) async fn send_from_async<T>(tx: &mpsc::SyncSender<T>, item: T) -> Result<()> {
+    let mut item = item;
+    loop {
+        match tx.try_send(item) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::TrySendError::Full(back)) => {
+                item = back;
+                tokio::task::yield_now().await;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
+        }
     }
 }
 

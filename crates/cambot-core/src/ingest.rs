@@ -43,6 +43,7 @@ use rusqlite::OptionalExtension;
 
 use crate::batch::WriteOp;
 use crate::batch::Writer;
+use crate::batch::send_from_async;
 use crate::error::Result;
 use crate::error::StoreError;
 use crate::journal;
@@ -235,18 +236,7 @@ impl Ingest {
     /// Journals `msg` and waits (asynchronously) for its acknowledgement.
     pub(crate) async fn store(&self, msg: InboundMessage) -> Result<Arrival> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut job = Job::Store(msg, Reply::Async(tx));
-        // The queue is bounded; when full, yield to the runtime until there is room.
-        loop {
-            match self.tx.try_send(job) {
-                Ok(()) => break,
-                Err(mpsc::TrySendError::Full(back)) => {
-                    job = back;
-                    tokio::task::yield_now().await;
-                }
-                Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
-            }
-        }
+        send_from_async(&self.tx, Job::Store(msg, Reply::Async(tx))).await?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -310,12 +300,14 @@ fn replay(db: &Path, paths: &[std::path::PathBuf; 2], writer: &Writer) -> Result
             records = records.len(),
             "replaying the ingest journal into the database"
         );
-        for chunk in records.chunks(MOVE_MAX) {
-            let versions = chunk
-                .iter()
+        let mut rest = records.into_iter().peekable();
+        while rest.peek().is_some() {
+            let versions = rest
+                .by_ref()
+                .take(MOVE_MAX)
                 .map(|r| Version {
                     record: 0,
-                    message: Arc::new(StoredMessage::stored(r.msg.clone(), r.seq)),
+                    message: Arc::new(StoredMessage::stored(r.msg, r.seq)),
                 })
                 .collect();
             writer.submit_blocking(WriteOp::MoveMessages(versions))?;

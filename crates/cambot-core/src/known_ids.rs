@@ -55,27 +55,26 @@ impl Layer {
         }
     }
 
-    fn probes(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
-        let (h1, h2) = (hash & 0xffff_ffff, (hash >> 32) | 1);
-        (0..PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & self.mask)
-    }
-
     fn insert(&mut self, hash: u64) {
-        let probes: Vec<u64> = self.probes(hash).collect();
-        for bit in probes {
+        for bit in probes(hash, self.mask) {
             self.bits[(bit / 64) as usize] |= 1 << (bit % 64);
         }
         self.count += 1;
     }
 
     fn may_contain(&self, hash: u64) -> bool {
-        self.probes(hash)
-            .all(|bit| self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+        probes(hash, self.mask).all(|bit| self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
     }
 
     fn size_bits(&self) -> usize {
         self.bits.len() * 64
     }
+}
+
+/// The bits an id's hash sets in a layer of `mask + 1` bits (double hashing).
+fn probes(hash: u64, mask: u64) -> impl Iterator<Item = u64> {
+    let (h1, h2) = (hash & 0xffff_ffff, (hash >> 32) | 1);
+    (0..PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & mask)
 }
 
 enum ChatIds {

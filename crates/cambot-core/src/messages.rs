@@ -360,12 +360,11 @@ impl Store {
 
     /// The newest non-bot message seq of a chat (0 when none).
     pub fn latest_message_seq(&self, tenant: &TenantId, chat_jid: &ChatJid) -> Result<i64> {
+        // Overlay first, as for every read (see `crate::overlay`).
         let unmoved = self
-            .overlay_after(tenant, chat_jid, 0)
-            .iter()
-            .filter(|m| !m.is_bot_message)
-            .map(|m| m.seq)
-            .max();
+            .ingest
+            .as_ref()
+            .and_then(|i| i.overlay.latest_non_bot(tenant, chat_jid));
         let conn = self.reader()?;
         let seq: Option<i64> = conn
             .prepare_cached(

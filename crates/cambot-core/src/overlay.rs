@@ -102,6 +102,18 @@ impl Overlay {
         .unwrap_or_default()
     }
 
+    /// The largest seq of a chat's unmoved non-bot messages.
+    pub(crate) fn latest_non_bot(&self, tenant: &TenantId, chat: &ChatJid) -> Option<i64> {
+        self.with_chat(tenant, chat, |c| {
+            c.by_seq
+                .iter()
+                .rev()
+                .find(|(_, v)| !v.message.is_bot_message)
+                .map(|(seq, _)| *seq)
+        })
+        .flatten()
+    }
+
     /// How many messages are waiting to be moved (for tests and logs).
     pub(crate) fn len(&self) -> usize {
         self.chats
