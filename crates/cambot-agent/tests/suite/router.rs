@@ -38,6 +38,23 @@ async fn folder_of_chats(
     t
 }
 
+/// `fake:one` and `fake:two` each got exactly the reply addressed to them (`reply_to_chat`).
+async fn each_chat_got_its_own_reply(t: &TestDaemon) {
+    let sent = t.channel.wait_sent(2, WAIT).await;
+    let mut pairs: Vec<_> = sent
+        .iter()
+        .map(|d| (d.chat_jid.clone(), d.text.clone()))
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            ("fake:one".to_owned(), "to fake:one".to_owned()),
+            ("fake:two".to_owned(), "to fake:two".to_owned())
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_message_gets_one_reply_with_internal_text_stripped() {
     let runner = ScriptedRunner::new(|_, _| Turn::reply("<internal>plan</internal>Hello there"));
@@ -389,19 +406,7 @@ async fn two_chats_in_one_folder_get_their_own_replies() {
         .inject(&tenant(), "fake:two", "U", "hello two")
         .await
         .unwrap();
-    let sent = t.channel.wait_sent(2, WAIT).await;
-    let mut pairs: Vec<_> = sent
-        .iter()
-        .map(|d| (d.chat_jid.clone(), d.text.clone()))
-        .collect();
-    pairs.sort();
-    assert_eq!(
-        pairs,
-        vec![
-            ("fake:one".to_owned(), "to fake:one".to_owned()),
-            ("fake:two".to_owned(), "to fake:two".to_owned())
-        ]
-    );
+    each_chat_got_its_own_reply(&t).await;
     t.daemon.shutdown().await;
 }
 
@@ -633,19 +638,7 @@ async fn another_chats_message_while_the_run_starts_gets_its_own_run() {
         .inject(&tenant(), "fake:two", "U", "hello two")
         .await
         .unwrap();
-    let sent = t.channel.wait_sent(2, WAIT).await;
-    let mut pairs: Vec<_> = sent
-        .iter()
-        .map(|d| (d.chat_jid.clone(), d.text.clone()))
-        .collect();
-    pairs.sort();
-    assert_eq!(
-        pairs,
-        vec![
-            ("fake:one".to_owned(), "to fake:one".to_owned()),
-            ("fake:two".to_owned(), "to fake:two".to_owned())
-        ]
-    );
+    each_chat_got_its_own_reply(&t).await;
     t.daemon.shutdown().await;
 }
 
