@@ -142,17 +142,21 @@ impl Durability {
     /// The WAL is synced, so every record up to `moved` is durable in SQLite: a sealed segment
     /// holding only such records is emptied (truncated in place, and reused by the next seal).
     pub(crate) fn wal_synced(&self, moved: u64) {
-        let Ok(mut segments) = self.segments.lock() else {
-            return;
-        };
-        if let Some(last) = segments.sealed_through
-            && last <= moved
-        {
-            let inactive = 1 - segments.active;
-            match self.files[inactive].set_len(0) {
-                Ok(()) => segments.sealed_through = None,
-                Err(e) => tracing::warn!(error = %e, "emptying an ingest journal segment failed"),
+        let inactive = match self.segments.lock() {
+            Ok(segments) if segments.sealed_through.is_some_and(|last| last <= moved) => {
+                1 - segments.active
             }
+            _ => return,
+        };
+        // Truncated without the lock: freeing 8 MiB of blocks can take milliseconds, and this
+        // thread runs at a lower priority than the ingest thread that takes the lock to seal.
+        // The ingest thread leaves the inactive segment alone while `sealed_through` is set.
+        if let Err(e) = self.files[inactive].set_len(0) {
+            tracing::warn!(error = %e, "emptying an ingest journal segment failed");
+            return;
+        }
+        if let Ok(mut segments) = self.segments.lock() {
+            segments.sealed_through = None;
         }
     }
 }
@@ -214,6 +218,7 @@ impl Ingest {
             rx,
             files,
             paths,
+            active: 0,
             active_len: journal::HEADER_LEN,
             generation: generation + 1,
             reader,
@@ -334,6 +339,8 @@ struct IngestLoop {
     rx: mpsc::Receiver<Job>,
     files: [File; 2],
     paths: [std::path::PathBuf; 2],
+    /// The segment appended to; only this thread changes it (mirrored in `Segments::active`).
+    active: usize,
     active_len: u64,
     generation: u64,
     reader: Connection,
@@ -433,7 +440,7 @@ impl IngestLoop {
         if decided.is_empty() {
             return;
         }
-        let active = self.active();
+        let active = self.active;
         if let Err(e) = self.files[active].write_all(&self.buf) {
             let err = journal::io_error("appending to", &self.paths[active], &e);
             tracing::error!(error = %err, messages = decided.len(), "journaling messages failed");
@@ -481,14 +488,6 @@ impl IngestLoop {
         }
     }
 
-    fn active(&self) -> usize {
-        self.durability
-            .segments
-            .lock()
-            .map(|s| s.active)
-            .unwrap_or(0)
-    }
-
     /// The seq the database has for this message's id, if it has it (read only when the chat's
     /// filter says it may).
     fn stored_seq(&mut self, msg: &InboundMessage) -> Result<Option<i64>> {
@@ -530,6 +529,7 @@ impl IngestLoop {
         }
         segments.sealed_through = Some(self.next_record - 1);
         segments.active = next;
+        self.active = next;
         self.generation = generation;
         self.active_len = journal::HEADER_LEN;
     }
