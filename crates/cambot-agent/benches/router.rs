@@ -215,6 +215,33 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
             "  over 5 ms, per 100 ms of ingest (count/max ms): {}",
             line.join(" ")
         );
+        // The start burst in detail: per 10 ms of the first 200 ms, messages over 5 ms among
+        // each group's first message (run starts) and among the rest.
+        let mut fine: std::collections::BTreeMap<u64, (usize, usize, usize)> = Default::default();
+        for (i, lat) in latency_ns.iter().enumerate() {
+            let s = clock.ingested[i]
+                .load(Ordering::Relaxed)
+                .saturating_sub(start_ns);
+            if s < 200_000_000 {
+                let w = fine.entry(s / 10_000_000).or_default();
+                w.0 += 1;
+                if *lat > 5_000_000 {
+                    if i < groups {
+                        w.1 += 1;
+                    } else {
+                        w.2 += 1;
+                    }
+                }
+            }
+        }
+        let line: Vec<String> = fine
+            .iter()
+            .map(|(w, (n, first, rest))| format!("{}:{n}/{first}/{rest}", w * 10))
+            .collect();
+        println!(
+            "  first 200 ms per 10 ms (messages/starts over 5 ms/others over 5 ms): {}",
+            line.join(" ")
+        );
         // The same split: how long the host took to store and route (the channel's wait).
         let mut acks: Vec<u64> = (0..total)
             .map(|i| {

@@ -95,6 +95,40 @@ async fn a_journaled_message_is_readable_at_once_and_after_its_move() {
     assert_eq!(seqs(&pending), vec![b.message.seq]);
 }
 
+/// Pending messages start after the router's cursor, whether the messages before it are in
+/// SQLite or still in the journal's overlay (the cursor comes from SQLite; the overlay is
+/// filtered by it).
+#[tokio::test]
+async fn pending_messages_start_after_the_cursor_moved_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = owner(&dir);
+    let chat = jid("a@g.us");
+    let mut stored = Vec::new();
+    for (i, id) in ["1", "2", "3", "4"].into_iter().enumerate() {
+        let a = s
+            .store_message_arrival(msg("a@g.us", id, id, TS))
+            .await
+            .unwrap();
+        stored.push(a.message.seq);
+        if i == 1 {
+            // 1 and 2 in SQLite; 3 and 4 most likely still unmoved (the mover waits 10 ms).
+            wait_moved(&s);
+        }
+    }
+    let pending = |s: &Store| seqs(&s.pending_messages(&tenant(), &chat, 10).unwrap());
+    assert_eq!(pending(&s), stored);
+    s.advance_cursor(&tenant(), &chat, stored[0]).unwrap();
+    assert_eq!(pending(&s), stored[1..]);
+    s.advance_cursor(&tenant(), &chat, stored[2]).unwrap();
+    assert_eq!(pending(&s), stored[3..]);
+    wait_moved(&s);
+    assert_eq!(pending(&s), stored[3..]);
+    assert_eq!(
+        seqs(&s.pending_messages(&tenant(), &chat, 0).unwrap()),
+        Vec::<i64>::new()
+    );
+}
+
 #[tokio::test]
 async fn a_repeat_keeps_its_seq_whether_or_not_it_was_moved() {
     let dir = tempfile::tempdir().unwrap();
