@@ -166,18 +166,22 @@ impl Store {
                 tracing::warn!(mode = %mode, "SQLite refused WAL mode; continuing");
             }
         }
-        // A small page cache for the writing connection (1 MiB): when a b-tree split reorders
+        // A small page cache for the writing connection (4 MiB): when a b-tree split reorders
         // its new pages, SQLite parks one under a temporary page number past the end of the
         // file, and the commit then walks the whole cache's hash table to drop pages past the
-        // end. With 32 MiB that walk was 10 % of the router bench's CPU (the writer thread is
-        // the bottleneck); with 1 MiB it is 5 %, and 6-15 % more messages per second. What the
-        // writer reads comes from the OS page cache. (A reader's cache is emptied whenever
-        // another connection has committed, so its size barely matters under writes.)
+        // end. With 32 MiB that walk was 10 % of the router bench's CPU when every message was
+        // its own write; at 4 MiB and the mover's few hundred commits a second it is under 1 %.
+        // Below that, a mover transaction (hundreds of messages over as many index leaves)
+        // outgrew the cache: 1 MiB spilled dirty pages into the WAL mid-transaction, 40,000
+        // spills in the bench's paced phase, and the start burst's p99 was under 5 ms in 1 of 4
+        // runs against 4 of 4 at 4 MiB. What the writer reads comes from the OS page cache. (A
+        // reader's cache is emptied whenever another connection has committed, so its size
+        // barely matters under writes.)
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -1024;",
+             PRAGMA cache_size = -4096;",
         )?;
         // The checkpoint thread keeps the WAL small; SQLite's own checkpoint (inside a commit,
         // stalling every write behind it) is only the backstop.
