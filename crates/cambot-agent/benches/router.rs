@@ -242,6 +242,37 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
             "  first 200 ms per 10 ms (messages/starts over 5 ms/others over 5 ms): {}",
             line.join(" ")
         );
+        // For the run starts: how long storing took (ingest to ack) and starting (ack to
+        // dispatch).
+        let starts = groups.min(total);
+        let mut stored: Vec<u64> = (0..starts)
+            .map(|i| {
+                clock.acked[i]
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(clock.ingested[i].load(Ordering::Relaxed))
+            })
+            .collect();
+        let mut started: Vec<u64> = (0..starts)
+            .map(|i| {
+                clock.dispatched[i]
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(clock.acked[i].load(Ordering::Relaxed))
+            })
+            .collect();
+        stored.sort_unstable();
+        started.sort_unstable();
+        if starts > 0 {
+            let q = |v: &[u64], p: usize| v[(v.len() - 1) * p / 100] as f64 / 1e6;
+            println!(
+                "  run starts: ingest to ack p50 {:.2} p90 {:.2} max {:.2} ms; ack to dispatch p50 {:.2} p90 {:.2} max {:.2} ms",
+                q(&stored, 50),
+                q(&stored, 90),
+                q(&stored, 100),
+                q(&started, 50),
+                q(&started, 90),
+                q(&started, 100)
+            );
+        }
         // The same split: how long the host took to store and route (the channel's wait).
         let mut acks: Vec<u64> = (0..total)
             .map(|i| {

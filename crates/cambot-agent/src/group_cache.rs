@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cambot_protocol::ChatJid;
 use cambot_protocol::GroupKey;
@@ -12,7 +13,9 @@ use cambot_protocol::TenantId;
 
 #[derive(Debug, Default)]
 pub(crate) struct GroupCache {
-    by_chat: HashMap<(TenantId, ChatJid), RegisteredGroup>,
+    /// Nested rather than keyed by a (tenant, jid) pair, and shared: routing a message looks
+    /// its chat up without building a key or copying the registration.
+    by_chat: HashMap<TenantId, HashMap<ChatJid, Arc<RegisteredGroup>>>,
     /// The chats registered into each folder, in jid order (the order the store lists them).
     by_folder: HashMap<GroupKey, BTreeSet<ChatJid>>,
 }
@@ -28,8 +31,7 @@ impl GroupCache {
 
     /// Adds or replaces a chat's registration (a re-registration may move it to another folder).
     pub(crate) fn insert(&mut self, group: RegisteredGroup) {
-        let chat = (group.tenant.clone(), group.jid.clone());
-        if let Some(old) = self.by_chat.get(&chat)
+        if let Some(old) = self.chat(&group.tenant, &group.jid)
             && old.folder != group.folder
         {
             let old_key = GroupKey::new(old.tenant.clone(), old.folder.clone());
@@ -44,15 +46,18 @@ impl GroupCache {
             .entry(GroupKey::new(group.tenant.clone(), group.folder.clone()))
             .or_default()
             .insert(group.jid.clone());
-        self.by_chat.insert(chat, group);
+        self.by_chat
+            .entry(group.tenant.clone())
+            .or_default()
+            .insert(group.jid.clone(), Arc::new(group));
     }
 
-    pub(crate) fn chat(&self, tenant: &TenantId, jid: &ChatJid) -> Option<&RegisteredGroup> {
-        self.by_chat.get(&(tenant.clone(), jid.clone()))
+    pub(crate) fn chat(&self, tenant: &TenantId, jid: &ChatJid) -> Option<&Arc<RegisteredGroup>> {
+        self.by_chat.get(tenant)?.get(jid)
     }
 
     /// Every chat registered into a group folder, in jid order.
-    pub(crate) fn in_folder(&self, key: &GroupKey) -> Vec<RegisteredGroup> {
+    pub(crate) fn in_folder(&self, key: &GroupKey) -> Vec<Arc<RegisteredGroup>> {
         self.by_folder
             .get(key)
             .into_iter()
@@ -90,7 +95,7 @@ mod tests {
         )
     }
 
-    fn jids(groups: &[RegisteredGroup]) -> Vec<&str> {
+    fn jids(groups: &[Arc<RegisteredGroup>]) -> Vec<&str> {
         groups.iter().map(|g| g.jid.as_str()).collect()
     }
 

@@ -140,6 +140,11 @@ impl Router {
 
     /// The registration of a chat, from the in-memory cache.
     pub fn group_for(&self, tenant: &TenantId, jid: &ChatJid) -> Option<RegisteredGroup> {
+        self.cached_group(tenant, jid).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Self::group_for`] without copying the registration (every stored message asks).
+    fn cached_group(&self, tenant: &TenantId, jid: &ChatJid) -> Option<Arc<RegisteredGroup>> {
         self.groups
             .read()
             .ok()
@@ -173,7 +178,7 @@ impl Router {
     /// Handles a stored message: pipe it into the chat's live run, or wake the group's queue.
     pub fn route_stored(&self, arrival: &Arrival) {
         let message = &arrival.message;
-        let Some(group) = self.group_for(&message.tenant, &message.chat_jid) else {
+        let Some(group) = self.cached_group(&message.tenant, &message.chat_jid) else {
             return;
         };
         let key = GroupKey::new(group.tenant.clone(), group.folder.clone());
@@ -233,8 +238,8 @@ impl Router {
     fn next_batch(
         &self,
         key: &GroupKey,
-    ) -> Result<Option<(RegisteredGroup, Vec<StoredMessage>)>, RouterError> {
-        let mut best: Option<(RegisteredGroup, Vec<StoredMessage>)> = None;
+    ) -> Result<Option<(Arc<RegisteredGroup>, Vec<StoredMessage>)>, RouterError> {
+        let mut best: Option<(Arc<RegisteredGroup>, Vec<StoredMessage>)> = None;
         let groups = self
             .groups
             .read()
@@ -328,7 +333,7 @@ impl Router {
     fn first_batch(
         &self,
         key: &GroupKey,
-    ) -> Result<Option<(RegisteredGroup, RunRequest, i64)>, ()> {
+    ) -> Result<Option<(Arc<RegisteredGroup>, RunRequest, i64)>, ()> {
         let (group, batch) = match self.next_batch(key) {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
@@ -354,7 +359,7 @@ impl Router {
         };
         let request = RunRequest {
             run_id: RunId::from_bytes(rand::random()),
-            group: group.clone(),
+            group: RegisteredGroup::clone(&group),
             chat_jid: group.jid.clone(),
             prompt: prompt_for(&batch),
             session_id,

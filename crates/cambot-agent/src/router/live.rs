@@ -103,11 +103,12 @@ impl Router {
         arrival: Option<&Arrival>,
     ) -> bool {
         let next = arrival.filter(|a| a.previous_in_chat == Some(run.last_seq));
+        let read_back;
         let pending = if let Some(arrival) = next {
             // The run has seen everything before this message: nothing to read back.
-            vec![arrival.message.clone()]
+            std::slice::from_ref(&arrival.message)
         } else {
-            match self.store.messages_since(
+            read_back = match self.store.messages_since(
                 &group.tenant,
                 &group.jid,
                 run.last_seq,
@@ -118,7 +119,8 @@ impl Router {
                     tracing::error!(group = %key, error = %e, "reading messages to pipe failed");
                     return false;
                 }
-            }
+            };
+            read_back.as_slice()
         };
         let Some(last) = pending.last().map(|m| m.seq) else {
             return true;
@@ -134,7 +136,7 @@ impl Router {
         }
         if !self
             .queue
-            .send_message(key, &group.jid, prompt_for(&pending))
+            .send_message(key, &group.jid, prompt_for(pending))
         {
             return false;
         }
@@ -167,7 +169,7 @@ impl Router {
     /// `chat` (of the folder `key`) has messages the live run cannot take: if they will be
     /// answered, the run closes once idle so that they get a run of their own.
     fn make_way_for(&self, key: &GroupKey, chat: &ChatJid) {
-        let Some(group) = self.group_for(&key.tenant, chat) else {
+        let Some(group) = self.cached_group(&key.tenant, chat) else {
             return;
         };
         // A failed read counts as answerable: closing an idle run early loses nothing.
