@@ -238,8 +238,8 @@ impl Router {
     fn next_batch(
         &self,
         key: &GroupKey,
-    ) -> Result<Option<(Arc<RegisteredGroup>, Vec<StoredMessage>)>, RouterError> {
-        let mut best: Option<(Arc<RegisteredGroup>, Vec<StoredMessage>)> = None;
+    ) -> Result<Option<ChatBatch>, RouterError> {
+        let mut best: Option<ChatBatch> = None;
         let groups = self
             .groups
             .read()
@@ -506,6 +506,9 @@ impl MessageProcessor for Router {
         }
     }
 }
+
+/// A chat's registration with its pending messages.
+type ChatBatch = (Arc<RegisteredGroup>, Vec<StoredMessage>);
 
 /// Typing changes waiting for the typing task.
 const TYPING_QUEUE: usize = 1024;
