@@ -395,7 +395,7 @@ async fn watch_external_changes(
     scheduler: Arc<Scheduler>,
     cancel: CancellationToken,
 ) {
-    let mut seen = store.data_version().ok();
+    let mut seen = data_version(&store).await;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -403,7 +403,7 @@ async fn watch_external_changes(
             () = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let now = store.data_version().ok();
+        let now = data_version(&store).await;
         if now != seen {
             seen = now;
             if let Err(e) = router.refresh_groups() {
@@ -412,4 +412,15 @@ async fn watch_external_changes(
             scheduler.wake();
         }
     }
+}
+
+/// [`Store::data_version`] off the runtime's workers: it takes the writing connection, which
+/// the writer thread holds for a whole commit (milliseconds when the WAL is synced), and a
+/// worker waiting for it stops every task queued on it.
+async fn data_version(store: &Store) -> Option<i64> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.data_version().ok())
+        .await
+        .ok()
+        .flatten()
 }

@@ -235,10 +235,7 @@ impl Router {
 
     /// The chat of this folder whose oldest pending message is oldest, with its pending batch.
     /// A chat whose batch fails the trigger gate is skipped (its messages stay as context).
-    fn next_batch(
-        &self,
-        key: &GroupKey,
-    ) -> Result<Option<ChatBatch>, RouterError> {
+    fn next_batch(&self, key: &GroupKey) -> Result<Option<ChatBatch>, RouterError> {
         let mut best: Option<ChatBatch> = None;
         let groups = self
             .groups
