@@ -26,9 +26,7 @@ pub(crate) struct Mover {
 
 impl Mover {
     pub(crate) fn run(self) {
-        // Not lowered like the writer: the mover takes the overlay's lock, which the ingest
-        // thread and every read need, and a low-priority thread preempted while holding it
-        // stalled them all for milliseconds. Its own work is small (the commit is the writer's).
+        crate::priority::lower_this_thread();
         while let Ok(mut pending) = self.rx.recv() {
             // Let records accumulate without being woken for each batch of them.
             std::thread::sleep(MOVE_EVERY);

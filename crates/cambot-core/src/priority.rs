@@ -1,7 +1,7 @@
 //! Background threads of the daemon's store yield the CPU to the ingest path.
 //!
-//! With the ingest journal, a message's latency no longer waits for SQLite, but the writer and
-//! checkpoint threads still compete for the same cores as the ingest thread and the
+//! With the ingest journal, a message's latency no longer waits for SQLite, but the writer,
+//! mover and checkpoint threads still compete for the same cores as the ingest thread and the
 //! runtime's workers. On the 2-core development VM a 500-message move held a core for
 //! milliseconds while the router's workers queued behind it. At nice +10 the scheduler runs
 //! the latency path first; the writer still gets every idle cycle (router bench, alternating
