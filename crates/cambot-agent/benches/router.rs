@@ -58,6 +58,13 @@ struct Clock {
 }
 
 impl Clock {
+    /// Nanoseconds from `from[i]` to `to[i]` (0 when `to` comes first or is missing).
+    fn span(from: &[AtomicU64], to: &[AtomicU64], i: usize) -> u64 {
+        to[i]
+            .load(Ordering::Relaxed)
+            .saturating_sub(from[i].load(Ordering::Relaxed))
+    }
+
     fn stamp(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos())
             .unwrap()
@@ -179,11 +186,7 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
     let last = Duration::from_nanos(last_ns - start_ns);
     let throughput = total as f64 / last.as_secs_f64();
     let latency_ns: Vec<u64> = (0..total)
-        .map(|i| {
-            let d = clock.dispatched[i].load(Ordering::Relaxed);
-            let s = clock.ingested[i].load(Ordering::Relaxed);
-            d.saturating_sub(s)
-        })
+        .map(|i| Clock::span(&clock.ingested, &clock.dispatched, i))
         .collect();
     if std::env::var_os("BENCH_DEBUG").is_some() {
         // Each group's first message starts its run; the rest are piped into a live one.
@@ -246,18 +249,10 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
         // dispatch).
         let starts = groups.min(total);
         let mut stored: Vec<u64> = (0..starts)
-            .map(|i| {
-                clock.acked[i]
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(clock.ingested[i].load(Ordering::Relaxed))
-            })
+            .map(|i| Clock::span(&clock.ingested, &clock.acked, i))
             .collect();
         let mut started: Vec<u64> = (0..starts)
-            .map(|i| {
-                clock.dispatched[i]
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(clock.acked[i].load(Ordering::Relaxed))
-            })
+            .map(|i| Clock::span(&clock.acked, &clock.dispatched, i))
             .collect();
         stored.sort_unstable();
         started.sort_unstable();
@@ -273,13 +268,9 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
                 q(&started, 100)
             );
         }
-        // The same split: how long the host took to store and route (the channel's wait).
+        // Per 100 ms again: how long the host took to store and route (the channel's wait).
         let mut acks: Vec<u64> = (0..total)
-            .map(|i| {
-                clock.acked[i]
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(clock.ingested[i].load(Ordering::Relaxed))
-            })
+            .map(|i| Clock::span(&clock.ingested, &clock.acked, i))
             .collect();
         let slow_acks: Vec<String> = {
             let mut w: std::collections::BTreeMap<u64, (usize, u64)> = Default::default();
