@@ -27,6 +27,7 @@ use crate::message_writer::MessageWriter;
 use crate::messages::upsert_chat;
 use crate::overlay::Version;
 use crate::priority::Background;
+use crate::run_state::RunState;
 use crate::sessions::upsert_session;
 
 /// Most operations committed together.
@@ -127,16 +128,21 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// `run_state` is told of every committed cursor move and session before their callers are
+    /// answered.
     pub(crate) fn spawn(
         conn: Arc<Mutex<Connection>>,
         checkpointer: Option<Arc<Checkpointer>>,
+        run_state: Arc<RunState>,
     ) -> Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_CAPACITY);
         let background = Arc::new(Background::default());
         let requested = Arc::clone(&background);
         std::thread::Builder::new()
             .name("cambot-dbwriter".into())
-            .spawn(move || writer_loop(&conn, &rx, checkpointer.as_deref(), &requested))
+            .spawn(move || {
+                writer_loop(&conn, &rx, checkpointer.as_deref(), &requested, &run_state);
+            })
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot start the database writer thread: {e}"))
             })?;
@@ -211,6 +217,7 @@ fn writer_loop(
     rx: &mpsc::Receiver<Job>,
     checkpointer: Option<&Checkpointer>,
     background: &Background,
+    run_state: &RunState,
 ) {
     let mut messages = MessageWriter::default();
     while let Ok(first) = rx.recv() {
@@ -226,7 +233,7 @@ fn writer_loop(
             c.poke();
         }
         match conn.lock() {
-            Ok(conn) => commit_batch(&conn, batch, &mut messages),
+            Ok(conn) => commit_batch(&conn, batch, &mut messages, run_state),
             Err(_) => {
                 for (op, reply) in batch {
                     reply.send(Err(StoreError::Poisoned), op);
@@ -325,7 +332,12 @@ enum BatchFailure {
     Commit(StoreError),
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>, messages: &mut MessageWriter) {
+fn commit_batch(
+    conn: &Connection,
+    batch: Vec<Job>,
+    messages: &mut MessageWriter,
+    run_state: &RunState,
+) {
     // Fast path: the whole batch in one transaction. Savepoints per operation would cost two
     // more statements each; failures are rare, so isolate them only when one happens.
     let mut failed_op = false;
@@ -354,6 +366,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, messages: &mut MessageWriter
     match all {
         Ok(results) => {
             for ((op, reply), r) in batch.into_iter().zip(results) {
+                run_state.committed(&op);
                 reply.send(Ok(r), op);
             }
         }
@@ -364,6 +377,9 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, messages: &mut MessageWriter
                 let result = in_transaction(conn, messages, |conn, messages| {
                     run_op(conn, &op, messages, &now)
                 });
+                if result.is_ok() {
+                    run_state.committed(&op);
+                }
                 reply.send(result, op);
             }
         }

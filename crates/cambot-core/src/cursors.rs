@@ -13,6 +13,7 @@ use crate::batch::WriteOp;
 use crate::db::Store;
 use crate::error::Result;
 use crate::error::StoreError;
+use crate::journal_lock::DaemonRows;
 
 /// A reply waiting for (or past) delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,9 @@ pub(crate) fn insert_outbox(
 impl Store {
     /// The chat's cursor (0 before anything was handled).
     pub fn cursor(&self, tenant: &TenantId, chat_jid: &ChatJid) -> Result<i64> {
+        if let Some(seq) = self.run_state.cursor(tenant, chat_jid) {
+            return Ok(seq);
+        }
         let conn = self.reader()?;
         Ok(conn
             .prepare_cached(
@@ -87,6 +91,7 @@ impl Store {
 
     /// Moves the cursor forward (never backward).
     pub fn advance_cursor(&self, tenant: &TenantId, chat_jid: &ChatJid, seq: i64) -> Result<()> {
+        let _lock = self.daemon_rows_lock(DaemonRows::Cursors)?;
         self.writer().submit_blocking(WriteOp::AdvanceCursor {
             tenant: tenant.clone(),
             chat_jid: chat_jid.clone(),
@@ -102,6 +107,7 @@ impl Store {
         chat_jid: &ChatJid,
         seq: i64,
     ) -> Result<()> {
+        let _lock = self.daemon_rows_lock(DaemonRows::Cursors)?;
         self.writer()
             .submit(WriteOp::AdvanceCursor {
                 tenant: tenant.clone(),
@@ -122,6 +128,7 @@ impl Store {
         origin: &str,
         advance_to: Option<i64>,
     ) -> Result<i64> {
+        let _lock = self.cursor_lock_if(advance_to)?;
         self.writer()
             .submit_blocking(reply_op(tenant, chat_jid, text, origin, advance_to))
             .map(|w| w.value)
@@ -136,10 +143,22 @@ impl Store {
         origin: &str,
         advance_to: Option<i64>,
     ) -> Result<i64> {
+        let _lock = self.cursor_lock_if(advance_to)?;
         self.writer()
             .submit(reply_op(tenant, chat_jid, text, origin, advance_to))
             .await
             .map(|w| w.value)
+    }
+
+    /// The journal's shared lock when a reply moves a cursor (see [`Store::daemon_rows_lock`]).
+    fn cursor_lock_if(
+        &self,
+        advance_to: Option<i64>,
+    ) -> Result<Option<crate::journal_lock::SharedMessageGuard>> {
+        match advance_to {
+            Some(_) => self.daemon_rows_lock(DaemonRows::Cursors),
+            None => Ok(None),
+        }
     }
 
     /// Undelivered replies, oldest first.

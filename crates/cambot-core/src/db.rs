@@ -14,8 +14,10 @@ use crate::checkpoint::Checkpointer;
 use crate::error::Result;
 use crate::error::StoreError;
 use crate::ingest::Ingest;
+use crate::journal_lock::DaemonRows;
 use crate::journal_lock::SharedMessageGuard;
 use crate::journal_lock::SharedMessageLock;
+use crate::run_state::RunState;
 
 /// One migration: applied in order, each in its own transaction, recorded in
 /// `schema_migrations`. Never edit a released migration; add a new one.
@@ -62,6 +64,8 @@ pub struct Store {
     message_lock: Option<Arc<SharedMessageLock>>,
     /// The ingest journal, in the store that owns it ([`Store::open_owning_messages`]).
     pub(crate) ingest: Option<Arc<Ingest>>,
+    /// Cursors and sessions in memory; answered from only in the store that owns messages.
+    pub(crate) run_state: Arc<RunState>,
 }
 
 impl std::fmt::Debug for Store {
@@ -117,6 +121,10 @@ impl Store {
         // No message waits for the writer any more: the ingest path goes first.
         store.writer.run_in_background();
         store.ingest = Some(Arc::new(ingest));
+        // Nothing has written through this store yet, and other stores may no longer write
+        // cursors or sessions (the journal's lock is ours): the rows are final until we move
+        // them.
+        store.run_state.load(&*store.reader()?)?;
         Ok(store)
     }
 
@@ -135,11 +143,15 @@ impl Store {
     }
 
     /// For a store that does not own the ingest journal: the journal's shared lock, held while
-    /// it writes a message (an error when a daemon owns the journal).
-    pub(crate) fn message_write_lock(&self) -> Result<Option<SharedMessageGuard>> {
+    /// it writes rows only a running daemon may write (an error when a daemon owns the
+    /// journal). `None` for the owning store and for in-memory databases.
+    pub(crate) fn daemon_rows_lock(&self, rows: DaemonRows) -> Result<Option<SharedMessageGuard>> {
+        if self.ingest.is_some() {
+            return Ok(None);
+        }
         self.message_lock
             .as_ref()
-            .map(SharedMessageLock::acquire)
+            .map(|lock| lock.acquire(rows))
             .transpose()
     }
 
@@ -192,9 +204,11 @@ impl Store {
         let checkpointer = file
             .map(|path| Checkpointer::spawn(path).map(Arc::new))
             .transpose()?;
+        let run_state = Arc::new(RunState::default());
         let writer = Arc::new(crate::batch::Writer::spawn(
             Arc::clone(&conn),
             checkpointer.clone(),
+            Arc::clone(&run_state),
         )?);
         Ok(Self {
             conn,
@@ -203,6 +217,7 @@ impl Store {
             checkpointer,
             message_lock: None,
             ingest: None,
+            run_state,
         })
     }
 

@@ -200,7 +200,7 @@ impl Ingest {
         let next_seq = largest_seq(&reader)? + 1;
         let mut known = KnownIds::default();
         known.preload(&reader)?;
-        let overlay = Arc::new(Overlay::default());
+        let overlay = Arc::new(Overlay::with_stored(stored_through(&reader)?.into_iter()));
         let (tx, rx) = mpsc::sync_channel::<Job>(INGEST_QUEUE);
         let (to_mover, mover_rx) = mpsc::sync_channel::<Vec<Version>>(MOVER_QUEUE);
         let mover = Mover {
@@ -277,6 +277,34 @@ fn largest_seq(conn: &Connection) -> Result<i64> {
         [],
         |r| r.get(0),
     )?)
+}
+
+/// Every chat's largest stored seq (one index probe per chat), for the overlay to tell when a
+/// read needs SQLite at all. Every message has its chat's row (a foreign key).
+fn stored_through(conn: &Connection) -> Result<Vec<(TenantId, ChatJid, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT c.tenant, c.jid,
+                (SELECT MAX(seq) FROM messages m WHERE m.tenant = c.tenant AND m.chat_jid = c.jid)
+         FROM chats c",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut stored = Vec::new();
+    while let Some(row) = rows.next()? {
+        let Some(seq) = row.get::<_, Option<i64>>(2)? else {
+            continue;
+        };
+        let (tenant, chat): (String, String) = (row.get(0)?, row.get(1)?);
+        let corrupt = |e: cambot_protocol::IdError| StoreError::CorruptRow {
+            table: "chats",
+            reason: e.to_string(),
+        };
+        stored.push((
+            TenantId::new(&tenant).map_err(corrupt)?,
+            ChatJid::new(&chat).map_err(corrupt)?,
+            seq,
+        ));
+    }
+    Ok(stored)
 }
 
 /// Puts every record left in the segments into SQLite (idempotently: a record already moved is

@@ -36,6 +36,35 @@ struct Shared {
     writers: usize,
 }
 
+/// Rows only the daemon writes while it runs: its messages (seqs are counted in its memory),
+/// and its router's cursors and sessions (mirrored in its memory, see [`crate::run_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DaemonRows {
+    Messages,
+    Cursors,
+    Sessions,
+}
+
+impl DaemonRows {
+    fn refusal(self, lock: &Path) -> String {
+        let lock = lock.display();
+        match self {
+            Self::Messages => format!(
+                "a running cambot daemon stores this database's messages ({lock} is locked); \
+                 send the message through it"
+            ),
+            Self::Cursors => format!(
+                "a running cambot daemon owns this database's router cursors ({lock} is \
+                 locked); stop it before moving a cursor"
+            ),
+            Self::Sessions => format!(
+                "a running cambot daemon owns this database's group sessions ({lock} is \
+                 locked); stop it before changing a session"
+            ),
+        }
+    }
+}
+
 /// One write's hold on a [`SharedMessageLock`]; the last one dropped unlocks the file.
 #[derive(Debug)]
 pub(crate) struct SharedMessageGuard {
@@ -50,8 +79,8 @@ impl SharedMessageLock {
         }
     }
 
-    /// Holds the shared lock for one write; fails when a daemon owns the journal.
-    pub(crate) fn acquire(self: &Arc<Self>) -> Result<SharedMessageGuard> {
+    /// Holds the shared lock for one write of `rows`; fails when a daemon owns the journal.
+    pub(crate) fn acquire(self: &Arc<Self>, rows: DaemonRows) -> Result<SharedMessageGuard> {
         let mut state = self.state.lock().map_err(|_| StoreError::Poisoned)?;
         if state.writers == 0 {
             let file = match state.file.take() {
@@ -68,11 +97,7 @@ impl SharedMessageLock {
             match locked {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(StoreError::Journal(format!(
-                        "a running cambot daemon stores this database's messages ({} is \
-                         locked); send the message through it",
-                        self.path.display()
-                    )));
+                    return Err(StoreError::Journal(rows.refusal(&self.path)));
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(journal::io_error("locking", &self.path, &e));

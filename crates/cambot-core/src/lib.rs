@@ -30,6 +30,7 @@ mod messages;
 mod mover;
 mod overlay;
 mod priority;
+mod run_state;
 mod sessions;
 mod task_claims;
 mod tasks;

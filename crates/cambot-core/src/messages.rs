@@ -11,6 +11,7 @@ use crate::batch::WriteOp;
 use crate::db::Store;
 use crate::error::Result;
 use crate::error::StoreError;
+use crate::journal_lock::DaemonRows;
 use crate::overlay::merge;
 
 /// The special chat row the seed used to remember the last metadata sync.
@@ -175,7 +176,7 @@ impl Store {
         if let Some(ingest) = &self.ingest {
             return ingest.store_blocking(msg.clone()).map(|a| a.message.seq);
         }
-        let _lock = self.message_write_lock()?;
+        let _lock = self.daemon_rows_lock(DaemonRows::Messages)?;
         self.writer()
             .submit_blocking(WriteOp::StoreMessage(msg.clone()))
             .map(|w| w.value)
@@ -197,7 +198,7 @@ impl Store {
         if let Some(ingest) = &self.ingest {
             return ingest.store(msg).await;
         }
-        let _lock = self.message_write_lock()?;
+        let _lock = self.daemon_rows_lock(DaemonRows::Messages)?;
         let (written, op) = self
             .writer()
             .submit_returning(WriteOp::StoreMessage(msg))
@@ -286,6 +287,16 @@ impl Store {
         chat_jid: &ChatJid,
         limit: usize,
     ) -> Result<Vec<StoredMessage>> {
+        // In the daemon's store, when SQLite holds no message of the chat past its cursor (a
+        // chat whose messages are not moved yet, or all answered), the overlay is the answer.
+        if let Some(ingest) = &self.ingest
+            && let Some(cursor) = self.run_state.cursor(tenant, chat_jid)
+            && let Some(mut unmoved) = ingest.overlay.only_unstored_after(tenant, chat_jid, cursor)
+        {
+            unmoved.retain(|m| !m.is_bot_message);
+            unmoved.truncate(limit);
+            return Ok(unmoved);
+        }
         let mut unmoved = self.overlay_after(tenant, chat_jid, 0);
         unmoved.retain(|m| !m.is_bot_message);
         let conn = self.reader()?;

@@ -28,14 +28,33 @@ pub(crate) struct Version {
 struct ChatOverlay {
     by_seq: BTreeMap<i64, Version>,
     by_id: HashMap<String, i64>,
+    /// The largest seq of this chat that SQLite holds (0: none). Raised under the same lock
+    /// that drops moved messages, so every message above it is still here.
+    stored_through: i64,
 }
 
-#[derive(Default)]
 pub(crate) struct Overlay {
     chats: Mutex<Chats>,
 }
 
 impl Overlay {
+    /// An overlay for a database whose chats hold messages up to these seqs: every chat of the
+    /// database must be listed (a chat left out counts as holding none).
+    pub(crate) fn with_stored(stored: impl Iterator<Item = (TenantId, ChatJid, i64)>) -> Self {
+        let mut chats = Chats::new();
+        for (tenant, chat, seq) in stored {
+            chats
+                .entry(tenant)
+                .or_default()
+                .entry(chat)
+                .or_default()
+                .stored_through = seq;
+        }
+        Self {
+            chats: Mutex::new(chats),
+        }
+    }
+
     fn with_chat<T>(
         &self,
         tenant: &TenantId,
@@ -75,6 +94,7 @@ impl Overlay {
             else {
                 continue;
             };
+            chat.stored_through = chat.stored_through.max(m.seq);
             if chat
                 .by_seq
                 .get(&m.seq)
@@ -100,6 +120,26 @@ impl Overlay {
                 .collect()
         })
         .unwrap_or_default()
+    }
+
+    /// [`Overlay::chat_after`] when that is the whole answer: when SQLite holds no message of
+    /// the chat above `after`, so a read needs no SQLite transaction. `None` otherwise.
+    pub(crate) fn only_unstored_after(
+        &self,
+        tenant: &TenantId,
+        chat: &ChatJid,
+        after: i64,
+    ) -> Option<Vec<StoredMessage>> {
+        let chats = self.chats.lock().ok()?;
+        let Some(c) = chats.get(tenant).and_then(|t| t.get(chat)) else {
+            return Some(Vec::new());
+        };
+        (c.stored_through <= after).then(|| {
+            c.by_seq
+                .range(after.saturating_add(1)..)
+                .map(|(_, v)| StoredMessage::clone(&v.message))
+                .collect()
+        })
     }
 
     /// The largest seq of a chat's unmoved non-bot messages.

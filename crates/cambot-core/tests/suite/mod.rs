@@ -4,6 +4,7 @@ mod defects;
 mod journal;
 mod migrations;
 mod routing_seed;
+mod run_state;
 mod tasks;
 
 use cambot_core::Store;
