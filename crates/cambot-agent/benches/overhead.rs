@@ -11,6 +11,10 @@
 //! (`BENCH_RUNS`, default 50).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// The allocator the `cambot` binary runs with (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;

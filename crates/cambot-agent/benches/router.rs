@@ -23,6 +23,10 @@
     clippy::print_stderr
 )]
 
+/// The allocator the `cambot` binary runs with (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
