@@ -11,10 +11,6 @@
 //! (`BENCH_RUNS`, default 50).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-/// The allocator the `cambot` binary runs with (see its `main.rs`).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +31,10 @@ use cambot_testkit::fake_channel::FakeChannel;
 use cambot_testkit::standin::Script;
 use cambot_testkit::standin::Standin;
 use cambot_testkit::standin::StandinHandle;
+
+/// The allocator the `cambot` binary runs with (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;

@@ -23,10 +23,6 @@
     clippy::print_stderr
 )]
 
-/// The allocator the `cambot` binary runs with (see its `main.rs`).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -41,6 +37,10 @@ use cambot_protocol::TenantId;
 use cambot_testkit::fake_channel::FakeChannel;
 use cambot_testkit::fake_runner::ScriptedRunner;
 use cambot_testkit::fake_runner::Turn;
+
+/// The allocator the `cambot` binary runs with (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
