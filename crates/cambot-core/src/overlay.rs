@@ -33,6 +33,16 @@ struct ChatOverlay {
     stored_through: i64,
 }
 
+impl ChatOverlay {
+    /// Copies of the messages with a seq above `after`, oldest first.
+    fn messages_after(&self, after: i64) -> Vec<StoredMessage> {
+        self.by_seq
+            .range(after.saturating_add(1)..)
+            .map(|(_, v)| StoredMessage::clone(&v.message))
+            .collect()
+    }
+}
+
 pub(crate) struct Overlay {
     chats: Mutex<Chats>,
 }
@@ -105,13 +115,8 @@ impl Overlay {
         chat: &ChatJid,
         after: i64,
     ) -> Vec<StoredMessage> {
-        self.with_chat(tenant, chat, |c| {
-            c.by_seq
-                .range(after.saturating_add(1)..)
-                .map(|(_, v)| StoredMessage::clone(&v.message))
-                .collect()
-        })
-        .unwrap_or_default()
+        self.with_chat(tenant, chat, |c| c.messages_after(after))
+            .unwrap_or_default()
     }
 
     /// [`Overlay::chat_after`] when that is the whole answer: when SQLite holds no message of
@@ -126,12 +131,7 @@ impl Overlay {
         let Some(c) = chats.get(tenant).and_then(|t| t.get(chat)) else {
             return Some(Vec::new());
         };
-        (c.stored_through <= after).then(|| {
-            c.by_seq
-                .range(after.saturating_add(1)..)
-                .map(|(_, v)| StoredMessage::clone(&v.message))
-                .collect()
-        })
+        (c.stored_through <= after).then(|| c.messages_after(after))
     }
 
     /// The largest seq of a chat's unmoved non-bot messages.

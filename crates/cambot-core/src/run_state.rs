@@ -132,13 +132,10 @@ impl RunState {
                 session_id,
             } => {
                 if let Ok(mut sessions) = self.sessions.lock() {
-                    let group = sessions.entry(tenant.clone()).or_default();
-                    match group.get_mut(folder) {
-                        Some(known) => session_id.clone_into(known),
-                        None => {
-                            group.insert(folder.clone(), session_id.clone());
-                        }
-                    }
+                    sessions
+                        .entry(tenant.clone())
+                        .or_default()
+                        .insert(folder.clone(), session_id.clone());
                 }
             }
             WriteOp::StoreMessage(_)

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -188,19 +187,7 @@ fn reads_during_moves_never_miss_or_repeat_a_message() {
     let dir = tempfile::tempdir().unwrap();
     let s = owner(&dir);
     let chats: Vec<String> = (0..4).map(|c| format!("c{c}@g.us")).collect();
-    let acked: Arc<Mutex<Vec<Vec<i64>>>> = Arc::new(Mutex::new(vec![Vec::new(); chats.len()]));
-    let writer = {
-        let (s, acked, chats) = (s.clone(), Arc::clone(&acked), chats.clone());
-        std::thread::spawn(move || {
-            for n in 0..6_000 {
-                let c = n % chats.len();
-                let seq = s
-                    .store_message(&msg(&chats[c], &format!("m{n}"), "x", TS))
-                    .unwrap();
-                acked.lock().unwrap()[c].push(seq);
-            }
-        })
-    };
+    let (writer, acked) = spawn_acked_writer(&s, &chats, 6_000, None);
     let mut reads = 0;
     while !writer.is_finished() || reads < 50 {
         for (c, chat) in chats.iter().enumerate() {

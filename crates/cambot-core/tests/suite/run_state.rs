@@ -3,8 +3,6 @@
 //! after a dropped caller, across a restart, and with no other store writing behind its back.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 use std::time::Instant;
@@ -189,23 +187,7 @@ fn pending_reads_during_moves_and_cursor_moves_are_exact() {
     let dir = tempfile::tempdir().unwrap();
     let s = owner(&dir);
     let chats: Vec<String> = (0..4).map(|c| format!("c{c}@g.us")).collect();
-    let acked: Arc<Mutex<Vec<Vec<i64>>>> = Arc::new(Mutex::new(vec![Vec::new(); chats.len()]));
-    let writer = {
-        let (s, acked, chats) = (s.clone(), Arc::clone(&acked), chats.clone());
-        std::thread::spawn(move || {
-            for n in 0..6_000 {
-                let c = n % chats.len();
-                let seq = s
-                    .store_message(&msg(&chats[c], &format!("m{n}"), "x", TS))
-                    .unwrap();
-                acked.lock().unwrap()[c].push(seq);
-                if n % 64 == 0 {
-                    // Let the mover commit between reads.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        })
-    };
+    let (writer, acked) = spawn_acked_writer(&s, &chats, 6_000, Some(64));
     let mut cursors = vec![0_i64; chats.len()];
     let mut reads = 0;
     while !writer.is_finished() || reads < 50 {
