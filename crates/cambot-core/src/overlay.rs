@@ -94,9 +94,10 @@ impl Overlay {
     /// Drops the versions a committed move carried (not newer versions of the same messages).
     ///
     /// In slices of [`REMOVE_SLICE`], each under its own hold of the lock: the mover calls this
-    /// at nice +10, and preempted while holding the lock for a whole move (500 messages) it
-    /// stalled the ingest thread and run starts (up to 3.5 ms seen). Each message leaves with
-    /// its chat's `stored_through` raised in the same hold, so what a read sees stays exact.
+    /// at a lowered priority (`crate::priority`), and preempted while holding the lock for a
+    /// whole move (500 messages) it stalled the ingest thread and run starts (up to 3.5 ms
+    /// seen). Each message leaves with its chat's `stored_through` raised in the same hold, so
+    /// what a read sees stays exact.
     pub(crate) fn remove_moved(&self, moved: &[Version]) {
         for slice in moved.chunks(REMOVE_SLICE) {
             let Ok(mut chats) = self.chats.lock() else {
