@@ -72,9 +72,6 @@ impl Turn {
 /// Decides each turn from the run request and the turn's prompt.
 pub type Script = Arc<dyn Fn(&RunRequest, &str) -> Turn + Send + Sync>;
 
-/// Called when a run starts (benchmarks timestamp dispatch here).
-pub type StartHook = Arc<dyn Fn(&RunRequest) + Send + Sync>;
-
 /// A record of one started run.
 #[derive(Debug, Clone)]
 pub struct StartedRun {
@@ -85,7 +82,6 @@ pub struct StartedRun {
 
 pub struct ScriptedRunner {
     script: Script,
-    on_start: Option<StartHook>,
     /// How long `start` takes before the run exists (a sandbox takes ~100 ms).
     start_delay: Duration,
     started: Mutex<Vec<StartedRun>>,
@@ -102,7 +98,7 @@ impl std::fmt::Debug for ScriptedRunner {
 
 impl ScriptedRunner {
     pub fn new(script: impl Fn(&RunRequest, &str) -> Turn + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(Self::build(Arc::new(script), None, true))
+        Arc::new(Self::build(Arc::new(script), true))
     }
 
     /// Answers every turn with `echo: <prompt>`.
@@ -112,13 +108,12 @@ impl ScriptedRunner {
 
     /// Like [`ScriptedRunner::new`] but records nothing (benchmarks: no growing memory).
     pub fn quiet(script: impl Fn(&RunRequest, &str) -> Turn + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(Self::build(Arc::new(script), None, false))
+        Arc::new(Self::build(Arc::new(script), false))
     }
 
-    fn build(script: Script, on_start: Option<StartHook>, record: bool) -> Self {
+    fn build(script: Script, record: bool) -> Self {
         Self {
             script,
-            on_start,
             start_delay: Duration::ZERO,
             started: Mutex::new(Vec::new()),
             live: Arc::new(AtomicUsize::new(0)),
@@ -132,7 +127,7 @@ impl ScriptedRunner {
         delay: Duration,
         script: impl Fn(&RunRequest, &str) -> Turn + Send + Sync + 'static,
     ) -> Arc<Self> {
-        let mut runner = Self::build(Arc::new(script), None, true);
+        let mut runner = Self::build(Arc::new(script), true);
         runner.start_delay = delay;
         Arc::new(runner)
     }
@@ -152,9 +147,6 @@ impl ScriptedRunner {
 
 impl AgentRunner for ScriptedRunner {
     fn start(&self, request: RunRequest) -> BoxFuture<'_, Result<ActiveRun, RunnerError>> {
-        if let Some(hook) = &self.on_start {
-            hook(&request);
-        }
         let prompts = Arc::new(Mutex::new(Vec::new()));
         if self.record
             && let Ok(mut started) = self.started.lock()
