@@ -42,6 +42,10 @@ use serde_json::Value;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The allocator the `cambot` binary runs with (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
