@@ -22,9 +22,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The nice level the background threads run at (the lowest).
-pub(crate) const BACKGROUND_NICE: i32 = 19;
+const BACKGROUND_NICE: i32 = 19;
 /// The scheduler slice the background threads ask for (the kernel's minimum is 0.1 ms).
-pub(crate) const BACKGROUND_SLICE: Duration = Duration::from_micros(100);
+const BACKGROUND_SLICE: Duration = Duration::from_micros(100);
 
 /// What a thread's priority became.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
