@@ -15,7 +15,8 @@
 //! message acknowledged after its own SQLite commit; BENCH_DEBUG=1 prints the five slowest messages of each phase and, per 100 ms
 //! of ingest time, how many messages took over 5 ms, and the same for ingest-to-ack (until the
 //! host has stored and routed the message); BENCH_PERF_CTL=<fifo> enables and disables
-//! `perf record --control=fifo:<fifo>` around the paced phase only).
+//! `perf record --control=fifo:<fifo>` around the paced phase only). BENCH_DEBUG=1 also prints
+//! the CPU time each thread (by name) spent per message in each phase.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -161,6 +162,7 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
         }
     };
     perf_ctl("enable\n");
+    let cpu0 = cpu_by_thread();
     let start = Instant::now();
     let total = match rate {
         None => saturate(&injector, messages).await,
@@ -176,6 +178,7 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     perf_ctl("disable\n");
+    let cpu1 = cpu_by_thread();
     assert_eq!(
         clock.duplicates.load(Ordering::Relaxed),
         0,
@@ -193,6 +196,27 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
         .map(|i| Clock::span(&clock.ingested, &clock.dispatched, i))
         .collect();
     if std::env::var_os("BENCH_DEBUG").is_some() {
+        let mut spent: Vec<(String, u64)> = cpu1
+            .iter()
+            .map(|(name, ns)| {
+                (
+                    name.clone(),
+                    ns.saturating_sub(cpu0.get(name).copied().unwrap_or(0)),
+                )
+            })
+            .filter(|(_, ns)| *ns > 0)
+            .collect();
+        spent.sort_by_key(|(_, ns)| std::cmp::Reverse(*ns));
+        let all: u64 = spent.iter().map(|(_, ns)| ns).sum();
+        let per_thread: Vec<String> = spent
+            .iter()
+            .map(|(name, ns)| format!("{name} {:.1}", *ns as f64 / total as f64 / 1000.0))
+            .collect();
+        println!(
+            "  CPU per message (µs): {:.1} = {}",
+            all as f64 / total as f64 / 1000.0,
+            per_thread.join(", ")
+        );
         // Each group's first message starts its run; the rest are piped into a live one.
         let mut after_starts: Vec<u64> = latency_ns.get(groups..).unwrap_or_default().to_vec();
         after_starts.sort_unstable();
@@ -415,6 +439,26 @@ fn settle_disk() {
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
+}
+
+/// Nanoseconds each thread name has run (`/proc/self/task/*/schedstat`), summed over threads
+/// with the same name.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let ran: u64 = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+            .unwrap_or(0);
+        *by_name.entry(name.trim().to_owned()).or_insert(0) += ran;
+    }
+    by_name
 }
 
 fn main() {

@@ -24,6 +24,7 @@
 //! memory from the largest one in the database.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -91,6 +92,8 @@ impl Reply {
 
 enum Job {
     Store(InboundMessage, Reply),
+    /// Versions the mover has committed, to drop from the overlay (see [`MovedNotices`]).
+    Moved(Vec<Version>),
     /// Stop taking messages: the mover finishes, then the journal lock is released.
     Close,
 }
@@ -210,6 +213,7 @@ impl Ingest {
         let mover = Mover {
             rx: mover_rx,
             writer,
+            notices: MovedNotices(tx.downgrade()),
             overlay: Arc::clone(&overlay),
             durability: Arc::clone(&durability),
             _lock: lock,
@@ -265,6 +269,35 @@ impl Ingest {
     pub(crate) fn close(&self) {
         // Gone already: nothing to close.
         let _ = queue_blocking(&self.tx, Job::Close);
+    }
+}
+
+/// How the mover hands committed versions back to the ingest thread, which drops them from the
+/// overlay: the overlay's lock is then only ever held by threads at the daemon's priority. The
+/// mover runs lowered (`crate::priority`); preempted while holding that lock, it stalled the
+/// ingest thread and with it every acknowledgement. Router bench, paced phase: the ingest
+/// thread waited 0.1–1 ms for the lock 43–54 times and 1–5 ms 1–3 times per run, and up to
+/// 7 times over 5 ms with 250 ms moves; since, 0–1 waits over 0.1 ms (docs/benchmarks.md,
+/// twelfth pass).
+///
+/// Weak, so that the mover does not keep the ingest thread's queue open.
+pub(crate) struct MovedNotices(tokio::sync::mpsc::WeakSender<Job>);
+
+impl MovedNotices {
+    /// Queues `moved` for the ingest thread without waiting; hands it back when the queue is
+    /// full or the ingest thread is gone (the caller then drops them from the overlay itself).
+    /// Never waiting rules out a deadlock with the ingest thread, which may itself be waiting
+    /// for room in the mover's queue.
+    pub(crate) fn send(&self, moved: Vec<Version>) -> std::result::Result<(), Vec<Version>> {
+        let Some(tx) = self.0.upgrade() else {
+            return Err(moved);
+        };
+        tx.try_send(Job::Moved(moved))
+            .map_err(|e| match e.into_inner() {
+                Job::Moved(back) => back,
+                // What was sent comes back.
+                Job::Store(..) | Job::Close => Vec::new(),
+            })
     }
 }
 
@@ -405,6 +438,15 @@ struct IngestLoop {
     buf: Vec<u8>,
 }
 
+/// Versions dropped from the overlay per round of the ingest thread when no message waits.
+const MOVED_SLICE: usize = 64;
+
+/// Drops up to `most` of the oldest committed versions from the overlay.
+fn drop_moved(overlay: &Overlay, moved: &mut VecDeque<Version>, most: usize) {
+    let slice: Vec<Version> = moved.drain(..most.min(moved.len())).collect();
+    overlay.remove_moved(&slice);
+}
+
 /// One message of a batch, decided.
 struct Decided {
     version: Version,
@@ -416,15 +458,31 @@ struct Decided {
 impl IngestLoop {
     fn run(mut self) {
         let mut batch = Vec::new();
+        // Committed versions still to drop from the overlay. Dropped a slice at a time, so that
+        // a large move never holds up the messages behind it.
+        let mut moved: VecDeque<Version> = VecDeque::new();
         let mut closing = false;
         while !closing {
-            let Some(first) = self.rx.blocking_recv() else {
-                break;
+            let first = if moved.is_empty() {
+                match self.rx.blocking_recv() {
+                    Some(job) => job,
+                    None => break,
+                }
+            } else {
+                match self.rx.try_recv() {
+                    Ok(job) => job,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                        drop_moved(&self.overlay, &mut moved, MOVED_SLICE);
+                        continue;
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                }
             };
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
                     Job::Store(msg, reply) => batch.push((msg, reply)),
+                    Job::Moved(versions) => moved.extend(versions),
                     Job::Close => {
                         closing = true;
                         break;
@@ -434,9 +492,13 @@ impl IngestLoop {
                     next = self.rx.try_recv().ok();
                 }
             }
+            let stored = batch.len();
             if !batch.is_empty() {
                 self.ingest(std::mem::take(&mut batch));
             }
+            // Also while messages keep coming, at twice their rate, so the overlay cannot grow
+            // without bound.
+            drop_moved(&self.overlay, &mut moved, MOVED_SLICE.max(2 * stored));
         }
         // Dropping the receiver fails later stores; dropping `to_mover` lets the mover finish.
     }
@@ -444,7 +506,12 @@ impl IngestLoop {
     fn ingest(&mut self, batch: Vec<(InboundMessage, Reply)>) {
         self.buf.clear();
         let mut decided: Vec<Decided> = Vec::with_capacity(batch.len());
-        for (msg, reply) in batch {
+        let unmoved = self.overlay.find_all(
+            batch
+                .iter()
+                .map(|(m, _)| (&m.tenant, &m.chat_jid, m.id.as_str())),
+        );
+        for ((msg, reply), unmoved) in batch.into_iter().zip(unmoved) {
             // A repeat within this batch, then of an unmoved message, then of a stored one.
             let repeat_of = decided
                 .iter()
@@ -452,7 +519,7 @@ impl IngestLoop {
                 .map(|d| &d.version.message)
                 .find(|m| m.id == msg.id && m.chat_jid == msg.chat_jid && m.tenant == msg.tenant)
                 .map(|m| m.seq)
-                .or_else(|| self.overlay.find(&msg.tenant, &msg.chat_jid, &msg.id));
+                .or(unmoved);
             let repeat_of = match repeat_of {
                 Some(seq) => Some(seq),
                 None => match self.stored_seq(&msg) {

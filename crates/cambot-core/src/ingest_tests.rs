@@ -89,3 +89,70 @@ fn a_restart_replays_both_segments_in_generation_order_and_cuts_a_torn_tail() {
     with_eight.push((next, "eight".to_owned()));
     assert_eq!(contents(&store), with_eight);
 }
+
+fn versions(ids: &[&str]) -> Vec<crate::overlay::Version> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| crate::overlay::Version {
+            record: i as u64 + 1,
+            message: std::sync::Arc::new(crate::messages::StoredMessage::stored(
+                message(id, id),
+                i as i64 + 1,
+            )),
+        })
+        .collect()
+}
+
+fn ids(versions: &[crate::overlay::Version]) -> Vec<String> {
+    versions.iter().map(|v| v.message.id.clone()).collect()
+}
+
+#[test]
+fn committed_versions_go_to_the_ingest_thread_or_come_back_to_the_mover() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<super::Job>(1);
+    let notices = super::MovedNotices(tx.downgrade());
+
+    notices.send(versions(&["a", "b"])).unwrap();
+    match rx.try_recv() {
+        Ok(super::Job::Moved(got)) => assert_eq!(ids(&got), ["a", "b"]),
+        _ => panic!("the ingest thread should get the moved versions"),
+    }
+
+    // A full queue never blocks the mover: the versions come back for it to drop itself.
+    tx.try_send(super::Job::Close).unwrap();
+    let back = notices.send(versions(&["c"])).unwrap_err();
+    assert_eq!(ids(&back), ["c"]);
+
+    // So do they once the ingest thread's queue is gone; the notices do not keep it open.
+    drop(rx);
+    let back = notices.send(versions(&["d"])).unwrap_err();
+    assert_eq!(ids(&back), ["d"]);
+    drop(tx);
+    let back = notices.send(versions(&["e"])).unwrap_err();
+    assert_eq!(ids(&back), ["e"]);
+}
+
+#[test]
+fn the_ingest_thread_drops_moved_messages_from_the_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_owning_messages(&dir.path().join("cambot.db")).unwrap();
+    for i in 0..2_000 {
+        store
+            .store_message(&message(&format!("m{i}"), "hello"))
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.unmoved_messages() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} messages never left the overlay",
+            store.unmoved_messages()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(
+        contents(&store).len(),
+        100,
+        "every message is read back from SQLite"
+    );
+}

@@ -12,12 +12,16 @@ use crate::batch::Writer;
 use crate::ingest::Durability;
 use crate::ingest::MOVE_EVERY;
 use crate::ingest::MOVE_MAX;
+use crate::ingest::MovedNotices;
 use crate::overlay::Overlay;
 use crate::overlay::Version;
 
 pub(crate) struct Mover {
     pub(crate) rx: mpsc::Receiver<Vec<Version>>,
     pub(crate) writer: Arc<Writer>,
+    /// Where committed versions go to leave the overlay.
+    pub(crate) notices: MovedNotices,
+    /// Only for when the ingest thread cannot take the notice.
     pub(crate) overlay: Arc<Overlay>,
     pub(crate) durability: Arc<Durability>,
     /// Held until the last move is committed: a new owner replays only once this one is done.
@@ -57,7 +61,9 @@ impl Mover {
             };
             match outcome {
                 (Ok(_), WriteOp::MoveMessages(moved)) => {
-                    self.overlay.remove_moved(&moved);
+                    if let Err(moved) = self.notices.send(moved) {
+                        self.overlay.remove_moved(&moved);
+                    }
                     self.durability.moved_through.store(last, Ordering::Release);
                     return true;
                 }

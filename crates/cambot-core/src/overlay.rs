@@ -75,10 +75,23 @@ impl Overlay {
         chats.get(tenant).and_then(|t| t.get(chat)).map(read)
     }
 
-    /// The seq of an unmoved message with this id, if there is one.
-    pub(crate) fn find(&self, tenant: &TenantId, chat: &ChatJid, id: &str) -> Option<i64> {
-        self.with_chat(tenant, chat, |c| c.by_id.get(id).copied())
-            .flatten()
+    /// For each key, the seq of an unmoved message with that id, if there is one. Under one
+    /// hold of the lock: the ingest thread asks for every message of a batch, and each hold is a
+    /// chance to wait behind a reader.
+    pub(crate) fn find_all<'a>(
+        &self,
+        keys: impl Iterator<Item = (&'a TenantId, &'a ChatJid, &'a str)>,
+    ) -> Vec<Option<i64>> {
+        let Ok(chats) = self.chats.lock() else {
+            return keys.map(|_| None).collect();
+        };
+        keys.map(|(tenant, chat, id)| {
+            chats
+                .get(tenant)
+                .and_then(|t| t.get(chat))
+                .and_then(|c| c.by_id.get(id).copied())
+        })
+        .collect()
     }
 
     /// Adds (or replaces) versions of messages, under one lock.
@@ -93,11 +106,10 @@ impl Overlay {
 
     /// Drops the versions a committed move carried (not newer versions of the same messages).
     ///
-    /// In slices of [`REMOVE_SLICE`], each under its own hold of the lock: the mover calls this
-    /// at a lowered priority (`crate::priority`), and preempted while holding the lock for a
-    /// whole move (500 messages) it stalled the ingest thread and run starts (up to 3.5 ms
-    /// seen). Each message leaves with its chat's `stored_through` raised in the same hold, so
-    /// what a read sees stays exact.
+    /// The ingest thread calls this for the mover (see [`crate::mover`]), so that no thread of
+    /// lowered priority holds the lock. In slices of [`REMOVE_SLICE`], each under its own hold
+    /// of the lock, so that readers get in between. Each message leaves with its chat's
+    /// `stored_through` raised in the same hold, so what a read sees stays exact.
     pub(crate) fn remove_moved(&self, moved: &[Version]) {
         for slice in moved.chunks(REMOVE_SLICE) {
             let Ok(mut chats) = self.chats.lock() else {
