@@ -8,7 +8,8 @@
 //!    message is injected at its due time, whether or not the ones before it are stored yet.
 //!
 //! Both print ingest-to-dispatch latency p50/p99 per message (dispatch = the runner receiving the
-//! message in a turn's prompt, whether it started a run or was piped into a live one).
+//! message in a turn's prompt, whether it started a run or was piped into a live one), and the
+//! share of the VM's CPU time the hypervisor took meanwhile (steal, from `/proc/stat`).
 //!
 //! `cargo bench -p cambot-agent --bench router` (env: BENCH_MESSAGES, BENCH_GROUPS, BENCH_RATE,
 //! BENCH_PRODUCERS; BENCH_NO_JOURNAL=1 runs the daemon with `router.ingest_journal = false`, each
@@ -163,6 +164,7 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
     };
     perf_ctl("enable\n");
     let cpu0 = cpu_by_thread();
+    let ticks0 = vm_ticks();
     let start = Instant::now();
     let total = match rate {
         None => saturate(&injector, messages).await,
@@ -179,6 +181,17 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
     }
     perf_ctl("disable\n");
     let cpu1 = cpu_by_thread();
+    let ticks1 = vm_ticks();
+    // The hypervisor's share says how much of a slow run is the VM's: at 20k msg/s the work needs
+    // about one of the two cores, so a few % of steal taken at the wrong moments shows in p99.
+    if let (Some((steal0, all0)), Some((steal1, all1))) = (ticks0, ticks1)
+        && all1 > all0
+    {
+        println!(
+            "  steal time (the hypervisor's share of this VM's CPU time) while messages flowed: {:.1} %",
+            (steal1 - steal0) as f64 * 100.0 / (all1 - all0) as f64
+        );
+    }
     assert_eq!(
         clock.duplicates.load(Ordering::Relaxed),
         0,
@@ -439,6 +452,20 @@ fn settle_disk() {
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
+}
+
+/// The machine's steal and total CPU ticks (`/proc/stat`'s first line), if readable.
+fn vm_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    Some((*ticks.get(7)?, ticks.iter().take(8).sum()))
 }
 
 /// Nanoseconds each thread name has run (`/proc/self/task/*/schedstat`), summed over threads
