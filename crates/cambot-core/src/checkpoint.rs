@@ -10,7 +10,9 @@
 //! checkpoint work at all.
 //!
 //! The writer connection keeps SQLite's own automatic checkpoint as a backstop at a much larger
-//! threshold ([`BACKSTOP_PAGES`]), so the WAL stays bounded even if this thread falls behind.
+//! threshold ([`BACKSTOP_PAGES`]), so the WAL stays bounded even if this thread falls behind; in
+//! the store that owns the ingest journal, [`crate::backstop`] replaces it with one that syncs
+//! the journal first.
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -75,6 +77,12 @@ impl Checkpointer {
     /// once the WAL holding their messages is synced.
     pub(crate) fn watch_journal(&self, durability: Arc<Durability>) {
         let _ = self.journal.set(durability);
+    }
+
+    /// The journal being watched, if any.
+    #[cfg(test)]
+    pub(crate) fn journal(&self) -> Option<Arc<Durability>> {
+        self.journal.get().cloned()
     }
 
     /// Something was written: schedule a checkpoint. Never blocks.

@@ -115,6 +115,7 @@ impl Store {
     pub fn open_owning_messages(path: &Path) -> Result<Self> {
         let mut store = Self::open(path)?;
         let (ingest, durability) = Ingest::start(path, Arc::clone(&store.writer))?;
+        crate::backstop::install(&*store.conn()?, &durability, BACKSTOP_PAGES);
         if let Some(c) = &store.checkpointer {
             c.watch_journal(durability);
         }
@@ -223,6 +224,12 @@ impl Store {
 
     /// Locks the connection for one short synchronous operation (which may write: the WAL
     /// checkpoint thread is told).
+    /// The ingest journal's durability state, in the store that owns it.
+    #[cfg(test)]
+    pub(crate) fn journal_durability(&self) -> Option<Arc<crate::ingest::Durability>> {
+        self.checkpointer.as_ref().and_then(|c| c.journal())
+    }
+
     pub(crate) fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
         if let Some(c) = &self.checkpointer {
             c.poke();

@@ -122,6 +122,9 @@ pub(crate) struct Durability {
     files: [File; 2],
     /// The last record number the mover has committed.
     pub(crate) moved_through: AtomicU64,
+    /// Checkpoints the writer's backstop ran, each after syncing the journal
+    /// ([`crate::backstop`]).
+    pub(crate) backstop_checkpoints: AtomicU64,
     segments: Mutex<Segments>,
 }
 
@@ -190,6 +193,7 @@ impl Ingest {
                 clone_file(&files[1], &paths[1])?,
             ],
             moved_through: AtomicU64::new(0),
+            backstop_checkpoints: AtomicU64::new(0),
             segments: Mutex::new(Segments {
                 active: 0,
                 sealed_through: None,

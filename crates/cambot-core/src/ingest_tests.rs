@@ -156,3 +156,34 @@ fn the_ingest_thread_drops_moved_messages_from_the_overlay() {
         "every message is read back from SQLite"
     );
 }
+
+#[test]
+fn the_writers_backstop_checkpoint_syncs_the_journal_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cambot.db");
+    let store = Store::open_owning_messages(&db).unwrap();
+    let durability = store.journal_durability().unwrap();
+    // At the real threshold (16,000 pages) a test would have to write for long: fire at 4.
+    crate::backstop::install(&store.conn().unwrap(), &durability, 4);
+    for i in 0..500 {
+        store
+            .store_message(&message(&format!("m{i}"), "hello"))
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.unmoved_messages() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the moves never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        durability
+            .backstop_checkpoints
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the backstop never synced the journal"
+    );
+    assert_eq!(contents(&store).len(), 100);
+}

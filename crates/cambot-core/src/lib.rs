@@ -15,6 +15,7 @@
 //! The orchestrator talks to it through [`Store`]'s methods only, which is the seam for another
 //! backend later.
 
+mod backstop;
 mod batch;
 mod checkpoint;
 mod cursors;
