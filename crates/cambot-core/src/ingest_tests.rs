@@ -132,11 +132,9 @@ fn committed_versions_go_to_the_ingest_thread_or_come_back_to_the_mover() {
     assert_eq!(ids(&back), ["e"]);
 }
 
-#[test]
-fn the_ingest_thread_drops_moved_messages_from_the_overlay() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_owning_messages(&dir.path().join("cambot.db")).unwrap();
-    for i in 0..2_000 {
+/// Stores `count` messages through the journal and waits until every one has left the overlay.
+fn store_and_wait_until_moved(store: &Store, count: usize) {
+    for i in 0..count {
         store
             .store_message(&message(&format!("m{i}"), "hello"))
             .unwrap();
@@ -150,34 +148,29 @@ fn the_ingest_thread_drops_moved_messages_from_the_overlay() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+#[test]
+fn the_ingest_thread_drops_moved_messages_from_the_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_owning_messages(&dir.path().join("cambot.db")).unwrap();
+    store_and_wait_until_moved(&store, 2_000);
     assert_eq!(
         contents(&store).len(),
         100,
-        "every message is read back from SQLite"
+        "the first 100 messages are read back from SQLite"
     );
 }
 
 #[test]
-fn the_writers_backstop_checkpoint_syncs_the_journal_and_checkpoints() {
+fn the_writers_backstop_checkpoint_syncs_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cambot.db");
     let store = Store::open_owning_messages(&db).unwrap();
     let durability = store.journal_durability().unwrap();
     // At the real threshold (16,000 pages) a test would have to write for long: fire at 4.
     crate::backstop::install(&store.conn().unwrap(), &durability, 4);
-    for i in 0..500 {
-        store
-            .store_message(&message(&format!("m{i}"), "hello"))
-            .unwrap();
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while store.unmoved_messages() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the moves never ended"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    store_and_wait_until_moved(&store, 500);
     assert!(
         durability
             .backstop_checkpoints
