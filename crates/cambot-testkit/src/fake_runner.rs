@@ -205,18 +205,24 @@ async fn run_turns(
         let turn = script(request, &prompt);
         // Follow-ups that arrive while the turn works are coalesced into the next turn.
         let mut next: Vec<String> = Vec::new();
-        let sleep = tokio::time::sleep(turn.delay);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => break,
-                got = input.recv() => match got {
-                    Some(RunInput::Message(text)) => next.push(text),
-                    Some(RunInput::Close) => closing = true,
-                    Some(RunInput::Kill) | None => {
-                        return RunOutcome::Failed { reason: "killed".into() };
-                    }
-                },
+        if turn.delay.is_zero() {
+            // An instant turn arms no timer: a zero sleep still waits for the timer wheel's next
+            // tick and wakes its driver, which the router bench would count as the router's cost.
+            tokio::task::yield_now().await;
+        } else {
+            let sleep = tokio::time::sleep(turn.delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    got = input.recv() => match got {
+                        Some(RunInput::Message(text)) => next.push(text),
+                        Some(RunInput::Close) => closing = true,
+                        Some(RunInput::Kill) | None => {
+                            return RunOutcome::Failed { reason: "killed".into() };
+                        }
+                    },
+                }
             }
         }
         for delta in &turn.deltas {
