@@ -43,8 +43,10 @@ use crate::runner::RunOutcome;
 use crate::runner::RunPurpose;
 use crate::runner::RunRequest;
 
+mod idle;
 mod live;
 
+use idle::IdleDeadline;
 use live::LiveRun;
 
 /// Router settings (resolved from the config file).
@@ -384,14 +386,13 @@ impl Router {
         };
         slot.register_run(run.control.clone(), Some(group.jid.clone()));
         self.run_started(key, group);
-        let mut idle_deadline: Option<Instant> = None;
+        let mut idle = IdleDeadline::default();
         let mut failure: Option<String> = None;
         let mut session = request_session;
         loop {
             let event = tokio::select! {
                 event = run.events.recv() => event,
-                () = sleep_until_opt(idle_deadline) => {
-                    idle_deadline = None;
+                () = idle.passed() => {
                     if self.unanswered(key) == 0 {
                         tracing::debug!(group = %key, "idle timeout: closing run");
                         self.queue.close_stdin(key);
@@ -434,7 +435,7 @@ impl Router {
                     self.typing(&group.jid, false);
                     if self.unanswered(key) == 0 {
                         slot.notify_idle();
-                        idle_deadline = Some(Instant::now() + self.settings.idle_timeout);
+                        idle.set(Instant::now() + self.settings.idle_timeout);
                     }
                 }
                 RunEvent::TextDelta(text) => {
@@ -541,13 +542,6 @@ fn prompt_for(batch: &[StoredMessage]) -> String {
         timestamp: &m.timestamp,
         content: &m.content,
     }))
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn load_group_cache(store: &Store) -> Result<GroupCache, RouterError> {
