@@ -13,9 +13,10 @@
 //!   "maybe"; see [`crate::known_ids`]), assigns seqs, appends one batch of records with one
 //!   `write()`, publishes the messages in the overlay, answers the callers, and hands the batch
 //!   to the mover;
-//! - `cambot-mover` ([`crate::mover`]) wakes every [`MOVE_EVERY`] and commits what arrived
-//!   through the batch writer, at most [`MOVE_MAX`] messages per transaction, then drops them
-//!   from the overlay;
+//! - `cambot-mover` ([`crate::mover`]) wakes every [`MOVE_EVERY`] and commits the chats that
+//!   are due (each chat's messages wait up to [`crate::held::MOVE_HOLD`], so that a move
+//!   carries many messages of few chats, see [`crate::held`]) through the batch writer, at most
+//!   [`MOVE_MAX`] messages per transaction, then hands them back for the overlay to drop;
 //! - the checkpoint thread syncs the journal before the WAL, and empties a sealed segment once
 //!   every record in it is moved and the WAL holding them is synced ([`Durability`]).
 //!

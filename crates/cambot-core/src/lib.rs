@@ -22,6 +22,7 @@ mod cursors;
 mod db;
 mod error;
 mod groups;
+mod held;
 mod ingest;
 mod journal;
 mod journal_lock;

@@ -1,14 +1,18 @@
 //! The mover: commits journaled messages into SQLite in batches, beside the router (see
-//! [`crate::ingest`]).
+//! [`crate::ingest`]). It holds each chat's messages for a while ([`crate::held`]), so that
+//! a move carries many messages of few chats.
 
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
+use std::time::Instant;
 
 use crate::batch::WriteOp;
 use crate::batch::Writer;
+use crate::held::Held;
+use crate::held::MOVE_HOLD;
 use crate::ingest::Durability;
 use crate::ingest::MOVE_EVERY;
 use crate::ingest::MOVE_MAX;
@@ -31,25 +35,47 @@ pub(crate) struct Mover {
 impl Mover {
     pub(crate) fn run(self) {
         crate::priority::lower_this_thread();
-        while let Ok(mut pending) = self.rx.recv() {
+        let mut held = Held::default();
+        let mut open = true;
+        while open {
+            if held.is_empty() {
+                match self.rx.recv() {
+                    Ok(batch) => held.add(batch, Instant::now()),
+                    Err(_) => break,
+                }
+            }
             // Let records accumulate without being woken for each batch of them.
             std::thread::sleep(MOVE_EVERY);
-            while let Ok(more) = self.rx.try_recv() {
-                pending.extend(more);
+            loop {
+                match self.rx.try_recv() {
+                    Ok(batch) => held.add(batch, Instant::now()),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
             }
-            let mut rest = pending.into_iter().peekable();
+            let due = if open {
+                held.take_due(Instant::now(), MOVE_EVERY, MOVE_HOLD)
+            } else {
+                held.take_all()
+            };
+            let mut rest = due.into_iter().peekable();
             while rest.peek().is_some() {
                 let batch: Vec<Version> = rest.by_ref().take(MOVE_MAX).collect();
                 if !self.commit(batch) {
                     return;
                 }
             }
+            self.durability
+                .moved_through
+                .store(held.taken_through(), Ordering::Release);
         }
     }
 
     /// Commits one batch, retrying until it commits; false when the writer is gone.
     fn commit(&self, batch: Vec<Version>) -> bool {
-        let last = batch.last().map(|v| v.record).unwrap_or(0);
         let mut op = WriteOp::MoveMessages(batch);
         loop {
             let Ok(outcome) = self.writer.submit_blocking_returning(op) else {
@@ -64,7 +90,6 @@ impl Mover {
                     if let Err(moved) = self.notices.send(moved) {
                         self.overlay.remove_moved(&moved);
                     }
-                    self.durability.moved_through.store(last, Ordering::Release);
                     return true;
                 }
                 (Err(e), back) => {
