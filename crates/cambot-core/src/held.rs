@@ -6,9 +6,9 @@
 //! touches a different leaf of each for nearly every row, when 1,000 chats are active: about
 //! two WAL frames per message, each written, checksummed and checkpointed. Held until a chat
 //! has gathered some, a chat's messages share their leaves. A standalone run of the messages
-//! schema (200k rows, 200 per transaction, 1,000 interleaved chats): 35–36 µs per row moved
-//! in arrival order, 16–17 µs grouped by chat a second's worth at a time (docs/benchmarks.md,
-//! thirteenth pass).
+//! schema (200k rows, 200 per transaction, 1,000 interleaved chats): 34–46 µs per row moved
+//! in arrival order, 17–18 µs grouped by chat half a second's worth at a time
+//! (docs/benchmarks.md, thirteenth pass).
 //!
 //! Each tick the mover takes the chats holding the oldest messages: every chat whose oldest
 //! message has waited [`MOVE_HOLD`], and beyond those, oldest first, a share of all it holds
@@ -54,17 +54,14 @@ impl Held {
         for version in batch {
             self.last_record = self.last_record.max(version.record);
             let m = &version.message;
-            let chat = match self.chats.get_mut(&(m.tenant.clone(), m.chat_jid.clone())) {
-                Some(chat) => chat,
-                None => self
-                    .chats
-                    .entry((m.tenant.clone(), m.chat_jid.clone()))
-                    .or_insert_with(|| HeldChat {
-                        since: now,
-                        versions: Vec::new(),
-                    }),
-            };
-            chat.versions.push(version);
+            self.chats
+                .entry((m.tenant.clone(), m.chat_jid.clone()))
+                .or_insert_with(|| HeldChat {
+                    since: now,
+                    versions: Vec::new(),
+                })
+                .versions
+                .push(version);
         }
     }
 

@@ -20,7 +20,7 @@ pub(super) struct IdleDeadline {
 }
 
 impl IdleDeadline {
-    /// The run is idle from now on: it closes at `deadline` unless set again or cleared.
+    /// The run is idle from now on: it closes at `deadline` unless set again first.
     pub(super) fn set(&mut self, deadline: Instant) {
         self.deadline = Some(deadline);
         if self.timer.is_none() {
