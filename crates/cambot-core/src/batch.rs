@@ -255,6 +255,9 @@ fn run_op(
             for v in versions {
                 messages.move_in(conn, &v.message)?;
             }
+            if let Some(top) = versions.iter().map(|v| v.message.seq).max() {
+                crate::messages::raise_last_seq(conn, top)?;
+            }
             Ok(Written::value(0))
         }
         WriteOp::ChatMetadata(meta) => {

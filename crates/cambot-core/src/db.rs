@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "partial index of unfinished task firings",
         sql: include_str!("migrations/0003_task_runs_unfinished.sql"),
     },
+    Migration {
+        version: 4,
+        name: "messages appended in insertion order, seq a column",
+        sql: include_str!("migrations/0004_messages_append.sql"),
+    },
 ];
 
 /// The handle to cambot's SQLite database. Cheap to clone; all clones share one connection.

@@ -209,7 +209,7 @@ impl Ingest {
             source,
         })?;
         reader.busy_timeout(Duration::from_secs(5))?;
-        let next_seq = largest_seq(&reader)? + 1;
+        let next_seq = crate::messages::last_seq(&reader)? + 1;
         let mut known = KnownIds::default();
         known.preload(&reader)?;
         let overlay = Arc::new(Overlay::with_stored(stored_through(&reader)?.into_iter()));
@@ -328,15 +328,6 @@ fn queue_blocking(tx: &tokio::sync::mpsc::Sender<Job>, job: Job) -> Result<()> {
 fn clone_file(file: &File, path: &Path) -> Result<File> {
     file.try_clone()
         .map_err(|e| journal::io_error("duplicating the handle of", path, &e))
-}
-
-fn largest_seq(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM messages), 0),
-                    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))",
-        [],
-        |r| r.get(0),
-    )?)
 }
 
 /// Every chat's largest stored seq (one index probe per chat), for the overlay to tell when a

@@ -528,7 +528,7 @@ pub(crate) fn upsert_moved_message(conn: &rusqlite::Connection, msg: &StoredMess
         "INSERT INTO messages (seq, tenant, chat_jid, id, sender, sender_name, content, timestamp,
                                is_from_me, is_bot_message)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (seq) DO UPDATE SET sender = excluded.sender,
+         ON CONFLICT (tenant, chat_jid, seq) DO UPDATE SET sender = excluded.sender,
              sender_name = excluded.sender_name, content = excluded.content,
              timestamp = excluded.timestamp, is_from_me = excluded.is_from_me,
              is_bot_message = excluded.is_bot_message
@@ -549,7 +549,22 @@ pub(crate) fn upsert_moved_message(conn: &rusqlite::Connection, msg: &StoredMess
     Ok(())
 }
 
-/// A message's columns as `?1`..`?9`, in the order both statements below number them.
+/// Raises the last seq handed out to `seq` (the moves of journaled messages, whose seqs the
+/// ingest thread counted): a store without the journal counts on from there.
+pub(crate) fn raise_last_seq(conn: &rusqlite::Connection, seq: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE message_seq SET last = MAX(last, ?1)")?
+        .execute([seq])?;
+    Ok(())
+}
+
+/// The largest seq ever handed out (also those of messages deleted since).
+pub(crate) fn last_seq(conn: &rusqlite::Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT last FROM message_seq")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// A message's columns as `?1`..`?9`, as the update below numbers them.
 fn message_params(msg: &InboundMessage) -> impl rusqlite::Params + '_ {
     (
         msg.tenant.as_str(),
@@ -573,15 +588,32 @@ pub(crate) fn insert_message_row(
     conn: &rusqlite::Connection,
     msg: &InboundMessage,
 ) -> Result<Option<i64>> {
+    let seq = last_seq(conn)? + 1;
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (tenant, chat_jid, id, sender, sender_name, content, timestamp,
-                                   is_from_me, is_bot_message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                                   is_from_me, is_bot_message, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (tenant, chat_jid, id) DO NOTHING",
         )?
-        .execute(message_params(msg))?;
-    Ok((inserted == 1).then(|| conn.last_insert_rowid()))
+        .execute(params![
+            msg.tenant.as_str(),
+            msg.chat_jid.as_str(),
+            msg.id,
+            msg.sender,
+            msg.sender_name,
+            msg.content,
+            msg.timestamp,
+            msg.is_from_me,
+            msg.is_bot_message,
+            seq
+        ])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    conn.prepare_cached("UPDATE message_seq SET last = ?1")?
+        .execute([seq])?;
+    Ok(Some(seq))
 }
 
 /// Updates a repeated delivery in place (its content may have been edited); returns the seq it

@@ -101,3 +101,79 @@ fn a_new_database_file_uses_2_kib_pages() {
         .unwrap();
     assert_eq!(size, 2048);
 }
+
+/// A database of schema 3 (seq as the rowid, counted by AUTOINCREMENT): after the upgrade every
+/// message keeps its seq, new ones count on above the largest seq ever handed out (also one
+/// whose message was deleted), and the table is appended to in insertion order.
+#[test]
+fn messages_keep_their_seqs_across_the_upgrade_to_an_appended_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                                             applied_at TEXT NOT NULL);",
+        )
+        .unwrap();
+        for (version, sql) in [
+            (1, include_str!("../../src/migrations/0001_initial.sql")),
+            (2, include_str!("../../src/migrations/0002_web.sql")),
+            (
+                3,
+                include_str!("../../src/migrations/0003_task_runs_unfinished.sql"),
+            ),
+        ] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, 'old', 'x')",
+                [version],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO chats (tenant, jid, name) VALUES ('default', 'a@g.us', 'a'),
+                                                          ('default', 'b@g.us', 'b');
+             INSERT INTO messages (tenant, chat_jid, id, sender, sender_name, content, timestamp)
+                 VALUES ('default', 'a@g.us', 'a1', 's', 'S', 'one', '2024-01-01T00:00:01.000Z'),
+                        ('default', 'b@g.us', 'b1', 's', 'S', 'two', '2024-01-01T00:00:02.000Z'),
+                        ('default', 'a@g.us', 'a2', 's', 'S', 'three', '2024-01-01T00:00:03.000Z'),
+                        ('default', 'a@g.us', 'a3', 's', 'S', 'gone', '2024-01-01T00:00:04.000Z');
+             DELETE FROM messages WHERE id = 'a3';",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), supported_schema_version());
+    let read = |chat: &str| -> Vec<(i64, String)> {
+        s.messages_since(&tenant(), &jid(chat), 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.seq, m.content))
+            .collect()
+    };
+    assert_eq!(read("a@g.us"), [(1, "one".into()), (3, "three".into())]);
+    assert_eq!(read("b@g.us"), [(2, "two".into())]);
+    let next = s
+        .store_message(&msg("b@g.us", "b2", "four", "2024-01-01T00:00:05.000Z"))
+        .unwrap();
+    assert_eq!(next, 5, "seq 4 was handed out before the upgrade");
+    let repeat = s
+        .store_message(&msg(
+            "a@g.us",
+            "a1",
+            "one, edited",
+            "2024-01-01T00:00:01.000Z",
+        ))
+        .unwrap();
+    assert_eq!(repeat, 1, "a repeat keeps its seq");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let in_table_order: Vec<i64> = conn
+        .prepare("SELECT seq FROM messages ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(in_table_order, [1, 2, 3, 5]);
+}
