@@ -45,9 +45,11 @@ use crate::runner::RunRequest;
 
 mod idle;
 mod live;
+mod queued;
 
 use idle::IdleDeadline;
 use live::LiveRun;
+use queued::QueuedCursorMoves;
 
 /// Router settings (resolved from the config file).
 #[derive(Debug, Clone)]
@@ -387,6 +389,7 @@ impl Router {
         slot.register_run(run.control.clone(), Some(group.jid.clone()));
         self.run_started(key, group);
         let mut idle = IdleDeadline::default();
+        let mut cursor_moves = QueuedCursorMoves::default();
         let mut failure: Option<String> = None;
         let mut session = request_session;
         loop {
@@ -426,7 +429,11 @@ impl Router {
                     }
                     let advance_to = self.take_answered(key, inputs);
                     let reply = text.as_deref().map(format_outbound).unwrap_or_default();
-                    if let Err(e) = self.commit(group, &reply, advance_to).await {
+                    let committed = self
+                        .commit(group, &reply, advance_to, &mut cursor_moves)
+                        .await
+                        .and_then(|()| cursor_moves.reap().map_err(RouterError::from));
+                    if let Err(e) = committed {
                         tracing::error!(group = %key, error = %e, "committing a reply failed");
                         failure.get_or_insert_with(|| format!("commit failed: {e}"));
                         run.control.kill().await;
@@ -459,6 +466,11 @@ impl Router {
                 RunEvent::Ready | RunEvent::Activity { .. } | RunEvent::Usage { .. } => {}
             }
         }
+        // Before anything reads the cursor again (see `queued`).
+        if let Err(e) = cursor_moves.settle().await {
+            tracing::error!(group = %key, error = %e, "committing a cursor move failed");
+            failure.get_or_insert_with(|| format!("commit failed: {e}"));
+        }
         match failure {
             Some(reason) if self.unanswered(key) > 0 => {
                 tracing::warn!(group = %key, run = %run_id, reason = %reason, "run failed with unanswered messages");
@@ -472,18 +484,22 @@ impl Router {
         }
     }
 
-    /// Commits a reply (when non-empty) with its cursor move, then wakes the outbox.
+    /// Commits a reply (when non-empty) with its cursor move, then wakes the outbox. Without a
+    /// reply, only queues the cursor move (see `queued`).
     async fn commit(
         &self,
         group: &RegisteredGroup,
         reply: &str,
         advance_to: Option<i64>,
+        cursor_moves: &mut QueuedCursorMoves,
     ) -> Result<(), RouterError> {
         if reply.is_empty() {
             if let Some(seq) = advance_to {
-                self.store
-                    .advance_cursor_async(&group.tenant, &group.jid, seq)
-                    .await?;
+                cursor_moves.push(
+                    self.store
+                        .queue_cursor_advance(&group.tenant, &group.jid, seq)
+                        .await?,
+                );
             }
             return Ok(());
         }

@@ -121,6 +121,29 @@ impl Reply {
 
 type Job = (WriteOp, Reply);
 
+/// A queued write whose commit nobody awaits yet (see [`Writer::submit_pending`]). The writer
+/// commits in queue order, so a later write of the same caller commits after it.
+pub(crate) struct PendingWrite(tokio::sync::oneshot::Receiver<Completed>);
+
+impl PendingWrite {
+    /// The write's outcome once it has committed or failed; `None` while it is queued.
+    pub(crate) fn try_outcome(&mut self) -> Option<Result<()>> {
+        match self.0.try_recv() {
+            Ok(done) => Some(done.result.map(|_| ())),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                Some(Err(StoreError::WriterGone))
+            }
+        }
+    }
+
+    /// Waits for the write's outcome.
+    pub(crate) async fn outcome(self) -> Result<()> {
+        let done = self.0.await.map_err(|_| StoreError::WriterGone)?;
+        done.result.map(|_| ())
+    }
+}
+
 /// Handle to the writer thread. The thread ends when the last handle is dropped.
 pub(crate) struct Writer {
     tx: mpsc::SyncSender<Job>,
@@ -184,6 +207,13 @@ impl Writer {
     /// failure is logged). Waits only while the queue is full.
     pub(crate) async fn submit_detached(&self, op: WriteOp) -> Result<()> {
         send_from_async(&self.tx, (op, Reply::Detached)).await
+    }
+
+    /// Queues `op` and returns at once; the [`PendingWrite`] tells when it has committed.
+    pub(crate) async fn submit_pending(&self, op: WriteOp) -> Result<PendingWrite> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        send_from_async(&self.tx, (op, Reply::Async(tx))).await?;
+        Ok(PendingWrite(rx))
     }
 
     /// [`Writer::submit`], handing the committed operation back to the caller.

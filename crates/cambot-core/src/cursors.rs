@@ -118,6 +118,27 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::advance_cursor_async`] without waiting for the commit: queues the move and
+    /// returns. The writer commits in queue order, so the caller's later writes commit after it;
+    /// whoever reads the cursor next must first wait for [`CursorMove::committed`].
+    pub async fn queue_cursor_advance(
+        &self,
+        tenant: &TenantId,
+        chat_jid: &ChatJid,
+        seq: i64,
+    ) -> Result<CursorMove> {
+        let lock = self.daemon_rows_lock(DaemonRows::Cursors)?;
+        let write = self
+            .writer()
+            .submit_pending(WriteOp::AdvanceCursor {
+                tenant: tenant.clone(),
+                chat_jid: chat_jid.clone(),
+                seq,
+            })
+            .await?;
+        Ok(CursorMove { write, _lock: lock })
+    }
+
     /// Commits a reply and (optionally) the cursor move it completes, atomically. Returns the
     /// outbox id.
     pub fn commit_reply(
@@ -251,5 +272,30 @@ fn reply_op(
         text: text.to_owned(),
         origin: origin.to_owned(),
         advance_to,
+    }
+}
+
+/// A cursor move queued by [`Store::queue_cursor_advance`].
+pub struct CursorMove {
+    write: crate::batch::PendingWrite,
+    /// Held until the move commits, as [`Store::advance_cursor_async`] holds it.
+    _lock: Option<crate::journal_lock::SharedMessageGuard>,
+}
+
+impl CursorMove {
+    /// The move's outcome once it has committed or failed; `None` while it is queued.
+    pub fn try_committed(&mut self) -> Option<Result<()>> {
+        self.write.try_outcome()
+    }
+
+    /// Waits until the move has committed.
+    pub async fn committed(self) -> Result<()> {
+        self.write.outcome().await
+    }
+}
+
+impl std::fmt::Debug for CursorMove {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CursorMove").finish_non_exhaustive()
     }
 }

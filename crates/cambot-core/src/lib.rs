@@ -39,6 +39,7 @@ mod tasks;
 pub mod time;
 mod web;
 
+pub use cursors::CursorMove;
 pub use cursors::OutboxEntry;
 pub use db::Store;
 pub use db::supported_schema_version;
