@@ -218,8 +218,7 @@ impl Writer {
 
     /// [`Writer::submit`], handing the committed operation back to the caller.
     pub(crate) async fn submit_returning(&self, op: WriteOp) -> Result<(Written, WriteOp)> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        send_from_async(&self.tx, (op, Reply::Async(tx))).await?;
+        let PendingWrite(rx) = self.submit_pending(op).await?;
         let done = rx.await.map_err(|_| StoreError::WriterGone)?;
         done.result.map(|written| (written, done.op))
     }

@@ -679,3 +679,60 @@ async fn the_ingest_journal_decides_whether_other_stores_may_write_messages() {
         t.daemon.shutdown().await;
     }
 }
+
+/// Runs that answer silently and close at once: each run's cursor moves (queued, not awaited
+/// one by one) must be committed before its group looks for more messages, or the next run
+/// would be handed a message that was answered already.
+#[tokio::test]
+async fn silent_answers_are_never_handed_to_a_second_run() {
+    const GROUPS: usize = 20;
+    const PER_GROUP: usize = 15;
+    let runner = ScriptedRunner::new(|_, _| Turn::silent());
+    let t = start(runner.clone(), "[router]\nidle_timeout_ms = 0\n").await;
+    for g in 0..GROUPS {
+        t.channel
+            .register(
+                &tenant(),
+                &format!("fake:g{g}"),
+                &format!("g{g}"),
+                Some(false),
+            )
+            .await
+            .unwrap();
+    }
+    for n in 0..GROUPS * PER_GROUP {
+        let id = format!("m{n}");
+        t.channel
+            .inject_with_id(&tenant(), &format!("fake:g{}", n % GROUPS), &id, "u", &id)
+            .await
+            .unwrap();
+    }
+    let seen = || -> Vec<String> {
+        runner
+            .started()
+            .iter()
+            .flat_map(|run| run.prompts.lock().unwrap().clone())
+            .flat_map(|prompt| {
+                prompt
+                    .split("</message>")
+                    .filter_map(|part| part.rsplit('>').next().map(str::to_owned))
+                    .filter(|id| id.starts_with('m'))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    eventually("every message was handed to a run", || {
+        let mut ids = seen();
+        ids.sort();
+        ids.dedup();
+        ids.len() == GROUPS * PER_GROUP
+    })
+    .await;
+    eventually("every run has ended", || runner.live_runs() == 0).await;
+    let mut ids = seen();
+    let handed = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(handed, ids.len(), "a message was handed to two runs");
+    t.daemon.shutdown().await;
+}
