@@ -311,6 +311,13 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         });
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        // Some rewrite a whole table (version 4 copies every message: ~20 s per million here),
+        // so say so before, not only after.
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applying database migration (a large database takes a while; stopping meanwhile rolls it back)"
+        );
         let run = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             tx.execute_batch(m.sql)?;
