@@ -83,23 +83,31 @@ impl Held {
         hold: Duration,
     ) -> Vec<Version> {
         let share = (self.count as u128 * tick.as_nanos() / hold.as_nanos().max(1)) as usize;
-        let mut by_age: Vec<(Instant, (TenantId, ChatJid))> = self
+        let mut by_age: Vec<(Instant, &(TenantId, ChatJid), usize)> = self
             .chats
             .iter()
-            .map(|(key, chat)| (chat.since, key.clone()))
+            .map(|(key, chat)| (chat.since, key, chat.versions.len()))
             .collect();
-        by_age.sort_unstable_by_key(|(since, _)| *since);
-        let mut due = Vec::new();
-        for (since, key) in by_age {
+        by_age.sort_unstable_by_key(|(since, _, _)| *since);
+        // Chosen first, removed after: only the chats that leave have their key copied.
+        let (mut taking, mut left) = (0, self.count);
+        let mut chosen = Vec::new();
+        for (since, key, len) in by_age {
             let aged = now.duration_since(since) >= hold;
-            if !aged && due.len() >= share && self.count <= HOLD_MAX {
+            if !aged && taking >= share && left <= HOLD_MAX {
                 break;
             }
+            taking += len;
+            left -= len;
+            chosen.push(key.clone());
+        }
+        let mut due = Vec::with_capacity(taking);
+        for key in chosen {
             if let Some(chat) = self.chats.remove(&key) {
-                self.count -= chat.versions.len();
                 due.extend(chat.versions);
             }
         }
+        self.count = left;
         due
     }
 

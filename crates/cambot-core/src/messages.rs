@@ -564,7 +564,7 @@ pub(crate) fn last_seq(conn: &rusqlite::Connection) -> Result<i64> {
         .query_row([], |r| r.get(0))?)
 }
 
-/// A message's columns as `?1`..`?9`, as the update below numbers them.
+/// A message's columns as `?1`..`?9`, in the order both statements below number them.
 fn message_params(msg: &InboundMessage) -> impl rusqlite::Params + '_ {
     (
         msg.tenant.as_str(),
@@ -588,32 +588,20 @@ pub(crate) fn insert_message_row(
     conn: &rusqlite::Connection,
     msg: &InboundMessage,
 ) -> Result<Option<i64>> {
-    let seq = last_seq(conn)? + 1;
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (tenant, chat_jid, id, sender, sender_name, content, timestamp,
                                    is_from_me, is_bot_message, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, (SELECT last + 1 FROM message_seq))
              ON CONFLICT (tenant, chat_jid, id) DO NOTHING",
         )?
-        .execute(params![
-            msg.tenant.as_str(),
-            msg.chat_jid.as_str(),
-            msg.id,
-            msg.sender,
-            msg.sender_name,
-            msg.content,
-            msg.timestamp,
-            msg.is_from_me,
-            msg.is_bot_message,
-            seq
-        ])?;
+        .execute(message_params(msg))?;
     if inserted == 0 {
         return Ok(None);
     }
-    conn.prepare_cached("UPDATE message_seq SET last = ?1")?
-        .execute([seq])?;
-    Ok(Some(seq))
+    conn.prepare_cached("UPDATE message_seq SET last = last + 1")?
+        .execute([])?;
+    last_seq(conn).map(Some)
 }
 
 /// Updates a repeated delivery in place (its content may have been edited); returns the seq it
