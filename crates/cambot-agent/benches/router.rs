@@ -356,6 +356,20 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
         ingest_done.as_secs_f64(),
         last.as_secs_f64()
     );
+    // The mover commits what it holds after the last message (up to half a second later, and
+    // longer after the saturation phase's backlog). Waited for here, so that its commits and
+    // checkpoints do not run into the next phase.
+    let store = daemon.router().store();
+    let caught_up = Instant::now();
+    while store.unmoved_messages() > 0 && caught_up.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        println!(
+            "  (the mover caught up {:.2} s after the last dispatch)",
+            caught_up.elapsed().as_secs_f64()
+        );
+    }
     daemon.shutdown().await;
     (throughput, latencies, rss)
 }

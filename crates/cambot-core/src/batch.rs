@@ -146,7 +146,12 @@ impl PendingWrite {
 
 /// Handle to the writer thread. The thread ends when the last handle is dropped.
 pub(crate) struct Writer {
-    tx: mpsc::SyncSender<Job>,
+    /// A tokio channel although the writer is a plain thread: when the queue is full, async
+    /// callers wait for room without holding a core. They used to retry with `yield_now`, and
+    /// after a burst (the router bench's saturation phase left ~100,000 cursor moves queued)
+    /// the runtime's workers spun at full speed beside a writer that runs at the lowest
+    /// priority: catching up took 8.7 s instead of about one.
+    tx: tokio::sync::mpsc::Sender<Job>,
     background: Arc<Background>,
 }
 
@@ -158,13 +163,13 @@ impl Writer {
         checkpointer: Option<Arc<Checkpointer>>,
         run_state: Arc<RunState>,
     ) -> Result<Self> {
-        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_CAPACITY);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Job>(QUEUE_CAPACITY);
         let background = Arc::new(Background::default());
         let requested = Arc::clone(&background);
         std::thread::Builder::new()
             .name("cambot-dbwriter".into())
             .spawn(move || {
-                writer_loop(&conn, &rx, checkpointer.as_deref(), &requested, &run_state);
+                writer_loop(&conn, rx, checkpointer.as_deref(), &requested, &run_state);
             })
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot start the database writer thread: {e}"))
@@ -191,9 +196,7 @@ impl Writer {
         op: WriteOp,
     ) -> Result<(Result<Written>, WriteOp)> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.tx
-            .send((op, Reply::Sync(tx)))
-            .map_err(|_| StoreError::WriterGone)?;
+        queue_blocking(&self.tx, (op, Reply::Sync(tx)))?;
         let done = rx.recv().map_err(|_| StoreError::WriterGone)?;
         Ok((done.result, done.op))
     }
@@ -224,32 +227,40 @@ impl Writer {
     }
 }
 
-/// Queues `item` on a bounded channel from async code: when the channel is full, yields to the
-/// runtime until there is room instead of blocking a runtime thread. `WriterGone` when the
-/// receiving thread has ended.
-pub(crate) async fn send_from_async<T>(tx: &mpsc::SyncSender<T>, item: T) -> Result<()> {
+/// Queues `item` from async code, waiting for room. `WriterGone` when the receiving thread has
+/// ended.
+async fn send_from_async<T>(tx: &tokio::sync::mpsc::Sender<T>, item: T) -> Result<()> {
+    tx.send(item).await.map_err(|_| StoreError::WriterGone)
+}
+
+/// Queues `item` from sync code, which may run on a runtime's thread (where tokio's
+/// `blocking_send` panics): waits while the queue is full, which only a stalled receiving
+/// thread causes.
+pub(crate) fn queue_blocking<T>(tx: &tokio::sync::mpsc::Sender<T>, item: T) -> Result<()> {
     let mut item = item;
     loop {
         match tx.try_send(item) {
             Ok(()) => return Ok(()),
-            Err(mpsc::TrySendError::Full(back)) => {
+            Err(tokio::sync::mpsc::error::TrySendError::Full(back)) => {
                 item = back;
-                tokio::task::yield_now().await;
+                std::thread::sleep(std::time::Duration::from_micros(200));
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                return Err(StoreError::WriterGone);
+            }
         }
     }
 }
 
 fn writer_loop(
     conn: &Mutex<Connection>,
-    rx: &mpsc::Receiver<Job>,
+    mut rx: tokio::sync::mpsc::Receiver<Job>,
     checkpointer: Option<&Checkpointer>,
     background: &Background,
     run_state: &RunState,
 ) {
     let mut messages = MessageWriter::default();
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.blocking_recv() {
         background.apply_if_requested();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

@@ -227,14 +227,20 @@ impl Store {
         })
     }
 
-    /// Locks the connection for one short synchronous operation (which may write: the WAL
-    /// checkpoint thread is told).
+    /// The ingest path, in the store that owns the journal.
+    #[cfg(test)]
+    pub(crate) fn ingest(&self) -> Option<&crate::ingest::Ingest> {
+        self.ingest.as_deref()
+    }
+
     /// The ingest journal's durability state, in the store that owns it.
     #[cfg(test)]
     pub(crate) fn journal_durability(&self) -> Option<Arc<crate::ingest::Durability>> {
         self.checkpointer.as_ref().and_then(|c| c.journal())
     }
 
+    /// Locks the connection for one short synchronous operation (which may write: the WAL
+    /// checkpoint thread is told).
     pub(crate) fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
         if let Some(c) = &self.checkpointer {
             c.poke();

@@ -27,11 +27,12 @@
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicIsize;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -41,12 +42,13 @@ use cambot_protocol::InboundMessage;
 use cambot_protocol::TenantId;
 use rusqlite::Connection;
 use rusqlite::OpenFlags;
-use rusqlite::OptionalExtension;
 
 use crate::batch::WriteOp;
 use crate::batch::Writer;
+use crate::batch::queue_blocking;
 use crate::error::Result;
 use crate::error::StoreError;
+use crate::ingest_loop::IngestLoop;
 use crate::journal;
 use crate::journal::Record;
 use crate::journal_lock::lock_exclusive;
@@ -57,28 +59,26 @@ use crate::mover::Mover;
 use crate::overlay::Overlay;
 use crate::overlay::Version;
 
-/// Most messages taken into one journal write.
-const INGEST_BATCH: usize = 1024;
-/// Messages waiting for the ingest thread before callers are pushed back.
+/// Messages waiting for the ingest state before callers are pushed back.
 const INGEST_QUEUE: usize = 8192;
-/// Journal batches waiting for the mover before the ingest thread is pushed back (SQLite fell
-/// behind for longer than a stall).
-const MOVER_QUEUE: usize = 4_096;
 /// Most records one move commits: small enough that a move never holds the writer (and a core)
 /// for long.
 pub(crate) const MOVE_MAX: usize = 500;
 /// How long the mover lets records accumulate before it commits them.
 pub(crate) const MOVE_EVERY: Duration = Duration::from_millis(10);
-/// A segment past this size is sealed once the other one is free.
-const SEGMENT_BYTES: u64 = 8 << 20;
+/// How often the ingest thread works the queue itself: for the moved versions the mover hands
+/// back while no message comes, and for messages held back while the mover was behind.
+const IDLE_ROUND: Duration = Duration::from_millis(10);
+/// Most drains one caller makes for others before it goes back to its own work.
+const COMBINE_ROUNDS: usize = 4;
 
-enum Reply {
+pub(crate) enum Reply {
     Sync(mpsc::SyncSender<Result<Arrival>>),
     Async(tokio::sync::oneshot::Sender<Result<Arrival>>),
 }
 
 impl Reply {
-    fn send(self, result: Result<Arrival>) {
+    pub(crate) fn send(self, result: Result<Arrival>) {
         // A caller that gave up waiting is fine to ignore.
         match self {
             Self::Sync(tx) => {
@@ -91,7 +91,7 @@ impl Reply {
     }
 }
 
-enum Job {
+pub(crate) enum Job {
     Store(InboundMessage, Reply),
     /// Versions the mover has committed, to drop from the overlay (see [`MovedNotices`]).
     Moved(Vec<Version>),
@@ -99,15 +99,109 @@ enum Job {
     Close,
 }
 
-/// Handle to the ingest thread, owned by the daemon's [`crate::Store`].
+/// Handle to the ingest state, owned by the daemon's [`crate::Store`].
 pub(crate) struct Ingest {
-    /// A tokio channel even though the ingest thread is a plain thread: a sender wakes the
-    /// sleeping thread without a lock. `std`'s channel woke it with a futex call made while
-    /// holding the channel's waker lock, which every other sender and the ingest thread (going
-    /// back to sleep) then waited for: in a slow run of the router bench, 286 ms in all and up
-    /// to 8.5 ms at once.
+    /// Jobs for whoever works the ingest state next. A tokio channel: senders never take a
+    /// lock, and async callers wait for room without blocking a thread.
     tx: tokio::sync::mpsc::Sender<Job>,
     pub(crate) overlay: Arc<Overlay>,
+    shared: Arc<Shared>,
+}
+
+/// The ingest state and the count that tells whether it has work: worked by whichever caller
+/// finds it free (flat combining), not by a thread of its own.
+///
+/// Why: with a thread of its own, every message crossed to it and back (two wake-ups), and
+/// each acknowledgement waited for that one thread to be scheduled. On a VM whose cores are
+/// taken away for milliseconds at a time (steal), a single thread caught on a stalled core
+/// held up every acknowledgement behind it (docs/benchmarks.md, fourteenth pass).
+pub(crate) struct Shared {
+    state: Mutex<IngestLoop>,
+    /// Store and close jobs queued and not taken yet. Raised only after the job is in the queue,
+    /// so whoever sees it above zero will find the job there (or find it taken).
+    queued: AtomicIsize,
+    overlay: Arc<Overlay>,
+    /// The mover's backlog, also in the state (read there; here for tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    unmoved: Arc<AtomicUsize>,
+    /// Tests switch the ingest thread's rounds off, to show that callers alone leave no job
+    /// behind.
+    idle_rounds: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Works off the queue unless someone else is at it.
+    ///
+    /// No job is left queued while nobody works: a caller counts its job in [`Shared::queued`]
+    /// only after queueing it and then tries the state; whoever holds the state takes its jobs
+    /// off the count before letting go, and looks at the count again afterwards. Only a drain
+    /// held back by the mover's backlog, or a caller that has worked [`COMBINE_ROUNDS`] rounds,
+    /// leaves jobs behind: the ingest thread takes them within [`IDLE_ROUND`].
+    fn combine(&self) {
+        self.work(false);
+    }
+
+    /// The ingest thread's round: like [`Shared::combine`], but waits for the state (it is in
+    /// no hurry), and goes on until every committed version has left the overlay (a slice per
+    /// drain, so that a caller never waits long for the state). Returns false once the state
+    /// is closed.
+    fn idle_round(&self) -> bool {
+        loop {
+            let (open, moved_left) = self.work(true);
+            if !open || moved_left == 0 {
+                return open;
+            }
+        }
+    }
+
+    /// Drains until the queue is empty; returns whether the state is still open and how many
+    /// committed versions are still to leave the overlay.
+    fn work(&self, wait: bool) -> (bool, usize) {
+        let (mut open, mut moved_left) = (true, 0);
+        let mut wait = wait;
+        for _ in 0..COMBINE_ROUNDS {
+            let Some(mut state) = self.take_state(wait) else {
+                break;
+            };
+            wait = false;
+            let drained = state.drain();
+            self.queued
+                .fetch_sub(drained.taken as isize, Ordering::SeqCst);
+            open = !state.is_closed();
+            drop(state);
+            let held_back = drained.held_back;
+            moved_left = drained.moved_left;
+            drained.finish(&self.overlay);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if held_back || self.queued.load(Ordering::SeqCst) <= 0 {
+                break;
+            }
+        }
+        (open, moved_left)
+    }
+
+    /// The state, if free (or at all, when `wait`). A drain that panicked left its answers
+    /// unsent (those callers see the store gone); the state goes on.
+    fn take_state(&self, wait: bool) -> Option<std::sync::MutexGuard<'_, IngestLoop>> {
+        if wait {
+            return Some(
+                self.state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+        }
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        }
+    }
+
+    /// Counts a job just queued, and works the queue.
+    fn queued_one(&self) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        self.combine();
+    }
 }
 
 impl std::fmt::Debug for Ingest {
@@ -126,14 +220,14 @@ pub(crate) struct Durability {
     /// Checkpoints the writer's backstop ran, each after syncing the journal
     /// ([`crate::backstop`]).
     pub(crate) backstop_checkpoints: AtomicU64,
-    segments: Mutex<Segments>,
+    pub(crate) segments: Mutex<Segments>,
 }
 
 #[derive(Debug)]
-struct Segments {
-    active: usize,
+pub(crate) struct Segments {
+    pub(crate) active: usize,
     /// The inactive segment's last record, while it waits to be emptied.
-    sealed_through: Option<u64>,
+    pub(crate) sealed_through: Option<u64>,
 }
 
 impl Durability {
@@ -214,9 +308,13 @@ impl Ingest {
         known.preload(&reader)?;
         let overlay = Arc::new(Overlay::with_stored(stored_through(&reader)?.into_iter()));
         let (tx, rx) = tokio::sync::mpsc::channel::<Job>(INGEST_QUEUE);
-        let (to_mover, mover_rx) = mpsc::sync_channel::<Vec<Version>>(MOVER_QUEUE);
+        // Unbounded: the ingest state counts what the mover has not committed (`unmoved`) and
+        // stops taking messages past `MOVER_BACKLOG`, instead of blocking a caller's thread.
+        let (to_mover, mover_rx) = mpsc::channel::<Vec<Version>>();
+        let unmoved = Arc::new(AtomicUsize::new(0));
         let mover = Mover {
             rx: mover_rx,
+            unmoved: Arc::clone(&unmoved),
             writer,
             notices: MovedNotices(tx.downgrade()),
             overlay: Arc::clone(&overlay),
@@ -227,7 +325,7 @@ impl Ingest {
             .name("cambot-mover".into())
             .spawn(move || mover.run())
             .map_err(|e| StoreError::Journal(format!("cannot start the mover thread: {e}")))?;
-        let ingest = IngestLoop {
+        let state = IngestLoop {
             rx,
             files,
             paths,
@@ -236,19 +334,52 @@ impl Ingest {
             generation: generation + 1,
             reader,
             overlay: Arc::clone(&overlay),
-            to_mover,
+            to_mover: Some(to_mover),
+            unmoved: Arc::clone(&unmoved),
             durability: Arc::clone(&durability),
             next_seq,
             next_record: 1,
             tails: HashMap::new(),
             known,
             buf: Vec::new(),
+            moved: VecDeque::new(),
+            closed: false,
+            #[cfg(test)]
+            linger: None,
         };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            queued: AtomicIsize::new(0),
+            overlay: Arc::clone(&overlay),
+            unmoved,
+            idle_rounds: std::sync::atomic::AtomicBool::new(true),
+        });
+        // Weak: the thread ends once the store is gone, and with it the state (whose mover
+        // sender going lets the mover finish).
+        let idle = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("cambot-ingest".into())
-            .spawn(move || ingest.run())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(IDLE_ROUND);
+                    let Some(shared) = idle.upgrade() else { break };
+                    if !shared.idle_rounds.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if !shared.idle_round() {
+                        break;
+                    }
+                }
+            })
             .map_err(|e| StoreError::Journal(format!("cannot start the ingest thread: {e}")))?;
-        Ok((Self { tx, overlay }, durability))
+        Ok((
+            Self {
+                tx,
+                overlay,
+                shared,
+            },
+            durability,
+        ))
     }
 
     /// Journals `msg` and waits (asynchronously) for its acknowledgement.
@@ -258,6 +389,7 @@ impl Ingest {
             .send(Job::Store(msg, Reply::Async(tx)))
             .await
             .map_err(|_| StoreError::WriterGone)?;
+        self.shared.queued_one();
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -265,7 +397,28 @@ impl Ingest {
     pub(crate) fn store_blocking(&self, msg: InboundMessage) -> Result<Arrival> {
         let (tx, rx) = mpsc::sync_channel(1);
         queue_blocking(&self.tx, Job::Store(msg, Reply::Sync(tx)))?;
+        self.shared.queued_one();
         rx.recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Stops or restarts the ingest thread's rounds.
+    #[cfg(test)]
+    pub(crate) fn set_idle_rounds(&self, on: bool) {
+        self.shared.idle_rounds.store(on, Ordering::Relaxed);
+    }
+
+    /// Makes each drain wait this long after its last look at the queue.
+    #[cfg(test)]
+    pub(crate) fn set_linger(&self, linger: std::time::Duration) {
+        if let Some(mut state) = self.shared.take_state(true) {
+            state.linger = Some(linger);
+        }
+    }
+
+    /// The mover's backlog as the ingest state sees it (tests raise it to hold messages back).
+    #[cfg(test)]
+    pub(crate) fn mover_backlog(&self) -> &AtomicUsize {
+        &self.shared.unmoved
     }
 
     /// Stops taking messages (later stores fail); the mover commits what it holds and then
@@ -273,7 +426,9 @@ impl Ingest {
     /// it only queues the request.
     pub(crate) fn close(&self) {
         // Gone already: nothing to close.
-        let _ = queue_blocking(&self.tx, Job::Close);
+        if queue_blocking(&self.tx, Job::Close).is_ok() {
+            self.shared.queued_one();
+        }
     }
 }
 
@@ -303,25 +458,6 @@ impl MovedNotices {
                 // What was sent comes back.
                 Job::Store(..) | Job::Close => Vec::new(),
             })
-    }
-}
-
-/// Queues `job` from sync code, which may run on a runtime's thread (where tokio's
-/// `blocking_send` panics): waits while the queue is full, which only a stalled ingest thread
-/// causes.
-fn queue_blocking(tx: &tokio::sync::mpsc::Sender<Job>, job: Job) -> Result<()> {
-    let mut job = job;
-    loop {
-        match tx.try_send(job) {
-            Ok(()) => return Ok(()),
-            Err(tokio::sync::mpsc::error::TrySendError::Full(back)) => {
-                job = back;
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                return Err(StoreError::WriterGone);
-            }
-        }
     }
 }
 
@@ -411,240 +547,6 @@ fn sync_wal(db: &Path) -> Result<()> {
             .map_err(|e| journal::io_error("syncing", Path::new(&wal), &e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(journal::io_error("opening", Path::new(&wal), &e)),
-    }
-}
-
-struct IngestLoop {
-    rx: tokio::sync::mpsc::Receiver<Job>,
-    files: [File; 2],
-    paths: [std::path::PathBuf; 2],
-    /// The segment appended to; only this thread changes it (mirrored in `Segments::active`).
-    active: usize,
-    active_len: u64,
-    generation: u64,
-    reader: Connection,
-    overlay: Arc<Overlay>,
-    to_mover: mpsc::SyncSender<Vec<Version>>,
-    durability: Arc<Durability>,
-    next_seq: i64,
-    next_record: u64,
-    /// Per chat, the seq of its newest message (what `previous_in_chat` reports).
-    tails: HashMap<TenantId, HashMap<ChatJid, i64>>,
-    known: KnownIds,
-    buf: Vec<u8>,
-}
-
-/// Versions dropped from the overlay per round of the ingest thread when no message waits.
-const MOVED_SLICE: usize = 64;
-
-/// Drops up to `most` of the oldest committed versions from the overlay.
-fn drop_moved(overlay: &Overlay, moved: &mut VecDeque<Version>, most: usize) {
-    let slice: Vec<Version> = moved.drain(..most.min(moved.len())).collect();
-    overlay.remove_moved(&slice);
-}
-
-/// One message of a batch, decided.
-struct Decided {
-    version: Version,
-    /// `None` for a repeated delivery.
-    new_in_chat: Option<Option<i64>>,
-    reply: Reply,
-}
-
-impl IngestLoop {
-    fn run(mut self) {
-        let mut batch = Vec::new();
-        // Committed versions still to drop from the overlay. Dropped a slice at a time, so that
-        // a large move never holds up the messages behind it.
-        let mut moved: VecDeque<Version> = VecDeque::new();
-        let mut closing = false;
-        while !closing {
-            let first = if moved.is_empty() {
-                match self.rx.blocking_recv() {
-                    Some(job) => job,
-                    None => break,
-                }
-            } else {
-                match self.rx.try_recv() {
-                    Ok(job) => job,
-                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                        drop_moved(&self.overlay, &mut moved, MOVED_SLICE);
-                        continue;
-                    }
-                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
-                }
-            };
-            let mut next = Some(first);
-            while let Some(job) = next.take() {
-                match job {
-                    Job::Store(msg, reply) => batch.push((msg, reply)),
-                    Job::Moved(versions) => moved.extend(versions),
-                    Job::Close => {
-                        closing = true;
-                        break;
-                    }
-                }
-                if batch.len() < INGEST_BATCH {
-                    next = self.rx.try_recv().ok();
-                }
-            }
-            let stored = batch.len();
-            if !batch.is_empty() {
-                self.ingest(std::mem::take(&mut batch));
-            }
-            // Also while messages keep coming, at twice their rate, so the overlay cannot grow
-            // without bound.
-            drop_moved(&self.overlay, &mut moved, MOVED_SLICE.max(2 * stored));
-        }
-        // Dropping the receiver fails later stores; dropping `to_mover` lets the mover finish.
-    }
-
-    fn ingest(&mut self, batch: Vec<(InboundMessage, Reply)>) {
-        self.buf.clear();
-        let mut decided: Vec<Decided> = Vec::with_capacity(batch.len());
-        let unmoved = self.overlay.find_all(
-            batch
-                .iter()
-                .map(|(m, _)| (&m.tenant, &m.chat_jid, m.id.as_str())),
-        );
-        for ((msg, reply), unmoved) in batch.into_iter().zip(unmoved) {
-            // A repeat within this batch, then of an unmoved message, then of a stored one.
-            let repeat_of = decided
-                .iter()
-                .rev()
-                .map(|d| &d.version.message)
-                .find(|m| m.id == msg.id && m.chat_jid == msg.chat_jid && m.tenant == msg.tenant)
-                .map(|m| m.seq)
-                .or(unmoved);
-            let repeat_of = match repeat_of {
-                Some(seq) => Some(seq),
-                None => match self.stored_seq(&msg) {
-                    Ok(found) => found,
-                    Err(e) => {
-                        tracing::error!(error = %e, chat = %msg.chat_jid, "checking for a repeated delivery failed");
-                        reply.send(Err(e));
-                        continue;
-                    }
-                },
-            };
-            let (seq, new_in_chat) = match repeat_of {
-                Some(seq) => (seq, None),
-                None => {
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    self.known.insert(&msg.tenant, &msg.chat_jid, &msg.id);
-                    // Set before the write: if it fails, the tail names a seq no reader has
-                    // seen, which only makes the next reader read back.
-                    (seq, Some(self.set_tail(&msg, seq)))
-                }
-            };
-            journal::encode(&mut self.buf, seq, &msg);
-            let record = self.next_record;
-            self.next_record += 1;
-            decided.push(Decided {
-                version: Version {
-                    record,
-                    message: Arc::new(StoredMessage::stored(msg, seq)),
-                },
-                new_in_chat,
-                reply,
-            });
-        }
-        if decided.is_empty() {
-            return;
-        }
-        let active = self.active;
-        if let Err(e) = self.files[active].write_all(&self.buf) {
-            let err = journal::io_error("appending to", &self.paths[active], &e);
-            tracing::error!(error = %err, messages = decided.len(), "journaling messages failed");
-            // A partial write is a torn tail for replay; truncate it so later records follow
-            // whole ones.
-            if let Err(e) = self.files[active].set_len(self.active_len) {
-                tracing::error!(error = %e, "cutting a partial journal write failed");
-            }
-            for d in decided {
-                d.reply.send(Err(StoreError::Journal(err.to_string())));
-            }
-            return;
-        }
-        self.active_len += self.buf.len() as u64;
-        self.overlay
-            .insert_all(decided.iter().map(|d| d.version.clone()));
-        // One hand-over per batch: the mover is not woken per message.
-        let versions = decided.iter().map(|d| d.version.clone()).collect();
-        let mover_gone = self.to_mover.send(versions).is_err();
-        for d in decided {
-            if mover_gone {
-                d.reply.send(Err(StoreError::WriterGone));
-                continue;
-            }
-            d.reply.send(Ok(Arrival {
-                message: StoredMessage::clone(&d.version.message),
-                previous_in_chat: d.new_in_chat.flatten(),
-            }));
-        }
-        self.maybe_switch_segment();
-    }
-
-    /// Records `seq` as the chat's newest message; returns the one before it, if known.
-    fn set_tail(&mut self, msg: &InboundMessage, seq: i64) -> Option<i64> {
-        let tails = match self.tails.get_mut(&msg.tenant) {
-            Some(t) => t,
-            None => self.tails.entry(msg.tenant.clone()).or_default(),
-        };
-        match tails.get_mut(&msg.chat_jid) {
-            Some(tail) => Some(std::mem::replace(tail, seq)),
-            None => {
-                tails.insert(msg.chat_jid.clone(), seq);
-                None
-            }
-        }
-    }
-
-    /// The seq the database has for this message's id, if it has it (read only when the chat's
-    /// filter says it may).
-    fn stored_seq(&mut self, msg: &InboundMessage) -> Result<Option<i64>> {
-        if !self
-            .known
-            .may_contain(&self.reader, &msg.tenant, &msg.chat_jid, &msg.id)?
-        {
-            return Ok(None);
-        }
-        Ok(self
-            .reader
-            .prepare_cached(
-                "SELECT seq FROM messages WHERE tenant = ?1 AND chat_jid = ?2 AND id = ?3",
-            )?
-            .query_row(
-                (msg.tenant.as_str(), msg.chat_jid.as_str(), msg.id.as_str()),
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    /// Seals the active segment once it is large and the other one has been emptied.
-    fn maybe_switch_segment(&mut self) {
-        if self.active_len < SEGMENT_BYTES {
-            return;
-        }
-        let Ok(mut segments) = self.durability.segments.lock() else {
-            return;
-        };
-        if segments.sealed_through.is_some() {
-            return;
-        }
-        let next = 1 - segments.active;
-        let generation = self.generation + 1;
-        if let Err(e) = journal::start_segment(&mut self.files[next], &self.paths[next], generation)
-        {
-            tracing::warn!(error = %e, "switching ingest journal segments failed; appending on");
-            return;
-        }
-        segments.sealed_through = Some(self.next_record - 1);
-        segments.active = next;
-        self.active = next;
-        self.generation = generation;
-        self.active_len = journal::HEADER_LEN;
     }
 }
 

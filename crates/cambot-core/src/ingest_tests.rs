@@ -180,3 +180,158 @@ fn the_writers_backstop_checkpoint_syncs_the_journal() {
     );
     assert_eq!(contents(&store).len(), 100);
 }
+
+fn chat_message(chat: &str, id: &str) -> InboundMessage {
+    InboundMessage {
+        chat_jid: ChatJid::new(chat).unwrap(),
+        ..message(id, id)
+    }
+}
+
+/// Waits for `done` to say `expected` callers finished, failing (instead of hanging) if one
+/// never gets its answer.
+fn join_within(
+    done: &std::sync::mpsc::Receiver<Vec<crate::messages::Arrival>>,
+    expected: usize,
+) -> Vec<Vec<crate::messages::Arrival>> {
+    (0..expected)
+        .map(|_| {
+            done.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("a caller never got its answer: a job was left in the queue")
+        })
+        .collect()
+}
+
+#[test]
+fn callers_alone_leave_no_message_unanswered_and_each_gets_its_own_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_owning_messages(&dir.path().join("cambot.db")).unwrap();
+    // Without the ingest thread's rounds, a job left queued would never be answered.
+    store.ingest().unwrap().set_idle_rounds(false);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    const PER_CALLER: usize = 400;
+    // Sync callers on their own threads and async callers on the runtime, each in its own chat.
+    let mut threads = Vec::new();
+    for caller in 0..4 {
+        let (store, done) = (store.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            let chat = format!("sync{caller}@g.us");
+            let arrivals = (0..PER_CALLER)
+                .map(|i| {
+                    let msg = chat_message(&chat, &format!("s{caller}-{i}"));
+                    store.ingest().unwrap().store_blocking(msg).unwrap()
+                })
+                .collect();
+            done.send(arrivals).unwrap();
+        }));
+    }
+    for caller in 0..8 {
+        let (store, done) = (store.clone(), done.clone());
+        rt.spawn(async move {
+            let chat = format!("async{caller}@g.us");
+            let mut arrivals = Vec::new();
+            for i in 0..PER_CALLER {
+                let msg = chat_message(&chat, &format!("a{caller}-{i}"));
+                arrivals.push(store.store_message_arrival(msg).await.unwrap());
+            }
+            done.send(arrivals).unwrap();
+        });
+    }
+    let all = join_within(&finished, 12);
+    let mut seqs = std::collections::HashSet::new();
+    for arrivals in &all {
+        assert_eq!(arrivals.len(), PER_CALLER);
+        let mut previous = None;
+        for a in arrivals {
+            assert!(
+                seqs.insert(a.message.seq),
+                "seq {} handed out twice",
+                a.message.seq
+            );
+            assert_eq!(
+                a.previous_in_chat, previous,
+                "{} names the wrong previous message",
+                a.message.id
+            );
+            assert!(
+                previous.is_none_or(|p| p < a.message.seq),
+                "seqs go back in a chat"
+            );
+            previous = Some(a.message.seq);
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn a_mover_too_far_behind_holds_messages_back_until_it_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_owning_messages(&dir.path().join("cambot.db")).unwrap();
+    let backlog = store.ingest().unwrap().mover_backlog();
+    backlog.fetch_add(
+        crate::ingest_loop::MOVER_BACKLOG,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    let (done, answered) = std::sync::mpsc::channel();
+    let s2 = store.clone();
+    let caller = std::thread::spawn(move || {
+        done.send(s2.store_message(&message("held", "held back")).unwrap())
+            .unwrap();
+    });
+    assert!(
+        answered
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "a message was taken while the mover was too far behind"
+    );
+    assert!(contents(&store).is_empty(), "nothing is stored meanwhile");
+    backlog.fetch_sub(
+        crate::ingest_loop::MOVER_BACKLOG,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    // Nobody else calls: the ingest thread's round takes it.
+    let seq = answered
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the held message was never taken once the mover caught up");
+    caller.join().unwrap();
+    assert_eq!(contents(&store), [(seq, "held back".to_owned())]);
+}
+
+#[test]
+fn every_burst_of_simultaneous_callers_is_answered_in_full() {
+    // A job queued while another caller is letting go of the state must not wait for the next
+    // caller: here there is none until the whole burst is answered.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_owning_messages(&dir.path().join("cambot.db")).unwrap();
+    store.ingest().unwrap().set_idle_rounds(false);
+    store
+        .ingest()
+        .unwrap()
+        .set_linger(std::time::Duration::from_micros(200));
+    const CALLERS: usize = 6;
+    const BURSTS: usize = 300;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(CALLERS));
+    let (done, finished) = std::sync::mpsc::channel();
+    for caller in 0..CALLERS {
+        let (store, done, barrier) = (store.clone(), done.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            let chat = format!("burst{caller}@g.us");
+            let arrivals = (0..BURSTS)
+                .map(|i| {
+                    barrier.wait();
+                    let msg = chat_message(&chat, &format!("b{caller}-{i}"));
+                    store.ingest().unwrap().store_blocking(msg).unwrap()
+                })
+                .collect();
+            done.send(arrivals).unwrap();
+        });
+    }
+    let all = join_within(&finished, CALLERS);
+    assert!(all.iter().all(|a| a.len() == BURSTS));
+}

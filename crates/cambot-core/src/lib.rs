@@ -24,6 +24,7 @@ mod error;
 mod groups;
 mod held;
 mod ingest;
+mod ingest_loop;
 mod journal;
 mod journal_lock;
 mod known_ids;

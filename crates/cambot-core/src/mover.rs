@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -22,6 +23,9 @@ use crate::overlay::Version;
 
 pub(crate) struct Mover {
     pub(crate) rx: mpsc::Receiver<Vec<Version>>,
+    /// Messages handed over and not committed yet, counted down after each commit (the ingest
+    /// state stops taking messages while it is too high).
+    pub(crate) unmoved: Arc<AtomicUsize>,
     pub(crate) writer: Arc<Writer>,
     /// Where committed versions go to leave the overlay.
     pub(crate) notices: MovedNotices,
@@ -87,6 +91,7 @@ impl Mover {
             };
             match outcome {
                 (Ok(_), WriteOp::MoveMessages(moved)) => {
+                    self.unmoved.fetch_sub(moved.len(), Ordering::AcqRel);
                     if let Err(moved) = self.notices.send(moved) {
                         self.overlay.remove_moved(&moved);
                     }
