@@ -7,12 +7,17 @@
 //! every message arriving meanwhile waited it out. With the journal, that pause stalls only the
 //! mover (docs/ingest-journal.md has the measurements).
 //!
-//! Threads (each ends when what feeds it closes; the last one out releases the journal lock):
-//! - `cambot-ingest` decides repeat-or-new for each message (the batch, then the [`Overlay`] of
-//!   unmoved messages, then the chat's id filter, reading SQLite only when the filter says
-//!   "maybe"; see [`crate::known_ids`]), assigns seqs, appends one batch of records with one
-//!   `write()`, publishes the messages in the overlay, answers the callers, and hands the batch
-//!   to the mover;
+//! Who does what (the mover ends when the ingest state closes or goes, and releases the
+//! journal lock last):
+//! - the **ingest state** ([`crate::ingest_loop`]) decides repeat-or-new for each message (the
+//!   batch, then the [`Overlay`] of unmoved messages, then the chat's id filter, reading SQLite
+//!   only when the filter says "maybe"; see [`crate::known_ids`]), assigns seqs, appends one
+//!   batch of records with one `write()`, publishes the messages in the overlay, and hands the
+//!   batch to the mover. It has no thread of its own: each caller queues its message and works
+//!   the state if it is free, taking every queued message with its own ([`Shared`]);
+//! - `cambot-ingest` works the state every [`IDLE_ROUND`] as a caller would: it drops what the
+//!   mover has committed from the overlay while no message comes, and takes what was held back
+//!   while the mover was too far behind;
 //! - `cambot-mover` ([`crate::mover`]) wakes every [`MOVE_EVERY`] and commits the chats that
 //!   are due (each chat's messages wait up to [`crate::held::MOVE_HOLD`], so that a move
 //!   carries many messages of few chats, see [`crate::held`]) through the batch writer, at most
@@ -143,21 +148,15 @@ impl Shared {
 
     /// The ingest thread's round: like [`Shared::combine`], but waits for the state (it is in
     /// no hurry), and goes on until every committed version has left the overlay (a slice per
-    /// drain, so that a caller never waits long for the state). Returns false once the state
-    /// is closed.
-    fn idle_round(&self) -> bool {
-        loop {
-            let (open, moved_left) = self.work(true);
-            if !open || moved_left == 0 {
-                return open;
-            }
-        }
+    /// drain, so that a caller never waits long for the state).
+    fn idle_round(&self) {
+        while self.work(true) > 0 {}
     }
 
-    /// Drains until the queue is empty; returns whether the state is still open and how many
-    /// committed versions are still to leave the overlay.
-    fn work(&self, wait: bool) -> (bool, usize) {
-        let (mut open, mut moved_left) = (true, 0);
+    /// Drains until the queue is empty; returns how many committed versions are still to leave
+    /// the overlay.
+    fn work(&self, wait: bool) -> usize {
+        let mut moved_left = 0;
         let mut wait = wait;
         for _ in 0..COMBINE_ROUNDS {
             let Some(mut state) = self.take_state(wait) else {
@@ -167,7 +166,6 @@ impl Shared {
             let drained = state.drain();
             self.queued
                 .fetch_sub(drained.taken as isize, Ordering::SeqCst);
-            open = !state.is_closed();
             drop(state);
             let held_back = drained.held_back;
             moved_left = drained.moved_left;
@@ -177,24 +175,34 @@ impl Shared {
                 break;
             }
         }
-        (open, moved_left)
+        moved_left
     }
 
-    /// The state, if free (or at all, when `wait`). A drain that panicked left its answers
-    /// unsent (those callers see the store gone); the state goes on.
+    /// The state, if free (or at all, when `wait`).
     fn take_state(&self, wait: bool) -> Option<std::sync::MutexGuard<'_, IngestLoop>> {
-        if wait {
-            return Some(
-                self.state
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
-        }
-        match self.state.try_lock() {
-            Ok(state) => Some(state),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-        }
+        let taken = if wait {
+            self.state.lock()
+        } else {
+            match self.state.try_lock() {
+                Ok(state) => Ok(state),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Err(poisoned),
+            }
+        };
+        Some(taken.unwrap_or_else(|poisoned| {
+            // A drain panicked half way: what it did is unknown (a record may be in the journal
+            // and not in the overlay). Take no more messages; the next start replays the
+            // journal. Queued callers are still answered, with an error.
+            let mut state = poisoned.into_inner();
+            if !state.is_closed() {
+                tracing::error!(
+                    "the ingest path failed half way through a batch; no more messages are \
+                     taken until a restart (the journal is replayed then)"
+                );
+                state.close();
+            }
+            state
+        }))
     }
 
     /// Counts a job just queued, and works the queue.
@@ -254,8 +262,8 @@ impl Durability {
             _ => return,
         };
         // Truncated without the lock: freeing 8 MiB of blocks can take milliseconds, and this
-        // thread runs at a lower priority than the ingest thread that takes the lock to seal.
-        // The ingest thread leaves the inactive segment alone while `sealed_through` is set.
+        // thread runs at a lower priority than the callers that take the lock to seal. The
+        // ingest state leaves the inactive segment alone while `sealed_through` is set.
         if let Err(e) = self.files[inactive].set_len(0) {
             tracing::warn!(error = %e, "emptying an ingest journal segment failed");
             return;
@@ -355,7 +363,8 @@ impl Ingest {
             idle_rounds: std::sync::atomic::AtomicBool::new(true),
         });
         // Weak: the thread ends once the store is gone, and with it the state (whose mover
-        // sender going lets the mover finish).
+        // sender going lets the mover finish). It goes on after a close: the mover still hands
+        // back its last moves, and a caller queued meanwhile is answered (with an error).
         let idle = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("cambot-ingest".into())
@@ -363,11 +372,8 @@ impl Ingest {
                 loop {
                     std::thread::sleep(IDLE_ROUND);
                     let Some(shared) = idle.upgrade() else { break };
-                    if !shared.idle_rounds.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    if !shared.idle_round() {
-                        break;
+                    if shared.idle_rounds.load(Ordering::Relaxed) {
+                        shared.idle_round();
                     }
                 }
             })
@@ -432,22 +438,21 @@ impl Ingest {
     }
 }
 
-/// How the mover hands committed versions back to the ingest thread, which drops them from the
-/// overlay: the overlay's lock is then only ever held by threads at the daemon's priority. The
-/// mover runs lowered (`crate::priority`); preempted while holding that lock, it stalled the
-/// ingest thread and with it every acknowledgement. Router bench, paced phase: the ingest
-/// thread waited 0.1–1 ms for the lock 43–54 times and 1–5 ms 1–3 times per run, and up to
+/// How the mover hands committed versions back to the ingest state, whose next drain drops them
+/// from the overlay: the overlay's lock is then only ever held by threads at the daemon's
+/// priority. The mover runs lowered (`crate::priority`); preempted while holding that lock, it
+/// stalled the ingest path and with it every acknowledgement. Router bench, paced phase: the
+/// ingest thread of the time waited 0.1–1 ms for the lock 43–54 times and 1–5 ms 1–3 times per run, and up to
 /// 7 times over 5 ms with 250 ms moves; since, 0–1 waits over 0.1 ms (docs/benchmarks.md,
 /// twelfth pass).
 ///
-/// Weak, so that the mover does not keep the ingest thread's queue open.
+/// Weak, so that the mover does not keep the ingest state's queue open.
 pub(crate) struct MovedNotices(tokio::sync::mpsc::WeakSender<Job>);
 
 impl MovedNotices {
-    /// Queues `moved` for the ingest thread without waiting; hands it back when the queue is
-    /// full or the ingest thread is gone (the caller then drops them from the overlay itself).
-    /// Never waiting rules out a deadlock with the ingest thread, which may itself be waiting
-    /// for room in the mover's queue.
+    /// Queues `moved` for the ingest state without waiting; hands it back when the queue is
+    /// full or the store is gone (the caller then drops them from the overlay itself). The
+    /// mover never waits for room: the queue fills when callers are waiting for the mover.
     pub(crate) fn send(&self, moved: Vec<Version>) -> std::result::Result<(), Vec<Version>> {
         let Some(tx) = self.0.upgrade() else {
             return Err(moved);

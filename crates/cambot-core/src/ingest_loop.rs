@@ -174,7 +174,7 @@ impl IngestLoop {
 
     /// Stops taking messages; dropping the mover's sender lets it commit what it holds and
     /// release the journal's lock.
-    fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.closed = true;
         self.to_mover = None;
     }

@@ -1,4 +1,5 @@
-//! Replay of what a previous owner left in the journal.
+//! The ingest path: replay of what a previous owner left in the journal, callers working the
+//! ingest state themselves, and the mover's backlog.
 #![allow(clippy::unwrap_used)]
 
 use cambot_protocol::ChatJid;
@@ -108,14 +109,14 @@ fn ids(versions: &[crate::overlay::Version]) -> Vec<String> {
 }
 
 #[test]
-fn committed_versions_go_to_the_ingest_thread_or_come_back_to_the_mover() {
+fn committed_versions_go_to_the_ingest_state_or_come_back_to_the_mover() {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<super::Job>(1);
     let notices = super::MovedNotices(tx.downgrade());
 
     notices.send(versions(&["a", "b"])).unwrap();
     match rx.try_recv() {
         Ok(super::Job::Moved(got)) => assert_eq!(ids(&got), ["a", "b"]),
-        _ => panic!("the ingest thread should get the moved versions"),
+        _ => panic!("the ingest state should get the moved versions"),
     }
 
     // A full queue never blocks the mover: the versions come back for it to drop itself.
@@ -123,7 +124,7 @@ fn committed_versions_go_to_the_ingest_thread_or_come_back_to_the_mover() {
     let back = notices.send(versions(&["c"])).unwrap_err();
     assert_eq!(ids(&back), ["c"]);
 
-    // So do they once the ingest thread's queue is gone; the notices do not keep it open.
+    // So do they once the ingest state's queue is gone; the notices do not keep it open.
     drop(rx);
     let back = notices.send(versions(&["d"])).unwrap_err();
     assert_eq!(ids(&back), ["d"]);
@@ -151,7 +152,7 @@ fn store_and_wait_until_moved(store: &Store, count: usize) {
 }
 
 #[test]
-fn the_ingest_thread_drops_moved_messages_from_the_overlay() {
+fn the_ingest_path_drops_moved_messages_from_the_overlay() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_owning_messages(&dir.path().join("cambot.db")).unwrap();
     store_and_wait_until_moved(&store, 2_000);

@@ -1,12 +1,12 @@
-//! Which message ids each chat may already have, so that the ingest thread reads SQLite only
+//! Which message ids each chat may already have, so that the ingest path reads SQLite only
 //! when a message might be a repeated delivery.
 //!
 //! Deciding repeat-or-new exactly needs the unique index `(tenant, chat_jid, id)`, and that
-//! read was most of the ingest thread's time (its connection's page cache is emptied at every
+//! read was most of the ingest path's time (its connection's page cache is emptied at every
 //! commit of the mover). A new message is by far the common case, so each chat keeps a Bloom
 //! filter of its ids: loaded from the index at the chat's first message since the store opened,
-//! and fed every id the ingest thread accepts after that. "Not in the filter" is certain (the
-//! ingest thread is the only writer of messages while it runs); "maybe" is settled by the read.
+//! and fed every id the ingest path accepts after that. "Not in the filter" is certain (the
+//! ingest path is the only writer of messages while it runs); "maybe" is settled by the read.
 //!
 //! A filter grows by adding a layer twice the size of the last (a scalable Bloom filter), so it
 //! never needs the index again. Chats with a very long history, and chats beyond a global budget,
@@ -83,7 +83,7 @@ enum ChatIds {
     Unfiltered,
 }
 
-/// The ingest thread's per-chat filters.
+/// The ingest state's per-chat filters.
 #[derive(Default)]
 pub(crate) struct KnownIds {
     chats: HashMap<TenantId, HashMap<ChatJid, ChatIds>>,

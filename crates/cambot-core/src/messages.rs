@@ -521,7 +521,7 @@ pub(crate) fn ensure_chat_row(
 }
 
 /// Writes a journaled message under its seq: inserted, or updated in place when the seq is
-/// stored already. A row with the same id under another seq (which the ingest thread's dedupe
+/// stored already. A row with the same id under another seq (which the ingest path's dedupe
 /// rules out) is left alone rather than failing the whole move.
 pub(crate) fn upsert_moved_message(conn: &rusqlite::Connection, msg: &StoredMessage) -> Result<()> {
     conn.prepare_cached(
@@ -550,7 +550,7 @@ pub(crate) fn upsert_moved_message(conn: &rusqlite::Connection, msg: &StoredMess
 }
 
 /// Raises the last seq handed out to `seq` (the moves of journaled messages, whose seqs the
-/// ingest thread counted): a store without the journal counts on from there.
+/// ingest path counted): a store without the journal counts on from there.
 pub(crate) fn raise_last_seq(conn: &rusqlite::Connection, seq: i64) -> Result<()> {
     conn.prepare_cached("UPDATE message_seq SET last = MAX(last, ?1)")?
         .execute([seq])?;

@@ -29,7 +29,7 @@ pub(crate) struct Mover {
     pub(crate) writer: Arc<Writer>,
     /// Where committed versions go to leave the overlay.
     pub(crate) notices: MovedNotices,
-    /// Only for when the ingest thread cannot take the notice.
+    /// Only for when the ingest state cannot take the notice.
     pub(crate) overlay: Arc<Overlay>,
     pub(crate) durability: Arc<Durability>,
     /// Held until the last move is committed: a new owner replays only once this one is done.

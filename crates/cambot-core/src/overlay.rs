@@ -76,7 +76,7 @@ impl Overlay {
     }
 
     /// For each key, the seq of an unmoved message with that id, if there is one. Under one
-    /// hold of the lock: the ingest thread asks for every message of a batch, and each hold is a
+    /// hold of the lock: the ingest state asks for every message of a batch, and each hold is a
     /// chance to wait behind a reader.
     pub(crate) fn find_all<'a>(
         &self,
@@ -106,8 +106,8 @@ impl Overlay {
 
     /// Drops the versions a committed move carried (not newer versions of the same messages).
     ///
-    /// The ingest thread calls this for the mover (see [`crate::mover`]), so that no thread of
-    /// lowered priority holds the lock. In slices of [`REMOVE_SLICE`], each under its own hold
+    /// Whoever works the ingest state calls this for the mover (see [`crate::mover`]), so that
+    /// no thread of lowered priority holds the lock. In slices of [`REMOVE_SLICE`], each under its own hold
     /// of the lock, so that readers get in between. Each message leaves with its chat's
     /// `stored_through` raised in the same hold, so what a read sees stays exact.
     pub(crate) fn remove_moved(&self, moved: &[Version]) {

@@ -1,8 +1,8 @@
 //! Background threads of the daemon's store yield the CPU to the ingest path.
 //!
 //! With the ingest journal, a message's latency no longer waits for SQLite, but the writer,
-//! mover and checkpoint threads still compete for the same cores as the ingest thread and the
-//! runtime's workers. On the 2-core development VM a 500-message move held a core for
+//! mover and checkpoint threads still compete for the same cores as the runtime's workers, which
+//! journal and route the messages. On the 2-core development VM a 500-message move held a core for
 //! milliseconds while the router's workers queued behind it.
 //!
 //! Two settings keep them out of the way (docs/ingest-journal.md, "Priorities", has the runs):
