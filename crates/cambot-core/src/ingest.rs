@@ -120,6 +120,11 @@ pub(crate) struct Ingest {
 /// each acknowledgement waited for that one thread to be scheduled. On a VM whose cores are
 /// taken away for milliseconds at a time (steal), a single thread caught on a stalled core
 /// held up every acknowledgement behind it (docs/benchmarks.md, fourteenth pass).
+///
+/// The work runs on the caller's thread, a runtime worker for async callers. It is short and
+/// never waits for SQLite's writer: one `write()` to the journal per batch, and a read through
+/// the state's own connection only when a chat's id filter says "maybe" (a WAL reader does not
+/// wait for the writer).
 pub(crate) struct Shared {
     state: Mutex<IngestLoop>,
     /// Store and close jobs queued and not taken yet. Raised only after the job is in the queue,
@@ -429,7 +434,7 @@ impl Ingest {
 
     /// Stops taking messages (later stores fail); the mover commits what it holds and then
     /// releases the journal's lock, so that another store may own it. Never blocks for long:
-    /// it only queues the request.
+    /// it queues the request and works the queue if nobody else is at it.
     pub(crate) fn close(&self) {
         // Gone already: nothing to close.
         if queue_blocking(&self.tx, Job::Close).is_ok() {

@@ -83,6 +83,9 @@ impl Mover {
         let mut op = WriteOp::MoveMessages(batch);
         loop {
             let Ok(outcome) = self.writer.submit_blocking_returning(op) else {
+                // Nothing will be committed any more: callers must not wait for room that never
+                // comes. Their next hand-over fails instead, and they see the store gone.
+                self.unmoved.store(0, Ordering::Release);
                 tracing::warn!(
                     "the database writer stopped before the ingest journal was moved; the next \
                      start replays it"
