@@ -368,3 +368,62 @@ async fn thousands_of_concurrent_writes_of_another_store_share_one_lock_handle()
         3_001
     );
 }
+
+#[test]
+fn a_close_while_callers_store_answers_every_caller_and_keeps_every_acknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = owner(&dir);
+    let (done, answered) = std::sync::mpsc::channel();
+    const CALLERS: usize = 4;
+    for caller in 0..CALLERS {
+        let (s, done) = (s.clone(), done.clone());
+        std::thread::spawn(move || {
+            let chat = format!("closing{caller}@g.us");
+            let mut acknowledged = Vec::new();
+            let mut refused = false;
+            for i in 0..5_000 {
+                match s.store_message(&msg(&chat, &format!("m{i}"), "x", TS)) {
+                    Ok(seq) => acknowledged.push(seq),
+                    Err(_) => {
+                        refused = true;
+                        break;
+                    }
+                }
+            }
+            done.send((chat, acknowledged, refused)).unwrap();
+        });
+    }
+    // Let the callers get going, then close under them.
+    while s.unmoved_messages() < 200 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    s.close_message_intake();
+    let callers: Vec<(String, Vec<i64>, bool)> = (0..CALLERS)
+        .map(|_| {
+            answered
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a caller was never answered after the close")
+        })
+        .collect();
+    assert!(
+        callers.iter().any(|(_, _, refused)| *refused),
+        "no store was refused after the close (the callers finished first; store more)"
+    );
+    close(s, &dir);
+    let reopened = owner(&dir);
+    for (chat, acknowledged, _) in callers {
+        let stored: BTreeSet<i64> = seqs(
+            &reopened
+                .messages_since(&tenant(), &jid(&chat), 0, 100_000)
+                .unwrap(),
+        )
+        .into_iter()
+        .collect();
+        for seq in acknowledged {
+            assert!(
+                stored.contains(&seq),
+                "{chat}: acknowledged seq {seq} was lost"
+            );
+        }
+    }
+}
