@@ -145,7 +145,7 @@ impl Store {
 
     /// Messages acknowledged but not yet in SQLite (0 without an ingest journal).
     pub fn unmoved_messages(&self) -> usize {
-        self.ingest.as_ref().map_or(0, |i| i.overlay.len())
+        self.ingest.as_ref().map_or(0, |i| i.overlay().len())
     }
 
     /// For a store that does not own the ingest journal: the journal's shared lock, held while

@@ -109,7 +109,6 @@ pub(crate) struct Ingest {
     /// Jobs for whoever works the ingest state next. A tokio channel: senders never take a
     /// lock, and async callers wait for room without blocking a thread.
     tx: tokio::sync::mpsc::Sender<Job>,
-    pub(crate) overlay: Arc<Overlay>,
     shared: Arc<Shared>,
 }
 
@@ -131,9 +130,6 @@ pub(crate) struct Shared {
     /// so whoever sees it above zero will find the job there (or find it taken).
     queued: AtomicIsize,
     overlay: Arc<Overlay>,
-    /// The mover's backlog, also in the state (read there; here for tests).
-    #[cfg_attr(not(test), allow(dead_code))]
-    unmoved: Arc<AtomicUsize>,
     /// Tests switch the ingest thread's rounds off, to show that callers alone leave no job
     /// behind.
     idle_rounds: std::sync::atomic::AtomicBool,
@@ -348,7 +344,7 @@ impl Ingest {
             reader,
             overlay: Arc::clone(&overlay),
             to_mover: Some(to_mover),
-            unmoved: Arc::clone(&unmoved),
+            unmoved,
             durability: Arc::clone(&durability),
             next_seq,
             next_record: 1,
@@ -363,8 +359,7 @@ impl Ingest {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             queued: AtomicIsize::new(0),
-            overlay: Arc::clone(&overlay),
-            unmoved,
+            overlay,
             idle_rounds: std::sync::atomic::AtomicBool::new(true),
         });
         // Weak: the thread ends once the store is gone, and with it the state (whose mover
@@ -383,14 +378,12 @@ impl Ingest {
                 }
             })
             .map_err(|e| StoreError::Journal(format!("cannot start the ingest thread: {e}")))?;
-        Ok((
-            Self {
-                tx,
-                overlay,
-                shared,
-            },
-            durability,
-        ))
+        Ok((Self { tx, shared }, durability))
+    }
+
+    /// The messages acknowledged and not yet moved, for reads.
+    pub(crate) fn overlay(&self) -> &Overlay {
+        &self.shared.overlay
     }
 
     /// Journals `msg` and waits (asynchronously) for its acknowledgement.
@@ -428,8 +421,10 @@ impl Ingest {
 
     /// The mover's backlog as the ingest state sees it (tests raise it to hold messages back).
     #[cfg(test)]
-    pub(crate) fn mover_backlog(&self) -> &AtomicUsize {
-        &self.shared.unmoved
+    pub(crate) fn mover_backlog(&self) -> Option<Arc<AtomicUsize>> {
+        self.shared
+            .take_state(true)
+            .map(|state| Arc::clone(&state.unmoved))
     }
 
     /// Stops taking messages (later stores fail); the mover commits what it holds and then
@@ -447,9 +442,9 @@ impl Ingest {
 /// from the overlay: the overlay's lock is then only ever held by threads at the daemon's
 /// priority. The mover runs lowered (`crate::priority`); preempted while holding that lock, it
 /// stalled the ingest path and with it every acknowledgement. Router bench, paced phase: the
-/// ingest thread of the time waited 0.1–1 ms for the lock 43–54 times and 1–5 ms 1–3 times per run, and up to
-/// 7 times over 5 ms with 250 ms moves; since, 0–1 waits over 0.1 ms (docs/benchmarks.md,
-/// twelfth pass).
+/// ingest thread of the time waited 0.1–1 ms for the lock 43–54 times and 1–5 ms 1–3 times per
+/// run, and up to 7 times over 5 ms with 250 ms moves; since, 0–1 waits over 0.1 ms
+/// (docs/benchmarks.md, twelfth pass).
 ///
 /// Weak, so that the mover does not keep the ingest state's queue open.
 pub(crate) struct MovedNotices(tokio::sync::mpsc::WeakSender<Job>);

@@ -124,9 +124,14 @@ impl IngestLoop {
             }
             let mut batch = Vec::new();
             let mut jobs = 0;
+            let mut closing = false;
             while batch.len() < INGEST_BATCH {
-                match self.rx.try_recv() {
-                    Ok(Job::Store(msg, reply)) => {
+                let Ok(job) = self.rx.try_recv() else {
+                    break;
+                };
+                jobs += 1;
+                match job {
+                    Job::Store(msg, reply) => {
                         drained.taken += 1;
                         if self.closed {
                             drained.answers.push((reply, Err(StoreError::WriterGone)));
@@ -134,23 +139,22 @@ impl IngestLoop {
                             batch.push((msg, reply));
                         }
                     }
-                    Ok(Job::Moved(versions)) => self.moved.extend(versions),
-                    Ok(Job::Close) => {
+                    Job::Moved(versions) => self.moved.extend(versions),
+                    Job::Close => {
                         drained.taken += 1;
-                        // Stores queued before the close are still taken; later ones fail.
-                        if !batch.is_empty() {
-                            stored += batch.len();
-                            self.ingest(std::mem::take(&mut batch), &mut drained.answers);
-                        }
-                        self.close();
+                        // Stores queued before the close are still taken (below); later ones
+                        // fail (the next batch).
+                        closing = true;
+                        break;
                     }
-                    Err(_) => break,
                 }
-                jobs += 1;
             }
             stored += batch.len();
             if !batch.is_empty() {
                 self.ingest(batch, &mut drained.answers);
+            }
+            if closing {
+                self.close();
             }
             if jobs == 0 {
                 break;

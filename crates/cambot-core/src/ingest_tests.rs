@@ -274,7 +274,7 @@ fn callers_alone_leave_no_message_unanswered_and_each_gets_its_own_seq() {
 fn a_mover_too_far_behind_holds_messages_back_until_it_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_owning_messages(&dir.path().join("cambot.db")).unwrap();
-    let backlog = store.ingest().unwrap().mover_backlog();
+    let backlog = store.ingest().unwrap().mover_backlog().unwrap();
     backlog.fetch_add(
         crate::ingest_loop::MOVER_BACKLOG,
         std::sync::atomic::Ordering::SeqCst,

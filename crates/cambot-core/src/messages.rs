@@ -224,7 +224,7 @@ impl Store {
     ) -> Vec<StoredMessage> {
         self.ingest
             .as_ref()
-            .map(|i| i.overlay.chat_after(tenant, chat_jid, after))
+            .map(|i| i.overlay().chat_after(tenant, chat_jid, after))
             .unwrap_or_default()
     }
 
@@ -291,7 +291,9 @@ impl Store {
         // chat whose messages are not moved yet, or all answered), the overlay is the answer.
         if let Some(ingest) = &self.ingest
             && let Some(cursor) = self.run_state.cursor(tenant, chat_jid)
-            && let Some(mut unmoved) = ingest.overlay.only_unstored_after(tenant, chat_jid, cursor)
+            && let Some(mut unmoved) = ingest
+                .overlay()
+                .only_unstored_after(tenant, chat_jid, cursor)
         {
             unmoved.retain(|m| !m.is_bot_message);
             unmoved.truncate(limit);
@@ -394,7 +396,7 @@ impl Store {
         let unmoved = self
             .ingest
             .as_ref()
-            .and_then(|i| i.overlay.latest_non_bot(tenant, chat_jid));
+            .and_then(|i| i.overlay().latest_non_bot(tenant, chat_jid));
         let conn = self.reader()?;
         let seq: Option<i64> = conn
             .prepare_cached(
