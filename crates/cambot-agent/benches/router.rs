@@ -12,8 +12,7 @@
 //! share of the VM's CPU time the hypervisor took meanwhile (steal, from `/proc/stat`).
 //!
 //! `cargo bench -p cambot-agent --bench router` (env: BENCH_MESSAGES, BENCH_GROUPS, BENCH_RATE,
-//! BENCH_PRODUCERS; BENCH_NO_JOURNAL=1 runs the daemon with `router.ingest_journal = false`, each
-//! message acknowledged after its own SQLite commit; BENCH_DEBUG=1 prints the five slowest messages of each phase and, per 100 ms
+//! BENCH_PRODUCERS; BENCH_DEBUG=1 prints the five slowest messages of each phase and, per 100 ms
 //! of ingest time, how many messages took over 5 ms, and the same for ingest-to-ack (until the
 //! host has stored and routed the message); BENCH_PERF_CTL=<fifo> enables and disables
 //! `perf record --control=fifo:<fifo>` around the paced phase only). BENCH_DEBUG=1 also prints
@@ -110,9 +109,8 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
     });
     // One slot per group: this measures the orchestration path (store, router, queue, piping),
     // not the slot policy (which the queue tests cover).
-    let journal = std::env::var_os("BENCH_NO_JOURNAL").is_none();
     let raw = toml::from_str(&format!(
-        "max_concurrent_runs = {groups}\n[router]\nidle_timeout_ms = 60000\nrecovery_sweep_secs = 0\ningest_journal = {journal}\n"
+        "max_concurrent_runs = {groups}\n[router]\nidle_timeout_ms = 60000\nrecovery_sweep_secs = 0\n"
     ))
     .unwrap();
     let cfg = Config::resolve(raw, None, Some(dir.path()), &|k| {
@@ -356,20 +354,6 @@ async fn phase(messages: usize, groups: usize, rate: Option<f64>) -> (f64, Vec<D
         ingest_done.as_secs_f64(),
         last.as_secs_f64()
     );
-    // The mover commits what it holds after the last message (up to half a second later, and
-    // longer after the saturation phase's backlog). Waited for here, so that its commits and
-    // checkpoints do not run into the next phase.
-    let store = daemon.router().store();
-    let caught_up = Instant::now();
-    while store.unmoved_messages() > 0 && caught_up.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    if std::env::var_os("BENCH_DEBUG").is_some() {
-        println!(
-            "  (the mover caught up {:.2} s after the last dispatch)",
-            caught_up.elapsed().as_secs_f64()
-        );
-    }
     daemon.shutdown().await;
     (throughput, latencies, rss)
 }

@@ -84,11 +84,9 @@ pub struct RouterConfig {
     pub delivery_retry_secs: u64,
     /// Seconds a shutdown lets live runs finish before killing them. Default 30.
     pub shutdown_grace_secs: u64,
-    /// Acknowledge a message once it is appended to the ingest journal and move messages into
-    /// SQLite in batches beside the router (docs/ingest-journal.md). `false` acknowledges each
-    /// message after its own SQLite commit, which stalls ingest at the WAL's restarts on disks
-    /// where fsync is slow. Default true.
-    pub ingest_journal: bool,
+    /// Deprecated and ignored: messages go straight into SQLite through the group-commit
+    /// writer. Accepted so that an old config file still starts, with a warning.
+    pub ingest_journal: Option<bool>,
 }
 
 impl Default for RouterConfig {
@@ -99,7 +97,7 @@ impl Default for RouterConfig {
             recovery_sweep_secs: 60,
             delivery_retry_secs: 5,
             shutdown_grace_secs: 30,
-            ingest_journal: true,
+            ingest_journal: None,
         }
     }
 }
@@ -170,6 +168,9 @@ pub struct Config {
     pub sandbox: cambot_sandbox::SandboxConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
+    /// Keys that were accepted but should be changed (deprecated ones), one line each; the
+    /// binary logs them once logging is set up.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -263,7 +264,16 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        let mut warnings = Vec::new();
+        if raw.router.ingest_journal.is_some() {
+            warnings.push(
+                "router.ingest_journal is deprecated and ignored: messages are stored straight \
+                 into SQLite; remove the key"
+                    .to_owned(),
+            );
+        }
         Ok(Self {
+            warnings,
             assistant_name,
             data_dir,
             timezone,

@@ -137,23 +137,16 @@ impl Daemon {
             path: layout.root().to_owned(),
             source,
         })?;
-        // The daemon owns the ingest journal: opening may replay it, or wait a moment for a
-        // previous daemon of this process to finish its last move.
+        // Opening migrates the schema (a large database takes a while) and may import an old
+        // version's ingest journal: off the runtime's threads.
         let database = layout.database();
-        let journal = config.router.ingest_journal;
-        let store = tokio::task::spawn_blocking(move || {
-            if journal {
-                Store::open_owning_messages(&database)
-            } else {
-                Store::open(&database)
-            }
-        })
-        .await
-        .map_err(|e| {
-            DaemonError::Store(cambot_core::StoreError::Invalid(format!(
-                "opening the database panicked: {e}"
-            )))
-        })??;
+        let store = tokio::task::spawn_blocking(move || Store::open(&database))
+            .await
+            .map_err(|e| {
+                DaemonError::Store(cambot_core::StoreError::Invalid(format!(
+                    "opening the database panicked: {e}"
+                )))
+            })??;
         let outbox = Outbox::new();
         let cancel = CancellationToken::new();
         let background = TaskTracker::new();
@@ -372,8 +365,6 @@ impl Daemon {
                 tracing::warn!(channel = channel.name(), error = %e, "disconnect failed");
             }
         }
-        // Last: what the channels handed over is moved into SQLite and the journal is released.
-        self.router.store().close_message_intake();
         tracing::info!(drained, "shutdown complete");
         drained
     }
@@ -381,8 +372,6 @@ impl Daemon {
     /// Second signal: kill every live run now.
     pub async fn force_stop(&self) {
         self.router.queue().kill_all().await;
-        // As if the process had died: the next daemon on this data directory takes the journal.
-        self.router.store().close_message_intake();
     }
 }
 

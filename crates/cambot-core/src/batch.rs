@@ -18,16 +18,12 @@ use cambot_protocol::InboundMessage;
 use cambot_protocol::TenantId;
 use rusqlite::Connection;
 
-use crate::checkpoint::Checkpointer;
 use crate::cursors::advance_cursor_in;
 use crate::cursors::insert_outbox;
 use crate::error::Result;
 use crate::error::StoreError;
 use crate::message_writer::MessageWriter;
 use crate::messages::upsert_chat;
-use crate::overlay::Version;
-use crate::priority::Background;
-use crate::run_state::RunState;
 use crate::sessions::upsert_session;
 
 /// Most operations committed together.
@@ -41,9 +37,6 @@ const QUEUE_CAPACITY: usize = 8192;
 #[derive(Debug)]
 pub(crate) enum WriteOp {
     StoreMessage(InboundMessage),
-    /// Journaled messages, with the seqs they were acknowledged with, moved into the table
-    /// (see [`crate::ingest`]). A record already moved is written again in place.
-    MoveMessages(Vec<Version>),
     ChatMetadata(ChatMetadata),
     SetSession {
         tenant: TenantId,
@@ -83,10 +76,8 @@ impl Written {
     }
 }
 
-/// An operation's outcome, with the operation itself handed back: its strings were allocated
-/// on the caller's thread and are freed there (`free` of memory from another thread's arena
-/// showed in the writer's profile, and the writer is the router's bottleneck), and the router
-/// keeps the message it stored instead of storing a copy.
+/// An operation's outcome, with the operation itself handed back, so the router keeps the
+/// message it stored instead of storing a copy.
 struct Completed {
     result: Result<Written>,
     op: WriteOp,
@@ -147,41 +138,19 @@ impl PendingWrite {
 /// Handle to the writer thread. The thread ends when the last handle is dropped.
 pub(crate) struct Writer {
     /// A tokio channel although the writer is a plain thread: when the queue is full, async
-    /// callers wait for room without holding a core. They used to retry with `yield_now`, and
-    /// after a burst (the router bench's saturation phase left ~100,000 cursor moves queued)
-    /// the runtime's workers spun at full speed beside a writer that runs at the lowest
-    /// priority: catching up took 8.7 s instead of about one.
+    /// callers wait for room without holding a core.
     tx: tokio::sync::mpsc::Sender<Job>,
-    background: Arc<Background>,
 }
 
 impl Writer {
-    /// `run_state` is told of every committed cursor move and session before their callers are
-    /// answered.
-    pub(crate) fn spawn(
-        conn: Arc<Mutex<Connection>>,
-        checkpointer: Option<Arc<Checkpointer>>,
-        run_state: Arc<RunState>,
-    ) -> Result<Self> {
+    /// Starts the writer thread; it ends when the last handle is dropped.
+    pub(crate) fn spawn(conn: Arc<Mutex<Connection>>) -> Result<Self> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Job>(QUEUE_CAPACITY);
-        let background = Arc::new(Background::default());
-        let requested = Arc::clone(&background);
         std::thread::Builder::new()
             .name("cambot-dbwriter".into())
-            .spawn(move || {
-                writer_loop(&conn, rx, checkpointer.as_deref(), &requested, &run_state);
-            })
-            .map_err(|e| {
-                StoreError::Invalid(format!("cannot start the database writer thread: {e}"))
-            })?;
-        Ok(Self { tx, background })
-    }
-
-    /// From its next batch on, the writer runs below the ingest path's priority (see
-    /// [`crate::priority`]): for the store that owns the ingest journal, where no message waits
-    /// for the writer.
-    pub(crate) fn run_in_background(&self) {
-        self.background.request();
+            .spawn(move || writer_loop(&conn, rx))
+            .map_err(StoreError::WriterThread)?;
+        Ok(Self { tx })
     }
 
     /// Queues `op` and blocks until it is committed. For sync callers outside async code.
@@ -252,16 +221,9 @@ pub(crate) fn queue_blocking<T>(tx: &tokio::sync::mpsc::Sender<T>, item: T) -> R
     }
 }
 
-fn writer_loop(
-    conn: &Mutex<Connection>,
-    mut rx: tokio::sync::mpsc::Receiver<Job>,
-    checkpointer: Option<&Checkpointer>,
-    background: &Background,
-    run_state: &RunState,
-) {
+fn writer_loop(conn: &Mutex<Connection>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
     let mut messages = MessageWriter::default();
     while let Some(first) = rx.blocking_recv() {
-        background.apply_if_requested();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -269,14 +231,12 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if let Some(c) = checkpointer {
-            c.poke();
-        }
-        match conn.lock() {
-            Ok(conn) => commit_batch(&conn, batch, &mut messages, run_state),
-            Err(_) => {
+        match crate::db::lock(conn) {
+            Ok(conn) => commit_batch(&conn, batch, &mut messages),
+            Err(e) => {
+                let reason = e.to_string();
                 for (op, reply) in batch {
-                    reply.send(Err(StoreError::Poisoned), op);
+                    reply.send(Err(StoreError::BatchCommit(reason.clone())), op);
                 }
             }
         }
@@ -291,15 +251,6 @@ fn run_op(
 ) -> Result<Written> {
     match op {
         WriteOp::StoreMessage(msg) => messages.store(conn, msg),
-        WriteOp::MoveMessages(versions) => {
-            for v in versions {
-                messages.move_in(conn, &v.message)?;
-            }
-            if let Some(top) = versions.iter().map(|v| v.message.seq).max() {
-                crate::messages::raise_last_seq(conn, top)?;
-            }
-            Ok(Written::value(0))
-        }
         WriteOp::ChatMetadata(meta) => {
             upsert_chat(conn, meta)?;
             Ok(Written::value(0))
@@ -336,8 +287,7 @@ fn run_op(
     }
 }
 
-/// Runs `body` in one write transaction. BEGIN/COMMIT/ROLLBACK are cached statements: preparing
-/// them anew (as `Connection::transaction` does) was a measurable share of the writer's time.
+/// Runs `body` in one write transaction.
 fn in_transaction<T>(
     conn: &Connection,
     messages: &mut MessageWriter,
@@ -375,12 +325,7 @@ enum BatchFailure {
     Commit(StoreError),
 }
 
-fn commit_batch(
-    conn: &Connection,
-    batch: Vec<Job>,
-    messages: &mut MessageWriter,
-    run_state: &RunState,
-) {
+fn commit_batch(conn: &Connection, batch: Vec<Job>, messages: &mut MessageWriter) {
     // Fast path: the whole batch in one transaction. Savepoints per operation would cost two
     // more statements each; failures are rare, so isolate them only when one happens.
     let mut failed_op = false;
@@ -409,7 +354,6 @@ fn commit_batch(
     match all {
         Ok(results) => {
             for ((op, reply), r) in batch.into_iter().zip(results) {
-                run_state.committed(&op);
                 reply.send(Ok(r), op);
             }
         }
@@ -420,9 +364,6 @@ fn commit_batch(
                 let result = in_transaction(conn, messages, |conn, messages| {
                     run_op(conn, &op, messages, &now)
                 });
-                if result.is_ok() {
-                    run_state.committed(&op);
-                }
                 reply.send(result, op);
             }
         }

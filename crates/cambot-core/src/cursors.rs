@@ -13,7 +13,6 @@ use crate::batch::WriteOp;
 use crate::db::Store;
 use crate::error::Result;
 use crate::error::StoreError;
-use crate::journal_lock::DaemonRows;
 
 /// A reply waiting for (or past) delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +75,6 @@ pub(crate) fn insert_outbox(
 impl Store {
     /// The chat's cursor (0 before anything was handled).
     pub fn cursor(&self, tenant: &TenantId, chat_jid: &ChatJid) -> Result<i64> {
-        if let Some(seq) = self.run_state.cursor(tenant, chat_jid) {
-            return Ok(seq);
-        }
         let conn = self.reader()?;
         Ok(conn
             .prepare_cached(
@@ -91,7 +87,6 @@ impl Store {
 
     /// Moves the cursor forward (never backward).
     pub fn advance_cursor(&self, tenant: &TenantId, chat_jid: &ChatJid, seq: i64) -> Result<()> {
-        let _lock = self.daemon_rows_lock(DaemonRows::Cursors)?;
         self.writer().submit_blocking(WriteOp::AdvanceCursor {
             tenant: tenant.clone(),
             chat_jid: chat_jid.clone(),
@@ -107,7 +102,6 @@ impl Store {
         chat_jid: &ChatJid,
         seq: i64,
     ) -> Result<()> {
-        let _lock = self.daemon_rows_lock(DaemonRows::Cursors)?;
         self.writer()
             .submit(WriteOp::AdvanceCursor {
                 tenant: tenant.clone(),
@@ -127,7 +121,6 @@ impl Store {
         chat_jid: &ChatJid,
         seq: i64,
     ) -> Result<CursorMove> {
-        let lock = self.daemon_rows_lock(DaemonRows::Cursors)?;
         let write = self
             .writer()
             .submit_pending(WriteOp::AdvanceCursor {
@@ -136,7 +129,7 @@ impl Store {
                 seq,
             })
             .await?;
-        Ok(CursorMove { write, _lock: lock })
+        Ok(CursorMove { write })
     }
 
     /// Commits a reply and (optionally) the cursor move it completes, atomically. Returns the
@@ -149,7 +142,6 @@ impl Store {
         origin: &str,
         advance_to: Option<i64>,
     ) -> Result<i64> {
-        let _lock = self.cursor_lock_if(advance_to)?;
         self.writer()
             .submit_blocking(reply_op(tenant, chat_jid, text, origin, advance_to))
             .map(|w| w.value)
@@ -164,22 +156,10 @@ impl Store {
         origin: &str,
         advance_to: Option<i64>,
     ) -> Result<i64> {
-        let _lock = self.cursor_lock_if(advance_to)?;
         self.writer()
             .submit(reply_op(tenant, chat_jid, text, origin, advance_to))
             .await
             .map(|w| w.value)
-    }
-
-    /// The journal's shared lock when a reply moves a cursor (see [`Store::daemon_rows_lock`]).
-    fn cursor_lock_if(
-        &self,
-        advance_to: Option<i64>,
-    ) -> Result<Option<crate::journal_lock::SharedMessageGuard>> {
-        match advance_to {
-            Some(_) => self.daemon_rows_lock(DaemonRows::Cursors),
-            None => Ok(None),
-        }
     }
 
     /// Undelivered replies, oldest first.
@@ -278,8 +258,6 @@ fn reply_op(
 /// A cursor move queued by [`Store::queue_cursor_advance`].
 pub struct CursorMove {
     write: crate::batch::PendingWrite,
-    /// Held until the move commits, as [`Store::advance_cursor_async`] holds it.
-    _lock: Option<crate::journal_lock::SharedMessageGuard>,
 }
 
 impl CursorMove {

@@ -9,15 +9,11 @@ use std::time::Duration;
 use rusqlite::Connection;
 use rusqlite::OpenFlags;
 
-use crate::checkpoint::BACKSTOP_PAGES;
-use crate::checkpoint::Checkpointer;
 use crate::error::Result;
 use crate::error::StoreError;
-use crate::ingest::Ingest;
-use crate::journal_lock::DaemonRows;
-use crate::journal_lock::SharedMessageGuard;
-use crate::journal_lock::SharedMessageLock;
-use crate::run_state::RunState;
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One migration: applied in order, each in its own transaction, recorded in
 /// `schema_migrations`. Never edit a released migration; add a new one.
@@ -50,27 +46,20 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// The handle to cambot's SQLite database. Cheap to clone; all clones share one connection.
+/// The handle to cambot's SQLite database. Cheap to clone; all clones share the connections.
 ///
-/// Calls are synchronous and short (indexed single-row statements); async callers may call them
-/// directly. The connection lives behind a `std` mutex because no guard is held across `.await`.
+/// Writes on the hot paths go through one group-commit writer thread ([`crate::batch`]); reads
+/// use a second connection, so they do not queue behind writes (WAL lets readers run beside the
+/// writer). Several processes may open the same file (the daemon and the admin CLI): SQLite's
+/// locks order their writes, and every read goes to the database, so each sees the others'
+/// commits.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
-    /// A second connection for reads, so reads do not queue behind writes (WAL lets readers
-    /// run beside the writer). In-memory databases share the writer (a second in-memory
-    /// connection would be a different database).
+    /// In-memory databases share the writer (a second in-memory connection would be another
+    /// database).
     reader: Option<Arc<Mutex<Connection>>>,
     writer: Arc<crate::batch::Writer>,
-    /// Checkpoints the WAL off the write path (file databases only).
-    checkpointer: Option<Arc<Checkpointer>>,
-    /// For a file database: the shared side of the ingest journal's lock, which a store that
-    /// does not own the journal holds while it writes messages.
-    message_lock: Option<Arc<SharedMessageLock>>,
-    /// The ingest journal, in the store that owns it ([`Store::open_owning_messages`]).
-    pub(crate) ingest: Option<Arc<Ingest>>,
-    /// Cursors and sessions in memory; answered from only in the store that owns messages.
-    pub(crate) run_state: Arc<RunState>,
 }
 
 impl std::fmt::Debug for Store {
@@ -80,85 +69,31 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and migrates it to the current schema.
+    /// Opens (creating if needed) the database file, migrates it to the current schema and
+    /// imports what an older version's ingest journal left beside it
+    /// ([`crate::legacy_journal`]).
     pub fn open(path: &Path) -> Result<Self> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(open_error)?;
         let mut store = Self::init(conn, Some(path))?;
         let reader = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        reader.busy_timeout(Duration::from_secs(5))?;
-        // No mmap: the file grows at every checkpoint and SQLite then re-maps it at the next read
-        // transaction (munmap + TLB shootdowns on every core); plain reads measured 10-15 %
-        // faster in the router bench.
-        reader.execute_batch("PRAGMA cache_size = -32768;")?;
+        .map_err(open_error)?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
         reader.set_prepared_statement_cache_capacity(64);
         store.reader = Some(Arc::new(Mutex::new(reader)));
-        store.message_lock = Some(Arc::new(SharedMessageLock::new(path)));
         Ok(store)
-    }
-
-    /// [`Store::open`] for the daemon: this store becomes the only writer of messages and
-    /// acknowledges each once it is in the ingest journal, before SQLite has it (see
-    /// `docs/ingest-journal.md`). What a previous owner left in the journal is replayed first.
-    /// Fails when another process owns the journal; waits a few seconds for a previous owner in
-    /// this process to finish.
-    pub fn open_owning_messages(path: &Path) -> Result<Self> {
-        let mut store = Self::open(path)?;
-        let (ingest, durability) = Ingest::start(path, Arc::clone(&store.writer))?;
-        crate::backstop::install(&*store.conn()?, &durability, BACKSTOP_PAGES);
-        if let Some(c) = &store.checkpointer {
-            c.watch_journal(durability);
-        }
-        // No message waits for the writer any more: the ingest path goes first.
-        store.writer.run_in_background();
-        store.ingest = Some(Arc::new(ingest));
-        // Nothing has written through this store yet, and other stores may no longer write
-        // cursors or sessions (the journal's lock is ours): the rows are final until we move
-        // them.
-        store.run_state.load(&*store.reader()?)?;
-        Ok(store)
-    }
-
-    /// Stops this store's message intake, in the store that owns the ingest journal (a no-op
-    /// otherwise): later stores of messages fail, what was acknowledged is moved into SQLite, and
-    /// then the journal's lock is released for the next owner (a restarted daemon). Reads go on.
-    pub fn close_message_intake(&self) {
-        if let Some(ingest) = &self.ingest {
-            ingest.close();
-        }
-    }
-
-    /// Messages acknowledged but not yet in SQLite (0 without an ingest journal).
-    pub fn unmoved_messages(&self) -> usize {
-        self.ingest.as_ref().map_or(0, |i| i.overlay().len())
-    }
-
-    /// For a store that does not own the ingest journal: the journal's shared lock, held while
-    /// it writes rows only a running daemon may write (an error when a daemon owns the
-    /// journal). `None` for the owning store and for in-memory databases.
-    pub(crate) fn daemon_rows_lock(&self, rows: DaemonRows) -> Result<Option<SharedMessageGuard>> {
-        if self.ingest.is_some() {
-            return Ok(None);
-        }
-        self.message_lock
-            .as_ref()
-            .map(|lock| lock.acquire(rows))
-            .transpose()
     }
 
     /// A private in-memory database (tests, benchmarks).
@@ -166,86 +101,39 @@ impl Store {
         Self::init(Connection::open_in_memory()?, None)
     }
 
-    /// `file` is given for a file database (WAL mode, checkpointed on its own thread).
+    /// `file` is given for a file database (WAL mode).
     fn init(mut conn: Connection, file: Option<&Path>) -> Result<Self> {
-        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         if file.is_some() {
             // WAL + NORMAL: a committed transaction survives a process crash (SIGKILL); only an
             // OS crash may lose the last transactions, never corrupt the file.
-            // 2 KiB pages for a new database (an existing one keeps its size). A stored message
-            // dirties about four pages on random b-tree leaves (two indexes, the chat's cursor),
-            // and every dirty page is written whole to the WAL and again at the checkpoint: at
-            // 4 KiB the router bench wrote ~15 KB per message and waited on the disk; at 2 KiB it
-            // writes ~9 KB and stores 10-15 % more messages per second. Messages longer than ~2 KB
-            // spill into overflow pages, which only costs a page read more.
-            conn.execute_batch("PRAGMA page_size = 2048;")?;
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 tracing::warn!(mode = %mode, "SQLite refused WAL mode; continuing");
             }
         }
-        // A small page cache for the writing connection (4 MiB): when a b-tree split reorders
-        // its new pages, SQLite parks one under a temporary page number past the end of the
-        // file, and the commit then walks the whole cache's hash table to drop pages past the
-        // end. With 32 MiB that walk was 10 % of the router bench's CPU when every message was
-        // its own write; at 4 MiB and the mover's few hundred commits a second it is under 1 %.
-        // Below that, a mover transaction (hundreds of messages over as many index leaves)
-        // outgrew the cache: 1 MiB spilled dirty pages into the WAL mid-transaction, 40,000
-        // spills in the bench's paced phase, and the start burst's p99 was under 5 ms in 1 of 4
-        // runs against 4 of 4 at 4 MiB. What the writer reads comes from the OS page cache. (A
-        // reader's cache is emptied whenever another connection has committed, so its size
-        // barely matters under writes.)
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
-             PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -4096;",
+             PRAGMA temp_store = MEMORY;",
         )?;
-        // The checkpoint thread keeps the WAL small; SQLite's own checkpoint (inside a commit,
-        // stalling every write behind it) is only the backstop.
-        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn)?;
+        if let Some(path) = file {
+            crate::legacy_journal::import(&mut conn, path)?;
+        }
         let conn = Arc::new(Mutex::new(conn));
-        let checkpointer = file
-            .map(|path| Checkpointer::spawn(path).map(Arc::new))
-            .transpose()?;
-        let run_state = Arc::new(RunState::default());
-        let writer = Arc::new(crate::batch::Writer::spawn(
-            Arc::clone(&conn),
-            checkpointer.clone(),
-            Arc::clone(&run_state),
-        )?);
+        let writer = Arc::new(crate::batch::Writer::spawn(Arc::clone(&conn))?);
         Ok(Self {
             conn,
             reader: None,
             writer,
-            checkpointer,
-            message_lock: None,
-            ingest: None,
-            run_state,
         })
     }
 
-    /// The ingest path, in the store that owns the journal.
-    #[cfg(test)]
-    pub(crate) fn ingest(&self) -> Option<&crate::ingest::Ingest> {
-        self.ingest.as_deref()
-    }
-
-    /// The ingest journal's durability state, in the store that owns it.
-    #[cfg(test)]
-    pub(crate) fn journal_durability(&self) -> Option<Arc<crate::ingest::Durability>> {
-        self.checkpointer.as_ref().and_then(|c| c.journal())
-    }
-
-    /// Locks the connection for one short synchronous operation (which may write: the WAL
-    /// checkpoint thread is told).
+    /// Locks the writing connection for one short synchronous operation.
     pub(crate) fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
-        if let Some(c) = &self.checkpointer {
-            c.poke();
-        }
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+        lock(&self.conn)
     }
 
     pub(crate) fn writer(&self) -> &crate::batch::Writer {
@@ -255,15 +143,14 @@ impl Store {
     /// Locks the read connection (the writer for in-memory databases).
     pub(crate) fn reader(&self) -> Result<MutexGuard<'_, Connection>> {
         match &self.reader {
-            Some(r) => r.lock().map_err(|_| StoreError::Poisoned),
+            Some(r) => lock(r),
             None => self.conn(),
         }
     }
 
     /// SQLite's `data_version` as this store's writing connection sees it: it changes only
     /// when another connection commits (the admin CLI in another process, a second `Store`),
-    /// never for this store's own writes. (The read connection's changes with every write of
-    /// ours, which made the daemon re-read every registration once a second under load.)
+    /// never for this store's own writes.
     pub fn data_version(&self) -> Result<i64> {
         let conn = self.conn()?;
         Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
@@ -286,6 +173,17 @@ impl Store {
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// A connection's lock. A panic while it was held (a bug) poisons it; the connection itself is
+/// still sound (SQLite rolls back an unfinished transaction at the next BEGIN), so the lock is
+/// taken back and the event logged rather than failing every later call.
+pub(crate) fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>> {
+    Ok(conn.lock().unwrap_or_else(|poisoned| {
+        tracing::error!("a database connection's lock was poisoned by a panic; recovering it");
+        conn.clear_poison();
+        poisoned.into_inner()
+    }))
 }
 
 /// The newest schema version this build knows.

@@ -31,10 +31,20 @@ pub enum StoreError {
     Invalid(String),
     #[error("committing a batch of writes failed: {0}")]
     BatchCommit(String),
-    #[error("ingest journal: {0}")]
-    Journal(String),
+    #[error("importing the old ingest journal: {what} {path}: {source}")]
+    LegacyJournal {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not an ingest journal this cambot can read; move it away to start without it \
+         (it may hold messages an older cambot acknowledged)"
+    )]
+    UnknownJournal { path: PathBuf },
+    #[error("cannot start the database writer thread: {0}")]
+    WriterThread(#[source] std::io::Error),
     #[error("the database writer thread is gone")]
     WriterGone,
-    #[error("the database lock was poisoned by a panic in another thread")]
-    Poisoned,
 }

@@ -7,33 +7,22 @@
 //! Every key includes the tenant. Messages carry a monotonic arrival `seq`, and the router's
 //! cursor is a seq, so no two messages can hide each other by sharing a timestamp.
 //!
-//! The daemon opens its store with [`Store::open_owning_messages`]: it acknowledges a message once
-//! it is appended to an ingest journal, and moves messages into SQLite in batches beside the
-//! router; reads merge the messages not moved yet (`docs/ingest-journal.md`).
+//! Writes on the hot paths (messages, cursor moves, replies, sessions) go through one
+//! group-commit writer thread: each batch is one transaction, and each caller is answered after
+//! the commit. SQLite's WAL is the only journal.
 //!
 //! This crate knows nothing about channels, sandboxes or models; it stores and returns rows.
 //! The orchestrator talks to it through [`Store`]'s methods only, which is the seam for another
 //! backend later.
 
-mod backstop;
 mod batch;
-mod checkpoint;
 mod cursors;
 mod db;
 mod error;
 mod groups;
-mod held;
-mod ingest;
-mod ingest_loop;
-mod journal;
-mod journal_lock;
-mod known_ids;
+mod legacy_journal;
 mod message_writer;
 mod messages;
-mod mover;
-mod overlay;
-mod priority;
-mod run_state;
 mod sessions;
 mod task_claims;
 mod tasks;

@@ -6,7 +6,6 @@
 //! (`PRAGMA data_version`; an admin command in another process): if so, the memory is dropped.
 
 use std::collections::HashMap;
-use std::collections::HashSet;
 
 use cambot_protocol::ChatJid;
 use cambot_protocol::InboundMessage;
@@ -15,12 +14,9 @@ use rusqlite::Connection;
 
 use crate::batch::Written;
 use crate::error::Result;
-use crate::messages::StoredMessage;
 use crate::messages::ensure_chat;
-use crate::messages::ensure_chat_row;
 use crate::messages::insert_message_row;
 use crate::messages::update_repeated_message;
-use crate::messages::upsert_moved_message;
 
 /// Most chats remembered; past it the map starts over (only a statement or a read per message
 /// is at stake while it refills).
@@ -38,10 +34,6 @@ pub(crate) struct MessageWriter {
     /// Per chat, the seq of the newest message. An entry also proves the chat row exists.
     tails: HashMap<ChatKey, i64>,
     staged_tails: HashMap<ChatKey, i64>,
-    /// Chats whose row is known to exist, for moves of journaled messages (nested, so that a
-    /// lookup borrows the message's ids instead of cloning them).
-    chat_rows: HashMap<TenantId, HashSet<ChatJid>>,
-    staged_chat_rows: Vec<ChatKey>,
 }
 
 impl MessageWriter {
@@ -51,7 +43,6 @@ impl MessageWriter {
             let version = data_version(conn)?;
             if self.data_version != Some(version) {
                 self.tails.clear();
-                self.chat_rows.clear();
                 self.data_version = Some(version);
             }
             self.checked = true;
@@ -86,41 +77,17 @@ impl MessageWriter {
         })
     }
 
-    /// Writes a journaled message with the seq it was acknowledged with (see
-    /// [`crate::ingest`]): inserted, or updated in place when that seq is already stored (a
-    /// replayed record, or a repeated delivery with new content).
-    pub(crate) fn move_in(&mut self, conn: &Connection, msg: &StoredMessage) -> Result<()> {
-        self.check_data_version(conn)?;
-        let known = self
-            .chat_rows
-            .get(&msg.tenant)
-            .is_some_and(|chats| chats.contains(&msg.chat_jid));
-        if !known {
-            ensure_chat_row(conn, &msg.tenant, &msg.chat_jid, &msg.timestamp)?;
-            self.staged_chat_rows
-                .push((msg.tenant.clone(), msg.chat_jid.clone()));
-        }
-        upsert_moved_message(conn, msg)
-    }
-
     pub(crate) fn committed(&mut self) {
         self.checked = false;
         if self.tails.len() + self.staged_tails.len() > CHAT_TAILS_CAP {
             self.tails.clear();
         }
         self.tails.extend(self.staged_tails.drain());
-        if self.chat_rows.values().map(HashSet::len).sum::<usize>() > CHAT_TAILS_CAP {
-            self.chat_rows.clear();
-        }
-        for (tenant, chat) in self.staged_chat_rows.drain(..) {
-            self.chat_rows.entry(tenant).or_default().insert(chat);
-        }
     }
 
     pub(crate) fn rolled_back(&mut self) {
         self.checked = false;
         self.staged_tails.clear();
-        self.staged_chat_rows.clear();
     }
 }
 

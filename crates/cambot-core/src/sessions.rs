@@ -8,14 +8,10 @@ use rusqlite::params;
 use crate::batch::WriteOp;
 use crate::db::Store;
 use crate::error::Result;
-use crate::journal_lock::DaemonRows;
 
 impl Store {
     /// The session a group's next run resumes, if any.
     pub fn session(&self, tenant: &TenantId, folder: &GroupFolder) -> Result<Option<String>> {
-        if let Some(session) = self.run_state.session(tenant, folder) {
-            return Ok(session);
-        }
         let conn = self.reader()?;
         Ok(conn
             .prepare_cached(
@@ -32,7 +28,6 @@ impl Store {
         folder: &GroupFolder,
         session_id: &str,
     ) -> Result<()> {
-        let _lock = self.daemon_rows_lock(DaemonRows::Sessions)?;
         self.writer()
             .submit_blocking(set_session_op(tenant, folder, session_id))?;
         Ok(())
@@ -45,7 +40,6 @@ impl Store {
         folder: &GroupFolder,
         session_id: &str,
     ) -> Result<()> {
-        let _lock = self.daemon_rows_lock(DaemonRows::Sessions)?;
         self.writer()
             .submit(set_session_op(tenant, folder, session_id))
             .await?;
@@ -54,15 +48,11 @@ impl Store {
 
     /// Forgets a group's session: its next run starts a fresh transcript.
     pub fn clear_session(&self, tenant: &TenantId, folder: &GroupFolder) -> Result<()> {
-        let _lock = self.daemon_rows_lock(DaemonRows::Sessions)?;
         let conn = self.conn()?;
         conn.execute(
             "DELETE FROM sessions WHERE tenant = ?1 AND group_folder = ?2",
             params![tenant.as_str(), folder.as_str()],
         )?;
-        // Under the connection's lock, which the writer thread holds for its commits: no
-        // `SetSession` of this group can land between the delete and the mirror's update.
-        self.run_state.session_cleared(tenant, folder);
         Ok(())
     }
 }

@@ -496,7 +496,6 @@ impl Store {
         chat_jid: &ChatJid,
         limit: usize,
     ) -> Result<Vec<ChatHistoryMessage>> {
-        let unmoved = self.overlay_after(tenant, chat_jid, 0);
         let conn = self.reader()?;
         let mut rows = conn
             .prepare_cached(
@@ -521,26 +520,7 @@ impl Store {
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.reverse();
-        if unmoved.is_empty() {
-            return Ok(rows);
-        }
-        // Merged by seq (the unmoved version wins), then the newest `limit`.
-        let mut by_seq: std::collections::BTreeMap<i64, ChatHistoryMessage> =
-            rows.into_iter().map(|m| (m.seq, m)).collect();
-        for m in unmoved {
-            by_seq.insert(
-                m.seq,
-                ChatHistoryMessage {
-                    seq: m.seq,
-                    id: m.id,
-                    sender: m.sender,
-                    content: m.content,
-                    timestamp: m.timestamp,
-                },
-            );
-        }
-        let skip = by_seq.len().saturating_sub(limit);
-        Ok(by_seq.into_values().skip(skip).collect())
+        Ok(rows)
     }
 
     /// Replies committed to a chat with an outbox id above `after_id`, oldest first (delivered

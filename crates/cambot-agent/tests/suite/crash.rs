@@ -1,5 +1,5 @@
-//! Crash test: SIGKILL the daemon again and again while messages are pending, restart it each
-//! time, and check that every message got exactly one reply in the end.
+//! Crash test: SIGKILL the daemon 200 times while messages are pending and arriving, restart it
+//! each time, and check that every message got exactly one reply in the end.
 //!
 //! The daemon runs in a child process: this test binary re-executed with `--ignored` and
 //! [`CHILD_ENV`] set, so `crash_child_daemon` becomes a real daemon (real SQLite file, the fake
@@ -38,7 +38,7 @@ use super::support::tenant;
 const CHILD_ENV: &str = "CAMBOT_CRASH_CHILD_DIR";
 const GROUPS: usize = 20;
 const INITIAL_PER_GROUP: usize = 10;
-const KILLS: usize = 50;
+const KILLS: usize = 200;
 
 fn message_ids(prompt: &str) -> Vec<String> {
     prompt
@@ -159,20 +159,26 @@ fn sigkill_while_messages_are_pending_loses_nothing_and_duplicates_nothing() {
     println!("crash test seed {seed} (set CAMBOT_CRASH_SEED to replay)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut next_batch = INITIAL_PER_GROUP;
+    let store = Store::open(&layout.database()).unwrap();
     for round in 0..KILLS {
         let mut child = spawn_child(dir.path());
-        std::thread::sleep(Duration::from_millis(rng.gen_range(20..250)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(20..150)));
+        // New messages arrive while the daemon runs (another process writing the same
+        // database, as a second channel host or the admin CLI would), or while it is down.
+        if round % 3 == 0 {
+            seed_messages(&store, next_batch, 1, &mut all_ids);
+            next_batch += 1;
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..100)));
+        }
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
         child.wait().unwrap();
-        // New messages arrive while the daemon is down (every few rounds).
-        if round % 5 == 0 {
-            let store = Store::open(&layout.database()).unwrap();
-            seed_messages(&store, next_batch, 2, &mut all_ids);
-            next_batch += 2;
+        if round % 7 == 0 {
+            seed_messages(&store, next_batch, 1, &mut all_ids);
+            next_batch += 1;
         }
     }
     // A last start: let it finish everything, then stop it gracefully.
@@ -186,7 +192,6 @@ fn sigkill_while_messages_are_pending_loses_nothing_and_duplicates_nothing() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let store = Store::open(&layout.database()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !all_answered(&store) {
         assert!(

@@ -1,10 +1,9 @@
 mod arrivals;
 mod db_seed;
 mod defects;
-mod journal;
+mod durability;
 mod migrations;
 mod routing_seed;
-mod run_state;
 mod tasks;
 
 use cambot_core::Store;
@@ -18,8 +17,8 @@ pub(crate) type Acked = std::sync::Arc<std::sync::Mutex<Vec<Vec<i64>>>>;
 
 /// A thread that stores `total` messages round-robin into `chats` through `store` (blocking
 /// calls) and records each acknowledged seq per chat, for readers racing it. With
-/// `pause_every`, it sleeps 1 ms after every that many messages, so the mover commits between
-/// reads.
+/// `pause_every`, it sleeps 1 ms after every that many messages, so reads interleave with
+/// commits.
 pub(crate) fn spawn_acked_writer(
     store: &Store,
     chats: &[String],

@@ -82,6 +82,9 @@ async fn run(mut config: Config, chat: bool) -> Result<ExitCode> {
         config.channels.cli.enabled = true;
     }
     logging::init(&config);
+    for warning in &config.warnings {
+        tracing::warn!(config = ?config.source, "{warning}");
+    }
     let runner = runtime::agent_runner(&config);
     let mut daemon = Daemon::start_with(&config, runner, configured_channels(&config))
         .await

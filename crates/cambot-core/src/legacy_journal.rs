@@ -1,8 +1,13 @@
-//! The ingest journal's files: where a message is acknowledged before SQLite has it.
+//! Upgrades from versions that acknowledged messages from an ingest journal beside the
+//! database (`<db>-ingest-a`, `<db>-ingest-b`) before moving them into SQLite.
 //!
-//! Two segment files beside the database (`<db>-ingest-a`, `<db>-ingest-b`). Each starts with
-//! a 16-byte header (magic, then a little-endian generation number that grows by one at every
-//! switch) and holds records:
+//! At open, each segment that exists is read, its records are written into `messages` under the
+//! seq they were acknowledged with (a record already moved is rewritten in place), the import is
+//! made durable, and the file is renamed `<segment>.imported`, so it is read once. A file whose
+//! header is not a journal's is left alone and the open fails: nothing acknowledged is dropped
+//! because a format is unknown.
+//!
+//! Segment format: a 16-byte header (magic, then a little-endian generation number) and records:
 //!
 //! ```text
 //! u32 payload length | u32 CRC-32 of the payload | payload
@@ -10,20 +15,17 @@
 //!          tenant, chat, id, sender, sender name, content, timestamp
 //! ```
 //!
-//! All integers are little-endian. A record is written with one `write()` per batch and no
-//! fsync: like a WAL commit under `synchronous = NORMAL`, it survives the process being killed,
-//! and an OS crash may lose the last milliseconds. Reading stops at the first record whose
-//! length or CRC is wrong: that is a torn tail (a crash in the middle of a `write()`), and
-//! everything before it is intact.
+//! Reading stops at the first record whose length or CRC is wrong: a torn tail (the old process
+//! was killed in the middle of a `write()`), after which nothing was acknowledged.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 
 use cambot_protocol::ChatJid;
 use cambot_protocol::InboundMessage;
 use cambot_protocol::TenantId;
+use rusqlite::Connection;
 
 use crate::error::Result;
 use crate::error::StoreError;
@@ -49,13 +51,7 @@ pub(crate) fn segment_paths(db: &Path) -> [PathBuf; 2] {
     })
 }
 
-/// The lock file whose exclusive `flock` makes a process the journal's owner.
-pub(crate) fn lock_path(db: &Path) -> PathBuf {
-    let mut p = db.as_os_str().to_owned();
-    p.push("-ingest.lock");
-    PathBuf::from(p)
-}
-
+#[cfg(test)]
 pub(crate) fn header(generation: u64) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[..8].copy_from_slice(MAGIC);
@@ -63,12 +59,14 @@ pub(crate) fn header(generation: u64) -> [u8; HEADER_LEN as usize] {
     h
 }
 
+#[cfg(test)]
 fn put_str(buf: &mut Vec<u8>, s: &str) {
     // Strings longer than 4 GiB cannot reach here: messages are capped long before.
     buf.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
     buf.extend_from_slice(s.as_bytes());
 }
 
+#[cfg(test)]
 /// Appends the record of `msg` stored as `seq` to `buf`.
 pub(crate) fn encode(buf: &mut Vec<u8>, seq: i64, msg: &InboundMessage) {
     let start = buf.len();
@@ -146,13 +144,12 @@ fn decode_payload(payload: &[u8]) -> std::result::Result<Record, String> {
 /// What one segment file holds.
 #[derive(Debug, Default)]
 pub(crate) struct Segment {
-    /// 0 for an empty (or headerless) file.
-    pub(crate) generation: u64,
     pub(crate) records: Vec<Record>,
-    /// Bytes up to the end of the last good record; what follows is a torn tail.
-    pub(crate) valid_len: u64,
     /// Why reading stopped before the end of the file, if it did.
     pub(crate) torn: Option<String>,
+    /// The file does not start with a journal header: not ours, or a format this build does not
+    /// know.
+    pub(crate) foreign: bool,
 }
 
 /// Decodes a segment's bytes, stopping at a torn tail.
@@ -163,13 +160,10 @@ pub(crate) fn decode_segment(bytes: &[u8]) -> Segment {
     }
     if bytes.len() < HEADER_LEN as usize || &bytes[..8] != MAGIC {
         seg.torn = Some("no valid header".into());
+        seg.foreign = true;
         return seg;
     }
-    let mut generation = [0u8; 8];
-    generation.copy_from_slice(&bytes[8..16]);
-    seg.generation = u64::from_le_bytes(generation);
     let mut at = HEADER_LEN as usize;
-    seg.valid_len = HEADER_LEN;
     while at < bytes.len() {
         let record_start = at;
         let torn = |why: String| Some(format!("at byte {record_start}: {why}"));
@@ -200,7 +194,6 @@ pub(crate) fn decode_segment(bytes: &[u8]) -> Segment {
             }
         }
         at += len as usize;
-        seg.valid_len = at as u64;
     }
     seg
 }
@@ -210,31 +203,115 @@ pub(crate) fn read_segment(path: &Path) -> Result<Segment> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(decode_segment(&bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Segment::default()),
-        Err(e) => Err(io_error("reading the ingest journal", path, &e)),
+        Err(e) => Err(io_error("reading", path, e)),
     }
 }
 
-pub(crate) fn io_error(what: &str, path: &Path, e: &std::io::Error) -> StoreError {
-    StoreError::Journal(format!("{what} {}: {e}", path.display()))
+fn io_error(what: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::LegacyJournal {
+        what,
+        path: path.to_owned(),
+        source,
+    }
 }
 
-/// Opens a segment for appending, creating it.
-pub(crate) fn open_segment(path: &Path) -> Result<File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| io_error("opening the ingest journal", path, &e))
+/// Imports what an older version's ingest journal beside `db` holds (see the module docs).
+/// Returns how many records were imported; 0 when there is no journal.
+pub(crate) fn import(conn: &mut Connection, db: &Path) -> Result<usize> {
+    let (mut imported, mut found) = (0, false);
+    for path in segment_paths(db) {
+        if !path.exists() {
+            continue;
+        }
+        found = true;
+        let segment = read_segment(&path)?;
+        if segment.foreign && std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 0 {
+            return Err(StoreError::UnknownJournal { path });
+        }
+        if let Some(why) = &segment.torn
+            && !segment.foreign
+        {
+            tracing::warn!(journal = %path.display(), why = %why, kept = segment.records.len(),
+                "the old ingest journal ends in a torn record (a crash during a write); importing \
+                 the records before it");
+        }
+        if !segment.records.is_empty() {
+            write_records(conn, &segment.records)?;
+        }
+        std::fs::rename(&path, renamed(&path)).map_err(|e| io_error("renaming", &path, e))?;
+        tracing::info!(journal = %path.display(), records = segment.records.len(),
+            "imported an ingest journal left by an older cambot; renamed it *.imported");
+        imported += segment.records.len();
+    }
+    if found {
+        sync_dir(db)?;
+    }
+    let mut lock = db.as_os_str().to_owned();
+    lock.push("-ingest.lock");
+    // The old versions' lock file: empty, only ever flock()ed.
+    let _ = std::fs::remove_file(PathBuf::from(lock));
+    Ok(imported)
 }
 
-/// Empties a segment and writes a fresh header into it.
-pub(crate) fn start_segment(file: &mut File, path: &Path, generation: u64) -> Result<()> {
-    file.set_len(0)
-        .and_then(|()| file.write_all(&header(generation)))
-        .map_err(|e| io_error("starting the ingest journal", path, &e))
+fn renamed(path: &Path) -> PathBuf {
+    let mut done = path.as_os_str().to_owned();
+    done.push(".imported");
+    PathBuf::from(done)
+}
+
+/// Writes the records in one transaction that is on disk when this returns (the journal file is
+/// renamed right after: the import must not live only in the page cache).
+fn write_records(conn: &mut Connection, records: &[Record]) -> Result<()> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let outcome = (|| -> Result<()> {
+        let tx = conn.transaction()?;
+        let mut top = 0;
+        for Record { seq, msg } in records {
+            crate::messages::ensure_chat(&tx, msg)?;
+            // A record already moved by the old version is rewritten in place; a row with the
+            // same id under another seq is left alone (the old version's dedupe ruled it out).
+            tx.prepare_cached(
+                "INSERT INTO messages (seq, tenant, chat_jid, id, sender, sender_name, content,
+                                       timestamp, is_from_me, is_bot_message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (tenant, chat_jid, seq) DO UPDATE SET sender = excluded.sender,
+                     sender_name = excluded.sender_name, content = excluded.content,
+                     timestamp = excluded.timestamp, is_from_me = excluded.is_from_me,
+                     is_bot_message = excluded.is_bot_message
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(rusqlite::params![
+                seq,
+                msg.tenant.as_str(),
+                msg.chat_jid.as_str(),
+                msg.id,
+                msg.sender,
+                msg.sender_name,
+                msg.content,
+                msg.timestamp,
+                msg.is_from_me,
+                msg.is_bot_message
+            ])?;
+            top = top.max(*seq);
+        }
+        tx.execute("UPDATE message_seq SET last = MAX(last, ?1)", [top])?;
+        tx.commit()?;
+        Ok(())
+    })();
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    outcome
+}
+
+fn sync_dir(db: &Path) -> Result<()> {
+    let dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("syncing the directory of", db, e))
 }
 
 #[cfg(test)]
-#[path = "journal_tests.rs"]
+#[path = "legacy_journal_tests.rs"]
 mod tests;
