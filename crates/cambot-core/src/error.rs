@@ -1,8 +1,13 @@
-//! The store's error type.
+//! The store's error type. It names no backend type: a database error is carried as its
+//! source, so callers (and a PostgreSQL store later) share one enum. Messages include their
+//! cause, because most callers log only the top-level message.
 
 use std::path::PathBuf;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A database error of whichever backend, kept as the error's source.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -10,27 +15,27 @@ pub enum StoreError {
     Open {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
     #[error("database migration {version} ({name}) failed: {source}")]
     Migration {
         version: u32,
         name: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
     #[error(
         "database schema version {found} is newer than this cambot understands ({supported}); upgrade cambot"
     )]
     SchemaTooNew { found: u32, supported: u32 },
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[source] BackendError),
     #[error("corrupt row in {table}: {reason}")]
     CorruptRow { table: &'static str, reason: String },
     #[error("{0}")]
     Invalid(String),
     #[error("committing a batch of writes failed: {0}")]
-    BatchCommit(String),
+    BatchCommit(#[source] std::sync::Arc<StoreError>),
     #[error("importing the old ingest journal: {what} {path}: {source}")]
     LegacyJournal {
         what: &'static str,
@@ -47,4 +52,12 @@ pub enum StoreError {
     WriterThread(#[source] std::io::Error),
     #[error("the database writer thread is gone")]
     WriterGone,
+    #[error("a database task failed: {0}")]
+    Blocking(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(Box::new(e))
+    }
 }

@@ -15,8 +15,8 @@ fn db(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("cambot.db")
 }
 
-fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(&db(dir)).unwrap()
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&db(dir)).unwrap()
 }
 
 fn folder(name: &str) -> GroupFolder {
@@ -35,41 +35,45 @@ async fn a_restart_keeps_every_message_cursor_and_session_and_counts_seqs_on() {
     let mut acked = Vec::new();
     for n in 0..200 {
         acked.push(
-            s.store_message_arrival(msg("a@g.us", &n.to_string(), "x", TS))
+            s.store_message(msg("a@g.us", &n.to_string(), "x", TS))
                 .await
                 .unwrap()
                 .message
                 .seq,
         );
     }
-    s.advance_cursor_async(&tenant(), &chat, acked[9])
+    s.advance_cursor(&tenant(), &chat, acked[9]).await.unwrap();
+    // Never backwards.
+    s.advance_cursor(&tenant(), &chat, acked[3]).await.unwrap();
+    s.set_session(&tenant(), &main, "s-2").await.unwrap();
+    s.set_session(&tenant(), &folder("other"), "s-9")
         .await
         .unwrap();
-    // Never backwards.
-    s.advance_cursor(&tenant(), &chat, acked[3]).unwrap();
-    s.set_session_async(&tenant(), &main, "s-2").await.unwrap();
-    s.set_session(&tenant(), &folder("other"), "s-9").unwrap();
-    s.clear_session(&tenant(), &folder("other")).unwrap();
+    s.clear_session(&tenant(), &folder("other")).await.unwrap();
     drop(s);
     let s = open(&dir);
     let all = s
         .messages_since(&tenant(), &jid("a@g.us"), 0, 1_000)
+        .await
         .unwrap();
     assert_eq!(seqs(&all), acked);
-    assert_eq!(s.cursor(&tenant(), &chat).unwrap(), acked[9]);
+    assert_eq!(s.cursor(&tenant(), &chat).await.unwrap(), acked[9]);
     assert_eq!(
-        seqs(&s.pending_messages(&tenant(), &chat, 1_000).unwrap()),
+        seqs(&s.pending_messages(&tenant(), &chat, 1_000).await.unwrap()),
         acked[10..].to_vec()
     );
-    assert_eq!(s.session(&tenant(), &main).unwrap().as_deref(), Some("s-2"));
-    assert_eq!(s.session(&tenant(), &folder("other")).unwrap(), None);
+    assert_eq!(
+        s.session(&tenant(), &main).await.unwrap().as_deref(),
+        Some("s-2")
+    );
+    assert_eq!(s.session(&tenant(), &folder("other")).await.unwrap(), None);
     let next = s
-        .store_message_arrival(msg("a@g.us", "new", "x", TS))
+        .store_message(msg("a@g.us", "new", "x", TS))
         .await
         .unwrap();
     assert!(next.message.seq > *acked.last().unwrap());
     let repeat = s
-        .store_message_arrival(msg("a@g.us", "7", "edited", TS))
+        .store_message(msg("a@g.us", "7", "edited", TS))
         .await
         .unwrap();
     assert_eq!(
@@ -89,51 +93,63 @@ async fn two_stores_on_one_database_see_each_others_writes_at_once() {
     let admin = open(&dir);
     let chat = jid("a@g.us");
     let first = daemon
-        .store_message_arrival(msg("a@g.us", "1", "one", TS))
+        .store_message(msg("a@g.us", "1", "one", TS))
         .await
         .unwrap();
-    let second = admin.store_message(&msg("a@g.us", "2", "two", TS)).unwrap();
+    let second = stored_seq(&admin, msg("a@g.us", "2", "two", TS)).await;
     assert!(second > first.message.seq, "seqs are shared, not per store");
     assert_eq!(
-        seqs(&daemon.pending_messages(&tenant(), &chat, 10).unwrap()),
+        seqs(&daemon.pending_messages(&tenant(), &chat, 10).await.unwrap()),
         vec![first.message.seq, second]
     );
     // The daemon's writer remembered the chat's newest message; the admin's write must not be
     // skipped by the next arrival's "previous" link.
     let third = daemon
-        .store_message_arrival(msg("a@g.us", "3", "three", TS))
+        .store_message(msg("a@g.us", "3", "three", TS))
         .await
         .unwrap();
     assert_ne!(third.previous_in_chat, Some(first.message.seq));
-    admin.advance_cursor(&tenant(), &chat, second).unwrap();
-    assert_eq!(daemon.cursor(&tenant(), &chat).unwrap(), second);
+    admin
+        .advance_cursor(&tenant(), &chat, second)
+        .await
+        .unwrap();
+    assert_eq!(daemon.cursor(&tenant(), &chat).await.unwrap(), second);
     assert_eq!(
-        seqs(&daemon.pending_messages(&tenant(), &chat, 10).unwrap()),
+        seqs(&daemon.pending_messages(&tenant(), &chat, 10).await.unwrap()),
         vec![third.message.seq]
     );
     admin
         .set_session(&tenant(), &folder("main"), "s-1")
+        .await
         .unwrap();
     assert_eq!(
         daemon
             .session(&tenant(), &folder("main"))
+            .await
             .unwrap()
             .as_deref(),
         Some("s-1")
     );
     daemon
-        .set_session_async(&tenant(), &folder("main"), "s-2")
+        .set_session(&tenant(), &folder("main"), "s-2")
         .await
         .unwrap();
     assert_eq!(
         admin
             .session(&tenant(), &folder("main"))
+            .await
             .unwrap()
             .as_deref(),
         Some("s-2")
     );
-    admin.clear_session(&tenant(), &folder("main")).unwrap();
-    assert_eq!(daemon.session(&tenant(), &folder("main")).unwrap(), None);
+    admin
+        .clear_session(&tenant(), &folder("main"))
+        .await
+        .unwrap();
+    assert_eq!(
+        daemon.session(&tenant(), &folder("main")).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -144,7 +160,7 @@ async fn many_concurrent_deliveries_of_one_id_get_one_seq() {
     for i in 0..50 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.store_message_arrival(msg("b@g.us", "dup", &format!("v{i}"), TS))
+            s.store_message(msg("b@g.us", "dup", &format!("v{i}"), TS))
                 .await
                 .unwrap()
                 .message
@@ -156,15 +172,18 @@ async fn many_concurrent_deliveries_of_one_id_get_one_seq() {
         got.insert(t.await.unwrap());
     }
     assert_eq!(got.len(), 1, "one seq for one id");
-    let all = s.messages_since(&tenant(), &jid("b@g.us"), 0, 10).unwrap();
+    let all = s
+        .messages_since(&tenant(), &jid("b@g.us"), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 1);
 }
 
 /// Readers racing a writer while the cursor moves, as the router does: every message
 /// acknowledged before a read and past the cursor is in that read, once, in order; nothing at
-/// or before the cursor is.
-#[test]
-fn pending_reads_during_writes_and_cursor_moves_are_exact() {
+/// or before the cursor is. The writer is a task on another worker thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_reads_during_writes_and_cursor_moves_are_exact() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
     let chats: Vec<String> = (0..4).map(|c| format!("c{c}@g.us")).collect();
@@ -174,7 +193,11 @@ fn pending_reads_during_writes_and_cursor_moves_are_exact() {
     while !writer.is_finished() || reads < 50 {
         for (c, chat) in chats.iter().enumerate() {
             let before: Vec<i64> = acked.lock().unwrap()[c].clone();
-            let read = seqs(&s.pending_messages(&tenant(), &jid(chat), 100_000).unwrap());
+            let read = seqs(
+                &s.pending_messages(&tenant(), &jid(chat), 100_000)
+                    .await
+                    .unwrap(),
+            );
             assert!(read.windows(2).all(|w| w[0] < w[1]), "ordered, no repeats");
             assert!(
                 read.first().is_none_or(|&q| q > cursors[c]),
@@ -193,11 +216,11 @@ fn pending_reads_during_writes_and_cursor_moves_are_exact() {
             if reads % 2 == 0
                 && let Some(&last) = read.last()
             {
-                s.advance_cursor(&tenant(), &jid(chat), last).unwrap();
+                s.advance_cursor(&tenant(), &jid(chat), last).await.unwrap();
                 cursors[c] = last;
             }
         }
         reads += 1;
     }
-    writer.join().unwrap();
+    writer.await.unwrap();
 }

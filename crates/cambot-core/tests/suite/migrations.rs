@@ -1,29 +1,30 @@
 //! Opening, reopening and version checks.
 
-use cambot_core::Store;
 use cambot_core::StoreError;
 use cambot_core::supported_schema_version;
 
 use super::*;
 
-#[test]
-fn reopening_a_file_keeps_data_and_applies_nothing_twice() {
+#[tokio::test]
+async fn reopening_a_file_keeps_data_and_applies_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cambot.db");
     {
-        let s = Store::open(&path).unwrap();
-        s.store_message(&msg(
-            "g@g.us",
-            "m1",
-            "persisted",
-            "2024-01-01T00:00:01.000Z",
-        ))
-        .unwrap();
-        assert_eq!(s.schema_version().unwrap(), supported_schema_version());
+        let s = SqliteStore::open(&path).unwrap();
+        s.store_message(msg("g@g.us", "m1", "persisted", "2024-01-01T00:00:01.000Z"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.schema_version().await.unwrap(),
+            supported_schema_version()
+        );
     }
-    let s = Store::open(&path).unwrap();
+    let s = SqliteStore::open(&path).unwrap();
     assert_eq!(
-        s.messages_since(&tenant(), &jid("g@g.us"), 0, 10).unwrap()[0].content,
+        s.messages_since(&tenant(), &jid("g@g.us"), 0, 10)
+            .await
+            .unwrap()[0]
+            .content,
         "persisted"
     );
 }
@@ -32,7 +33,7 @@ fn reopening_a_file_keeps_data_and_applies_nothing_twice() {
 fn a_newer_schema_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cambot.db");
-    drop(Store::open(&path).unwrap());
+    drop(SqliteStore::open(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute(
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')",
@@ -40,7 +41,7 @@ fn a_newer_schema_is_refused_with_a_clear_error() {
     )
     .unwrap();
     drop(conn);
-    let err = Store::open(&path).unwrap_err();
+    let err = SqliteStore::open(&path).unwrap_err();
     assert!(
         matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
         "{err}"
@@ -53,27 +54,30 @@ fn garbage_file_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cambot.db");
     std::fs::write(&path, b"this is not a sqlite database, definitely not").unwrap();
-    assert!(Store::open(&path).is_err());
+    assert!(SqliteStore::open(&path).is_err());
 }
 
 /// SQLite's own checkpoints keep the WAL bounded under sustained writes while a reader
 /// connection is in use (a reader that never let go of its snapshot would let it grow forever).
-#[test]
-fn the_wal_stays_bounded_under_sustained_writes_and_reads() {
+#[tokio::test]
+async fn the_wal_stays_bounded_under_sustained_writes_and_reads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cambot.db");
-    let s = Store::open(&path).unwrap();
+    let s = SqliteStore::open(&path).unwrap();
     let body = "x".repeat(500);
     for i in 0..6_000 {
-        s.store_message(&msg(
+        s.store_message(msg(
             "g@g.us",
             &format!("m{i}"),
             &body,
             "2024-01-01T00:00:01.000Z",
         ))
+        .await
         .unwrap();
         if i % 100 == 0 {
-            s.pending_messages(&tenant(), &jid("g@g.us"), 10).unwrap();
+            s.pending_messages(&tenant(), &jid("g@g.us"), 10)
+                .await
+                .unwrap();
         }
     }
     let wal = std::fs::metadata(dir.path().join("cambot.db-wal"))
@@ -92,8 +96,8 @@ fn the_wal_stays_bounded_under_sustained_writes_and_reads() {
 /// A database of schema 3 (seq as the rowid, counted by AUTOINCREMENT): after the upgrade every
 /// message keeps its seq, new ones count on above the largest seq ever handed out (also one
 /// whose message was deleted), and the table is appended to in insertion order.
-#[test]
-fn messages_keep_their_seqs_across_the_upgrade_to_an_appended_table() {
+#[tokio::test]
+async fn messages_keep_their_seqs_across_the_upgrade_to_an_appended_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cambot.db");
     {
@@ -104,11 +108,14 @@ fn messages_keep_their_seqs_across_the_upgrade_to_an_appended_table() {
         )
         .unwrap();
         for (version, sql) in [
-            (1, include_str!("../../src/migrations/0001_initial.sql")),
-            (2, include_str!("../../src/migrations/0002_web.sql")),
+            (
+                1,
+                include_str!("../../src/sqlite/migrations/0001_initial.sql"),
+            ),
+            (2, include_str!("../../src/sqlite/migrations/0002_web.sql")),
             (
                 3,
-                include_str!("../../src/migrations/0003_task_runs_unfinished.sql"),
+                include_str!("../../src/sqlite/migrations/0003_task_runs_unfinished.sql"),
             ),
         ] {
             conn.execute_batch(sql).unwrap();
@@ -130,29 +137,34 @@ fn messages_keep_their_seqs_across_the_upgrade_to_an_appended_table() {
         )
         .unwrap();
     }
-    let s = Store::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), supported_schema_version());
-    let read = |chat: &str| -> Vec<(i64, String)> {
-        s.messages_since(&tenant(), &jid(chat), 0, 10)
-            .unwrap()
-            .into_iter()
-            .map(|m| (m.seq, m.content))
-            .collect()
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        s.schema_version().await.unwrap(),
+        supported_schema_version()
+    );
+    let read = |chat: &'static str| {
+        let s = &s;
+        async move {
+            s.messages_since(&tenant(), &jid(chat), 0, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.seq, m.content))
+                .collect::<Vec<(i64, String)>>()
+        }
     };
-    assert_eq!(read("a@g.us"), [(1, "one".into()), (3, "three".into())]);
-    assert_eq!(read("b@g.us"), [(2, "two".into())]);
-    let next = s
-        .store_message(&msg("b@g.us", "b2", "four", "2024-01-01T00:00:05.000Z"))
-        .unwrap();
+    assert_eq!(
+        read("a@g.us").await,
+        [(1, "one".into()), (3, "three".into())]
+    );
+    assert_eq!(read("b@g.us").await, [(2, "two".into())]);
+    let next = stored_seq(&s, msg("b@g.us", "b2", "four", "2024-01-01T00:00:05.000Z")).await;
     assert_eq!(next, 5, "seq 4 was handed out before the upgrade");
-    let repeat = s
-        .store_message(&msg(
-            "a@g.us",
-            "a1",
-            "one, edited",
-            "2024-01-01T00:00:01.000Z",
-        ))
-        .unwrap();
+    let repeat = stored_seq(
+        &s,
+        msg("a@g.us", "a1", "one, edited", "2024-01-01T00:00:01.000Z"),
+    )
+    .await;
     assert_eq!(repeat, 1, "a repeat keeps its seq");
     let conn = rusqlite::Connection::open(&path).unwrap();
     let in_table_order: Vec<i64> = conn

@@ -1,9 +1,11 @@
 //! The seed's task cases from db.test.ts.
 
+use cambot_core::Claim;
 use cambot_core::ContextMode;
 use cambot_core::MissedRunPolicy;
+use cambot_core::RunOutcomeRecord;
 use cambot_core::ScheduledTask;
-use cambot_core::TaskRun;
+use cambot_core::TaskRunStatus;
 use cambot_core::TaskStatus;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::TaskId;
@@ -31,46 +33,76 @@ fn task(id: &str) -> ScheduledTask {
     }
 }
 
-#[test]
-fn create_then_get_returns_prompt_and_status() {
+#[tokio::test]
+async fn create_then_get_returns_prompt_and_status() {
     let s = store();
-    s.create_task(&task("task-1")).unwrap();
-    let got = s.task(&TaskId::new("task-1").unwrap()).unwrap().unwrap();
+    s.create_task(&task("task-1")).await.unwrap();
+    let got = s
+        .task(&TaskId::new("task-1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.prompt, "do something");
     assert_eq!(got.status, TaskStatus::Active);
     assert_eq!(got, task("task-1"));
 }
 
-#[test]
-fn status_update_to_paused_persists() {
+#[tokio::test]
+async fn status_update_to_paused_persists() {
     let s = store();
-    s.create_task(&task("task-2")).unwrap();
+    s.create_task(&task("task-2")).await.unwrap();
     assert!(
-        s.set_task_status(&TaskId::new("task-2").unwrap(), TaskStatus::Paused)
+        s.set_task_status(&TaskId::new("task-2").unwrap(), TaskStatus::Paused, None)
+            .await
             .unwrap()
     );
-    let got = s.task(&TaskId::new("task-2").unwrap()).unwrap().unwrap();
+    let got = s
+        .task(&TaskId::new("task-2").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.status, TaskStatus::Paused);
 }
 
-#[test]
-fn delete_removes_the_task_and_its_runs() {
+#[tokio::test]
+async fn delete_removes_the_task_and_its_runs() {
     let s = store();
     let id = TaskId::new("task-3").unwrap();
-    s.create_task(&task("task-3")).unwrap();
-    s.log_task_run(&TaskRun {
-        id: 0,
-        task_id: "task-3".into(),
-        scheduled_for_ms: None,
-        run_at: "2026-01-01T00:00:00.000Z".into(),
-        duration_ms: Some(5),
-        status: "success".into(),
-        result: Some("ok".into()),
-        error: None,
-    })
+    let t = task("task-3");
+    s.create_task(&t).await.unwrap();
+    // One firing, claimed and run to success: the task's run log holds one row.
+    let claimed = s
+        .claim_firings(&[Claim {
+            task_id: id.clone(),
+            expected_next_run_ms: t.next_run_ms.unwrap(),
+            new_next_run_ms: None,
+            scheduled_for_ms: t.next_run_ms.unwrap(),
+            run_status: TaskRunStatus::Claimed,
+            note: None,
+        }])
+        .await
+        .unwrap();
+    let [Some(run_id)] = claimed[..] else {
+        panic!("the firing was not claimed: {claimed:?}");
+    };
+    s.start_task_run(run_id).await.unwrap();
+    s.finish_task_run(
+        run_id,
+        &id,
+        &RunOutcomeRecord {
+            status: TaskRunStatus::Success,
+            duration_ms: 5,
+            result: Some("ok".into()),
+            error: None,
+            completes_once: true,
+        },
+    )
+    .await
     .unwrap();
-    assert_eq!(s.task_runs(&id, 10).unwrap().len(), 1);
-    assert!(s.delete_task(&id).unwrap());
-    assert!(s.task(&id).unwrap().is_none());
-    assert!(s.task_runs(&id, 10).unwrap().is_empty());
+    let runs = s.task_runs(&id, 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, TaskRunStatus::Success);
+    assert!(s.delete_task(&id).await.unwrap());
+    assert!(s.task(&id).await.unwrap().is_none());
+    assert!(s.task_runs(&id, 10).await.unwrap().is_empty());
 }

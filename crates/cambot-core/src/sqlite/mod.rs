@@ -1,4 +1,16 @@
-//! Opening the database, connection settings and versioned migrations.
+//! The SQLite store: one database file in WAL mode, a read connection beside the writing one,
+//! and one group-commit writer thread for the hot writes ([`writer`]).
+//!
+//! Every method of the [`crate::Store`] traits runs its SQL inside a closure handed to
+//! [`SqliteStore::read`], [`SqliteStore::write`] or the writer thread, never on the caller's
+//! runtime thread: the connections are not reachable any other way.
+
+mod groups;
+mod legacy_journal;
+mod messages;
+mod tasks;
+mod users;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +23,8 @@ use rusqlite::OpenFlags;
 
 use crate::error::Result;
 use crate::error::StoreError;
+use crate::store::Store;
+use crate::store::StoreFuture;
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,36 +60,36 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// The handle to cambot's SQLite database. Cheap to clone; all clones share the connections.
+type Shared = Arc<Mutex<Connection>>;
+
+/// The SQLite implementation of the [`crate::Store`] traits. Cheap to clone; clones share the
+/// connections and the writer thread.
 ///
-/// Writes on the hot paths go through one group-commit writer thread ([`crate::batch`]); reads
-/// use a second connection, so they do not queue behind writes (WAL lets readers run beside the
-/// writer). Several processes may open the same file (the daemon and the admin CLI): SQLite's
-/// locks order their writes, and every read goes to the database, so each sees the others'
-/// commits.
+/// Several processes may open the same file (the daemon and the admin CLI): SQLite's locks
+/// order their writes, and every read goes to the database, so each sees the others' commits.
 #[derive(Clone)]
-pub struct Store {
-    conn: Arc<Mutex<Connection>>,
-    /// In-memory databases share the writer (a second in-memory connection would be another
-    /// database).
-    reader: Option<Arc<Mutex<Connection>>>,
-    writer: Arc<crate::batch::Writer>,
+pub struct SqliteStore {
+    conn: Shared,
+    /// In-memory databases read through the writing connection (a second in-memory connection
+    /// would be another database).
+    reader: Option<Shared>,
+    writer: Arc<writer::Writer>,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database file, migrates it to the current schema and
-    /// imports what an older version's ingest journal left beside it
-    /// ([`crate::legacy_journal`]).
+    /// imports what an older version's ingest journal left beside it ([`legacy_journal`]).
+    /// Blocking: call it off the async runtime (the binary does so at start).
     pub fn open(path: &Path) -> Result<Self> {
-        let open_error = |source| StoreError::Open {
+        let open_error = |source: rusqlite::Error| StoreError::Open {
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         };
         let conn = Connection::open_with_flags(
             path,
@@ -120,10 +134,10 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn)?;
         if let Some(path) = file {
-            crate::legacy_journal::import(&mut conn, path)?;
+            legacy_journal::import(&mut conn, path)?;
         }
         let conn = Arc::new(Mutex::new(conn));
-        let writer = Arc::new(crate::batch::Writer::spawn(Arc::clone(&conn))?);
+        let writer = Arc::new(writer::Writer::spawn(Arc::clone(&conn))?);
         Ok(Self {
             conn,
             reader: None,
@@ -131,59 +145,81 @@ impl Store {
         })
     }
 
-    /// Locks the writing connection for one short synchronous operation.
-    pub(crate) fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
-        lock(&self.conn)
-    }
-
-    pub(crate) fn writer(&self) -> &crate::batch::Writer {
-        &self.writer
-    }
-
-    /// Locks the read connection (the writer for in-memory databases).
-    pub(crate) fn reader(&self) -> Result<MutexGuard<'_, Connection>> {
-        match &self.reader {
-            Some(r) => lock(r),
-            None => self.conn(),
-        }
-    }
-
-    /// SQLite's `data_version` as this store's writing connection sees it: it changes only
-    /// when another connection commits (the admin CLI in another process, a second `Store`),
-    /// never for this store's own writes.
-    pub fn data_version(&self) -> Result<i64> {
-        let conn = self.conn()?;
-        Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
-    }
-
-    /// The schema version the database is at.
-    pub fn schema_version(&self) -> Result<u32> {
-        let conn = self.conn()?;
-        current_version(&conn)
-    }
-
-    /// Runs a closure inside one transaction (used where two writes must land together).
-    pub(crate) fn with_tx<T>(
+    /// Runs `f` with the read connection on the blocking pool.
+    fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let conn = Arc::clone(self.reader.as_ref().unwrap_or(&self.conn));
+        Box::pin(blocking(move || f(&lock(&conn))))
+    }
+
+    /// Runs `f` with the writing connection on the blocking pool (writes that are not on a hot
+    /// path, so they need no group commit).
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let conn = Arc::clone(&self.conn);
+        Box::pin(blocking(move || f(&lock(&conn))))
+    }
+
+    /// Runs `f` in one transaction on the writing connection, on the blocking pool.
+    fn transaction<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let conn = Arc::clone(&self.conn);
+        Box::pin(blocking(move || {
+            let mut conn = lock(&conn);
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        }))
     }
 }
 
+impl Store for SqliteStore {
+    fn data_version(&self) -> StoreFuture<'_, i64> {
+        // The writing connection's: it changes only when another connection commits, never
+        // for this store's own writes.
+        self.write(|conn| Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?))
+    }
+
+    fn schema_version(&self) -> StoreFuture<'_, u32> {
+        self.read(current_version)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Blocking(e.to_string()))?
+}
+
 /// A connection's lock. A panic while it was held (a bug) poisons it; the connection itself is
-/// still sound (SQLite rolls back an unfinished transaction at the next BEGIN), so the lock is
-/// taken back and the event logged rather than failing every later call.
-pub(crate) fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>> {
-    Ok(conn.lock().unwrap_or_else(|poisoned| {
+/// still sound (SQLite rolls back an unfinished transaction), so the lock is taken back and the
+/// event logged rather than failing every later call.
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| {
         tracing::error!("a database connection's lock was poisoned by a panic; recovering it");
         conn.clear_poison();
         poisoned.into_inner()
-    }))
+    })
+}
+
+/// Builds a corrupt-row error for a stored id that no longer validates.
+fn corrupt(table: &'static str) -> impl Fn(cambot_protocol::IdError) -> StoreError {
+    move |e| StoreError::CorruptRow {
+        table,
+        reason: e.to_string(),
+    }
+}
+
+/// A `usize` limit as SQLite's integer.
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The newest schema version this build knows.
@@ -234,7 +270,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         run(conn).map_err(|source| StoreError::Migration {
             version: m.version,
             name: m.name,
-            source,
+            source: Box::new(source),
         })?;
         tracing::info!(
             version = m.version,

@@ -1,4 +1,7 @@
 use super::*;
+use crate::MessageStore;
+use crate::SqliteStore;
+use crate::UserStore;
 
 fn message(n: usize, content: &str) -> InboundMessage {
     InboundMessage {
@@ -101,12 +104,12 @@ async fn an_old_journal_is_imported_once_and_renamed() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cambot.db");
     // The old version had already moved seq 1 into SQLite (same seq, older content).
-    let store = crate::Store::open(&db).unwrap();
+    let store = SqliteStore::open(&db).unwrap();
     let moved = store
-        .store_message_async(message(1, "hello (moved)"))
+        .store_message(message(1, "hello (moved)"))
         .await
         .unwrap();
-    assert_eq!(moved, 1);
+    assert_eq!(moved.message.seq, 1);
     drop(store);
     let [a, b] = segment_paths(&db);
     let old = [
@@ -122,33 +125,52 @@ async fn an_old_journal_is_imported_once_and_renamed() {
     lock.push("-ingest.lock");
     std::fs::write(&lock, b"").unwrap();
 
-    let store = crate::Store::open(&db).unwrap();
+    let store = SqliteStore::open(&db).unwrap();
     assert!(!a.exists() && !b.exists());
     assert!(renamed(&a).exists() && renamed(&b).exists());
     assert!(!Path::new(&lock).exists());
     let chat = |n: usize| ChatJid::new(&format!("fake:g{n}")).unwrap();
     let tenant = TenantId::default_tenant();
-    let got = store.messages_since(&tenant, &chat(1), 0, 10).unwrap();
+    let got = store
+        .messages_since(&tenant, &chat(1), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].seq, got[0].content.as_str()), (1, "hello"));
-    let four = store.messages_since(&tenant, &chat(4), 0, 10).unwrap();
+    let four = store
+        .messages_since(&tenant, &chat(4), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(four.len(), 1);
     assert_eq!((four[0].seq, four[0].content.as_str()), (5, "four"));
     assert_eq!(
-        store.chat_history(&tenant, &chat(5), 10).unwrap().len(),
+        store
+            .chat_history(&tenant, &chat(5), 10)
+            .await
+            .unwrap()
+            .len(),
         0,
         "the torn record was never acknowledged"
     );
     // New messages count on above every imported seq.
     let next = store
-        .store_message_async(message(7, "after the upgrade"))
+        .store_message(message(7, "after the upgrade"))
         .await
-        .unwrap();
+        .unwrap()
+        .message
+        .seq;
     assert!(next > 5, "{next}");
     drop(store);
     // A second open imports nothing again.
-    let store = crate::Store::open(&db).unwrap();
-    assert_eq!(store.chat_history(&tenant, &chat(1), 10).unwrap().len(), 1);
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(
+        store
+            .chat_history(&tenant, &chat(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -157,7 +179,7 @@ fn a_journal_in_an_unknown_format_stops_the_open_and_is_kept() {
     let db = dir.path().join("cambot.db");
     let [a, _] = segment_paths(&db);
     std::fs::write(&a, b"CAMBOTJ2 from the future, with messages").unwrap();
-    let err = crate::Store::open(&db).unwrap_err();
+    let err = SqliteStore::open(&db).unwrap_err();
     assert!(
         err.to_string().contains("is not an ingest journal"),
         "{err}"
@@ -165,6 +187,6 @@ fn a_journal_in_an_unknown_format_stops_the_open_and_is_kept() {
     assert!(a.exists(), "nothing acknowledged is thrown away");
     // An empty segment (the old version kept the idle one empty) is simply retired.
     std::fs::write(&a, b"").unwrap();
-    crate::Store::open(&db).unwrap();
+    SqliteStore::open(&db).unwrap();
     assert!(!a.exists());
 }

@@ -267,7 +267,7 @@ fn write_records(conn: &mut Connection, records: &[Record]) -> Result<()> {
         let tx = conn.transaction()?;
         let mut top = 0;
         for Record { seq, msg } in records {
-            crate::messages::ensure_chat(&tx, msg)?;
+            super::messages::ensure_chat(&tx, msg)?;
             // A record already moved by the old version is rewritten in place; a row with the
             // same id under another seq is left alone (the old version's dedupe ruled it out).
             tx.prepare_cached(
