@@ -172,7 +172,9 @@ impl SqliteStore {
         let conn = Arc::clone(&self.conn);
         Box::pin(blocking(move || {
             let mut conn = lock(&conn);
-            let tx = conn.transaction()?;
+            // IMMEDIATE: take the write lock up front, so a transaction that reads then writes
+            // waits for another process's writer instead of failing with SQLITE_BUSY.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
             Ok(out)
