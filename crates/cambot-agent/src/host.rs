@@ -154,11 +154,12 @@ impl ChannelHost for RouterHost {
         }
     }
 
-    fn web(&self) -> Option<Arc<dyn cambot_channels::WebHost>> {
-        Some(crate::web_host::StoreWebHost::new(
-            self.router.store().clone(),
-            self.layout.clone(),
-        ))
+    fn users(&self) -> Option<Arc<dyn cambot_core::UserStore>> {
+        Some(Arc::clone(self.router.store()) as Arc<dyn cambot_core::UserStore>)
+    }
+
+    fn data_layout(&self) -> Option<DataLayout> {
+        Some(self.layout.clone())
     }
 }
 

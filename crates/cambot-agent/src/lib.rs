@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod database;
 pub mod formatting;
 pub mod gateway;
 mod group_cache;
@@ -19,4 +20,3 @@ pub mod runner;
 pub mod sandboxed;
 pub mod schedule;
 pub mod scheduler;
-pub mod web_host;

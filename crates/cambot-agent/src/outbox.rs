@@ -42,13 +42,13 @@ impl Outbox {
     /// replies every `retry_every`. Delivers what is pending once more before returning.
     pub async fn run(
         self,
-        store: Store,
+        store: Arc<dyn Store>,
         channels: Arc<RwLock<Vec<Arc<dyn Channel>>>>,
         retry_every: Duration,
         cancel: CancellationToken,
     ) {
         loop {
-            let stuck = deliver_pending(&store, &channels).await;
+            let stuck = deliver_pending(store.as_ref(), &channels).await;
             let wait = async {
                 if stuck {
                     tokio::time::sleep(retry_every).await;
@@ -62,15 +62,15 @@ impl Outbox {
                 () = wait => {}
             }
         }
-        deliver_pending(&store, &channels).await;
+        deliver_pending(store.as_ref(), &channels).await;
     }
 }
 
 /// One or more delivery passes until nothing deliverable is left. Returns true when some
 /// reply stays pending (a channel refused or none owns the chat).
-pub async fn deliver_pending(store: &Store, channels: &RwLock<Vec<Arc<dyn Channel>>>) -> bool {
+pub async fn deliver_pending(store: &dyn Store, channels: &RwLock<Vec<Arc<dyn Channel>>>) -> bool {
     loop {
-        let rows = match store.pending_outbox(BATCH) {
+        let rows = match store.pending_outbox(BATCH).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "reading the outbox failed");
@@ -106,7 +106,7 @@ pub async fn deliver_pending(store: &Store, channels: &RwLock<Vec<Arc<dyn Channe
             match result {
                 Ok(()) => {
                     delivered += 1;
-                    if let Err(e) = store.mark_delivered(row.id) {
+                    if let Err(e) = store.mark_delivered(row.id).await {
                         tracing::error!(outbox_id = row.id, error = %e, "marking a reply delivered failed");
                     }
                 }
@@ -115,7 +115,7 @@ pub async fn deliver_pending(store: &Store, channels: &RwLock<Vec<Arc<dyn Channe
                     if row.attempts == 0 || row.attempts % 10 == 0 {
                         tracing::warn!(outbox_id = row.id, chat = %row.chat_jid, error = %reason, "reply not delivered yet; will retry");
                     }
-                    if let Err(e) = store.mark_delivery_failed(row.id, &reason) {
+                    if let Err(e) = store.mark_delivery_failed(row.id, &reason).await {
                         tracing::error!(outbox_id = row.id, error = %e, "recording a failed delivery failed");
                     }
                     blocked.insert(chat);

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use cambot_channels::Channel;
 use cambot_core::Arrival;
+use cambot_core::NewReply;
 use cambot_core::Store;
 use cambot_core::StoredMessage;
 use cambot_protocol::ChatJid;
@@ -45,11 +46,9 @@ use crate::runner::RunRequest;
 
 mod idle;
 mod live;
-mod queued;
 
 use idle::IdleDeadline;
 use live::LiveRun;
-use queued::QueuedCursorMoves;
 
 /// Router settings (resolved from the config file).
 #[derive(Debug, Clone)]
@@ -64,7 +63,7 @@ pub struct RouterSettings {
 
 /// The router. Cheap to share (`Arc<Router>`).
 pub struct Router {
-    store: Store,
+    store: Arc<dyn Store>,
     settings: RouterSettings,
     queue: GroupQueue,
     runner: Arc<dyn AgentRunner>,
@@ -75,7 +74,7 @@ pub struct Router {
     /// registration's store write and cache insert: a refresh that read the table just before
     /// a registration committed would otherwise overwrite the cache without it (the chat's
     /// messages were then stored but not routed until the next refresh).
-    registrations: Mutex<()>,
+    registrations: tokio::sync::Mutex<()>,
     live: Mutex<HashMap<GroupKey, LiveRun>>,
     /// Typing indicator changes, applied in order by one background task.
     typing_tx: tokio::sync::mpsc::Sender<(ChatJid, bool)>,
@@ -99,8 +98,8 @@ pub enum RouterError {
 impl Router {
     /// Builds the router and its queue. `channels` is filled by the daemon after the channels
     /// (which need the router as their host) are connected.
-    pub fn new(
-        store: Store,
+    pub async fn new(
+        store: Arc<dyn Store>,
         settings: RouterSettings,
         runner: Arc<dyn AgentRunner>,
         outbox: Outbox,
@@ -108,7 +107,7 @@ impl Router {
         max_concurrent_runs: usize,
         retry: crate::queue::RetryPolicy,
     ) -> Result<Arc<Self>, RouterError> {
-        let groups = load_group_cache(&store)?;
+        let groups = load_group_cache(store.as_ref()).await?;
         let (typing_tx, typing_rx) = tokio::sync::mpsc::channel(TYPING_QUEUE);
         let router = Arc::new_cyclic(|weak: &std::sync::Weak<Router>| {
             let processor: std::sync::Weak<dyn MessageProcessor> = weak.clone();
@@ -120,7 +119,7 @@ impl Router {
                 outbox,
                 channels,
                 groups: RwLock::new(groups),
-                registrations: Mutex::new(()),
+                registrations: tokio::sync::Mutex::new(()),
                 live: Mutex::new(HashMap::new()),
                 typing_tx,
                 me: weak.clone(),
@@ -134,7 +133,7 @@ impl Router {
         &self.queue
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -156,9 +155,9 @@ impl Router {
     }
 
     /// Re-reads registrations after a change made outside the router (admin CLI, IPC).
-    pub fn refresh_groups(&self) -> Result<(), RouterError> {
-        let _serial = self.registrations.lock();
-        let fresh = load_group_cache(&self.store)?;
+    pub async fn refresh_groups(&self) -> Result<(), RouterError> {
+        let _serial = self.registrations.lock().await;
+        let fresh = load_group_cache(self.store.as_ref()).await?;
         if let Ok(mut g) = self.groups.write() {
             *g = fresh;
         }
@@ -167,12 +166,15 @@ impl Router {
 
     /// Stores a registration with `write` and records it in the cache, with no refresh in
     /// between (see [`Self::refresh_groups`]).
-    pub fn register_group<E>(
+    pub async fn register_group<E, F>(
         &self,
-        write: impl FnOnce(&Store) -> Result<RegisteredGroup, E>,
-    ) -> Result<RegisteredGroup, E> {
-        let _serial = self.registrations.lock();
-        let group = write(&self.store)?;
+        write: impl FnOnce(Arc<dyn Store>) -> F,
+    ) -> Result<RegisteredGroup, E>
+    where
+        F: std::future::Future<Output = Result<RegisteredGroup, E>>,
+    {
+        let _serial = self.registrations.lock().await;
+        let group = write(Arc::clone(&self.store)).await?;
         if let Ok(mut g) = self.groups.write() {
             g.insert(group.clone());
         }
@@ -180,13 +182,13 @@ impl Router {
     }
 
     /// Handles a stored message: pipe it into the chat's live run, or wake the group's queue.
-    pub fn route_stored(&self, arrival: &Arrival) {
+    pub async fn route_stored(&self, arrival: &Arrival) {
         let message = &arrival.message;
         let Some(group) = self.cached_group(&message.tenant, &message.chat_jid) else {
             return;
         };
         let key = GroupKey::new(group.tenant.clone(), group.folder.clone());
-        if self.try_pipe(&key, &group, arrival) {
+        if self.try_pipe(&key, &group, arrival).await {
             return;
         }
         self.queue.enqueue_message_check(&key);
@@ -194,12 +196,12 @@ impl Router {
 
     /// Re-queues every group with messages newer than its cursor (start-up and periodic sweep).
     /// Returns how many groups were queued.
-    pub fn recover_pending(&self) -> Result<usize, RouterError> {
-        let groups = self.store.all_registered_groups()?;
+    pub async fn recover_pending(&self) -> Result<usize, RouterError> {
+        let groups = self.store.all_registered_groups().await?;
         let mut queued = 0;
         for g in groups {
-            let cursor = self.store.cursor(&g.tenant, &g.jid)?;
-            if self.store.latest_message_seq(&g.tenant, &g.jid)? > cursor {
+            let cursor = self.store.cursor(&g.tenant, &g.jid).await?;
+            if self.store.latest_message_seq(&g.tenant, &g.jid).await? > cursor {
                 let key = GroupKey::new(g.tenant.clone(), g.folder.clone());
                 if !self.queue.is_running(&key) {
                     self.queue.enqueue_message_check(&key);
@@ -213,14 +215,17 @@ impl Router {
     /// Whether some chat has messages that will be answered (they pass the trigger gate) and
     /// have no committed reply yet. Storage errors count as "yes": callers wait rather than
     /// drop work.
-    pub fn has_unanswered(&self) -> bool {
-        let Ok(groups) = self.store.all_registered_groups() else {
+    pub async fn has_unanswered(&self) -> bool {
+        let Ok(groups) = self.store.all_registered_groups().await else {
             return true;
         };
-        groups.iter().any(|g| {
+        for g in groups {
             let key = GroupKey::new(g.tenant.clone(), g.folder.clone());
-            !matches!(self.next_batch(&key), Ok(None))
-        })
+            if !matches!(self.next_batch(&key).await, Ok(None)) {
+                return true;
+            }
+        }
+        false
     }
 
     fn find_channel(&self, jid: &ChatJid) -> Option<Arc<dyn Channel>> {
@@ -239,7 +244,7 @@ impl Router {
 
     /// The chat of this folder whose oldest pending message is oldest, with its pending batch.
     /// A chat whose batch fails the trigger gate is skipped (its messages stay as context).
-    fn next_batch(&self, key: &GroupKey) -> Result<Option<ChatBatch>, RouterError> {
+    async fn next_batch(&self, key: &GroupKey) -> Result<Option<ChatBatch>, RouterError> {
         let mut best: Option<ChatBatch> = None;
         let groups = self
             .groups
@@ -247,7 +252,7 @@ impl Router {
             .map(|g| g.in_folder(key))
             .unwrap_or_default();
         for group in groups {
-            let Some(pending) = self.answerable_batch(&group)? else {
+            let Some(pending) = self.answerable_batch(&group).await? else {
                 continue;
             };
             let older = best.as_ref().is_none_or(|(_, b)| pending[0].seq < b[0].seq);
@@ -259,15 +264,14 @@ impl Router {
     }
 
     /// The chat's messages after its cursor, if there are any and they pass the trigger gate.
-    fn answerable_batch(
+    async fn answerable_batch(
         &self,
         group: &RegisteredGroup,
     ) -> Result<Option<Vec<StoredMessage>>, RouterError> {
-        let pending = self.store.pending_messages(
-            &group.tenant,
-            &group.jid,
-            self.settings.max_batch_messages,
-        )?;
+        let pending = self
+            .store
+            .pending_messages(&group.tenant, &group.jid, self.settings.max_batch_messages)
+            .await?;
         let answerable = !pending.is_empty()
             && passes_gate(
                 &self.settings.trigger,
@@ -284,7 +288,7 @@ impl Router {
         if let Ok(mut live) = self.live.lock() {
             live.insert(key.clone(), LiveRun::starting());
         }
-        let (group, request, last_seq) = match self.first_batch(&key) {
+        let (group, request, last_seq) = match self.first_batch(&key).await {
             Ok(Some(found)) => found,
             outcome => {
                 if let Ok(mut live) = self.live.lock() {
@@ -311,7 +315,14 @@ impl Router {
         if !ok {
             return false;
         }
-        if leftover > 0 && self.store.cursor(&group.tenant, &group.jid).unwrap_or(0) < last_seq {
+        if leftover > 0
+            && self
+                .store
+                .cursor(&group.tenant, &group.jid)
+                .await
+                .unwrap_or(0)
+                < last_seq
+        {
             // The run ended without answering even its first batch: treat as a failure so the
             // retry backoff applies instead of an immediate restart loop.
             tracing::warn!(group = %key, "run ended without answering its messages");
@@ -319,7 +330,7 @@ impl Router {
         }
         // Piped messages the run never answered, or other chats of this folder that queued up
         // meanwhile: run again.
-        match self.next_batch(&key) {
+        match self.next_batch(&key).await {
             Ok(Some(_)) => self.queue.enqueue_message_check(&key),
             Ok(None) => {}
             Err(e) => {
@@ -331,11 +342,11 @@ impl Router {
 
     /// The run request for the folder's next pending batch, with the batch's last seq. `Ok(None)`
     /// when there is nothing to run now; `Err` (logged) when the run should be retried.
-    fn first_batch(
+    async fn first_batch(
         &self,
         key: &GroupKey,
     ) -> Result<Option<(Arc<RegisteredGroup>, RunRequest, i64)>, ()> {
-        let (group, batch) = match self.next_batch(key) {
+        let (group, batch) = match self.next_batch(key).await {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -351,7 +362,7 @@ impl Router {
         let Some(last_seq) = batch.last().map(|m| m.seq) else {
             return Ok(None);
         };
-        let session_id = match self.store.session(&key.tenant, &key.folder) {
+        let session_id = match self.store.session(&key.tenant, &key.folder).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(group = %key, error = %e, "reading the session failed");
@@ -387,9 +398,8 @@ impl Router {
             }
         };
         slot.register_run(run.control.clone(), Some(group.jid.clone()));
-        self.run_started(key, group);
+        self.run_started(key, group).await;
         let mut idle = IdleDeadline::default();
-        let mut cursor_moves = QueuedCursorMoves::default();
         let mut failure: Option<String> = None;
         let mut session = request_session;
         loop {
@@ -416,11 +426,7 @@ impl Router {
                     if let Some(sid) = session_id
                         && session.as_ref() != Some(&sid)
                     {
-                        match self
-                            .store
-                            .set_session_async(&key.tenant, &key.folder, &sid)
-                            .await
-                        {
+                        match self.store.set_session(&key.tenant, &key.folder, &sid).await {
                             Ok(()) => session = Some(sid),
                             Err(e) => {
                                 tracing::error!(group = %key, error = %e, "saving the session failed")
@@ -429,11 +435,7 @@ impl Router {
                     }
                     let advance_to = self.take_answered(key, inputs);
                     let reply = text.as_deref().map(format_outbound).unwrap_or_default();
-                    let committed = self
-                        .commit(group, &reply, advance_to, &mut cursor_moves)
-                        .await
-                        .and_then(|()| cursor_moves.reap().map_err(RouterError::from));
-                    if let Err(e) = committed {
+                    if let Err(e) = self.commit(group, reply, advance_to).await {
                         tracing::error!(group = %key, error = %e, "committing a reply failed");
                         failure.get_or_insert_with(|| format!("commit failed: {e}"));
                         run.control.kill().await;
@@ -466,11 +468,6 @@ impl Router {
                 RunEvent::Ready | RunEvent::Activity { .. } | RunEvent::Usage { .. } => {}
             }
         }
-        // Before anything reads the cursor again (see `queued`).
-        if let Err(e) = cursor_moves.settle().await {
-            tracing::error!(group = %key, error = %e, "committing a cursor move failed");
-            failure.get_or_insert_with(|| format!("commit failed: {e}"));
-        }
         match failure {
             Some(reason) if self.unanswered(key) > 0 => {
                 tracing::warn!(group = %key, run = %run_id, reason = %reason, "run failed with unanswered messages");
@@ -485,26 +482,29 @@ impl Router {
     }
 
     /// Commits a reply (when non-empty) with its cursor move, then wakes the outbox. Without a
-    /// reply, only queues the cursor move (see `queued`).
+    /// reply, only moves the cursor.
     async fn commit(
         &self,
         group: &RegisteredGroup,
-        reply: &str,
+        reply: String,
         advance_to: Option<i64>,
-        cursor_moves: &mut QueuedCursorMoves,
     ) -> Result<(), RouterError> {
         if reply.is_empty() {
             if let Some(seq) = advance_to {
-                cursor_moves.push(
-                    self.store
-                        .queue_cursor_advance(&group.tenant, &group.jid, seq)
-                        .await?,
-                );
+                self.store
+                    .advance_cursor(&group.tenant, &group.jid, seq)
+                    .await?;
             }
             return Ok(());
         }
         self.store
-            .commit_reply_async(&group.tenant, &group.jid, reply, "router", advance_to)
+            .commit_reply(NewReply {
+                tenant: group.tenant.clone(),
+                chat_jid: group.jid.clone(),
+                text: reply,
+                origin: "router".to_owned(),
+                advance_to,
+            })
             .await?;
         self.outbox.kick();
         Ok(())
@@ -560,6 +560,8 @@ fn prompt_for(batch: &[StoredMessage]) -> String {
     }))
 }
 
-fn load_group_cache(store: &Store) -> Result<GroupCache, RouterError> {
-    Ok(GroupCache::from_groups(store.all_registered_groups()?))
+async fn load_group_cache(store: &dyn Store) -> Result<GroupCache, RouterError> {
+    Ok(GroupCache::from_groups(
+        store.all_registered_groups().await?,
+    ))
 }

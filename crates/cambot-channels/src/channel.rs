@@ -4,8 +4,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use cambot_core::UserStore;
 use cambot_protocol::ChatJid;
 use cambot_protocol::ChatMetadata;
+use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::InboundMessage;
 use cambot_protocol::RegisteredGroup;
@@ -108,9 +110,16 @@ pub trait ChannelHost: Send + Sync {
     /// Something happened to a channel that the host may act on. The default ignores it.
     fn on_channel_event(&self, _event: ChannelEvent) {}
 
-    /// Users, tokens and web sessions, for the web channel. Hosts without a user store
-    /// return `None` (the default), and the web channel then refuses to start.
-    fn web(&self) -> Option<Arc<dyn crate::web::WebHost>> {
+    /// The store of users, signing keys, refresh tokens and web sessions, for the web
+    /// channel. Hosts without one return `None` (the default), and the web channel then
+    /// refuses to start.
+    fn users(&self) -> Option<Arc<dyn UserStore>> {
+        None
+    }
+
+    /// cambot's data directory, for channels that keep files (web chat uploads). Hosts
+    /// without one return `None` (the default), and such channels refuse to start.
+    fn data_layout(&self) -> Option<DataLayout> {
         None
     }
 }

@@ -1,5 +1,9 @@
 //! Channel errors.
 
+use std::sync::Arc;
+
+use cambot_core::StoreError;
+
 /// Why a channel operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -36,8 +40,17 @@ pub enum HostError {
     ShuttingDown,
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The store failed; shared so that the error stays `Clone` and keeps its cause.
+    #[error("storage failed: {0}")]
+    Store(#[source] Arc<StoreError>),
     #[error("not found")]
     NotFound,
     #[error("forbidden")]
     Forbidden,
+}
+
+impl From<StoreError> for HostError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(Arc::new(e))
+    }
 }

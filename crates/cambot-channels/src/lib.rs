@@ -26,4 +26,3 @@ pub use registry::ChannelsConfig;
 pub use registry::load_channels;
 pub use web::WebChannel;
 pub use web::WebConfig;
-pub use web::WebHost;

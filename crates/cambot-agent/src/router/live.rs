@@ -55,73 +55,119 @@ impl LiveRun {
 
 impl Router {
     /// Pipes messages newer than what the live run has seen, if a live run answers this chat
-    /// and the batch passes the trigger gate.
-    pub(super) fn try_pipe(
+    /// and the batch passes the trigger gate. True when nothing is left for a message check.
+    pub(super) async fn try_pipe(
         &self,
         key: &GroupKey,
         group: &RegisteredGroup,
         arrival: &Arrival,
     ) -> bool {
-        let Ok(mut live) = self.live.lock() else {
-            return false;
-        };
-        let Some(run) = live.get_mut(key) else {
-            return false;
-        };
-        if !run.started {
-            // The caller still queues a message check (the message may be for another chat of
-            // the folder); the starting run catches up with its own chat once it is up.
-            if !run.missed.contains(&group.jid) {
-                run.missed.push(group.jid.clone());
+        {
+            let Ok(mut live) = self.live.lock() else {
+                return false;
+            };
+            let Some(run) = live.get_mut(key) else {
+                return false;
+            };
+            if !run.started {
+                // The caller still queues a message check (the message may be for another chat
+                // of the folder); the starting run catches up with its own chat once it is up.
+                if !run.missed.contains(&group.jid) {
+                    run.missed.push(group.jid.clone());
+                }
+                return false;
             }
+            if run.chat.as_ref() == Some(&group.jid) {
+                if arrival.message.seq <= run.last_seq {
+                    // The run has it already (a repeated delivery, or piped with a later one).
+                    return true;
+                }
+                if arrival.previous_in_chat == Some(run.last_seq) {
+                    // The run has seen everything before this message: nothing to read back.
+                    let piped =
+                        self.pipe_batch(key, group, run, std::slice::from_ref(&arrival.message));
+                    drop(live);
+                    if piped {
+                        self.typing(&group.jid, true);
+                    }
+                    return piped;
+                }
+            }
+        }
+        if self.live_chat(key).as_ref() != Some(&group.jid) {
+            self.make_way_for(key, &group.jid).await;
             return false;
         }
-        if run.chat.as_ref() != Some(&group.jid) {
-            drop(live);
-            self.make_way_for(key, &group.jid);
+        self.pipe_read_back(key, group).await
+    }
+
+    /// The chat the started live run of `key` answers.
+    fn live_chat(&self, key: &GroupKey) -> Option<ChatJid> {
+        let live = self.live.lock().ok()?;
+        live.get(key)
+            .filter(|r| r.started)
+            .and_then(|r| r.chat.clone())
+    }
+
+    /// Reads the chat's messages newer than what the live run has seen and pipes them. The read
+    /// happens without the live-run lock; what another arrival piped meanwhile is left out.
+    /// True when nothing is left for a message check.
+    async fn pipe_read_back(&self, key: &GroupKey, group: &RegisteredGroup) -> bool {
+        let Some(since) = self.live_seen(key, &group.jid) else {
             return false;
-        }
-        if arrival.message.seq <= run.last_seq {
-            // The run has it already (a repeated delivery, or piped with a later message).
-            return true;
-        }
-        let piped = self.pipe_newer(key, group, run, Some(arrival));
-        drop(live);
+        };
+        let mut pending = match self
+            .store
+            .messages_since(
+                &group.tenant,
+                &group.jid,
+                since,
+                self.settings.max_batch_messages,
+            )
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "reading messages to pipe failed");
+                return false;
+            }
+        };
+        let piped = {
+            let Ok(mut live) = self.live.lock() else {
+                return false;
+            };
+            let Some(run) = live
+                .get_mut(key)
+                .filter(|r| r.started && r.chat.as_ref() == Some(&group.jid))
+            else {
+                return false;
+            };
+            pending.retain(|m| m.seq > run.last_seq);
+            self.pipe_batch(key, group, run, &pending)
+        };
         if piped {
             self.typing(&group.jid, true);
         }
         piped
     }
 
-    /// Pipes the chat's messages newer than what `run` has seen (just `arrival` when it is the
-    /// next one), if they pass the trigger gate. True when nothing is left for a message check.
-    fn pipe_newer(
+    /// The last seq the started live run of `key` has seen, if it answers `chat`.
+    fn live_seen(&self, key: &GroupKey, chat: &ChatJid) -> Option<i64> {
+        let live = self.live.lock().ok()?;
+        live.get(key)
+            .filter(|r| r.started && r.chat.as_ref() == Some(chat))
+            .map(|r| r.last_seq)
+    }
+
+    /// Pipes `pending` (the chat's messages the run has not seen, oldest first) into the run if
+    /// they pass the trigger gate. True when nothing is left for a message check.
+    fn pipe_batch(
         &self,
         key: &GroupKey,
         group: &RegisteredGroup,
         run: &mut LiveRun,
-        arrival: Option<&Arrival>,
+        pending: &[cambot_core::StoredMessage],
     ) -> bool {
-        let next = arrival.filter(|a| a.previous_in_chat == Some(run.last_seq));
-        let read_back;
-        let pending = if let Some(arrival) = next {
-            // The run has seen everything before this message: nothing to read back.
-            std::slice::from_ref(&arrival.message)
-        } else {
-            read_back = match self.store.messages_since(
-                &group.tenant,
-                &group.jid,
-                run.last_seq,
-                self.settings.max_batch_messages,
-            ) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(group = %key, error = %e, "reading messages to pipe failed");
-                    return false;
-                }
-            };
-            read_back.as_slice()
-        };
         let Some(last) = pending.last().map(|m| m.seq) else {
             return true;
         };
@@ -147,33 +193,33 @@ impl Router {
 
     /// The run of `key` is up: from now on arrivals are piped into it, and what arrived while
     /// it was starting is piped now.
-    pub(super) fn run_started(&self, key: &GroupKey, group: &RegisteredGroup) {
-        let Ok(mut live) = self.live.lock() else {
-            return;
+    pub(super) async fn run_started(&self, key: &GroupKey, group: &RegisteredGroup) {
+        let missed = {
+            let Ok(mut live) = self.live.lock() else {
+                return;
+            };
+            let Some(run) = live.get_mut(key) else {
+                return;
+            };
+            run.started = true;
+            std::mem::take(&mut run.missed)
         };
-        let Some(run) = live.get_mut(key) else {
-            return;
-        };
-        run.started = true;
-        let missed = std::mem::take(&mut run.missed);
-        let piped = missed.contains(&group.jid) && self.pipe_newer(key, group, run, None);
-        drop(live);
-        if piped {
-            self.typing(&group.jid, true);
+        if missed.contains(&group.jid) {
+            self.pipe_read_back(key, group).await;
         }
         for chat in missed.iter().filter(|chat| **chat != group.jid) {
-            self.make_way_for(key, chat);
+            self.make_way_for(key, chat).await;
         }
     }
 
     /// `chat` (of the folder `key`) has messages the live run cannot take: if they will be
     /// answered, the run closes once idle so that they get a run of their own.
-    fn make_way_for(&self, key: &GroupKey, chat: &ChatJid) {
+    async fn make_way_for(&self, key: &GroupKey, chat: &ChatJid) {
         let Some(group) = self.cached_group(&key.tenant, chat) else {
             return;
         };
         // A failed read counts as answerable: closing an idle run early loses nothing.
-        if !matches!(self.answerable_batch(&group), Ok(None)) {
+        if !matches!(self.answerable_batch(&group).await, Ok(None)) {
             self.queue.preempt_idle_run(key);
         }
     }

@@ -18,6 +18,9 @@ use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::get;
 use axum::routing::post;
+use cambot_core::RefreshRotation;
+use cambot_core::RefreshTokenRow;
+use cambot_core::WebSessionRow;
 use cambot_protocol::TenantId;
 use serde::Deserialize;
 use serde::Serialize;
@@ -25,15 +28,14 @@ use serde::Serialize;
 use crate::web::app::ApiError;
 use crate::web::app::App;
 use crate::web::app::Caller;
-use crate::web::host::HistoryItem;
-use crate::web::host::Rotation;
-use crate::web::host::WebSession;
+use crate::web::history;
 use crate::web::security;
 use crate::web::tokens::hash_refresh_token;
 use crate::web::tokens::new_refresh_token;
 use crate::web::tokens::now_ms;
 use crate::web::tokens::random_id;
 use crate::web::tokens::valid_user_name;
+use crate::web::uploads;
 
 /// Name of the refresh-token cookie (scoped to the auth endpoints).
 pub const REFRESH_COOKIE: &str = "cambot_refresh";
@@ -125,20 +127,21 @@ async fn login(
         return Err(ApiError::RateLimited(app.sign_ins.retry_after().as_secs()));
     }
     let user = app
-        .web
-        .check_password(tenant.clone(), body.user, body.password)
+        .check_password(&tenant, &body.user, body.password)
         .await?
         .ok_or(ApiError::Unauthorized)?;
     let refresh = new_refresh_token();
-    app.web.store_refresh(
-        &hash_refresh_token(&refresh),
-        &random_id(),
-        &user.tenant,
-        &user.id,
-        refresh_expiry(&app),
-    )?;
+    app.users
+        .insert_refresh(&RefreshTokenRow {
+            hash: hash_refresh_token(&refresh),
+            family: random_id(),
+            tenant: user.tenant.clone(),
+            user_id: user.id.clone(),
+            expires_ms: refresh_expiry(&app),
+        })
+        .await?;
     tracing::info!(tenant = %user.tenant, user = %user.id, "web: signed in");
-    token_response(&app, &user.tenant, &user.id, &refresh)
+    token_response(&app, &user.tenant, &user.id, &refresh).await
 }
 
 fn refresh_expiry(app: &App) -> i64 {
@@ -149,16 +152,17 @@ fn refresh_expiry(app: &App) -> i64 {
     )
 }
 
-fn token_response(
+async fn token_response(
     app: &App,
     tenant: &TenantId,
     user: &str,
     refresh: &str,
 ) -> Result<Response, ApiError> {
-    let (access_token, expires_at) = app.tokens.issue(tenant, user).map_err(|e| {
-        tracing::error!(error = %e, "web: issuing a token failed");
-        ApiError::Internal
-    })?;
+    let (access_token, expires_at) = app
+        .tokens
+        .issue(tenant, user)
+        .await
+        .map_err(|e| ApiError::internal("issuing a token failed", &e))?;
     let mut response = Json(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -224,34 +228,42 @@ async fn refresh(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
         return Ok(unauthorized_clearing_cookie(&app));
     };
     let new = new_refresh_token();
-    let rotation = app.web.rotate_refresh(
-        &hash_refresh_token(&old),
-        &hash_refresh_token(&new),
-        refresh_expiry(&app),
-        now_ms(),
-    )?;
+    let rotation = app
+        .users
+        .rotate_refresh(
+            &hash_refresh_token(&old),
+            &hash_refresh_token(&new),
+            refresh_expiry(&app),
+            now_ms(),
+        )
+        .await?;
     match rotation {
-        Rotation::Rotated { tenant, user } => {
-            if app.check_user(&tenant, &user, false).is_err() {
-                app.web.revoke_refresh(&hash_refresh_token(&new))?;
+        RefreshRotation::Rotated { tenant, user_id } => {
+            // A disabled (or deleted) user's refresh fails, and the new token dies with it.
+            if app.check_user(&tenant, &user_id, false).await.is_err() {
+                app.users
+                    .revoke_refresh_family(&hash_refresh_token(&new))
+                    .await?;
                 return Ok(unauthorized_clearing_cookie(&app));
             }
-            token_response(&app, &tenant, &user, &new)
+            token_response(&app, &tenant, &user_id, &new).await
         }
-        Rotation::Reused => {
+        RefreshRotation::Reused => {
             tracing::warn!(
                 "web: a rotated refresh token was presented again; its family is revoked"
             );
             Ok(unauthorized_clearing_cookie(&app))
         }
-        Rotation::Invalid => Ok(unauthorized_clearing_cookie(&app)),
+        RefreshRotation::Invalid => Ok(unauthorized_clearing_cookie(&app)),
     }
 }
 
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     check_cookie_origin(&app, &headers)?;
     if let Some(token) = cookie_value(&headers, REFRESH_COOKIE).filter(|v| !v.is_empty()) {
-        app.web.revoke_refresh(&hash_refresh_token(&token))?;
+        app.users
+            .revoke_refresh_family(&hash_refresh_token(&token))
+            .await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_cookie(&mut response, &refresh_cookie(&app, "", 0));
@@ -272,7 +284,7 @@ pub(crate) struct SessionView {
     pub(crate) expired: bool,
 }
 
-fn view(app: &App, s: &WebSession) -> SessionView {
+fn view(app: &App, s: &WebSessionRow) -> SessionView {
     SessionView {
         id: s.id.clone(),
         title: s.title.clone(),
@@ -286,7 +298,7 @@ async fn list_sessions(
     State(app): State<Arc<App>>,
     caller: Caller,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
-    let sessions = app.web.sessions(&caller.tenant, &caller.user)?;
+    let sessions = app.users.web_sessions(&caller.tenant, &caller.user).await?;
     Ok(Json(sessions.iter().map(|s| view(&app, s)).collect()))
 }
 
@@ -303,7 +315,7 @@ async fn get_session(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let session = app.owned_session(&caller, &id)?;
+    let session = app.owned_session(&caller, &id).await?;
     Ok(Json(view(&app, &session)))
 }
 
@@ -313,37 +325,28 @@ struct HistoryQuery {
     after_reply: i64,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
-enum HistoryView {
-    User {
-        id: String,
-        text: String,
-        at: String,
-    },
-    Assistant {
-        id: i64,
-        text: String,
-        at: String,
-    },
-}
-
 async fn history(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = app.owned_session(&caller, &id)?;
-    let items: Vec<HistoryView> = app
-        .web
-        .history(&session, q.after_reply, HISTORY_LIMIT)?
-        .into_iter()
-        .map(|item| match item {
-            HistoryItem::User { id, text, at, .. } => HistoryView::User { id, text, at },
-            HistoryItem::Assistant { id, text, at } => HistoryView::Assistant { id, text, at },
-        })
-        .collect();
+    let session = app.owned_session(&caller, &id).await?;
+    // Both reads are keyed by the session's own tenant and chat, found above for this caller.
+    let messages = app
+        .users
+        .chat_history(&session.tenant, &session.chat_jid, HISTORY_LIMIT)
+        .await?;
+    let replies = app
+        .users
+        .chat_replies_after(
+            &session.tenant,
+            &session.chat_jid,
+            q.after_reply,
+            HISTORY_LIMIT,
+        )
+        .await?;
+    let items = history::merge(messages, replies);
     Ok(Json(serde_json::json!({
         "session": view(&app, &session),
         "items": items,
@@ -380,7 +383,7 @@ async fn upload(
     Query(q): Query<UploadQuery>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let session = app.owned_session(&caller, &id)?;
+    let session = app.owned_session(&caller, &id).await?;
     if app.is_expired(&session) {
         return Err(ApiError::Expired);
     }
@@ -390,7 +393,9 @@ async fn upload(
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty upload".into()));
     }
-    let info = app.web.save_upload(session, q.name, body.to_vec()).await?;
+    let info = uploads::save_upload(&app.layout, &session.tenant, &session.folder, &q.name, body)
+        .await
+        .map_err(|e| ApiError::internal("storing an upload failed", &e))?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({

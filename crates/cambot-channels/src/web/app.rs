@@ -11,8 +11,13 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::response::Response;
+use cambot_core::StoreError;
+use cambot_core::UserRow;
+use cambot_core::UserStore;
+use cambot_core::WebSessionRow;
 use cambot_protocol::ChatJid;
 use cambot_protocol::ChatMetadata;
+use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::InboundMessage;
 use cambot_protocol::TenantId;
@@ -23,10 +28,10 @@ use crate::channel::ChannelHost;
 use crate::channel::GroupRegistrationRequest;
 use crate::error::HostError;
 use crate::web::config::WebConfig;
-use crate::web::host::WebHost;
-use crate::web::host::WebSession;
 use crate::web::hub::Hub;
 use crate::web::limits::RateLimiter;
+use crate::web::passwords;
+use crate::web::passwords::PasswordError;
 use crate::web::tokens::Identity;
 use crate::web::tokens::Tokens;
 use crate::web::tokens::now_ms;
@@ -39,7 +44,11 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 /// Everything the handlers share.
 pub(crate) struct App {
     pub(crate) host: Arc<dyn ChannelHost>,
-    pub(crate) web: Arc<dyn WebHost>,
+    /// Users, keys, refresh tokens, sessions: every read made for a user is keyed by
+    /// `(tenant, user)` in the store.
+    pub(crate) users: Arc<dyn UserStore>,
+    /// Where uploads go.
+    pub(crate) layout: DataLayout,
     pub(crate) tokens: Tokens,
     pub(crate) config: WebConfig,
     pub(crate) hub: Hub,
@@ -114,7 +123,32 @@ impl From<HostError> for ApiError {
                 tracing::error!(error = %m, "web: storage failed");
                 Self::Internal
             }
+            HostError::Store(e) => Self::internal("storage failed", &*e),
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::internal("storage failed", &e)
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(e: PasswordError) -> Self {
+        match e {
+            // The queue is full: refused rather than queued, the client retries later.
+            PasswordError::Busy => Self::Unavailable,
+            other => Self::internal("password check failed", &other),
+        }
+    }
+}
+
+impl ApiError {
+    /// Logs the cause (the client only sees `internal`).
+    pub(crate) fn internal(what: &str, e: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %e, "web: {what}");
+        Self::Internal
     }
 }
 
@@ -152,12 +186,13 @@ pub(crate) struct Caller {
 impl App {
     /// Verifies an access token and that its user may still act (exists locally unless the
     /// token is external, and is not disabled).
-    pub(crate) fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
-        let identity: Identity = self.tokens.verify(token).map_err(|e| {
+    pub(crate) async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
+        let identity: Identity = self.tokens.verify(token).await.map_err(|e| {
             tracing::debug!(error = %e, "web: token refused");
             ApiError::Unauthorized
         })?;
-        self.check_user(&identity.tenant, &identity.user, identity.external)?;
+        self.check_user(&identity.tenant, &identity.user, identity.external)
+            .await?;
         Ok(Caller {
             tenant: identity.tenant,
             user: identity.user,
@@ -167,13 +202,13 @@ impl App {
     }
 
     /// A disabled user's tokens stop working at once: checked on every call.
-    pub(crate) fn check_user(
+    pub(crate) async fn check_user(
         &self,
         tenant: &TenantId,
         user: &str,
         external: bool,
     ) -> Result<(), ApiError> {
-        match self.web.user(tenant, user)? {
+        match self.users.user(tenant, user).await? {
             Some(u) if u.disabled => Err(ApiError::Unauthorized),
             Some(_) => Ok(()),
             None if external => Ok(()),
@@ -181,17 +216,36 @@ impl App {
         }
     }
 
+    /// Checks a password on the password thread. `None` for an unknown user, a wrong
+    /// password or a disabled user (the caller cannot tell which).
+    pub(crate) async fn check_password(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        password: String,
+    ) -> Result<Option<UserRow>, ApiError> {
+        let row = self.users.user(tenant, user).await?;
+        let ok = passwords::check_password(password, row.as_ref().map(|r| r.password_hash.clone()))
+            .await?;
+        Ok(row.filter(|r| ok && !r.disabled))
+    }
+
     /// The caller's session, or 404 for anything that is not theirs.
-    pub(crate) fn owned_session(&self, caller: &Caller, id: &str) -> Result<WebSession, ApiError> {
+    pub(crate) async fn owned_session(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<WebSessionRow, ApiError> {
         if !valid_session_id(id) {
             return Err(ApiError::NotFound);
         }
-        self.web
-            .session(&caller.tenant, &caller.user, id)?
+        self.users
+            .web_session(&caller.tenant, &caller.user, id)
+            .await?
             .ok_or(ApiError::NotFound)
     }
 
-    pub(crate) fn is_expired(&self, session: &WebSession) -> bool {
+    pub(crate) fn is_expired(&self, session: &WebSessionRow) -> bool {
         let ttl_ms = i64::try_from(self.config.session_ttl_secs)
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000);
@@ -199,7 +253,7 @@ impl App {
     }
 
     /// Creates a session: its own non-main group (folder, chat jid), no trigger needed.
-    pub(crate) async fn create_session(&self, caller: &Caller) -> Result<WebSession, ApiError> {
+    pub(crate) async fn create_session(&self, caller: &Caller) -> Result<WebSessionRow, ApiError> {
         if !self.messages.allow(&user_key(caller)) {
             return Err(ApiError::RateLimited(self.messages.retry_after().as_secs()));
         }
@@ -217,17 +271,17 @@ impl App {
             })
             .await?;
         let now = now_ms();
-        let session = WebSession {
+        let session = WebSessionRow {
             tenant: caller.tenant.clone(),
-            user: caller.user.clone(),
+            user_id: caller.user.clone(),
             id,
             folder,
-            jid: jid.clone(),
+            chat_jid: jid.clone(),
             title: String::new(),
             created_ms: now,
             last_active_ms: now,
         };
-        self.web.create_session(&session)?;
+        self.users.insert_web_session(&session).await?;
         self.host
             .on_chat_metadata(ChatMetadata {
                 tenant: caller.tenant.clone(),
@@ -250,7 +304,7 @@ impl App {
         text: &str,
         client_id: Option<&str>,
     ) -> Result<(), ApiError> {
-        let session = self.owned_session(caller, session_id)?;
+        let session = self.owned_session(caller, session_id).await?;
         if self.is_expired(&session) {
             return Err(ApiError::Expired);
         }
@@ -272,7 +326,7 @@ impl App {
         self.host
             .on_message(InboundMessage {
                 tenant: session.tenant.clone(),
-                chat_jid: session.jid.clone(),
+                chat_jid: session.chat_jid.clone(),
                 id,
                 sender: format!("web:{}", caller.user),
                 sender_name: caller.user.clone(),
@@ -287,7 +341,15 @@ impl App {
         let now = now_ms();
         if session.title.is_empty() || now.saturating_sub(session.last_active_ms) > TOUCH_EVERY_MS {
             let title: String = text.chars().take(60).collect();
-            self.web.touch_session(&session, now, Some(&title))?;
+            self.users
+                .touch_web_session(
+                    &session.tenant,
+                    &session.user_id,
+                    &session.id,
+                    now,
+                    Some(&title),
+                )
+                .await?;
         }
         Ok(())
     }
@@ -339,7 +401,7 @@ impl FromRequestParts<Arc<App>> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
-        let caller = app.authenticate(token.trim())?;
+        let caller = app.authenticate(token.trim()).await?;
         if caller.exp < now_secs() {
             return Err(ApiError::Unauthorized);
         }
@@ -349,3 +411,7 @@ impl FromRequestParts<Arc<App>> for Caller {
         Ok(caller)
     }
 }
+
+#[cfg(test)]
+#[path = "app_tests.rs"]
+mod tests;

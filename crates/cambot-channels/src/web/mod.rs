@@ -1,8 +1,11 @@
 //! The web chat channel: an HTTP API and a WebSocket (axum) plus an embedded single-page UI.
 //!
-//! - Users belong to a tenant and sign in with a password (Argon2id, checked by cambot through
-//!   [`WebHost`]); sign-in returns a short-lived EdDSA access JWT and sets a rotating refresh
-//!   token in an HttpOnly, SameSite=Strict cookie (see [`tokens`]).
+//! - Users belong to a tenant and sign in with a password (Argon2id, checked on one dedicated
+//!   thread, see [`passwords`]); sign-in returns a short-lived EdDSA access JWT and sets a
+//!   rotating refresh token in an HttpOnly, SameSite=Strict cookie (see [`tokens`]).
+//! - Users, signing keys, refresh tokens and sessions live in cambot's store, reached through
+//!   [`cambot_core::UserStore`] ([`crate::ChannelHost::users`]); uploads are files under the
+//!   data directory ([`crate::ChannelHost::data_layout`]).
 //! - Each web session is its own group: chat jid `web:<tenant>:<user>:<session>`, folder
 //!   `web-<hash>`, non-main, no trigger. Every call looks the session up by
 //!   `(tenant, user, id)`, so another user's session is simply not found (404).
@@ -14,11 +17,13 @@
 mod api;
 mod app;
 pub mod config;
-pub mod host;
+mod history;
 pub mod hub;
 mod limits;
+pub mod passwords;
 mod security;
 pub mod tokens;
+mod uploads;
 mod ws;
 
 use std::net::SocketAddr;
@@ -36,13 +41,6 @@ pub use app::session_folder;
 pub use app::session_jid;
 pub use config::ExternalIssuer;
 pub use config::WebConfig;
-pub use host::HistoryItem;
-pub use host::Rotation;
-pub use host::StoredKey;
-pub use host::UploadInfo;
-pub use host::WebHost;
-pub use host::WebSession;
-pub use host::WebUser;
 pub use security::CSP;
 
 use crate::channel::BoxFuture;
@@ -72,18 +70,24 @@ impl std::fmt::Debug for WebChannel {
 }
 
 impl WebChannel {
-    /// Builds the channel. cambot must provide its user store ([`crate::ChannelHost::web`]).
+    /// Builds the channel. cambot must provide its user store ([`crate::ChannelHost::users`])
+    /// and data directory ([`crate::ChannelHost::data_layout`]).
     pub fn new(opts: ChannelOpts, config: &WebConfig) -> Result<Self, ChannelError> {
-        let web = opts.host.web().ok_or_else(|| {
-            ChannelError::Config(
-                "the web channel needs cambot's user store, which this host does not provide"
-                    .into(),
-            )
-        })?;
-        let tokens = tokens::Tokens::new(Arc::clone(&web), config)?;
+        let missing = |what: &str| {
+            ChannelError::Config(format!(
+                "the web channel needs cambot's {what}, which this host does not provide"
+            ))
+        };
+        let users = opts.host.users().ok_or_else(|| missing("user store"))?;
+        let layout = opts
+            .host
+            .data_layout()
+            .ok_or_else(|| missing("data directory"))?;
+        let tokens = tokens::Tokens::new(Arc::clone(&users), config)?;
         let app = App {
             host: opts.host,
-            web,
+            users,
+            layout,
             tokens,
             config: config.clone(),
             hub: hub::Hub::new(),

@@ -12,6 +12,9 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cambot_core::SigningKeyRow;
+use cambot_core::StoreError;
+use cambot_core::UserStore;
 use cambot_protocol::TenantId;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::DecodingKey;
@@ -27,16 +30,15 @@ use serde::Serialize;
 use sha2::Digest;
 
 use crate::error::ChannelError;
-use crate::error::HostError;
 use crate::web::config::ExternalIssuer;
 use crate::web::config::WebConfig;
-use crate::web::host::StoredKey;
-use crate::web::host::WebHost;
 
 /// Clock skew tolerated on `exp` and `iat` (seconds).
 pub const LEEWAY_SECS: u64 = 30;
 /// Longest lifetime (`exp - iat`) an accepted token may claim (seconds).
 const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
+/// The only algorithm of cambot's own keys; a stored key of another algorithm is ignored.
+const KEY_ALGORITHM: &str = "EdDSA";
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,8 +94,8 @@ pub enum TokenError {
     TenantMismatch,
     #[error("invalid user or tenant in token")]
     BadSubject,
-    #[error(transparent)]
-    Host(#[from] HostError),
+    #[error("reading or storing signing keys: {0}")]
+    Store(#[from] StoreError),
 }
 
 struct Signer {
@@ -112,7 +114,7 @@ struct External {
 
 /// Issues and verifies access tokens.
 pub struct Tokens {
-    host: Arc<dyn WebHost>,
+    store: Arc<dyn UserStore>,
     issuer: String,
     audience: String,
     access_ttl_secs: u64,
@@ -154,10 +156,10 @@ pub fn random_id() -> String {
 }
 
 impl Tokens {
-    pub fn new(host: Arc<dyn WebHost>, config: &WebConfig) -> Result<Self, ChannelError> {
+    pub fn new(store: Arc<dyn UserStore>, config: &WebConfig) -> Result<Self, ChannelError> {
         let external = config.external.as_ref().map(load_external).transpose()?;
         Ok(Self {
-            host,
+            store,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             access_ttl_secs: config.access_token_ttl_secs.max(1),
@@ -175,8 +177,8 @@ impl Tokens {
     }
 
     /// Issues an access token for a user of a tenant. Returns the token and its expiry.
-    pub fn issue(&self, tenant: &TenantId, user: &str) -> Result<(String, u64), TokenError> {
-        let signer = self.signer(tenant)?;
+    pub async fn issue(&self, tenant: &TenantId, user: &str) -> Result<(String, u64), TokenError> {
+        let signer = self.signer(tenant).await?;
         let now = now_secs();
         let exp = now + self.access_ttl_secs;
         let claims = Claims {
@@ -196,7 +198,7 @@ impl Tokens {
     }
 
     /// The tenant's current signer, rotating when it is older than the rotation period.
-    fn signer(&self, tenant: &TenantId) -> Result<Arc<Signer>, TokenError> {
+    async fn signer(&self, tenant: &TenantId) -> Result<Arc<Signer>, TokenError> {
         let now = now_ms();
         let fresh = |s: &Signer| now - s.created_ms < self.rotation_ms;
         if let Some(s) = self
@@ -208,22 +210,23 @@ impl Tokens {
         {
             return Ok(s);
         }
-        let stored = self.host.signing_keys(tenant)?;
+        let stored = self.store.signing_keys(tenant).await?;
         let newest = stored
             .into_iter()
-            .next()
+            .find(|k| k.algorithm == KEY_ALGORITHM)
             .filter(|k| now - k.created_ms < self.rotation_ms);
         let key = match newest {
             Some(k) => k,
             None => {
                 let k = generate_key(tenant, now)?;
-                self.host.add_signing_key(&k)?;
+                self.store.add_signing_key(&k).await?;
                 // Keep old keys while tokens they signed may still be valid.
                 let keep_ms = i64::try_from(self.access_ttl_secs + LEEWAY_SECS)
                     .unwrap_or(i64::MAX / 1000)
                     .saturating_mul(1000);
-                self.host
-                    .retire_signing_keys(tenant, now - self.rotation_ms - keep_ms, &k.kid)?;
+                self.store
+                    .delete_signing_keys(tenant, now - self.rotation_ms - keep_ms, &k.kid)
+                    .await?;
                 tracing::info!(tenant = %tenant, kid = %k.kid, "web: new signing key");
                 k
             }
@@ -231,7 +234,7 @@ impl Tokens {
         let signer = Arc::new(Signer {
             kid: key.kid.clone(),
             created_ms: key.created_ms,
-            key: EncodingKey::from_ed_der(&key.private_pkcs8),
+            key: EncodingKey::from_ed_der(&key.private_key),
         });
         if let Ok(mut m) = self.signers.lock() {
             m.insert(tenant.clone(), Arc::clone(&signer));
@@ -241,11 +244,11 @@ impl Tokens {
 
     /// Verifies an access token (own or external) and returns who it speaks for. It does not
     /// check whether the user is disabled: the caller does, on every request.
-    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg == Algorithm::EdDSA
             && let Some(kid) = header.kid.as_deref()
-            && let Some((tenant, key)) = self.local_key(kid)?
+            && let Some((tenant, key)) = self.local_key(kid).await?
         {
             return self.verify_local(token, &tenant, &key);
         }
@@ -256,16 +259,24 @@ impl Tokens {
         }
     }
 
-    fn local_key(&self, kid: &str) -> Result<Option<(TenantId, Arc<DecodingKey>)>, TokenError> {
+    async fn local_key(
+        &self,
+        kid: &str,
+    ) -> Result<Option<(TenantId, Arc<DecodingKey>)>, TokenError> {
         if let Some(hit) = self.verifiers.lock().ok().and_then(|m| m.get(kid).cloned()) {
             return Ok(Some(hit));
         }
-        let Some(stored) = self.host.signing_key(kid)? else {
+        let Some(stored) = self
+            .store
+            .signing_key(kid)
+            .await?
+            .filter(|k| k.algorithm == KEY_ALGORITHM)
+        else {
             return Ok(None);
         };
         let entry = (
             stored.tenant.clone(),
-            Arc::new(DecodingKey::from_ed_der(&stored.public_raw)),
+            Arc::new(DecodingKey::from_ed_der(&stored.public_key)),
         );
         if let Ok(mut m) = self.verifiers.lock() {
             if m.len() > 10_000 {
@@ -378,17 +389,19 @@ pub fn valid_user_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
 }
 
-fn generate_key(tenant: &TenantId, now_ms: i64) -> Result<StoredKey, TokenError> {
+/// A new Ed25519 key: PKCS#8 private key and raw 32-byte public key.
+fn generate_key(tenant: &TenantId, now_ms: i64) -> Result<SigningKeyRow, TokenError> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
         .map_err(|_| TokenError::Invalid("key generation failed".into()))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
         .map_err(|_| TokenError::Invalid("key generation failed".into()))?;
-    Ok(StoredKey {
+    Ok(SigningKeyRow {
         kid: random_id(),
         tenant: tenant.clone(),
-        private_pkcs8: pkcs8.as_ref().to_vec(),
-        public_raw: pair.public_key().as_ref().to_vec(),
+        algorithm: KEY_ALGORITHM.into(),
+        private_key: pkcs8.as_ref().to_vec(),
+        public_key: pair.public_key().as_ref().to_vec(),
         created_ms: now_ms,
     })
 }

@@ -207,11 +207,12 @@ fn error_json(e: &ApiError, client_id: Option<&str>) -> serde_json::Value {
 }
 
 /// The caller may still act: token unexpired, user not disabled.
-fn still_valid(app: &App, caller: &Caller) -> Result<(), ApiError> {
+async fn still_valid(app: &App, caller: &Caller) -> Result<(), ApiError> {
     if caller.exp < now_secs() {
         return Err(ApiError::Unauthorized);
     }
     app.check_user(&caller.tenant, &caller.user, caller.external)
+        .await
 }
 
 async fn handle_frame(
@@ -230,7 +231,7 @@ async fn handle_frame(
         };
     };
     if let ClientFrame::Auth { token } = &frame {
-        return match app.authenticate(token) {
+        return match app.authenticate(token).await {
             Ok(c) => {
                 if caller
                     .as_ref()
@@ -252,7 +253,7 @@ async fn handle_frame(
     let Some(who) = caller.as_ref() else {
         return Flow::Close(CLOSE_UNAUTHORIZED, "authenticate first");
     };
-    if let Err(e) = still_valid(app, who) {
+    if let Err(e) = still_valid(app, who).await {
         let _ = send_json(socket, &error_json(&e, None)).await;
         return Flow::Close(CLOSE_UNAUTHORIZED, "unauthorized");
     }
@@ -305,7 +306,7 @@ async fn subscribe(
     epoch: Option<String>,
     after: u64,
 ) -> bool {
-    let owned = match app.owned_session(caller, &session) {
+    let owned = match app.owned_session(caller, &session).await {
         Ok(s) => s,
         Err(e) => return send_json(socket, &error_json(&e, None)).await,
     };
@@ -314,7 +315,7 @@ async fn subscribe(
     } else {
         0
     };
-    let Some(s) = app.hub.subscribe(&owned.jid, after) else {
+    let Some(s) = app.hub.subscribe(&owned.chat_jid, after) else {
         return send_json(socket, &error_json(&ApiError::Internal, None)).await;
     };
     let head = s.head;
@@ -334,7 +335,7 @@ async fn subscribe(
     }
     *sub = Some(Subscribed {
         session,
-        jid: owned.jid,
+        jid: owned.chat_jid,
         live: s.live,
         last_seq,
     });

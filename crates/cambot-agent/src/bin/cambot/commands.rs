@@ -10,6 +10,8 @@ use cambot_agent::daemon::Daemon;
 use cambot_agent::daemon::configured_channels;
 use cambot_channels::ChannelEvent;
 use cambot_core::GroupRegistration;
+use cambot_core::GroupStore;
+use cambot_core::MessageStore;
 use cambot_core::Store;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
@@ -64,10 +66,10 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Chat => run(config, true).await,
         Command::Doctor => {
             let sandbox = crate::sandbox_cmd::doctor_checks(&config).await;
-            doctor(&config, &sandbox)
+            doctor(&config, &sandbox).await
         }
-        Command::Groups(cmd) => groups(&config, cmd),
-        Command::Users(cmd) => crate::users_cmd::run(&config, cmd),
+        Command::Groups(cmd) => groups(&config, cmd).await,
+        Command::Users(cmd) => crate::users_cmd::run(&config, cmd).await,
         Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd),
         Command::Models(cmd) => crate::models_cmd::run(&config, cmd),
         Command::Sandbox(crate::sandbox_cmd::SandboxCommand::Run(args)) => {
@@ -129,9 +131,10 @@ async fn wait_idle(router: &cambot_agent::router::Router) {
         let delivered = router
             .store()
             .pending_outbox(1)
+            .await
             .map(|r| r.is_empty())
             .unwrap_or(true);
-        let idle = delivered && (router.queue().is_idle() || !router.has_unanswered());
+        let idle = delivered && (router.queue().is_idle() || !router.has_unanswered().await);
         if idle {
             return;
         }
@@ -139,7 +142,7 @@ async fn wait_idle(router: &cambot_agent::router::Router) {
     }
 }
 
-fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<ExitCode> {
+async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<ExitCode> {
     let layout = DataLayout::new(&config.data_dir);
     let mut checks: Vec<(bool, &str, String)> = Vec::new();
     let dir_ok =
@@ -156,14 +159,14 @@ fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<ExitCod
             )
         },
     ));
-    checks.push(match Store::open(&layout.database()) {
+    checks.push(match cambot_agent::database::open_store(&layout).await {
         Ok(store) => (
             true,
             "database",
             format!(
                 "{} (schema v{})",
                 layout.database().display(),
-                store.schema_version().unwrap_or(0)
+                store.schema_version().await.unwrap_or(0)
             ),
         ),
         Err(e) => (false, "database", e.to_string()),
@@ -224,17 +227,15 @@ fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-fn groups(config: &Config, cmd: GroupsCommand) -> Result<ExitCode> {
+async fn groups(config: &Config, cmd: GroupsCommand) -> Result<ExitCode> {
     let layout = DataLayout::new(&config.data_dir);
-    std::fs::create_dir_all(layout.root())
-        .with_context(|| format!("creating {}", layout.root().display()))?;
-    let store = Store::open(&layout.database())?;
+    let store = cambot_agent::database::open_store(&layout).await?;
     let mut out = std::io::stdout().lock();
     match cmd {
         GroupsCommand::List { tenant } => {
             let groups = match tenant {
-                Some(t) => store.registered_groups(&TenantId::new(&t)?)?,
-                None => store.all_registered_groups()?,
+                Some(t) => store.registered_groups(&TenantId::new(&t)?).await?,
+                None => store.all_registered_groups().await?,
             };
             if groups.is_empty() {
                 writeln!(out, "no registered groups")?;
@@ -278,7 +279,7 @@ fn groups(config: &Config, cmd: GroupsCommand) -> Result<ExitCode> {
             };
             let dir = layout.group_dir(&reg.tenant, &reg.folder);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let g = store.register_group(&reg)?;
+            let g = store.register_group(reg).await?;
             writeln!(
                 out,
                 "registered {} -> {}/{} ({})",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use cambot_agent::config::Config;
-use cambot_core::Store;
+use cambot_core::GroupStore;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::RunId;
@@ -99,8 +99,8 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
     input.command = Some(args.command);
     input.timezone = config.timezone.clone();
     if layout.database().exists()
-        && let Ok(store) = Store::open(&layout.database())
-        && let Ok(groups) = store.registered_groups(&tenant)
+        && let Ok(store) = cambot_agent::database::open_store(&layout).await
+        && let Ok(groups) = store.registered_groups(&tenant).await
     {
         input.container_config = groups
             .into_iter()

@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use anyhow::Result;
 use cambot_agent::config::Config;
-use cambot_agent::web_host::hash_password;
+use cambot_channels::web::passwords::hash_password;
 use cambot_channels::web::tokens::valid_user_name;
-use cambot_core::Store;
+use cambot_core::UserStore;
 use cambot_protocol::DataLayout;
 use cambot_protocol::TenantId;
 use clap::Subcommand;
@@ -54,11 +54,8 @@ pub(crate) enum UsersCommand {
     },
 }
 
-fn open(config: &Config) -> Result<Store> {
-    let layout = DataLayout::new(&config.data_dir);
-    std::fs::create_dir_all(layout.root())
-        .with_context(|| format!("creating {}", layout.root().display()))?;
-    Ok(Store::open(&layout.database())?)
+async fn open(config: &Config) -> Result<std::sync::Arc<cambot_core::SqliteStore>> {
+    Ok(cambot_agent::database::open_store(&DataLayout::new(&config.data_dir)).await?)
 }
 
 fn user_name(user: &str) -> Result<&str> {
@@ -69,27 +66,27 @@ fn user_name(user: &str) -> Result<&str> {
     Ok(user)
 }
 
-pub(crate) fn run(config: &Config, cmd: UsersCommand) -> Result<ExitCode> {
-    let store = open(config)?;
+pub(crate) async fn run(config: &Config, cmd: UsersCommand) -> Result<ExitCode> {
+    let store = open(config).await?;
     let mut out = std::io::stdout().lock();
     match cmd {
         UsersCommand::Add { user, tenant } => {
             let tenant = TenantId::new(&tenant)?;
             let user = user_name(&user)?;
             anyhow::ensure!(
-                store.web_user(&tenant, user)?.is_none(),
+                store.user(&tenant, user).await?.is_none(),
                 "user {user} already exists in tenant {tenant}"
             );
             let hash = hash_password(&read_password()?)?;
             anyhow::ensure!(
-                store.web_user_add(&tenant, user, &hash)?,
+                store.add_user(&tenant, user, &hash).await?,
                 "user {user} already exists in tenant {tenant}"
             );
             writeln!(out, "added {user} (tenant {tenant})")?;
         }
         UsersCommand::List { tenant } => {
             let tenant = tenant.as_deref().map(TenantId::new).transpose()?;
-            let users = store.web_users(tenant.as_ref())?;
+            let users = store.users(tenant.as_ref()).await?;
             writeln!(out, "{:<16} {:<32} STATUS", "TENANT", "USER")?;
             for u in users {
                 let status = if u.disabled { "disabled" } else { "active" };
@@ -97,20 +94,20 @@ pub(crate) fn run(config: &Config, cmd: UsersCommand) -> Result<ExitCode> {
             }
         }
         UsersCommand::Disable { user, tenant } => {
-            set_disabled(&store, &mut out, &tenant, &user, true)?
+            set_disabled(store.as_ref(), &mut out, &tenant, &user, true).await?
         }
         UsersCommand::Enable { user, tenant } => {
-            set_disabled(&store, &mut out, &tenant, &user, false)?
+            set_disabled(store.as_ref(), &mut out, &tenant, &user, false).await?
         }
         UsersCommand::Passwd { user, tenant } => {
             let tenant = TenantId::new(&tenant)?;
             let user = user_name(&user)?;
             anyhow::ensure!(
-                store.web_user(&tenant, user)?.is_some(),
+                store.user(&tenant, user).await?.is_some(),
                 "no user {user} in tenant {tenant}"
             );
             let hash = hash_password(&read_password()?)?;
-            store.web_user_set_password(&tenant, user, &hash)?;
+            store.set_user_password(&tenant, user, &hash).await?;
             writeln!(
                 out,
                 "password of {user} (tenant {tenant}) changed; signed out everywhere"
@@ -120,8 +117,8 @@ pub(crate) fn run(config: &Config, cmd: UsersCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn set_disabled(
-    store: &Store,
+async fn set_disabled(
+    store: &dyn UserStore,
     out: &mut impl Write,
     tenant: &str,
     user: &str,
@@ -130,7 +127,7 @@ fn set_disabled(
     let tenant = TenantId::new(tenant)?;
     let user = user_name(user)?;
     anyhow::ensure!(
-        store.web_user_set_disabled(&tenant, user, disabled)?,
+        store.set_user_disabled(&tenant, user, disabled).await?,
         "no user {user} in tenant {tenant}"
     );
     let what = if disabled {

@@ -1,0 +1,177 @@
+//! The web channel's security rules on a real (in-memory) store: sign-in, disabled users,
+//! session ownership, and tokens signed with store-kept keys.
+
+use cambot_core::SqliteStore;
+use cambot_protocol::RegisteredGroup;
+
+use super::*;
+use crate::BoxFuture;
+use crate::ChannelOpts;
+use crate::WebChannel;
+use crate::web::passwords::hash_password;
+
+/// A host that gives the web channel its store and data directory and nothing else.
+struct StoreHost {
+    store: Arc<SqliteStore>,
+    layout: DataLayout,
+}
+
+impl ChannelHost for StoreHost {
+    fn on_message(&self, _m: InboundMessage) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async { Err(HostError::Invalid("not in this test".into())) })
+    }
+    fn on_chat_metadata(&self, _m: ChatMetadata) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async { Err(HostError::Invalid("not in this test".into())) })
+    }
+    fn registered_groups(
+        &self,
+        _t: &TenantId,
+    ) -> BoxFuture<'_, Result<Vec<RegisteredGroup>, HostError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn register_group(
+        &self,
+        _r: GroupRegistrationRequest,
+    ) -> BoxFuture<'_, Result<RegisteredGroup, HostError>> {
+        Box::pin(async { Err(HostError::Invalid("not in this test".into())) })
+    }
+    fn users(&self) -> Option<Arc<dyn UserStore>> {
+        Some(Arc::clone(&self.store) as Arc<dyn UserStore>)
+    }
+    fn data_layout(&self) -> Option<DataLayout> {
+        Some(self.layout.clone())
+    }
+}
+
+struct Fixture {
+    store: Arc<SqliteStore>,
+    channel: WebChannel,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let host = StoreHost {
+        store: Arc::clone(&store),
+        layout: DataLayout::new(dir.path()),
+    };
+    let opts = ChannelOpts {
+        host: Arc::new(host),
+        assistant_name: "Andy".into(),
+    };
+    let channel = WebChannel::new(opts, &WebConfig::default()).unwrap();
+    let tenant = TenantId::default_tenant();
+    let hash = hash_password("correct horse").unwrap();
+    for user in ["alice", "bob", "mallory"] {
+        assert!(store.add_user(&tenant, user, &hash).await.unwrap());
+    }
+    store
+        .set_user_disabled(&tenant, "mallory", true)
+        .await
+        .unwrap();
+    Fixture {
+        store,
+        channel,
+        _dir: dir,
+    }
+}
+
+fn caller(user: &str) -> Caller {
+    Caller {
+        tenant: TenantId::default_tenant(),
+        user: user.into(),
+        exp: now_secs() + 60,
+        external: false,
+    }
+}
+
+#[tokio::test]
+async fn sign_in_refuses_wrong_passwords_unknown_and_disabled_users() {
+    let f = fixture().await;
+    let app = &f.channel.app;
+    let tenant = TenantId::default_tenant();
+    let ok = app
+        .check_password(&tenant, "alice", "correct horse".into())
+        .await
+        .unwrap();
+    assert_eq!(ok.map(|u| u.id).as_deref(), Some("alice"));
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("nobody", "correct horse"),
+        ("mallory", "correct horse"),
+    ] {
+        let got = app.check_password(&tenant, user, password.into()).await;
+        assert_eq!(got, Ok(None), "{user}");
+    }
+}
+
+#[tokio::test]
+async fn disabled_and_unknown_users_are_refused_on_every_call() {
+    let f = fixture().await;
+    let app = &f.channel.app;
+    let tenant = TenantId::default_tenant();
+    assert_eq!(app.check_user(&tenant, "alice", false).await, Ok(()));
+    assert_eq!(
+        app.check_user(&tenant, "mallory", false).await,
+        Err(ApiError::Unauthorized)
+    );
+    assert_eq!(
+        app.check_user(&tenant, "nobody", false).await,
+        Err(ApiError::Unauthorized)
+    );
+    // A user of the external issuer need not exist locally.
+    assert_eq!(app.check_user(&tenant, "nobody", true).await, Ok(()));
+    // A token stops working once its user is disabled.
+    let (token, _) = app.tokens.issue(&tenant, "alice").await.unwrap();
+    assert!(app.authenticate(&token).await.is_ok());
+    f.store
+        .set_user_disabled(&tenant, "alice", true)
+        .await
+        .unwrap();
+    assert_eq!(app.authenticate(&token).await, Err(ApiError::Unauthorized));
+}
+
+#[tokio::test]
+async fn a_session_is_found_only_by_its_owner() {
+    let f = fixture().await;
+    let app = &f.channel.app;
+    let tenant = TenantId::default_tenant();
+    let id = random_id();
+    let row = WebSessionRow {
+        tenant: tenant.clone(),
+        user_id: "alice".into(),
+        id: id.clone(),
+        folder: session_folder(&tenant, "alice", &id).unwrap(),
+        chat_jid: session_jid(&tenant, "alice", &id).unwrap(),
+        title: String::new(),
+        created_ms: now_ms(),
+        last_active_ms: now_ms(),
+    };
+    f.store.insert_web_session(&row).await.unwrap();
+    assert_eq!(app.owned_session(&caller("alice"), &id).await, Ok(row));
+    assert_eq!(
+        app.owned_session(&caller("bob"), &id).await,
+        Err(ApiError::NotFound)
+    );
+    assert_eq!(
+        app.owned_session(&caller("alice"), "../x").await,
+        Err(ApiError::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_signed_with_keys_kept_in_the_store() {
+    let f = fixture().await;
+    let app = &f.channel.app;
+    let tenant = TenantId::default_tenant();
+    let (token, _) = app.tokens.issue(&tenant, "alice").await.unwrap();
+    let keys = f.store.signing_keys(&tenant).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].algorithm, "EdDSA");
+    // A fresh cache reads the key back from the store.
+    app.tokens.clear_caches();
+    let identity = app.tokens.verify(&token).await.unwrap();
+    assert_eq!((identity.tenant, identity.user.as_str()), (tenant, "alice"));
+    assert!(!identity.external);
+}
