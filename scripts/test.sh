@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian/Ubuntu machine (as root) and runs it:
-# format check, clippy, the boundary checks and every test of the workspace, the ignored ones
-# included: those need the real sandboxes (bubblewrap always; Docker when dockerd starts),
+# the gates (format check, clippy, the boundary checks, cargo deny, unused dependencies with
+# cargo shear, rustdoc with warnings as errors) and every test of the workspace, the ignored
+# ones included: those need the real sandboxes (bubblewrap always; Docker when dockerd starts),
 # the real local model, the cron oracle or a real headless Chromium, which the setup fragments
-# install. Fails when a check fails, a test fails, a test stays ignored or no test ran.
+# install. Fails when a gate fails, a test fails, a test stays ignored or no test ran.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 need_root
@@ -15,7 +16,8 @@ ensure_rust
 export CAMBOT_REQUIRE_ALL=1
 
 # Per-area setup fragments (sandbox tools and dockerd, the local model, the cron oracle, the
-# browser...). Each is idempotent and may export variables into this shell.
+# browser, the gates' cargo tools...). Each is idempotent and may export variables into this
+# shell.
 STOPS=()
 for f in scripts/setup/*.sh; do
   case "$f" in *-stop.sh) STOPS+=("$f"); continue ;; esac
@@ -35,6 +37,13 @@ log "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "boundary checks"
 bash scripts/check-boundaries.sh
+log "cargo deny (licenses, bans, sources, advisories)"
+deny_out=$(mktemp)
+bash scripts/check-deny.sh | tee "$deny_out"
+log "cargo shear (unused dependencies)"
+cargo shear
+log "cargo doc (rustdoc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 # The sandboxed end-to-end tests start the real binaries (cambot, cambot-runner,
 # cambot-sandbox-init) from the target directory.
@@ -56,6 +65,7 @@ ignored=$(count ignored)
 echo
 log "suites"
 grep -E '^(SUITE|SKIPPED)' "$out" | sort -u || true
+grep -E '^ADVISORIES SKIPPED' "$deny_out" || true
 log "tests: $passed passed, $failed failed, $ignored ignored"
 [ "$status" = 0 ] || die "test failures (see above)"
 [ "$passed" -gt 0 ] || die "no test ran"
