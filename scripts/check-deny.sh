@@ -20,7 +20,7 @@ if timeout "${CAMBOT_ADVISORY_FETCH_TIMEOUT:-120}" cargo deny --locked fetch db 
   cargo deny --locked --offline check --hide-inclusion-graph
   exit 0
 fi
-why="$(grep -E 'fatal:|ERROR' "$fetch_log" | tail -n 1 | sed -E 's/^.*(fatal|ERROR)\]? *:? *//')"
+why="$({ grep -E 'fatal:|ERROR' "$fetch_log" || true; } | tail -n 1 | sed -E 's/^.*(fatal|ERROR)\]? *:? *//')"
 [ -n "$why" ] || why="cargo deny fetch db failed or timed out"
 
 shopt -s nullglob
