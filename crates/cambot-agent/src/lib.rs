@@ -1,6 +1,7 @@
 //! # cambot-agent
 //!
 //! The orchestrator library behind the `cambot` binary.
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod daemon;

@@ -1,8 +1,9 @@
 //! The message router (seed-spec section 1, event-driven).
 //!
-//! Inbound: a channel hands a message to [`Router::on_message`]; it is stored, then either piped
-//! into the chat's live run or wakes the group's queue at once. No polling on this path; a slow
-//! sweep ([`Router::recover_pending`]) only re-queues groups after a crash.
+//! Inbound: a channel hands a message to [`RouterHost`](crate::host::RouterHost)'s
+//! `on_message`; it is stored, then either piped into the chat's live run or wakes the group's
+//! queue at once. No polling on this path; a slow sweep ([`Router::recover_pending`]) only
+//! re-queues groups after a crash.
 //!
 //! A run answers batches of messages in order. Each `result` the run reports says how many input
 //! batches it answered; the reply and the cursor move past those batches are committed together

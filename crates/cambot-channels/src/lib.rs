@@ -6,6 +6,7 @@
 //!
 //! The orchestrator depends on this crate's traits and `load_channels` only; adding a channel
 //! touches nothing outside this crate (story 0.1).
+#![forbid(unsafe_code)]
 
 mod channel;
 pub mod cli;

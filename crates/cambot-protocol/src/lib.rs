@@ -11,6 +11,7 @@
 //! - [`layout`]: the data directory layout; every group-scoped path is computed there.
 //!
 //! This crate does no I/O and has no async runtime: it is data and validation only.
+#![forbid(unsafe_code)]
 
 pub mod ids;
 pub mod ipc;

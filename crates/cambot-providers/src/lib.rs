@@ -15,6 +15,7 @@
 //!
 //! Not here: TLS (the host gateway does it), keys (the gateway or the caller passes them),
 //! the agent loop (the runner).
+#![forbid(unsafe_code)]
 
 pub mod auth;
 mod collect;

@@ -20,6 +20,7 @@
 //! the run's socket (`/v1/model/<provider>/...`), which adds the key.
 //!
 //! [`RunnerToHost`]: cambot_protocol::RunnerToHost
+#![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod compact;

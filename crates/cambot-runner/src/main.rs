@@ -5,6 +5,7 @@
 //! Environment: `CAMBOT_HOST_SOCKET` (default `/run/cambot/host.sock`), `CAMBOT_WORKSPACE`
 //! (default `/workspace`), `RUST_LOG` (default `info`), `CAMBOT_LANDLOCK_RW` (set by the sandbox
 //! plan: confine this process with Landlock, writable only beneath these `:`-separated paths).
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

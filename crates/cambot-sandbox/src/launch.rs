@@ -8,9 +8,9 @@
 //! daemon does not fork either.
 //!
 //! The launcher then takes exactly the steps of the direct path's `pre_exec`
-//! ([`child_setup`]: mount staging, data descriptors, rlimits, uid drop, parent-death signal)
+//! (`child_setup`: mount staging, data descriptors, rlimits, uid drop, parent-death signal)
 //! and execs bwrap, so both paths build the same sandbox. Protocol on the control socket
-//! (descriptor [`CONTROL_FD`] in the launcher): the daemon writes one JSON [`LaunchOrder`] and
+//! (descriptor [`CONTROL_FD`] in the launcher): the daemon writes one JSON `LaunchOrder` and
 //! shuts down its write side; the launcher answers nothing and execs (its end is close-on-exec,
 //! so the daemon reads end-of-file), or writes why it could not and exits 127. End-of-file
 //! before any order means the pool retired it: it exits 0.

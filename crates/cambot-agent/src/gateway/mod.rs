@@ -1,7 +1,7 @@
 //! The host gateway: one HTTP/1.1 server per run, on the run's own Unix socket
 //! (`<data>/runs/<run-id>/host.sock`, seen inside the sandbox as `/run/cambot/host.sock`).
 //!
-//! The socket a request arrives on IS the caller's identity ([`RunIdentity`]); every request also
+//! The socket a request arrives on IS the caller's identity ([`RunIdentity`](crate::ipc::RunIdentity)); every request also
 //! carries the run's random token. Routes: the host tools (`/v1/ipc/...`, see [`crate::ipc`]),
 //! the model proxy (`/v1/model/<provider>/<path>`: the host adds the credential and forwards
 //! upstream, so the runner never holds a key) and a policy-checked outbound fetch (`/v1/fetch`).

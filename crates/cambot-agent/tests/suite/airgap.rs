@@ -55,6 +55,7 @@ fn air_gapped_config(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn an_air_gapped_run_has_no_way_out_and_the_gateway_stays_local() {
     let Some((runner_bin, init_bin)) = sandbox_tools() else {
         return;

@@ -16,6 +16,7 @@ fn data_dir() -> tempfile::TempDir {
 }
 
 #[test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 fn sandbox_run_shows_what_an_agent_sees_and_passes_the_exit_code() {
     let Some(_) = sandbox_tools() else {
         return;
@@ -55,6 +56,7 @@ fn sandbox_run_shows_what_an_agent_sees_and_passes_the_exit_code() {
 }
 
 #[test]
+#[ignore = "needs bwrap, root and the local model: run by scripts/test.sh"]
 fn cambot_chat_with_no_key_is_answered_by_the_local_model() {
     let Some(_) = sandbox_tools() else {
         return;

@@ -39,6 +39,7 @@ pub(crate) fn local_model_files() -> Option<(PathBuf, PathBuf, PathBuf)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bwrap, root and the local model: run by scripts/test.sh"]
 async fn with_no_key_the_sandboxed_local_model_answers() {
     let Some((runner_bin, init_bin)) = sandbox_tools() else {
         return;
@@ -122,6 +123,7 @@ async fn a_tampered_model_file_is_refused() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local model (scripts/setup/local-model.sh): run by scripts/test.sh"]
 async fn the_real_model_file_matches_its_pin() {
     let Some((_, model, _)) = local_model_files() else {
         return;
@@ -132,6 +134,7 @@ async fn the_real_model_file_matches_its_pin() {
 }
 
 #[test]
+#[ignore = "needs the local model (scripts/setup/local-model.sh): run by scripts/test.sh"]
 fn models_verify_cli_accepts_the_real_files_and_refuses_a_tampered_copy() {
     let Some((_, model, template)) = local_model_files() else {
         return;

@@ -1,6 +1,8 @@
 //! The one place deciding what a test does when a tool it needs (installed by a
-//! `scripts/setup/*.sh` script) is missing: with `CAMBOT_REQUIRE_ALL=1` (as `scripts/test.sh`
-//! sets) the test fails saying what is missing; otherwise it is skipped, loudly.
+//! `scripts/setup/*.sh` script) is missing. Such tests are `#[ignore]`d, so plain `cargo test`
+//! reports them as ignored; `scripts/test.sh` runs them (`--include-ignored`) with
+//! `CAMBOT_REQUIRE_ALL=1`, where a missing tool fails the test saying what is missing. Run by
+//! hand without that variable, a test whose tool is missing is skipped, loudly.
 
 /// `Some(tool)` when found; `None` (after printing `SKIPPED <test>: <reason>`) when missing and
 /// skipping is allowed. Panics when missing and `CAMBOT_REQUIRE_ALL=1`.

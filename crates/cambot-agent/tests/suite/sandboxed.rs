@@ -130,6 +130,7 @@ async fn start_e2e(scripts: Vec<Script>) -> Option<E2e> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn a_message_runs_a_tool_in_the_sandbox_and_the_reply_comes_back() {
     let Some(t) = start_e2e(vec![
         Script::tool_use(
@@ -214,6 +215,7 @@ async fn a_message_runs_a_tool_in_the_sandbox_and_the_reply_comes_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn the_next_run_resumes_the_session_and_sees_earlier_turns() {
     let Some(t) = start_e2e(vec![
         Script::text("first answer"),
@@ -278,6 +280,7 @@ impl cambot_agent::runner::AgentRunner for Counting {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn a_message_sent_while_the_run_is_thinking_is_answered_in_the_same_run() {
     let Some((runner_bin, init_bin)) = sandbox_tools() else {
         return;

@@ -1,6 +1,7 @@
-//! Tools that `scripts/setup/*.sh` installs: with `CAMBOT_REQUIRE_ALL=1` (as
-//! `scripts/test.sh` runs) a missing one fails the test; otherwise the test prints
-//! `SKIPPED <test>: <reason>` and returns.
+//! Tools that `scripts/setup/*.sh` installs. The tests needing one are `#[ignore]`d (plain
+//! `cargo test` reports them as ignored); `scripts/test.sh` runs them with `--include-ignored`
+//! and `CAMBOT_REQUIRE_ALL=1`, where a missing tool fails the test. Run by hand without that
+//! variable, the test prints `SKIPPED <test>: <reason>` and returns.
 
 use cambot_testkit::standin::llama::LlamaFiles;
 

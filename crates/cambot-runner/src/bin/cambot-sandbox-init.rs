@@ -8,6 +8,7 @@
 //!
 //! Best effort by default: on a kernel without Landlock it warns on stderr and runs the command
 //! anyway (the namespaces are the boundary; this is depth). `--require` turns that into exit 126.
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;

@@ -21,6 +21,7 @@ fn status_script() -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn not_root_no_capabilities_no_new_privileges() {
     let cfg = test_config();
     let Some(b) = bwrap("bwrap::not_root_no_capabilities", &cfg).await else {
@@ -52,6 +53,7 @@ async fn not_root_no_capabilities_no_new_privileges() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn runs_as_the_owner_of_the_group_folder() {
     let cfg = test_config();
     let Some(b) = bwrap("bwrap::runs_as_the_owner", &cfg).await else {
@@ -79,6 +81,7 @@ async fn runs_as_the_owner_of_the_group_folder() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn filesystem_is_confined_to_the_group() {
     let cfg = test_config();
     let Some(b) = bwrap("bwrap::filesystem_is_confined", &cfg).await else {
@@ -173,6 +176,7 @@ echo top=$(ls / | tr '\\n' ,)
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn network_is_loopback_only() {
     for (name, cfg) in [
         ("full policy", test_config()),
@@ -206,6 +210,7 @@ echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ,)
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn only_the_granted_unix_socket_is_reachable() {
     let cfg = test_config();
     let Some(b) = bwrap("bwrap::only_the_granted_unix_socket", &cfg).await else {
@@ -282,6 +287,7 @@ PY",
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn environment_holds_no_daemon_variable() {
     let cfg = test_config();
     let Some(b) = bwrap("bwrap::environment_holds_no_daemon_variable", &cfg).await else {
@@ -325,6 +331,7 @@ echo see_host=$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c -e
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn tmp_is_size_capped() {
     let cfg = test_config();
     let Some(b) = bwrap("bwrap::tmp_is_size_capped", &cfg).await else {

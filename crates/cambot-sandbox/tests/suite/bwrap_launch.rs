@@ -77,6 +77,7 @@ async fn backend_with_own_launcher(
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn a_warm_launch_builds_the_same_sandbox_as_a_direct_fork() {
     let warm_cfg = test_config();
     let direct_cfg = SandboxConfig {
@@ -125,6 +126,7 @@ async fn a_warm_launch_builds_the_same_sandbox_as_a_direct_fork() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn a_run_through_a_launcher_is_inside_its_limits() {
     let cfg = SandboxConfig {
         memory_mb: 64,
@@ -154,6 +156,7 @@ async fn a_run_through_a_launcher_is_inside_its_limits() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn a_dead_launcher_is_skipped_and_the_run_starts_directly() {
     let Some((_dir, b, cfg, launchers)) =
         backend_with_own_launcher("bwrap::a_dead_launcher_is_skipped").await
@@ -176,6 +179,7 @@ async fn a_dead_launcher_is_skipped_and_the_run_starts_directly() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn a_launcher_that_dies_holding_the_order_does_not_lose_the_run() {
     let Some((_dir, b, cfg, launchers)) =
         backend_with_own_launcher("bwrap::a_launcher_that_dies_holding_the_order").await
@@ -207,6 +211,7 @@ async fn a_launcher_that_dies_holding_the_order_does_not_lose_the_run() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn a_launch_that_fails_reports_why_and_leaves_nothing() {
     let test = "bwrap::a_launch_that_fails_reports_why";
     let Some(real) = cambot_sandbox::SandboxConfig::default().bwrap_path() else {
@@ -240,6 +245,7 @@ async fn a_launch_that_fails_reports_why_and_leaves_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn dropping_the_backend_kills_its_launchers_and_removes_their_cgroups() {
     let Some((_dir, b, _cfg, launchers)) =
         backend_with_own_launcher("bwrap::dropping_the_backend_kills_its_launchers").await

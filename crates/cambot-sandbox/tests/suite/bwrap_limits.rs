@@ -11,6 +11,7 @@ use cambot_sandbox::supervise;
 use super::common::*;
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn memory_balloon_is_killed() {
     let cfg = SandboxConfig {
         memory_mb: 64,
@@ -41,6 +42,7 @@ async fn memory_balloon_is_killed() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn fork_bomb_stops_at_the_pids_limit() {
     let cfg = SandboxConfig {
         pids: 24,
@@ -75,6 +77,7 @@ PY";
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn busy_loop_is_throttled() {
     let cfg = SandboxConfig {
         cpus: 0.1,
@@ -122,6 +125,7 @@ async fn busy_loop_is_throttled() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn output_flood_is_truncated_and_killed() {
     let cfg = SandboxConfig {
         output_cap_bytes: 1024 * 1024,
@@ -140,6 +144,7 @@ async fn output_flood_is_truncated_and_killed() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn overlong_line_becomes_an_error_event() {
     let cfg = SandboxConfig {
         max_line_bytes: 2048,
@@ -172,6 +177,7 @@ const HUNG: &str = "setsid sleep 8765431 & nohup sleep 8765432 >/dev/null 2>&1 &
                     echo '{\"started\":1}'; sleep 8765434";
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn hung_run_and_its_grandchildren_are_gone_after_the_timeout() {
     let cfg = test_config();
     let Some(b) = bwrap("bwrap::hung_run", &cfg).await else {
@@ -200,6 +206,7 @@ async fn hung_run_and_its_grandchildren_are_gone_after_the_timeout() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn killed_run_leaves_no_process_behind() {
     let cfg = test_config();
     let Some(b) = bwrap("bwrap::killed_run", &cfg).await else {
@@ -225,6 +232,7 @@ async fn killed_run_leaves_no_process_behind() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn dropping_the_supervisor_kills_the_run() {
     let cfg = test_config();
     let Some(b) = bwrap("bwrap::dropping_the_supervisor", &cfg).await else {
@@ -250,6 +258,7 @@ async fn dropping_the_supervisor_kills_the_run() {
 }
 
 #[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn without_cgroups_rlimits_hold_and_the_run_says_degraded() {
     let cfg = SandboxConfig {
         memory_mb: 64,
@@ -300,6 +309,7 @@ async fn without_cgroups_rlimits_hold_and_the_run_says_degraded() {
 /// A daemon killed with SIGKILL leaves its runs' (empty) cgroups behind: the next start removes
 /// them, but never a recent one (another daemon's run about to join it) or one with a process.
 #[tokio::test]
+#[ignore = "needs root and a memory cgroup: run by scripts/test.sh"]
 async fn cgroups_left_by_a_killed_daemon_are_removed_at_start() {
     let test = "bwrap::cgroups_left_by_a_killed_daemon_are_removed_at_start";
     if require(test, cgroups_available()).is_none() {

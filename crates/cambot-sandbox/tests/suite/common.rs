@@ -28,6 +28,7 @@ pub(crate) fn report(line: &str) {
 }
 
 /// `None` (with a SKIPPED line) when the tool is missing; a failure under CAMBOT_REQUIRE_ALL=1.
+/// The tests calling it are `#[ignore]`d: only `scripts/test.sh` (or `--include-ignored`) runs them.
 pub(crate) fn require<T>(test: &str, found: Result<T, String>) -> Option<T> {
     match found {
         Ok(t) => Some(t),

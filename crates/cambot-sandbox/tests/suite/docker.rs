@@ -55,6 +55,7 @@ async fn docker(test: &str, cfg: &SandboxConfig) -> Option<Arc<dyn SandboxBacken
 }
 
 #[tokio::test]
+#[ignore = "needs dockerd: run by scripts/test.sh"]
 async fn docker_identity_and_confinement() {
     let cfg = docker_config();
     let Some(b) = docker("docker::identity_and_confinement", &cfg).await else {
@@ -122,6 +123,7 @@ dd if=/dev/zero of=/tmp/big bs=1M count=32 2>/dev/null; echo dd=$?
 }
 
 #[tokio::test]
+#[ignore = "needs dockerd: run by scripts/test.sh"]
 async fn docker_limits_hold() {
     let cfg = SandboxConfig {
         memory_mb: 64,
@@ -152,6 +154,7 @@ async fn docker_limits_hold() {
 }
 
 #[tokio::test]
+#[ignore = "needs dockerd: run by scripts/test.sh"]
 async fn docker_timeout_kills_and_removes_the_container() {
     let cfg = docker_config();
     let Some(b) = docker("docker::timeout", &cfg).await else {
@@ -190,6 +193,7 @@ async fn docker_timeout_kills_and_removes_the_container() {
 }
 
 #[tokio::test]
+#[ignore = "needs dockerd: run by scripts/test.sh"]
 async fn docker_orphans_are_cleaned_up() {
     let cfg = docker_config();
     let Some(b) = docker("docker::orphans", &cfg).await else {

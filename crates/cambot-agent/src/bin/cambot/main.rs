@@ -2,6 +2,7 @@
 
 // The binary's job includes talking to the terminal; library crates stay print-free.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
+#![forbid(unsafe_code)]
 
 mod commands;
 mod logging;

@@ -170,6 +170,7 @@ impl Browser {
 }
 
 #[tokio::test]
+#[ignore = "needs chromium (scripts/setup/browser.sh): run by scripts/test.sh"]
 async fn sign_in_chat_stream_reload_and_no_access_to_another_users_session() {
     let test = "web::browser::sign_in_chat_stream_reload";
     let Some(binary) = chromium(test) else { return };
