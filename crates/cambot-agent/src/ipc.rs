@@ -33,10 +33,10 @@ use chrono::DateTime;
 use chrono::Utc;
 use tokio::time::Instant;
 
-use crate::formatting::format_outbound;
 use crate::outbox::Outbox;
 use crate::schedule::Schedule;
 use crate::scheduler as lifecycle;
+use cambot_protocol::reply::format_outbound;
 
 /// Who is calling: fixed when the run's socket is created, never read from a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

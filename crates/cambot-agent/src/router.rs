@@ -29,7 +29,6 @@ use tokio::time::Instant;
 use crate::formatting::PromptMessage;
 use crate::formatting::Trigger;
 use crate::formatting::format_messages;
-use crate::formatting::format_outbound;
 use crate::formatting::passes_gate;
 use crate::group_cache::GroupCache;
 use crate::outbox::Outbox;
@@ -42,6 +41,7 @@ use crate::runner::RunEvent;
 use crate::runner::RunOutcome;
 use crate::runner::RunPurpose;
 use crate::runner::RunRequest;
+use cambot_protocol::reply::format_outbound;
 
 mod idle;
 mod live;

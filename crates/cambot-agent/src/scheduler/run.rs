@@ -9,12 +9,12 @@ use cambot_core::ScheduledTask;
 use cambot_protocol::RunId;
 
 use super::Scheduler;
-use crate::formatting::format_outbound;
 use crate::queue::RunSlot;
 use crate::runner::RunEvent;
 use crate::runner::RunOutcome;
 use crate::runner::RunPurpose;
 use crate::runner::RunRequest;
+use cambot_protocol::reply::format_outbound;
 
 impl Scheduler {
     pub(super) async fn execute(
