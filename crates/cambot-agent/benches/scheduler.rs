@@ -27,9 +27,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
+use cambot_agent::agent_run::RunPurpose;
 use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
-use cambot_agent::runner::RunPurpose;
 use cambot_channels::Channel;
 use cambot_protocol::DataLayout;
 use cambot_testkit::fake_channel::FakeChannel;

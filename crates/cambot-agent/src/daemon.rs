@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agent_run::AgentRunner;
+use crate::agent_run::BoxFuture;
+use crate::agent_run::RunStartError;
 use crate::config::Config;
 use crate::formatting::Trigger;
 use crate::host::RouterHost;
@@ -24,9 +27,6 @@ use crate::outbox::Outbox;
 use crate::queue::RetryPolicy;
 use crate::router::Router;
 use crate::router::RouterSettings;
-use crate::runner::AgentRunner;
-use crate::runner::BoxFuture;
-use crate::runner::RunnerError;
 use crate::scheduler::Scheduler;
 use crate::scheduler::SchedulerSettings;
 use crate::scheduler::SystemClock;
@@ -63,7 +63,7 @@ pub struct RunnerContext {
 
 /// Builds the agent runner once the store and host tools exist.
 pub type RunnerFactory = Box<
-    dyn FnOnce(RunnerContext) -> BoxFuture<'static, Result<Arc<dyn AgentRunner>, RunnerError>>
+    dyn FnOnce(RunnerContext) -> BoxFuture<'static, Result<Arc<dyn AgentRunner>, RunStartError>>
         + Send,
 >;
 
@@ -85,7 +85,7 @@ pub enum DaemonError {
     #[error("invalid assistant name for the trigger: {0}")]
     Trigger(#[from] regex::Error),
     #[error("agent runner: {0}")]
-    Runner(#[from] RunnerError),
+    Runner(#[from] RunStartError),
 }
 
 /// Capacity of the channel-event queue.

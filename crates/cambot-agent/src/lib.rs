@@ -2,6 +2,7 @@
 //!
 //! The orchestrator library behind the `cambot` binary.
 
+pub mod agent_run;
 pub mod config;
 pub mod daemon;
 pub mod formatting;
@@ -15,7 +16,6 @@ pub mod outbox;
 pub mod production;
 pub mod queue;
 pub mod router;
-pub mod runner;
 pub mod sandboxed;
 pub mod schedule;
 pub mod scheduler;

@@ -26,6 +26,12 @@ use cambot_protocol::RunId;
 use cambot_protocol::TenantId;
 use tokio::time::Instant;
 
+use crate::agent_run::AgentRunner;
+use crate::agent_run::BoxFuture;
+use crate::agent_run::RunEvent;
+use crate::agent_run::RunOutcome;
+use crate::agent_run::RunPurpose;
+use crate::agent_run::RunRequest;
 use crate::formatting::PromptMessage;
 use crate::formatting::Trigger;
 use crate::formatting::format_messages;
@@ -35,12 +41,6 @@ use crate::outbox::Outbox;
 use crate::queue::GroupQueue;
 use crate::queue::MessageProcessor;
 use crate::queue::RunSlot;
-use crate::runner::AgentRunner;
-use crate::runner::BoxFuture;
-use crate::runner::RunEvent;
-use crate::runner::RunOutcome;
-use crate::runner::RunPurpose;
-use crate::runner::RunRequest;
 use cambot_protocol::reply::format_outbound;
 
 mod idle;

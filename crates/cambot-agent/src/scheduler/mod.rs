@@ -37,10 +37,10 @@ pub use lifecycle::resume_task;
 pub use rules::next_run_on_resume;
 pub use rules::stored_schedule;
 
+use crate::agent_run::AgentRunner;
 use crate::outbox::Outbox;
 use crate::queue::GroupQueue;
 use crate::queue::QueuedTask;
-use crate::runner::AgentRunner;
 use crate::schedule::DueAction;
 use crate::schedule::decide_due;
 

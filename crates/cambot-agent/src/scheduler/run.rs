@@ -9,11 +9,11 @@ use cambot_core::ScheduledTask;
 use cambot_protocol::RunId;
 
 use super::Scheduler;
+use crate::agent_run::RunEvent;
+use crate::agent_run::RunOutcome;
+use crate::agent_run::RunPurpose;
+use crate::agent_run::RunRequest;
 use crate::queue::RunSlot;
-use crate::runner::RunEvent;
-use crate::runner::RunOutcome;
-use crate::runner::RunPurpose;
-use crate::runner::RunRequest;
 use cambot_protocol::reply::format_outbound;
 
 impl Scheduler {

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cambot_agent::agent_run::BoxFuture;
 use cambot_agent::outbox::Outbox;
 use cambot_agent::queue::GroupQueue;
 use cambot_agent::queue::MessageProcessor;
 use cambot_agent::queue::RetryPolicy;
 use cambot_agent::queue::RunSlot;
-use cambot_agent::runner::BoxFuture;
 use cambot_agent::schedule::Schedule;
 use cambot_agent::scheduler::Scheduler;
 use cambot_agent::scheduler::SchedulerSettings;
