@@ -11,6 +11,8 @@ use cambot_channels::ChannelEvent;
 use cambot_channels::ChannelOpts;
 use cambot_core::Store;
 use cambot_protocol::DataLayout;
+use cambot_scheduler::Scheduler;
+use cambot_scheduler::SystemClock;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,9 +29,7 @@ use crate::outbox::Outbox;
 use crate::queue::RetryPolicy;
 use crate::router::Router;
 use crate::router::RouterSettings;
-use crate::scheduler::Scheduler;
-use crate::scheduler::SchedulerSettings;
-use crate::scheduler::SystemClock;
+use crate::task_run::TaskExecutor;
 
 /// Builds and connects the channels, given the host callbacks. Production passes
 /// [`configured_channels`]; tests pass their own.
@@ -253,18 +253,17 @@ impl Daemon {
                 "recovered groups with unprocessed messages"
             );
         }
-        let scheduler = Scheduler::new(
+        let tasks = TaskExecutor::new(
             store.clone(),
             router.queue().clone(),
             runner,
             outbox.clone(),
+        );
+        let scheduler = Scheduler::new(
+            store.clone(),
+            Arc::new(tasks),
             Arc::new(SystemClock),
-            SchedulerSettings {
-                missed_grace: chrono::TimeDelta::seconds(
-                    i64::try_from(config.scheduler.missed_grace_secs).unwrap_or(i64::MAX),
-                ),
-                ..SchedulerSettings::default()
-            },
+            config.scheduler.settings(),
         );
         let _ = scheduler_slot.set(Arc::downgrade(&scheduler));
         background.spawn(Arc::clone(&scheduler).run(cancel.clone()));

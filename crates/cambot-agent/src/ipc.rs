@@ -33,9 +33,10 @@ use chrono::DateTime;
 use chrono::Utc;
 use tokio::time::Instant;
 
+use cambot_scheduler::TaskChangeError;
+use cambot_scheduler::cron::Schedule;
+
 use crate::outbox::Outbox;
-use crate::schedule::Schedule;
-use crate::scheduler as lifecycle;
 use cambot_protocol::reply::format_outbound;
 
 /// Who is calling: fixed when the run's socket is created, never read from a request.
@@ -112,7 +113,7 @@ struct Bucket {
 pub type OnRegistered = Arc<dyn Fn(RegisteredGroup) + Send + Sync>;
 
 /// Called after a task was created, paused, resumed or cancelled, so the scheduler re-checks
-/// its next due time at once ([`crate::scheduler::Scheduler::waker`]).
+/// its next due time at once ([`cambot_scheduler::Scheduler::waker`]).
 pub type OnTasksChanged = Arc<dyn Fn() + Send + Sync>;
 
 /// The host tools, shared by every run's gateway.
@@ -362,7 +363,7 @@ impl IpcService {
 
     pub fn pause_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), IpcError> {
         let task = self.owned_task(who, req)?;
-        lifecycle::pause_task(&self.store, &task).map_err(change_error)?;
+        cambot_scheduler::pause_task(&self.store, &task).map_err(change_error)?;
         self.tasks_changed();
         Ok(())
     }
@@ -375,14 +376,14 @@ impl IpcService {
         now: DateTime<Utc>,
     ) -> Result<(), IpcError> {
         let task = self.owned_task(who, req)?;
-        lifecycle::resume_task(&self.store, &task, now).map_err(change_error)?;
+        cambot_scheduler::resume_task(&self.store, &task, now).map_err(change_error)?;
         self.tasks_changed();
         Ok(())
     }
 
     pub fn cancel_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), IpcError> {
         let task = self.owned_task(who, req)?;
-        lifecycle::cancel_task(&self.store, &task).map_err(change_error)?;
+        cambot_scheduler::cancel_task(&self.store, &task).map_err(change_error)?;
         self.tasks_changed();
         Ok(())
     }
@@ -453,11 +454,12 @@ impl IpcService {
     }
 }
 
-fn change_error(e: lifecycle::TaskChangeError) -> IpcError {
+fn change_error(e: TaskChangeError) -> IpcError {
     match e {
-        lifecycle::TaskChangeError::NotFound(id) => IpcError::NotFound(format!("no task {id}")),
-        lifecycle::TaskChangeError::Refused(why) => IpcError::BadRequest(why),
-        lifecycle::TaskChangeError::Store(e) => internal(e),
+        TaskChangeError::NotFound(id) => IpcError::NotFound(format!("no task {id}")),
+        TaskChangeError::Refused(why) => IpcError::BadRequest(why),
+        e @ TaskChangeError::InvalidSchedule { .. } => IpcError::BadRequest(e.to_string()),
+        TaskChangeError::Store(e) => internal(e),
     }
 }
 

@@ -17,6 +17,5 @@ pub mod production;
 pub mod queue;
 pub mod router;
 pub mod sandboxed;
-pub mod schedule;
-pub mod scheduler;
+pub mod task_run;
 pub mod web_host;

@@ -1,6 +1,6 @@
 //! Task lifecycle through both front doors: the agent's IPC tools (under paused time, with a
 //! running scheduler) and the admin CLI (`cambot tasks ...`, the real binary), which share the
-//! rules of `cambot_agent::scheduler::{pause_task, resume_task, cancel_task}`.
+//! rules of `cambot_scheduler::{pause_task, resume_task, cancel_task}`.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,8 +12,6 @@ use cambot_agent::ipc::IpcService;
 use cambot_agent::ipc::RunIdentity;
 use cambot_agent::ipc::SendLimits;
 use cambot_agent::outbox::Outbox;
-use cambot_agent::schedule::Schedule;
-use cambot_agent::scheduler::Clock;
 use cambot_core::ContextMode;
 use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
@@ -27,6 +25,8 @@ use cambot_protocol::RunId;
 use cambot_protocol::TaskId;
 use cambot_protocol::ipc::ScheduleTaskRequest;
 use cambot_protocol::ipc::TaskIdRequest;
+use cambot_scheduler::Clock;
+use cambot_scheduler::cron::Schedule;
 use cambot_testkit::fake_runner::ScriptedRunner;
 use cambot_testkit::fake_runner::Turn;
 use chrono::DateTime;
@@ -34,11 +34,11 @@ use chrono::TimeDelta;
 use chrono::Utc;
 use pretty_assertions::assert_eq;
 
-use super::scheduler::Harness;
-use super::scheduler::quick;
-use super::scheduler::utc;
 use super::support::eventually;
 use super::support::tenant;
+use super::task_run::Harness;
+use super::task_run::quick;
+use super::task_run::utc;
 
 fn ipc(h: &Harness, wake: bool) -> IpcService {
     let service = IpcService::new(
