@@ -10,6 +10,8 @@ use cambot_channels::ChannelError;
 use cambot_channels::ChannelEvent;
 use cambot_channels::ChannelOpts;
 use cambot_core::Store;
+use cambot_gateway::IpcService;
+use cambot_gateway::SendLimits;
 use cambot_protocol::DataLayout;
 use cambot_scheduler::Scheduler;
 use cambot_scheduler::SystemClock;
@@ -23,8 +25,6 @@ use crate::agent_run::RunStartError;
 use crate::config::Config;
 use crate::formatting::Trigger;
 use crate::host::RouterHost;
-use crate::ipc::IpcService;
-use crate::ipc::SendLimits;
 use crate::outbox::Outbox;
 use crate::queue::RetryPolicy;
 use crate::router::Router;
@@ -183,11 +183,15 @@ impl Daemon {
             })
         };
         let timezone: chrono_tz::Tz = config.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let on_reply_queued = {
+            let outbox = outbox.clone();
+            Arc::new(move || outbox.kick())
+        };
         let ipc = Arc::new(
             IpcService::new(
                 store.clone(),
                 layout.clone(),
-                outbox.clone(),
+                on_reply_queued,
                 timezone,
                 on_registered,
                 SendLimits::default(),

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use cambot_gateway::Gateway;
 use cambot_sandbox::SandboxConfig;
 
 use crate::agent_run::AgentRunner;
@@ -10,8 +11,6 @@ use crate::agent_run::RunStartError;
 use crate::config::Config;
 use crate::daemon::RunnerContext;
 use crate::daemon::RunnerFactory;
-use crate::gateway::Gateway;
-use crate::gateway::GatewayPolicy;
 use crate::local_model::LocalModelServer;
 use crate::model_config::resolve_model;
 use crate::sandboxed::RunnerSettings;
@@ -71,15 +70,7 @@ pub async fn build_sandboxed_runner(
         .await
         .map_err(|e| RunStartError::Spawn(e.to_string()))?;
     }
-    let policy = GatewayPolicy {
-        air_gapped: config.model.air_gapped,
-        fetch_allow_hosts: if config.model.air_gapped {
-            Vec::new()
-        } else {
-            config.model.fetch_allow_hosts.clone()
-        },
-        ..GatewayPolicy::standard()
-    };
+    let policy = config.model.gateway_policy();
     let gateway = Gateway::new(Arc::clone(&ctx.ipc), model.upstreams, policy)
         .map_err(|e| RunStartError::Refused(e.to_string()))?;
     Ok(SandboxedRunner::new(

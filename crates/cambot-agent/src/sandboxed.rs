@@ -40,9 +40,9 @@ use crate::agent_run::RunInput;
 use crate::agent_run::RunOutcome;
 use crate::agent_run::RunRequest;
 use crate::agent_run::RunStartError;
-use crate::gateway::Gateway;
-use crate::gateway::RunSocket;
-use crate::ipc::RunIdentity;
+use cambot_gateway::Gateway;
+use cambot_gateway::RunIdentity;
+use cambot_gateway::RunSocket;
 
 /// What every run of this daemon shares.
 #[derive(Debug, Clone)]

@@ -2,7 +2,6 @@ mod airgap;
 mod binary_e2e;
 mod cli_e2e;
 mod crash;
-mod ipc_auth;
 mod local_model;
 mod router;
 mod sandboxed;
