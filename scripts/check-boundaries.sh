@@ -3,23 +3,53 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
+# The crates a crate links (normal dependencies only: dev-dependency cycles for tests are
+# allowed). Captured once per crate, and a crate cargo cannot resolve fails the check instead of
+# passing it with an empty list.
+links() {
+  local out
+  if ! out=$(cargo tree -p "$1" -e normal --prefix none 2>/dev/null); then
+    echo "FAIL: cannot list the dependencies of $1" >&2
+    return 1
+  fi
+  awk '{print $1}' <<<"$out" | sort -u
+}
+agent=$(links cambot-agent) || fail=1
+runner=$(links cambot-runner) || fail=1
+scheduler=$(links cambot-scheduler) || fail=1
+gateway=$(links cambot-gateway) || fail=1
+
 # The orchestrator implements no channel: every channel lives in cambot-channels.
 if grep -rn "impl Channel for" crates/cambot-agent/src; then
   echo "FAIL: crates/cambot-agent implements a channel; channels belong in cambot-channels" >&2
   fail=1
 fi
 # cambot-agent's dependency tree holds no channel implementation crate but cambot-channels.
-others=$(cargo tree -p cambot-agent -e normal --prefix none 2>/dev/null | awk '{print $1}' | sort -u \
-  | grep -E '^cambot-|telegram|whatsapp|teloxide|baileys|matrix-sdk|serenity' | grep -E 'channel|telegram|whatsapp|teloxide|baileys|matrix|serenity' | grep -vx 'cambot-channels' || true)
+others=$(grep -E '^cambot-|telegram|whatsapp|teloxide|baileys|matrix-sdk|serenity' <<<"$agent" \
+  | grep -E 'channel|telegram|whatsapp|teloxide|baileys|matrix|serenity' | grep -vx 'cambot-channels' || true)
 if [ -n "$others" ]; then
   echo "FAIL: cambot-agent depends on channel crates other than cambot-channels: $others" >&2
   fail=1
 fi
-# The runner (inside the sandbox) never links the orchestrator, the store or a sandbox backend.
-if cargo tree -p cambot-runner -e normal --prefix none 2>/dev/null | awk '{print $1}' \
-  | grep -qxE 'cambot-agent|cambot-core|cambot-sandbox|rusqlite|bollard'; then
-  echo "FAIL: cambot-runner links host-only crates" >&2
+# The runner (inside the sandbox) never links the orchestrator, the store, a sandbox backend or
+# the host's scheduler and gateway.
+bad=$(grep -xE 'cambot-agent|cambot-core|cambot-sandbox|cambot-scheduler|cambot-gateway|rusqlite|bollard' <<<"$runner" || true)
+if [ -n "$bad" ]; then
+  echo "FAIL: cambot-runner links host-only crates: $(tr '\n' ' ' <<<"$bad")" >&2
   fail=1
 fi
-[ $fail = 0 ] && echo "boundaries: ok (no channel code in cambot-agent; runner links no host crates)"
+# The scheduler and the gateway are libraries under the orchestrator: they never link it, a
+# channel, a sandbox backend or the runner; the scheduler does not link the gateway either (the
+# gateway uses the scheduler's rules, not the reverse).
+bad=$(grep -xE 'cambot-agent|cambot-channels|cambot-sandbox|cambot-runner|cambot-gateway|bollard' <<<"$scheduler" || true)
+if [ -n "$bad" ]; then
+  echo "FAIL: cambot-scheduler links $(tr '\n' ' ' <<<"$bad")" >&2
+  fail=1
+fi
+bad=$(grep -xE 'cambot-agent|cambot-channels|cambot-sandbox|cambot-runner|bollard' <<<"$gateway" || true)
+if [ -n "$bad" ]; then
+  echo "FAIL: cambot-gateway links $(tr '\n' ' ' <<<"$bad")" >&2
+  fail=1
+fi
+[ $fail = 0 ] && echo "boundaries: ok (no channel code in cambot-agent; runner links no host crates; scheduler and gateway link no agent, channel, sandbox or runner crate)"
 exit $fail

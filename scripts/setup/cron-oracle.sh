@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Python oracle of the cron differential test
-# (crates/cambot-agent/tests/suite/cron_differential.rs): croniter and the IANA zone data it
+# (crates/cambot-scheduler/tests/suite/cron_differential.rs): croniter and the IANA zone data it
 # reads, at pinned versions, into a virtual environment under the cache directory.
 #
 # Idempotent: a second run finds the pins installed and does nothing. Runs either as a script or

@@ -1,5 +1,6 @@
 //! Configuration: the TOML file (every key optional, documented in `cambot.example.toml`),
-//! environment overrides, and the resolved, validated [`Config`].
+//! environment overrides, and the resolved, validated [`Config`]. Each crate owns its section's
+//! type (`[channels]`, `[scheduler]`, `[sandbox]`, `[providers.*]`); this file assembles them.
 //!
 //! Precedence, lowest to highest: built-in defaults, the config file, environment variables,
 //! command-line flags.
@@ -9,7 +10,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cambot_channels::ChannelsConfig;
+use cambot_scheduler::SchedulerConfig;
 use serde::Deserialize;
+
+use crate::model_config::AgentSection;
+use crate::model_config::LocalModelSection;
+use crate::model_config::ModelSection;
 
 /// Every environment variable cambot reads, in one place.
 pub mod env {
@@ -102,23 +108,6 @@ impl Default for RouterConfig {
     }
 }
 
-/// `[scheduler]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SchedulerConfig {
-    /// A firing later than this (seconds) counts as missed while cambot was down; missed firings
-    /// follow the task's policy (`skip`, or `run_once`). Default 60.
-    pub missed_grace_secs: u64,
-}
-
-impl Default for SchedulerConfig {
-    fn default() -> Self {
-        Self {
-            missed_grace_secs: 60,
-        }
-    }
-}
-
 /// The config file as written: everything optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,13 +125,13 @@ pub struct ConfigFile {
     #[serde(default)]
     pub scheduler: SchedulerConfig,
     #[serde(default)]
-    pub model: crate::model_config::ModelSection,
+    pub model: ModelSection,
     #[serde(default)]
     pub providers: std::collections::BTreeMap<String, cambot_providers::ProviderConfig>,
     #[serde(default)]
-    pub local_model: crate::model_config::LocalModelSection,
+    pub local_model: LocalModelSection,
     #[serde(default)]
-    pub agent: crate::model_config::AgentSection,
+    pub agent: AgentSection,
     #[serde(default)]
     pub sandbox: cambot_sandbox::SandboxConfig,
 }
@@ -160,10 +149,10 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// `[model]` as written; [`crate::model_config::resolve_model`] turns it (with
     /// `providers` and `local_model`) into upstreams when agents are started.
-    pub model: crate::model_config::ModelSection,
+    pub model: ModelSection,
     pub providers: std::collections::BTreeMap<String, cambot_providers::ProviderConfig>,
-    pub local_model: crate::model_config::LocalModelSection,
-    pub agent: crate::model_config::AgentSection,
+    pub local_model: LocalModelSection,
+    pub agent: AgentSection,
     /// `[sandbox]`: backend, limits, timeouts, uid for root-owned group folders.
     pub sandbox: cambot_sandbox::SandboxConfig,
     /// The file this came from, if any.

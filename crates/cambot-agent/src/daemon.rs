@@ -10,26 +10,26 @@ use cambot_channels::ChannelError;
 use cambot_channels::ChannelEvent;
 use cambot_channels::ChannelOpts;
 use cambot_core::Store;
+use cambot_gateway::IpcService;
+use cambot_gateway::SendLimits;
 use cambot_protocol::DataLayout;
+use cambot_scheduler::Scheduler;
+use cambot_scheduler::SystemClock;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agent_run::AgentRunner;
+use crate::agent_run::BoxFuture;
+use crate::agent_run::RunStartError;
 use crate::config::Config;
 use crate::formatting::Trigger;
 use crate::host::RouterHost;
-use crate::ipc::IpcService;
-use crate::ipc::SendLimits;
 use crate::outbox::Outbox;
 use crate::queue::RetryPolicy;
 use crate::router::Router;
 use crate::router::RouterSettings;
-use crate::runner::AgentRunner;
-use crate::runner::BoxFuture;
-use crate::runner::RunnerError;
-use crate::scheduler::Scheduler;
-use crate::scheduler::SchedulerSettings;
-use crate::scheduler::SystemClock;
+use crate::task_run::TaskExecutor;
 
 /// Builds and connects the channels, given the host callbacks. Production passes
 /// [`configured_channels`]; tests pass their own.
@@ -63,7 +63,7 @@ pub struct RunnerContext {
 
 /// Builds the agent runner once the store and host tools exist.
 pub type RunnerFactory = Box<
-    dyn FnOnce(RunnerContext) -> BoxFuture<'static, Result<Arc<dyn AgentRunner>, RunnerError>>
+    dyn FnOnce(RunnerContext) -> BoxFuture<'static, Result<Arc<dyn AgentRunner>, RunStartError>>
         + Send,
 >;
 
@@ -85,7 +85,7 @@ pub enum DaemonError {
     #[error("invalid assistant name for the trigger: {0}")]
     Trigger(#[from] regex::Error),
     #[error("agent runner: {0}")]
-    Runner(#[from] RunnerError),
+    Runner(#[from] RunStartError),
 }
 
 /// Capacity of the channel-event queue.
@@ -176,11 +176,15 @@ impl Daemon {
             })
         };
         let timezone: chrono_tz::Tz = config.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let on_reply_queued = {
+            let outbox = outbox.clone();
+            Arc::new(move || outbox.kick())
+        };
         let ipc = Arc::new(
             IpcService::new(
                 store.clone(),
                 layout.clone(),
-                outbox.clone(),
+                on_reply_queued,
                 timezone,
                 on_registered,
                 SendLimits::default(),
@@ -246,18 +250,17 @@ impl Daemon {
                 "recovered groups with unprocessed messages"
             );
         }
-        let scheduler = Scheduler::new(
+        let tasks = TaskExecutor::new(
             store.clone(),
             router.queue().clone(),
             runner,
             outbox.clone(),
+        );
+        let scheduler = Scheduler::new(
+            store.clone(),
+            Arc::new(tasks),
             Arc::new(SystemClock),
-            SchedulerSettings {
-                missed_grace: chrono::TimeDelta::seconds(
-                    i64::try_from(config.scheduler.missed_grace_secs).unwrap_or(i64::MAX),
-                ),
-                ..SchedulerSettings::default()
-            },
+            config.scheduler.settings(),
         );
         let _ = scheduler_slot.set(Arc::downgrade(&scheduler));
         background.spawn(Arc::clone(&scheduler).run(cancel.clone()));

@@ -1,4 +1,5 @@
-//! Prompt formatting, the trigger gate and reply clean-up (seed-spec section 1).
+//! Prompt formatting and the trigger gate (seed-spec section 1). Reply clean-up is
+//! `cambot_protocol::reply`.
 
 use regex::Regex;
 
@@ -74,29 +75,6 @@ pub fn passes_gate<'a>(
     mut contents: impl Iterator<Item = &'a str>,
 ) -> bool {
     !requires_trigger(is_main, group_requires) || contents.any(|c| trigger.matches(c))
-}
-
-/// Removes every `<internal>…</internal>` block (non-greedy, across lines) and trims.
-pub fn strip_internal_tags(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("<internal>") {
-        let after = &rest[start + "<internal>".len()..];
-        match after.find("</internal>") {
-            Some(end) => {
-                out.push_str(&rest[..start]);
-                rest = &after[end + "</internal>".len()..];
-            }
-            None => break,
-        }
-    }
-    out.push_str(rest);
-    out.trim().to_owned()
-}
-
-/// What a reply looks like when sent: internal blocks removed; empty means "send nothing".
-pub fn format_outbound(text: &str) -> String {
-    strip_internal_tags(text)
 }
 
 #[cfg(test)]

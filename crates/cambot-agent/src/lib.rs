@@ -1,23 +1,24 @@
 //! # cambot-agent
 //!
-//! The orchestrator library behind the `cambot` binary.
+//! The orchestrator library behind the `cambot` binary: config assembly, the router (message
+//! loop), the group queue, task firings as agent runs, the daemon and its wiring. The cron
+//! engine and task scheduler live in `cambot-scheduler`, the per-run host socket in
+//! `cambot-gateway`.
+
 #![forbid(unsafe_code)]
 
+pub mod agent_run;
 pub mod config;
 pub mod daemon;
 pub mod database;
 pub mod formatting;
-pub mod gateway;
 mod group_cache;
 pub mod host;
-pub mod ipc;
 pub mod local_model;
 pub mod model_config;
 pub mod outbox;
 pub mod production;
 pub mod queue;
 pub mod router;
-pub mod runner;
 pub mod sandboxed;
-pub mod schedule;
-pub mod scheduler;
+pub mod task_run;

@@ -19,10 +19,17 @@ use cambot_providers::Dialect;
 use cambot_providers::ProviderConfig;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
-use crate::gateway::ModelUpstream;
-use crate::gateway::Secret;
-use crate::gateway::is_local_url;
+use cambot_gateway::GatewayPolicy;
+use cambot_gateway::ModelUpstream;
+use cambot_gateway::Secret;
+use cambot_gateway::is_local_url;
+
+/// A model setting that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelConfigError {
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: String, message: String },
+}
 
 /// Name of the provider entry the embedded local model gets.
 pub const LOCAL_PROVIDER: &str = "local";
@@ -45,6 +52,21 @@ pub struct ModelSection {
     pub air_gapped: bool,
     /// Hosts the agent's fetch tool may reach (exact names). Default: none (fetch refused).
     pub fetch_allow_hosts: Vec<String>,
+}
+
+impl ModelSection {
+    /// The gateway's policy for this section: air-gapped mode also refuses every fetch.
+    pub fn gateway_policy(&self) -> GatewayPolicy {
+        GatewayPolicy {
+            air_gapped: self.air_gapped,
+            fetch_allow_hosts: if self.air_gapped {
+                Vec::new()
+            } else {
+                self.fetch_allow_hosts.clone()
+            },
+            ..GatewayPolicy::standard()
+        }
+    }
 }
 
 /// `[local_model]`: the embedded default.
@@ -148,7 +170,7 @@ pub fn resolve_model(
     local: &LocalModelSection,
     data_dir: &Path,
     env_lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<ResolvedModel, ConfigError> {
+) -> Result<ResolvedModel, ModelConfigError> {
     let mut entries: Vec<ProviderConfig> = Vec::new();
     for (name, entry) in providers {
         let mut entry = entry.clone();
@@ -281,7 +303,7 @@ fn local_model_spec(
     local: &LocalModelSection,
     data_dir: &Path,
     env_lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<LocalModelSpec, ConfigError> {
+) -> Result<LocalModelSpec, ModelConfigError> {
     let cache = setup_cache_dir(env_lookup);
     // File names come from the pinned manifest, the same one the server is verified against.
     let manifest = cambot_providers::models::Manifest::builtin();
@@ -329,8 +351,8 @@ fn local_model_spec(
     })
 }
 
-fn invalid(key: &str, message: String) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(key: &str, message: String) -> ModelConfigError {
+    ModelConfigError::Invalid {
         key: key.to_owned(),
         message,
     }

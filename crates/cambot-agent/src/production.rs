@@ -3,17 +3,16 @@
 
 use std::sync::Arc;
 
+use cambot_gateway::Gateway;
 use cambot_sandbox::SandboxConfig;
 
+use crate::agent_run::AgentRunner;
+use crate::agent_run::RunStartError;
 use crate::config::Config;
 use crate::daemon::RunnerContext;
 use crate::daemon::RunnerFactory;
-use crate::gateway::Gateway;
-use crate::gateway::GatewayPolicy;
 use crate::local_model::LocalModelServer;
 use crate::model_config::resolve_model;
-use crate::runner::AgentRunner;
-use crate::runner::RunnerError;
 use crate::sandboxed::RunnerSettings;
 use crate::sandboxed::SandboxedRunner;
 
@@ -39,7 +38,7 @@ pub async fn build_sandboxed_runner(
     config: &Config,
     ctx: &RunnerContext,
     env_lookup: &(dyn Fn(&str) -> Option<String> + Send + Sync),
-) -> Result<SandboxedRunner, RunnerError> {
+) -> Result<SandboxedRunner, RunStartError> {
     let model = resolve_model(
         &config.model,
         &config.providers,
@@ -47,11 +46,11 @@ pub async fn build_sandboxed_runner(
         &config.data_dir,
         env_lookup,
     )
-    .map_err(|e| RunnerError::Refused(e.to_string()))?;
+    .map_err(|e| RunStartError::Refused(e.to_string()))?;
     let sandbox: &SandboxConfig = &config.sandbox;
     let backend = cambot_sandbox::select_backend(sandbox)
         .await
-        .map_err(|e| RunnerError::NoBackend(e.to_string()))?;
+        .map_err(|e| RunStartError::NoBackend(e.to_string()))?;
     tracing::info!(
         backend = backend.name(),
         provider = %model.choice.provider,
@@ -69,19 +68,11 @@ pub async fn build_sandboxed_runner(
             ctx.cancel.clone(),
         )
         .await
-        .map_err(|e| RunnerError::Spawn(e.to_string()))?;
+        .map_err(|e| RunStartError::Spawn(e.to_string()))?;
     }
-    let policy = GatewayPolicy {
-        air_gapped: config.model.air_gapped,
-        fetch_allow_hosts: if config.model.air_gapped {
-            Vec::new()
-        } else {
-            config.model.fetch_allow_hosts.clone()
-        },
-        ..GatewayPolicy::standard()
-    };
+    let policy = config.model.gateway_policy();
     let gateway = Gateway::new(Arc::clone(&ctx.ipc), model.upstreams, policy)
-        .map_err(|e| RunnerError::Refused(e.to_string()))?;
+        .map_err(|e| RunStartError::Refused(e.to_string()))?;
     Ok(SandboxedRunner::new(
         backend,
         sandbox.clone(),

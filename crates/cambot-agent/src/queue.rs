@@ -21,8 +21,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::runner::BoxFuture;
-use crate::runner::RunControl;
+use crate::agent_run::BoxFuture;
+use crate::agent_run::RunControl;
 
 /// Processes a group's pending messages (the router). Returns true on success; false schedules
 /// a retry.

@@ -10,7 +10,7 @@ use pretty_assertions::assert_eq;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::runner::RunInput;
+use crate::agent_run::RunInput;
 
 fn key(folder: &str) -> GroupKey {
     GroupKey::new(

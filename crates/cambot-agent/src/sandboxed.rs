@@ -29,20 +29,20 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::gateway::Gateway;
-use crate::gateway::RunSocket;
-use crate::ipc::RunIdentity;
-use crate::runner::ActiveRun;
-use crate::runner::AgentRunner;
-use crate::runner::BoxFuture;
-use crate::runner::RUN_CHANNEL_CAPACITY;
-use crate::runner::RunControl;
-use crate::runner::RunEvent;
-use crate::runner::RunExit;
-use crate::runner::RunInput;
-use crate::runner::RunOutcome;
-use crate::runner::RunRequest;
-use crate::runner::RunnerError;
+use crate::agent_run::ActiveRun;
+use crate::agent_run::AgentRunner;
+use crate::agent_run::BoxFuture;
+use crate::agent_run::RUN_CHANNEL_CAPACITY;
+use crate::agent_run::RunControl;
+use crate::agent_run::RunEvent;
+use crate::agent_run::RunExit;
+use crate::agent_run::RunInput;
+use crate::agent_run::RunOutcome;
+use crate::agent_run::RunRequest;
+use crate::agent_run::RunStartError;
+use cambot_gateway::Gateway;
+use cambot_gateway::RunIdentity;
+use cambot_gateway::RunSocket;
 
 /// What every run of this daemon shares.
 #[derive(Debug, Clone)]
@@ -106,14 +106,14 @@ impl SandboxedRunner {
 }
 
 impl AgentRunner for SandboxedRunner {
-    fn start(&self, request: RunRequest) -> BoxFuture<'_, Result<ActiveRun, RunnerError>> {
+    fn start(&self, request: RunRequest) -> BoxFuture<'_, Result<ActiveRun, RunStartError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.start(request).await })
     }
 }
 
 impl Inner {
-    async fn start(self: Arc<Self>, request: RunRequest) -> Result<ActiveRun, RunnerError> {
+    async fn start(self: Arc<Self>, request: RunRequest) -> Result<ActiveRun, RunStartError> {
         let group = &request.group;
         let tenant = group.tenant.clone();
         let folder = group.folder.clone();
@@ -122,12 +122,14 @@ impl Inner {
             self.layout.sessions_dir(&tenant, &folder),
             self.layout.global_dir(&tenant),
         ] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| RunnerError::Spawn(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                RunStartError::Spawn(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let run_dir = self.layout.run_dir(&request.run_id);
-        std::fs::create_dir_all(&run_dir)
-            .map_err(|e| RunnerError::Spawn(format!("cannot create {}: {e}", run_dir.display())))?;
+        std::fs::create_dir_all(&run_dir).map_err(|e| {
+            RunStartError::Spawn(format!("cannot create {}: {e}", run_dir.display()))
+        })?;
 
         let allowlist = MountAllowlist::load(&self.sandbox.allowlist_path(), &[self.layout.root()]);
         let mut input = PlanInput::new(
@@ -148,7 +150,7 @@ impl Inner {
             Ok(plan) => plan,
             Err(e) => {
                 remove_run_dir(&run_dir);
-                return Err(RunnerError::Refused(e.to_string()));
+                return Err(RunStartError::Refused(e.to_string()));
             }
         };
         for (mount, why) in &plan.rejected_mounts {
@@ -162,7 +164,7 @@ impl Inner {
         // The sandbox user must reach the socket; nobody else may list the run dir.
         if let Err(e) = prepare_run_dir(&run_dir, uid, gid) {
             remove_run_dir(&run_dir);
-            return Err(RunnerError::Spawn(e));
+            return Err(RunStartError::Spawn(e));
         }
         let identity = RunIdentity {
             run_id: request.run_id.clone(),
@@ -179,7 +181,7 @@ impl Inner {
             Ok(s) => s,
             Err(e) => {
                 remove_run_dir(&run_dir);
-                return Err(RunnerError::Spawn(e.to_string()));
+                return Err(RunStartError::Spawn(e.to_string()));
             }
         };
         let start = HostToRunner::Start(Box::new(StartInput {
@@ -204,7 +206,7 @@ impl Inner {
             Err(e) => {
                 socket.close().await;
                 remove_run_dir(&run_dir);
-                return Err(RunnerError::Spawn(e.to_string()));
+                return Err(RunStartError::Spawn(e.to_string()));
             }
         };
         let mut supervised = cambot_sandbox::supervise(child, plan.timeouts);
@@ -213,7 +215,7 @@ impl Inner {
             let info = supervised.wait().await;
             socket.close().await;
             remove_run_dir(&run_dir);
-            return Err(RunnerError::Spawn(format!(
+            return Err(RunStartError::Spawn(format!(
                 "the runner did not take its start input: {e}; stderr: {}",
                 info.stderr_tail
             )));
@@ -430,7 +432,7 @@ mod tests {
         .expect("an error line");
         assert!(matches!(
             to_run_event(error, "r1"),
-            Some(crate::runner::RunEvent::Error {
+            Some(crate::agent_run::RunEvent::Error {
                 retryable: true,
                 ..
             })

@@ -26,9 +26,10 @@ use std::time::Instant;
 use tokio::io::AsyncBufReadExt;
 use tokio::io::AsyncWriteExt;
 
+use cambot_agent::agent_run::RunRequest;
 use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
-use cambot_agent::runner::RunRequest;
+use cambot_agent::agent_run::RunRequest;
 use cambot_channels::Channel;
 use cambot_channels::WebChannel;
 use cambot_channels::WebConfig;

@@ -9,6 +9,7 @@
 //! - [`ipc`]: request and response bodies of the per-run host socket.
 //! - [`message`]: chat records channels produce and the store keeps.
 //! - [`layout`]: the data directory layout; every group-scoped path is computed there.
+//! - [`reply`]: reply clean-up before a reply is sent (`<internal>` blocks removed).
 //!
 //! This crate does no I/O and has no async runtime: it is data and validation only.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod ids;
 pub mod ipc;
 pub mod layout;
 pub mod message;
+pub mod reply;
 pub mod run;
 
 pub use ids::ChatJid;

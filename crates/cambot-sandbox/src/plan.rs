@@ -133,7 +133,7 @@ pub enum NetworkPolicy {
 
 /// Who the sandbox runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunIdentity {
+pub struct SandboxUser {
     pub uid: u32,
     pub gid: u32,
     /// The daemon is root and must drop to `uid`/`gid` before exec'ing the sandbox.
@@ -171,7 +171,7 @@ pub struct RunPlan {
     pub etc: Vec<(String, String)>,
     /// The complete environment inside (an allowlist: never a secret).
     pub env: Vec<(String, String)>,
-    pub identity: RunIdentity,
+    pub identity: SandboxUser,
     pub limits: Limits,
     pub network: NetworkPolicy,
     pub timeouts: TimeoutPolicy,
@@ -257,16 +257,16 @@ fn safe_tz(tz: &str) -> String {
     if ok { tz.to_owned() } else { "UTC".to_owned() }
 }
 
-fn identity(input: &PlanInput, cfg: &SandboxConfig) -> Result<RunIdentity, PlanError> {
+fn identity(input: &PlanInput, cfg: &SandboxConfig) -> Result<SandboxUser, PlanError> {
     let id = if input.daemon_uid == 0 {
         match input.group_owner {
-            Some((uid, gid)) if uid != 0 => RunIdentity {
+            Some((uid, gid)) if uid != 0 => SandboxUser {
                 uid,
                 gid,
                 drop_privileges: true,
                 chown_writable: false,
             },
-            _ => RunIdentity {
+            _ => SandboxUser {
                 uid: cfg.sandbox_uid,
                 gid: cfg.sandbox_gid,
                 drop_privileges: true,
@@ -274,7 +274,7 @@ fn identity(input: &PlanInput, cfg: &SandboxConfig) -> Result<RunIdentity, PlanE
             },
         }
     } else {
-        RunIdentity {
+        SandboxUser {
             uid: input.daemon_uid,
             gid: input.daemon_gid,
             drop_privileges: false,
@@ -287,7 +287,7 @@ fn identity(input: &PlanInput, cfg: &SandboxConfig) -> Result<RunIdentity, PlanE
     Ok(id)
 }
 
-fn generated_etc(id: &RunIdentity) -> Vec<(String, String)> {
+fn generated_etc(id: &SandboxUser) -> Vec<(String, String)> {
     vec![
         (
             "/etc/passwd".to_owned(),

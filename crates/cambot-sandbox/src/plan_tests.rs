@@ -97,7 +97,7 @@ fn identity_rules() {
     let p = plan(input(0, Some((1500, 1600))));
     assert_eq!(
         p.identity,
-        RunIdentity {
+        SandboxUser {
             uid: 1500,
             gid: 1600,
             drop_privileges: true,
@@ -109,7 +109,7 @@ fn identity_rules() {
         let p = plan(input(0, owner));
         assert_eq!(
             p.identity,
-            RunIdentity {
+            SandboxUser {
                 uid: 10000,
                 gid: 10000,
                 drop_privileges: true,

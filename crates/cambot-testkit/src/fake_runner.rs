@@ -9,17 +9,17 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cambot_agent::runner::ActiveRun;
-use cambot_agent::runner::AgentRunner;
-use cambot_agent::runner::BoxFuture;
-use cambot_agent::runner::RUN_CHANNEL_CAPACITY;
-use cambot_agent::runner::RunControl;
-use cambot_agent::runner::RunEvent;
-use cambot_agent::runner::RunExit;
-use cambot_agent::runner::RunInput;
-use cambot_agent::runner::RunOutcome;
-use cambot_agent::runner::RunRequest;
-use cambot_agent::runner::RunnerError;
+use cambot_agent::agent_run::ActiveRun;
+use cambot_agent::agent_run::AgentRunner;
+use cambot_agent::agent_run::BoxFuture;
+use cambot_agent::agent_run::RUN_CHANNEL_CAPACITY;
+use cambot_agent::agent_run::RunControl;
+use cambot_agent::agent_run::RunEvent;
+use cambot_agent::agent_run::RunExit;
+use cambot_agent::agent_run::RunInput;
+use cambot_agent::agent_run::RunOutcome;
+use cambot_agent::agent_run::RunRequest;
+use cambot_agent::agent_run::RunStartError;
 use tokio::sync::mpsc;
 
 /// What one turn does.
@@ -146,7 +146,7 @@ impl ScriptedRunner {
 }
 
 impl AgentRunner for ScriptedRunner {
-    fn start(&self, request: RunRequest) -> BoxFuture<'_, Result<ActiveRun, RunnerError>> {
+    fn start(&self, request: RunRequest) -> BoxFuture<'_, Result<ActiveRun, RunStartError>> {
         let prompts = Arc::new(Mutex::new(Vec::new()));
         if self.record
             && let Ok(mut started) = self.started.lock()

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use cambot_agent::agent_run::AgentRunner;
 use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
 use cambot_agent::daemon::RunnerFactory;
 use cambot_agent::production::build_sandboxed_runner;
-use cambot_agent::runner::AgentRunner;
 use cambot_protocol::GroupFolder;
 use cambot_testkit::standin::Script;
 use cambot_testkit::standin::Standin;

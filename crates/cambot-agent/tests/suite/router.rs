@@ -17,7 +17,7 @@ use super::support::*;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A runner's script that answers each turn with the chat it answers.
-fn reply_to_chat(req: &cambot_agent::runner::RunRequest, _: &str) -> Turn {
+fn reply_to_chat(req: &cambot_agent::agent_run::RunRequest, _: &str) -> Turn {
     Turn::reply(format!("to {}", req.chat_jid))
 }
 

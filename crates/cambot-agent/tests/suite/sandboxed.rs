@@ -261,17 +261,17 @@ pub(crate) async fn eventually_async(what: &str, mut check: impl FnMut() -> bool
 
 /// Counts the runs a runner starts.
 struct Counting {
-    inner: Arc<dyn cambot_agent::runner::AgentRunner>,
+    inner: Arc<dyn cambot_agent::agent_run::AgentRunner>,
     starts: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl cambot_agent::runner::AgentRunner for Counting {
+impl cambot_agent::agent_run::AgentRunner for Counting {
     fn start(
         &self,
-        request: cambot_agent::runner::RunRequest,
-    ) -> cambot_agent::runner::BoxFuture<
+        request: cambot_agent::agent_run::RunRequest,
+    ) -> cambot_agent::agent_run::BoxFuture<
         '_,
-        Result<cambot_agent::runner::ActiveRun, cambot_agent::runner::RunnerError>,
+        Result<cambot_agent::agent_run::ActiveRun, cambot_agent::agent_run::RunStartError>,
     > {
         self.starts
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -320,7 +320,7 @@ async fn a_message_sent_while_the_run_is_thinking_is_answered_in_the_same_run() 
                     inner: Arc::new(inner),
                     starts,
                 })
-                    as Arc<dyn cambot_agent::runner::AgentRunner>)
+                    as Arc<dyn cambot_agent::agent_run::AgentRunner>)
             })
         })
     };

@@ -26,8 +26,6 @@ use std::time::Duration;
 use std::time::Instant;
 
 use cambot_agent::daemon::Daemon;
-use cambot_agent::schedule::Schedule;
-use cambot_agent::schedule::parse_time_zone;
 use cambot_core::ContextMode;
 use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
@@ -38,6 +36,8 @@ use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::TaskId;
+use cambot_scheduler::cron::Schedule;
+use cambot_scheduler::cron::parse_time_zone;
 use cambot_testkit::fake_runner::ScriptedRunner;
 use cambot_testkit::fake_runner::Turn;
 use chrono::DateTime;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use cambot_agent::agent_run::AgentRunner;
 use cambot_agent::config::Config;
 use cambot_agent::daemon::ChannelFactory;
 use cambot_agent::daemon::Daemon;
-use cambot_agent::runner::AgentRunner;
 use cambot_channels::Channel;
 use cambot_protocol::TenantId;
 use cambot_testkit::fake_channel::FakeChannel;

@@ -1,25 +1,22 @@
 //! Task lifecycle through both front doors: the agent's IPC tools (under paused time, with a
 //! running scheduler) and the admin CLI (`cambot tasks ...`, the real binary), which share the
-//! rules of `cambot_agent::scheduler::{pause_task, resume_task, cancel_task}`.
+//! rules of `cambot_scheduler::{pause_task, resume_task, cancel_task}`.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cambot_agent::ipc::IpcError;
-use cambot_agent::ipc::IpcService;
-use cambot_agent::ipc::RunIdentity;
-use cambot_agent::ipc::SendLimits;
-use cambot_agent::outbox::Outbox;
-use cambot_agent::schedule::Schedule;
-use cambot_agent::scheduler::Clock;
 use cambot_core::ContextMode;
 use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
 use cambot_core::ScheduledTask;
 use cambot_core::Store;
 use cambot_core::TaskStatus;
+use cambot_gateway::HostToolError;
+use cambot_gateway::IpcService;
+use cambot_gateway::RunIdentity;
+use cambot_gateway::SendLimits;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
@@ -27,6 +24,8 @@ use cambot_protocol::RunId;
 use cambot_protocol::TaskId;
 use cambot_protocol::ipc::ScheduleTaskRequest;
 use cambot_protocol::ipc::TaskIdRequest;
+use cambot_scheduler::Clock;
+use cambot_scheduler::cron::Schedule;
 use cambot_testkit::fake_runner::ScriptedRunner;
 use cambot_testkit::fake_runner::Turn;
 use chrono::DateTime;
@@ -34,17 +33,17 @@ use chrono::TimeDelta;
 use chrono::Utc;
 use pretty_assertions::assert_eq;
 
-use super::scheduler::Harness;
-use super::scheduler::quick;
-use super::scheduler::utc;
 use super::support::eventually;
 use super::support::tenant;
+use super::task_run::Harness;
+use super::task_run::quick;
+use super::task_run::utc;
 
 fn ipc(h: &Harness, wake: bool) -> IpcService {
     let service = IpcService::new(
         h.store.clone(),
         DataLayout::new(h._dir.path()),
-        Outbox::new(),
+        Arc::new(|| {}),
         chrono_tz::UTC,
         Arc::new(|_| {}),
         SendLimits::default(),
@@ -141,7 +140,7 @@ async fn ipc_pause_resume_and_cancel_follow_the_shared_rules() {
     // Another group may not touch it.
     assert!(matches!(
         service.pause_task(&caller("other"), &id_req(&hourly)),
-        Err(IpcError::Forbidden(_))
+        Err(HostToolError::Forbidden(_))
     ));
 
     service.pause_task(&me, &id_req(&hourly)).unwrap();
@@ -176,7 +175,7 @@ async fn ipc_pause_resume_and_cancel_follow_the_shared_rules() {
         service.resume_task(&me, &id_req(&once), h.clock.now()),
     ] {
         match result {
-            Err(IpcError::BadRequest(why)) => assert!(why.contains("completed"), "{why}"),
+            Err(HostToolError::BadRequest(why)) => assert!(why.contains("completed"), "{why}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -185,7 +184,7 @@ async fn ipc_pause_resume_and_cancel_follow_the_shared_rules() {
     assert!(h.store.task(&id).unwrap().is_none());
     assert!(matches!(
         service.cancel_task(&me, &id_req(&hourly)),
-        Err(IpcError::NotFound(_))
+        Err(HostToolError::NotFound(_))
     ));
     h.cancel.cancel();
 }

@@ -5,17 +5,16 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use cambot_agent::gateway::Gateway;
-use cambot_agent::gateway::GatewayPolicy;
-use cambot_agent::gateway::ModelUpstream;
-use cambot_agent::gateway::RunSocket;
-use cambot_agent::gateway::Secret;
-use cambot_agent::ipc::IpcService;
-use cambot_agent::ipc::RunIdentity;
-use cambot_agent::ipc::SendLimits;
-use cambot_agent::outbox::Outbox;
 use cambot_core::GroupRegistration;
 use cambot_core::Store;
+use cambot_gateway::Gateway;
+use cambot_gateway::GatewayPolicy;
+use cambot_gateway::IpcService;
+use cambot_gateway::ModelUpstream;
+use cambot_gateway::RunIdentity;
+use cambot_gateway::RunSocket;
+use cambot_gateway::Secret;
+use cambot_gateway::SendLimits;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
@@ -74,7 +73,7 @@ impl Host {
         let ipc = Arc::new(IpcService::new(
             store.clone(),
             layout.clone(),
-            Outbox::new(),
+            Arc::new(|| {}),
             chrono_tz::UTC,
             Arc::new(|_| {}),
             SendLimits::default(),

@@ -2,7 +2,7 @@
 //! while the daemon runs: it notices the change (SQLite `data_version`) and re-checks its timer;
 //! a firing it already claimed is re-checked at dispatch, so a cancel or pause still holds.
 //! Pause, resume and cancel follow the same rules as the agent's IPC tools
-//! (`cambot_agent::scheduler::{pause_task, resume_task, cancel_task}`).
+//! (`cambot_scheduler::{pause_task, resume_task, cancel_task}`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,18 +11,18 @@ use anyhow::Context;
 use anyhow::Result;
 use anyhow::bail;
 use cambot_agent::config::Config;
-use cambot_agent::scheduler::Change;
-use cambot_agent::scheduler::TaskChangeError;
-use cambot_agent::scheduler::cancel_task;
-use cambot_agent::scheduler::load_task;
-use cambot_agent::scheduler::pause_task;
-use cambot_agent::scheduler::resume_task;
 use cambot_core::ScheduledTask;
 use cambot_core::Store;
 use cambot_core::TaskStatus;
 use cambot_protocol::DataLayout;
 use cambot_protocol::TaskId;
 use cambot_protocol::TenantId;
+use cambot_scheduler::Change;
+use cambot_scheduler::TaskChangeError;
+use cambot_scheduler::cancel_task;
+use cambot_scheduler::load_task;
+use cambot_scheduler::pause_task;
+use cambot_scheduler::resume_task;
 use chrono::DateTime;
 use chrono::Utc;
 use clap::Subcommand;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cambot_agent::runner::RunRequest;
+use cambot_agent::agent_run::RunRequest;
 use cambot_testkit::fake_runner::ScriptedRunner;
 use cambot_testkit::fake_runner::Turn;
 use futures::SinkExt;

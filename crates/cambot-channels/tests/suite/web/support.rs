@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use cambot_agent::agent_run::AgentRunner;
+use cambot_agent::agent_run::RunRequest;
 use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
-use cambot_agent::runner::AgentRunner;
-use cambot_agent::runner::RunRequest;
+use cambot_agent::agent_run::AgentRunner;
+use cambot_agent::agent_run::RunRequest;
 use cambot_channels::Channel;
 use cambot_channels::WebChannel;
 use cambot_channels::WebConfig;

@@ -1,18 +1,21 @@
-//! The task scheduler's rules on top of the schedule math in [`crate::schedule`].
+//! The task scheduler's rules on top of the schedule math in [`crate::cron`].
 
 use cambot_core::ScheduledTask;
 use chrono::DateTime;
 use chrono::Utc;
 
-use crate::schedule::Schedule;
-use crate::schedule::parse_time_zone;
+use crate::cron::Schedule;
+use crate::cron::ScheduleError;
+use crate::cron::parse_time_zone;
 
 /// Rebuilds a stored task's schedule. An interval keeps its grid: it is anchored at the stored
 /// next run (or, without one, at `now`).
-pub fn stored_schedule(task: &ScheduledTask, now: DateTime<Utc>) -> Result<Schedule, String> {
-    let tz = parse_time_zone(&task.timezone).map_err(|e| e.to_string())?;
-    let schedule = Schedule::parse(&task.schedule_type, &task.schedule_value, tz, now)
-        .map_err(|e| e.to_string())?;
+pub fn stored_schedule(
+    task: &ScheduledTask,
+    now: DateTime<Utc>,
+) -> Result<Schedule, ScheduleError> {
+    let tz = parse_time_zone(&task.timezone)?;
+    let schedule = Schedule::parse(&task.schedule_type, &task.schedule_value, tz, now)?;
     let anchor = task
         .next_run_ms
         .and_then(DateTime::<Utc>::from_timestamp_millis)
@@ -25,6 +28,6 @@ pub fn stored_schedule(task: &ScheduledTask, now: DateTime<Utc>) -> Result<Sched
 pub fn next_run_on_resume(
     task: &ScheduledTask,
     now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, String> {
+) -> Result<Option<DateTime<Utc>>, ScheduleError> {
     Ok(stored_schedule(task, now)?.first_run(now))
 }

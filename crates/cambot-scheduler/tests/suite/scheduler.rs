@@ -1,20 +1,11 @@
-//! The scheduler under paused tokio time: the test sleeps across the window it checks, and
-//! tokio advances virtual time exactly to each timer the scheduler sets, so firings happen on
-//! time in virtual time and the run log shows every slot.
+//! The scheduler under paused tokio time, its firings run by a [`FakeExecutor`]: the test
+//! sleeps across the window it checks, and tokio advances virtual time exactly to each timer
+//! the scheduler sets, so firings happen on time in virtual time and the run log shows every
+//! slot. (The agent's own executor, over its group queue, is tested in cambot-agent.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use cambot_agent::outbox::Outbox;
-use cambot_agent::queue::GroupQueue;
-use cambot_agent::queue::MessageProcessor;
-use cambot_agent::queue::RetryPolicy;
-use cambot_agent::queue::RunSlot;
-use cambot_agent::runner::BoxFuture;
-use cambot_agent::schedule::Schedule;
-use cambot_agent::scheduler::Scheduler;
-use cambot_agent::scheduler::SchedulerSettings;
-use cambot_agent::scheduler::TokioClock;
 use cambot_core::ContextMode;
 use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
@@ -23,32 +14,28 @@ use cambot_core::Store;
 use cambot_core::TaskStatus;
 use cambot_protocol::ChatJid;
 use cambot_protocol::GroupFolder;
-use cambot_protocol::GroupKey;
 use cambot_protocol::TaskId;
 use cambot_protocol::TenantId;
-use cambot_testkit::fake_runner::ScriptedRunner;
-use cambot_testkit::fake_runner::Turn;
+use cambot_scheduler::Clock;
+use cambot_scheduler::Scheduler;
+use cambot_scheduler::SchedulerSettings;
+use cambot_scheduler::TokioClock;
+use cambot_scheduler::cron::Schedule;
 use chrono::DateTime;
 use chrono::Utc;
 use pretty_assertions::assert_eq;
 use tokio_util::sync::CancellationToken;
 
-struct NoMessages;
+use super::support::FakeExecutor;
+use super::support::RunTime;
 
-impl MessageProcessor for NoMessages {
-    fn process_messages(&self, _key: GroupKey, _slot: RunSlot) -> BoxFuture<'static, bool> {
-        Box::pin(async { true })
-    }
-}
-
-/// A scheduler on a temp database under paused time (shared with `task_lifecycle`).
+/// A scheduler on a temp database under paused time, its firings run by a [`FakeExecutor`].
 pub(crate) struct Harness {
     pub(crate) store: Store,
     pub(crate) scheduler: Arc<Scheduler>,
-    pub(crate) runner: Arc<ScriptedRunner>,
+    pub(crate) runner: FakeExecutor,
     pub(crate) clock: TokioClock,
     pub(crate) cancel: CancellationToken,
-    _processor: Arc<dyn MessageProcessor>,
     pub(crate) _dir: tempfile::TempDir,
 }
 
@@ -61,21 +48,14 @@ fn tenant() -> TenantId {
 }
 
 impl Harness {
-    pub(crate) fn new(start: &str, runner: Arc<ScriptedRunner>, max_concurrent: usize) -> Self {
+    pub(crate) fn new(start: &str, run_time: RunTime, max_concurrent: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("cambot.db")).unwrap();
-        let processor: Arc<dyn MessageProcessor> = Arc::new(NoMessages);
-        let queue = GroupQueue::new(
-            Arc::downgrade(&processor),
-            max_concurrent,
-            RetryPolicy::default(),
-        );
+        let runner = FakeExecutor::new(store.clone(), run_time, max_concurrent);
         let clock = TokioClock::starting_at(utc(start));
         let scheduler = Scheduler::new(
             store.clone(),
-            queue,
-            runner.clone(),
-            Outbox::new(),
+            Arc::new(runner.clone()),
             Arc::new(clock),
             SchedulerSettings::default(),
         );
@@ -85,7 +65,6 @@ impl Harness {
             runner,
             clock,
             cancel: CancellationToken::new(),
-            _processor: processor,
             _dir: dir,
         }
     }
@@ -113,7 +92,6 @@ impl Harness {
         tz: &str,
         policy: MissedRunPolicy,
     ) -> ScheduledTask {
-        use cambot_agent::scheduler::Clock;
         let now = self.clock.now();
         let schedule = Schedule::parse(kind, value, tz.parse().unwrap(), now).unwrap();
         let task = ScheduledTask {
@@ -155,8 +133,14 @@ impl Harness {
     }
 }
 
-pub(crate) fn quick() -> Arc<ScriptedRunner> {
-    ScriptedRunner::new(|_, _| Turn::silent())
+/// Runs that finish at once.
+pub(crate) fn quick() -> RunTime {
+    Arc::new(|_| Duration::ZERO)
+}
+
+/// Runs that take `took`.
+fn taking(took: Duration) -> RunTime {
+    Arc::new(move |_| took)
 }
 
 #[tokio::test(start_paused = true, flavor = "current_thread")]
@@ -213,8 +197,7 @@ async fn cron_across_fall_back_in_london() {
 
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn interval_stays_on_its_grid_whatever_the_run_time() {
-    let runner = ScriptedRunner::new(|_, _| Turn::silent().after(Duration::from_secs(3)));
-    let h = Harness::new("2026-01-01T00:00:00Z", runner, 4);
+    let h = Harness::new("2026-01-01T00:00:00Z", taking(Duration::from_secs(3)), 4);
     h.group("g");
     h.task(
         "every10",
@@ -268,8 +251,7 @@ async fn a_one_shot_in_the_past_fires_once_and_completes() {
 
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn ten_thousand_tasks_due_in_the_same_second_fire_once_each() {
-    let runner = ScriptedRunner::new(|_, _| Turn::silent());
-    let h = Harness::new("2026-01-01T00:00:00Z", runner, 64);
+    let h = Harness::new("2026-01-01T00:00:00Z", quick(), 64);
     for g in 0..100 {
         h.group(&format!("g{g}"));
     }
@@ -296,12 +278,7 @@ async fn ten_thousand_tasks_due_in_the_same_second_fire_once_each() {
         fired += 1;
     }
     assert_eq!(fired, 10_000);
-    let mut prompts: Vec<String> = h
-        .runner
-        .started()
-        .into_iter()
-        .map(|r| r.request.prompt)
-        .collect();
+    let mut prompts: Vec<String> = h.runner.started();
     assert_eq!(prompts.len(), 10_000, "runs started");
     prompts.sort();
     prompts.dedup();
@@ -312,8 +289,11 @@ async fn ten_thousand_tasks_due_in_the_same_second_fire_once_each() {
 /// Seed DEFECT: a task running longer than the poll interval was queued (and run) again.
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn a_task_running_longer_than_its_interval_is_never_started_twice() {
-    let runner = ScriptedRunner::new(|_, _| Turn::silent().after(Duration::from_millis(3_500)));
-    let h = Harness::new("2026-01-01T00:00:00Z", runner, 4);
+    let h = Harness::new(
+        "2026-01-01T00:00:00Z",
+        taking(Duration::from_millis(3_500)),
+        4,
+    );
     h.group("g");
     h.task(
         "slow",
@@ -349,14 +329,14 @@ async fn a_task_running_longer_than_its_interval_is_never_started_twice() {
 async fn a_task_cancelled_after_its_claim_never_starts() {
     // A long task holds the group; the second task is claimed and waits behind it, then is
     // cancelled.
-    let runner = ScriptedRunner::new(|req, _| {
-        if req.prompt.contains("blocker") {
-            Turn::silent().after(Duration::from_secs(30))
+    let run_time: RunTime = Arc::new(|prompt| {
+        if prompt.contains("blocker") {
+            Duration::from_secs(30)
         } else {
-            Turn::silent()
+            Duration::ZERO
         }
     });
-    let h = Harness::new("2026-01-01T00:00:00Z", runner, 4);
+    let h = Harness::new("2026-01-01T00:00:00Z", run_time, 4);
     h.group("g");
     h.task("blocker", "g", "once", "+1s", "UTC", MissedRunPolicy::Skip);
     h.task("victim", "g", "once", "+2s", "UTC", MissedRunPolicy::Skip);
@@ -374,13 +354,7 @@ async fn a_task_cancelled_after_its_claim_never_starts() {
         .delete_task(&TaskId::new("victim").unwrap())
         .unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let prompts: Vec<String> = h
-        .runner
-        .started()
-        .iter()
-        .map(|r| r.request.prompt.clone())
-        .collect();
-    assert_eq!(prompts, vec!["run blocker".to_owned()]);
+    assert_eq!(h.runner.started(), vec!["run blocker".to_owned()]);
     h.cancel.cancel();
 }
 
@@ -513,13 +487,10 @@ async fn two_schedulers_on_one_database_fire_each_slot_once() {
             MissedRunPolicy::Skip,
         );
     }
-    let second_runner = quick();
-    let processor: Arc<dyn MessageProcessor> = Arc::new(NoMessages);
+    let second_runner = FakeExecutor::new(h.store.clone(), quick(), 16);
     let second = Scheduler::new(
         h.store.clone(),
-        GroupQueue::new(Arc::downgrade(&processor), 16, RetryPolicy::default()),
-        second_runner.clone(),
-        Outbox::new(),
+        Arc::new(second_runner.clone()),
         Arc::new(h.clock),
         SchedulerSettings::default(),
     );
@@ -545,7 +516,6 @@ async fn two_schedulers_on_one_database_fire_each_slot_once() {
         "runs started across both schedulers"
     );
     h.cancel.cancel();
-    drop(processor);
 }
 
 /// Regression (found by the crash test): a one-shot whose time has sub-millisecond digits was

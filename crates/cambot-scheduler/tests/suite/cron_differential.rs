@@ -11,7 +11,7 @@
 //! - `CRON_DIFF_SEED`, `CRON_DIFF_CASES`: RNG seed and case count (defaults below).
 //!
 //! Every disagreement must be one of the deliberate differences listed in the module docs of
-//! `cambot_agent::schedule`, verified precisely (see [`explain`]); any other fails the test.
+//! `cambot_scheduler::cron`, verified precisely (see [`explain`]); any other fails the test.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -20,8 +20,8 @@ use std::io::Write;
 use std::process::Command;
 use std::process::Stdio;
 
-use cambot_agent::schedule::CronExpr;
-use cambot_agent::schedule::next_after;
+use cambot_scheduler::cron::CronExpr;
+use cambot_scheduler::cron::next_after;
 use chrono::DateTime;
 use chrono::NaiveDate;
 use chrono::Offset;

@@ -1,16 +1,17 @@
-//! Scheduler firing lateness with 100,000 scheduled tasks: the real daemon (SQLite file in WAL
-//! mode, scheduler, group queue) with a runner that does nothing.
+//! Scheduler firing lateness with 100,000 scheduled tasks: the real scheduler on a SQLite file in
+//! WAL mode, its firings run by a bench executor that keeps the group queue's guarantees (one
+//! run per group, at most `BENCH_CONCURRENCY` runs) and whose runs do nothing.
 //!
 //! Every task is an `interval` task whose period equals the spread window (default 50 s), and the
 //! tasks' first slots are spread evenly over that window, so the daemon fires a steady
 //! `tasks / spread` firings per second (2,000/s by default) for the whole measurement
 //! (default 60 s: every task fires at least once). Lateness = the moment the runner is asked to
-//! start the run minus the slot the firing was scheduled for (claim, group queue and dispatch
-//! included). Printed: p50/p90/p99/max lateness, firings, slots skipped because the previous
-//! firing still ran, duplicates (must be 0), and the process's RSS (VmRSS now, VmHWM peak; the
-//! daemon is this process).
+//! start the run minus the slot the firing was scheduled for (claim, dispatch, the wait for the
+//! group and a run slot, and the start-of-run bookkeeping included). Printed: p50/p90/p99/max
+//! lateness, firings, slots skipped because the previous firing still ran, duplicates (must be
+//! 0), and the process's RSS (VmRSS now, VmHWM peak).
 //!
-//! `cargo bench -p cambot-agent --bench scheduler`
+//! `cargo bench -p cambot-scheduler --bench scheduler`
 //! (env: BENCH_TASKS, BENCH_GROUPS, BENCH_SPREAD_SECS, BENCH_SECS, BENCH_CONCURRENCY).
 #![allow(
     clippy::unwrap_used,
@@ -19,6 +20,8 @@
     clippy::print_stderr
 )]
 
+use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicI64;
@@ -27,17 +30,21 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
-use cambot_agent::config::Config;
-use cambot_agent::daemon::Daemon;
-use cambot_agent::runner::RunPurpose;
-use cambot_channels::Channel;
+use cambot_core::Store;
 use cambot_protocol::DataLayout;
-use cambot_testkit::fake_channel::FakeChannel;
-use cambot_testkit::fake_runner::ScriptedRunner;
-use cambot_testkit::fake_runner::Turn;
+use cambot_protocol::GroupKey;
+use cambot_protocol::TaskId;
+use cambot_scheduler::Firing;
+use cambot_scheduler::FiringEnd;
+use cambot_scheduler::Scheduler;
+use cambot_scheduler::SchedulerConfig;
+use cambot_scheduler::SystemClock;
+use cambot_scheduler::TaskDispatcher;
 use chrono::Utc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
-/// The allocator the `cambot` binary runs with (see its `main.rs`).
+/// The allocator the `cambot` binary runs with (see cambot-agent's `main.rs`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -88,10 +95,63 @@ impl Tally {
     }
 }
 
+/// Runs firings as the agent's group queue would (one per group, `concurrency` at once) with a
+/// run that only records its lateness.
+#[derive(Clone)]
+struct BenchExecutor {
+    store: Store,
+    tally: Arc<Tally>,
+    slots: Arc<Semaphore>,
+    groups: Arc<Mutex<HashMap<GroupKey, Arc<tokio::sync::Mutex<()>>>>>,
+    queued: Arc<Mutex<HashSet<TaskId>>>,
+}
+
+impl BenchExecutor {
+    async fn execute(self, firing: Firing) {
+        let key = GroupKey::new(firing.task.tenant.clone(), firing.task.group_folder.clone());
+        let group = Arc::clone(self.groups.lock().unwrap().entry(key).or_default());
+        {
+            let _turn = group.lock().await;
+            let _slot = self.slots.acquire().await.unwrap();
+            if let Some(started) = firing.begin(&self.store) {
+                if let Some(i) = started
+                    .task
+                    .id
+                    .as_str()
+                    .strip_prefix('t')
+                    .and_then(|n| n.parse().ok())
+                {
+                    self.tally.record(i);
+                }
+                started.finish(
+                    &self.store,
+                    Duration::ZERO,
+                    FiringEnd::Success { result: None },
+                );
+            }
+        }
+        self.queued.lock().unwrap().remove(&firing.task.id);
+    }
+}
+
+impl TaskDispatcher for BenchExecutor {
+    fn dispatch(&self, firing: Firing) -> bool {
+        if !self.queued.lock().unwrap().insert(firing.task.id.clone()) {
+            return false;
+        }
+        tokio::spawn(self.clone().execute(firing));
+        true
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        false
+    }
+}
+
 /// Registers the groups, then writes the tasks straight into the database in one transaction
 /// (100,000 separate commits would only measure set-up).
 fn seed(db: &std::path::Path, tasks: usize, groups: usize, first_us: i64, period_us: i64) {
-    let store = cambot_core::Store::open(db).unwrap();
+    let store = Store::open(db).unwrap();
     for g in 0..groups {
         store
             .register_group(&cambot_core::GroupRegistration {
@@ -197,39 +257,22 @@ async fn main() {
         duplicates: AtomicU64::new(0),
         measure_from_us: first_us + 1_000_000,
     });
-    let t = Arc::clone(&tally);
-    let runner = ScriptedRunner::quiet(move |req, _| {
-        if let RunPurpose::Task { task_id } = &req.purpose
-            && let Some(i) = task_id
-                .as_str()
-                .strip_prefix('t')
-                .and_then(|n| n.parse().ok())
-        {
-            t.record(i);
-        }
-        Turn::silent()
-    });
-    let raw = toml::from_str(&format!(
-        "max_concurrent_runs = {concurrency}\n[router]\nrecovery_sweep_secs = 0\n"
-    ))
-    .unwrap();
-    let cfg = Config::resolve(raw, None, Some(dir.path()), &|k| {
-        (k == "TZ").then(|| "UTC".into())
-    })
-    .unwrap();
-    let daemon = Daemon::start(
-        &cfg,
-        runner,
-        Box::new(|opts| {
-            Box::pin(async move {
-                let ch = FakeChannel::new(opts, "fake:");
-                ch.connect().await?;
-                Ok(vec![ch as Arc<dyn Channel>])
-            })
-        }),
-    )
-    .await
-    .unwrap();
+    let store = Store::open(&db).unwrap();
+    let executor = BenchExecutor {
+        store: store.clone(),
+        tally: Arc::clone(&tally),
+        slots: Arc::new(Semaphore::new(concurrency)),
+        groups: Arc::default(),
+        queued: Arc::default(),
+    };
+    let scheduler = Scheduler::new(
+        store,
+        Arc::new(executor),
+        Arc::new(SystemClock),
+        SchedulerConfig::default().settings(),
+    );
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(Arc::clone(&scheduler).run(cancel.clone()));
     let rss_idle = status_kib("VmRSS:");
     let end_us = first_us + 1_000_000 + i64::try_from(measure_secs).unwrap() * 1_000_000;
     tokio::time::sleep(Duration::from_micros(
@@ -238,7 +281,8 @@ async fn main() {
     .await;
     let rss = status_kib("VmRSS:");
     let hwm = status_kib("VmHWM:");
-    daemon.shutdown().await;
+    cancel.cancel();
+    running.await.unwrap();
 
     let samples = tally.lateness_us.lock().unwrap().clone();
     if let Some(window_ms) = std::env::var("BENCH_SERIES")

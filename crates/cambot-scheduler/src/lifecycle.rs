@@ -12,7 +12,7 @@
 //!   re-checked at dispatch and never starts.
 //! - A `completed` one-shot can be neither paused nor resumed: it would fire again.
 //!
-//! Callers that share a process with the scheduler then call [`super::Scheduler::wake`]; the
+//! Callers that share a process with the scheduler then call [`crate::Scheduler::wake`]; the
 //! CLI, in another process, is noticed by the daemon through SQLite's `data_version`.
 
 use cambot_core::ScheduledTask;
@@ -23,7 +23,8 @@ use cambot_protocol::TaskId;
 use chrono::DateTime;
 use chrono::Utc;
 
-use super::rules::next_run_on_resume;
+use crate::cron::ScheduleError;
+use crate::rules::next_run_on_resume;
 
 /// Why a lifecycle change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,13 @@ pub enum TaskChangeError {
     /// The change makes no sense for the task as it is (the message says why).
     #[error("{0}")]
     Refused(String),
+    /// The stored schedule no longer parses, so no next run can be computed.
+    #[error("task {id} cannot be resumed: {source}; it stays paused")]
+    InvalidSchedule {
+        id: TaskId,
+        #[source]
+        source: ScheduleError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -88,12 +96,11 @@ pub fn resume_task(
     if task.status == TaskStatus::Active {
         return Ok((Change::Unchanged, stored_next));
     }
-    let next = next_run_on_resume(task, now).map_err(|reason| {
-        TaskChangeError::Refused(format!(
-            "task {} cannot be resumed: {reason}; it stays paused",
-            task.id
-        ))
-    })?;
+    let next =
+        next_run_on_resume(task, now).map_err(|source| TaskChangeError::InvalidSchedule {
+            id: task.id.clone(),
+            source,
+        })?;
     let Some(next) = next else {
         return Err(TaskChangeError::Refused(format!(
             "task {} has no future firing; it stays paused",

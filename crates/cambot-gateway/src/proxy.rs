@@ -13,40 +13,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use futures::TryStreamExt;
 
-use super::Gateway;
-use super::server::error_response;
-
-/// A credential: never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// One model provider as the gateway reaches it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelUpstream {
-    /// The provider entry's name (the `<provider>` in `/v1/model/<provider>/...`).
-    pub name: String,
-    /// `anthropic`, `openai` or `ollama`: decides how the credential is sent.
-    pub dialect: String,
-    /// `http(s)://host[:port][/prefix]`, or `unix:/path/to.sock` for a local model server.
-    pub base_url: String,
-    pub api_key: Option<Secret>,
-}
+use crate::gateway::Gateway;
+use crate::response::error_response;
+use crate::upstream::ModelUpstream;
+use crate::upstream::is_local_url;
 
 /// Request headers a runner may pass through to the upstream.
 const PASS_REQUEST: &[&str] = &[
@@ -66,22 +36,6 @@ const PASS_RESPONSE: &[&str] = &[
     "request-id",
     "x-request-id",
 ];
-
-/// Whether a URL points at this machine: loopback addresses, `localhost`, or a Unix socket.
-pub fn is_local_url(url: &str) -> bool {
-    if url.starts_with("unix:") {
-        return true;
-    }
-    let Ok(parsed) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    match parsed.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
 
 fn auth_headers(upstream: &ModelUpstream, headers: &mut HeaderMap) {
     let Some(key) = &upstream.api_key else {

@@ -1,48 +1,30 @@
-//! The task scheduler (seed-spec section 6, with its defects fixed).
+//! The claim loop (seed-spec section 6, with its defects fixed).
 //!
 //! One task sleeps until the earliest `next_run` (no polling), wakes early when tasks change,
 //! and claims every due firing in a transaction that also moves `next_run` forward
 //! ([`cambot_core::Claim`]): a firing is handed out once, across crashes and restarts. Claimed
-//! firings go through the group queue (tasks before messages); a task whose previous firing is
-//! still running is never started again, its slot is skipped. Firings interrupted by a crash are
-//! resumed at start-up. Missed slots follow the task's policy (`skip` by default, `run_once`).
-
-mod clock;
-mod lifecycle;
-mod rules;
-mod run;
+//! firings go to the [`TaskDispatcher`] (in cambot, the agent's group queue: tasks before
+//! messages); a task whose previous firing is still running is never started again, its slot is
+//! skipped. Firings interrupted by a crash are resumed at start-up. Missed slots follow the
+//! task's policy (`skip` by default, `run_once`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cambot_core::Claim;
 use cambot_core::Store;
-use cambot_protocol::GroupKey;
-use cambot_protocol::TaskId;
 use chrono::DateTime;
 use chrono::TimeDelta;
 use chrono::Utc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use clock::Clock;
-pub use clock::SystemClock;
-pub use clock::TokioClock;
-pub use lifecycle::Change;
-pub use lifecycle::TaskChangeError;
-pub use lifecycle::cancel_task;
-pub use lifecycle::load_task;
-pub use lifecycle::pause_task;
-pub use lifecycle::resume_task;
-pub use rules::next_run_on_resume;
-pub use rules::stored_schedule;
-
-use crate::outbox::Outbox;
-use crate::queue::GroupQueue;
-use crate::queue::QueuedTask;
-use crate::runner::AgentRunner;
-use crate::schedule::DueAction;
-use crate::schedule::decide_due;
+use crate::clock::Clock;
+use crate::cron::DueAction;
+use crate::cron::decide_due;
+use crate::firing::Firing;
+use crate::firing::TaskDispatcher;
+use crate::rules::stored_schedule;
 
 /// Most due firings claimed per transaction.
 const CLAIM_BATCH: usize = 512;
@@ -52,17 +34,15 @@ const MAX_SLEEP: Duration = Duration::from_secs(300);
 /// Scheduler settings.
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerSettings {
-    /// How late a firing may be and still count as on time (see `schedule::DEFAULT_MISSED_GRACE`).
+    /// How late a firing may be and still count as on time (default
+    /// [`crate::cron::DEFAULT_MISSED_GRACE`]).
     pub missed_grace: TimeDelta,
-    /// Close a task's run this long after its first reply.
-    pub close_after_result: Duration,
 }
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
         Self {
-            missed_grace: crate::schedule::DEFAULT_MISSED_GRACE,
-            close_after_result: Duration::ZERO,
+            missed_grace: crate::cron::DEFAULT_MISSED_GRACE,
         }
     }
 }
@@ -70,9 +50,7 @@ impl Default for SchedulerSettings {
 /// The scheduler. Cheap to share.
 pub struct Scheduler {
     store: Store,
-    queue: GroupQueue,
-    runner: Arc<dyn AgentRunner>,
-    outbox: Outbox,
+    dispatcher: Arc<dyn TaskDispatcher>,
     clock: Arc<dyn Clock>,
     wake: Notify,
     settings: SchedulerSettings,
@@ -85,19 +63,17 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler over `store` that hands claimed firings to `dispatcher`. Start it with
+    /// [`Scheduler::run`].
     pub fn new(
         store: Store,
-        queue: GroupQueue,
-        runner: Arc<dyn AgentRunner>,
-        outbox: Outbox,
+        dispatcher: Arc<dyn TaskDispatcher>,
         clock: Arc<dyn Clock>,
         settings: SchedulerSettings,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
-            queue,
-            runner,
-            outbox,
+            dispatcher,
             clock,
             wake: Notify::new(),
             settings,
@@ -148,10 +124,7 @@ impl Scheduler {
     }
 
     /// Claims and queues every firing due at `now`. Returns how many were queued.
-    pub fn fire_due(
-        self: &Arc<Self>,
-        now: DateTime<Utc>,
-    ) -> Result<usize, cambot_core::StoreError> {
+    pub fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, cambot_core::StoreError> {
         let now_ms = now.timestamp_millis();
         let mut queued = 0;
         loop {
@@ -180,7 +153,8 @@ impl Scheduler {
                     Ok(s) => s,
                     Err(reason) => {
                         tracing::error!(task = %task.id, reason = %reason, "task schedule is invalid; pausing it");
-                        self.store.pause_invalid_task(task.id.as_str(), &reason)?;
+                        self.store
+                            .pause_invalid_task(task.id.as_str(), &reason.to_string())?;
                         continue;
                     }
                 };
@@ -239,21 +213,10 @@ impl Scheduler {
         }
     }
 
-    /// Queues one claimed firing on its group.
-    fn dispatch(self: &Arc<Self>, task: cambot_core::ScheduledTask, run_id: i64) {
-        let key = GroupKey::new(task.tenant.clone(), task.group_folder.clone());
-        let id: TaskId = task.id.clone();
-        let me = Arc::clone(self);
-        let queued = self.queue.enqueue_task(
-            &key,
-            QueuedTask {
-                id,
-                run: Box::new(move |slot| {
-                    Box::pin(async move { me.execute(task, run_id, slot).await })
-                }),
-            },
-        );
-        if !queued && !self.queue.is_shutting_down() {
+    /// Hands one claimed firing to the dispatcher; a firing it refuses is logged `skipped`.
+    fn dispatch(&self, task: cambot_core::ScheduledTask, run_id: i64) {
+        let queued = self.dispatcher.dispatch(Firing { task, run_id });
+        if !queued && !self.dispatcher.is_shutting_down() {
             let _ = self.store.set_task_run_status(
                 run_id,
                 "skipped",
@@ -264,7 +227,7 @@ impl Scheduler {
 
     /// Firings claimed or running when the process stopped: run them now (the same run-log row
     /// continues), or mark them interrupted when their task is gone or no longer active.
-    fn resume_interrupted(self: &Arc<Self>) {
+    fn resume_interrupted(&self) {
         let runs = match self.store.unfinished_task_runs() {
             Ok(r) => r,
             Err(e) => {

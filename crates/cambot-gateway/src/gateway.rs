@@ -1,25 +1,14 @@
-//! The host gateway: one HTTP/1.1 server per run, on the run's own Unix socket
-//! (`<data>/runs/<run-id>/host.sock`, seen inside the sandbox as `/run/cambot/host.sock`).
-//!
-//! The socket a request arrives on IS the caller's identity ([`RunIdentity`](crate::ipc::RunIdentity)); every request also
-//! carries the run's random token. Routes: the host tools (`/v1/ipc/...`, see [`crate::ipc`]),
-//! the model proxy (`/v1/model/<provider>/<path>`: the host adds the credential and forwards
-//! upstream, so the runner never holds a key) and a policy-checked outbound fetch (`/v1/fetch`).
-
-mod proxy;
-mod server;
+//! What every run's server shares: the host tools, the model upstreams, the policy, one HTTP
+//! client and the connection counters.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 
-pub use proxy::ModelUpstream;
-pub use proxy::Secret;
-pub use proxy::is_local_url;
-pub use server::RunSocket;
-
 use crate::ipc::IpcService;
+use crate::upstream::ModelUpstream;
+use crate::upstream::is_local_url;
 
 /// Gateway-wide policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,6 +24,7 @@ pub struct GatewayPolicy {
 }
 
 impl GatewayPolicy {
+    /// No air gap, no fetch, 8 MiB request bodies, 256 KiB fetched bodies.
     pub fn standard() -> Self {
         Self {
             air_gapped: false,
@@ -86,7 +76,7 @@ pub enum GatewayError {
     #[error("air-gapped mode refuses provider {name}: its upstream {url} is not a local address")]
     NonLocalUpstream { name: String, url: String },
     #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
     #[error("cannot create the run socket {path}: {source}")]
     Socket {
         path: std::path::PathBuf,
@@ -113,7 +103,7 @@ impl Gateway {
             .connect_timeout(std::time::Duration::from_secs(10))
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build()
-            .map_err(|e| GatewayError::Client(e.to_string()))?;
+            .map_err(GatewayError::Client)?;
         Ok(Arc::new(Self {
             ipc,
             upstreams: upstreams.into_iter().map(|u| (u.name.clone(), u)).collect(),

@@ -1,5 +1,5 @@
 //! Schedule math: cron, interval and one-shot schedules (issue 5). Pure functions only; timers,
-//! claiming and the run log belong to the scheduler service.
+//! claiming and the run log belong to [`crate::Scheduler`].
 //!
 //! # Schedules
 //!
@@ -77,7 +77,7 @@
 //! the field (`*/61`; croniter keeps the first value), and croniter's extensions (`L`, `W`, `#`,
 //! `?`, `H`, seconds and years fields).
 
-mod cron;
+mod expr;
 mod missed;
 mod value;
 mod zone;
@@ -90,9 +90,9 @@ use chrono::TimeDelta;
 use chrono::Utc;
 use chrono_tz::Tz;
 
-pub use cron::CronError;
-pub use cron::CronExpr;
-pub use cron::Field;
+pub use expr::CronError;
+pub use expr::CronExpr;
+pub use expr::Field;
 pub use missed::DEFAULT_MISSED_GRACE;
 pub use missed::DueAction;
 pub use missed::DueDecision;
@@ -264,5 +264,5 @@ fn next_interval_slot(
 }
 
 #[cfg(test)]
-#[path = "schedule_tests.rs"]
+#[path = "cron_tests.rs"]
 mod tests;

@@ -143,7 +143,7 @@ pub struct ActiveRun {
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum RunnerError {
+pub enum RunStartError {
     #[error("no sandbox backend is available: {0}")]
     NoBackend(String),
     #[error("cannot start the run: {0}")]
@@ -159,5 +159,5 @@ pub enum RunnerError {
 /// is killed, and after it nothing of the run may still execute. A `Result` event is emitted per
 /// finished turn, `Error` at most once before exit.
 pub trait AgentRunner: Send + Sync {
-    fn start(&self, request: RunRequest) -> BoxFuture<'_, Result<ActiveRun, RunnerError>>;
+    fn start(&self, request: RunRequest) -> BoxFuture<'_, Result<ActiveRun, RunStartError>>;
 }

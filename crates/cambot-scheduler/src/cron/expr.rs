@@ -186,7 +186,7 @@ impl CronExpr {
 
     /// True when the hour field allows every hour (`*`, `0-23`, `*/1`, ...). Such expressions
     /// follow elapsed time across DST changes; the others follow the wall clock (see the
-    /// module docs of [`crate::schedule`]).
+    /// module docs of [`crate::cron`]).
     pub fn every_hour(&self) -> bool {
         self.hours == ALL_HOURS
     }
@@ -464,5 +464,5 @@ pub(super) fn ceil_minute(t: NaiveDateTime) -> Option<NaiveDateTime> {
 }
 
 #[cfg(test)]
-#[path = "cron_tests.rs"]
+#[path = "expr_tests.rs"]
 mod tests;

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::*;
-use crate::schedule::next_after;
+use crate::cron::next_after;
 
 fn cron(expr: &str) -> CronExpr {
     CronExpr::parse(expr).unwrap()

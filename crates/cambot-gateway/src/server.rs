@@ -21,17 +21,18 @@ use axum::routing::post;
 use cambot_protocol::RUN_TOKEN_HEADER;
 use cambot_protocol::ipc::FetchRequest;
 use cambot_protocol::ipc::FetchResponse;
-use cambot_protocol::ipc::IpcError as WireError;
-use cambot_protocol::ipc::IpcErrorBody;
 use cambot_protocol::ipc::routes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::Gateway;
-use super::GatewayError;
-use crate::ipc::IpcError;
+use crate::gateway::Gateway;
+use crate::gateway::GatewayError;
+use crate::ipc::HostToolError;
 use crate::ipc::RunIdentity;
+use crate::proxy::ModelCall;
+use crate::response::error_response;
+use crate::upstream::is_local_url;
 
 /// A run's live socket. Dropping it does not stop the server; call [`RunSocket::close`].
 #[derive(Debug)]
@@ -144,24 +145,13 @@ fn routes_for(state: RunState) -> Router {
         .with_state(state)
 }
 
-/// The error shape of every non-2xx answer.
-pub(crate) fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
-    let body = WireError {
-        error: IpcErrorBody {
-            kind: kind.to_owned(),
-            message: message.to_owned(),
-        },
-    };
-    (status, axum::Json(body)).into_response()
-}
-
-fn ipc_error(state: &RunState, route: &str, e: &IpcError) -> Response {
+fn ipc_error(state: &RunState, route: &str, e: &HostToolError) -> Response {
     let status = match e {
-        IpcError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        IpcError::Forbidden(_) => StatusCode::FORBIDDEN,
-        IpcError::NotFound(_) => StatusCode::NOT_FOUND,
-        IpcError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        IpcError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        HostToolError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        HostToolError::Forbidden(_) => StatusCode::FORBIDDEN,
+        HostToolError::NotFound(_) => StatusCode::NOT_FOUND,
+        HostToolError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        HostToolError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     tracing::warn!(
         run = %state.who.run_id,
@@ -173,7 +163,7 @@ fn ipc_error(state: &RunState, route: &str, e: &IpcError) -> Response {
         "host tool call refused"
     );
     let mut resp = error_response(status, e.kind(), &e.to_string());
-    if let IpcError::RateLimited { retry_after_secs } = e
+    if let HostToolError::RateLimited { retry_after_secs } = e
         && let Ok(v) = retry_after_secs.to_string().parse()
     {
         resp.headers_mut().insert("retry-after", v);
@@ -181,10 +171,10 @@ fn ipc_error(state: &RunState, route: &str, e: &IpcError) -> Response {
     resp
 }
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, IpcError> {
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, HostToolError> {
     let raw: &[u8] = if body.is_empty() { b"{}" } else { body };
     serde_json::from_slice(raw)
-        .map_err(|e| IpcError::BadRequest(format!("malformed request body: {e}")))
+        .map_err(|e| HostToolError::BadRequest(format!("malformed request body: {e}")))
 }
 
 fn ok<T: Serialize>(value: T) -> Response {
@@ -318,13 +308,13 @@ async fn fetch(State(state): State<RunState>, body: Bytes) -> Response {
             .stats
             .refused_by_policy
             .fetch_add(1, Ordering::Relaxed);
-        ipc_error(&state, routes::FETCH, &IpcError::Forbidden(why))
+        ipc_error(&state, routes::FETCH, &HostToolError::Forbidden(why))
     };
     let Ok(url) = reqwest::Url::parse(&req.url) else {
         return ipc_error(
             &state,
             routes::FETCH,
-            &IpcError::BadRequest(format!("not a URL: {:?}", req.url)),
+            &HostToolError::BadRequest(format!("not a URL: {:?}", req.url)),
         );
     };
     if policy.air_gapped {
@@ -341,7 +331,7 @@ async fn fetch(State(state): State<RunState>, body: Bytes) -> Response {
             "fetching {host:?} is not allowed by the host's policy"
         ));
     }
-    if !super::is_local_url(url.as_str()) {
+    if !is_local_url(url.as_str()) {
         state
             .gateway
             .stats
@@ -378,7 +368,7 @@ async fn fetch(State(state): State<RunState>, body: Bytes) -> Response {
         Err(e) => ipc_error(
             &state,
             routes::FETCH,
-            &IpcError::BadRequest(format!("fetch failed: {e}")),
+            &HostToolError::BadRequest(format!("fetch failed: {e}")),
         ),
     }
 }
@@ -393,7 +383,7 @@ async fn model(
 ) -> Response {
     state
         .gateway
-        .proxy_model(super::proxy::ModelCall {
+        .proxy_model(ModelCall {
             run: state.who.run_id.as_str(),
             provider: &provider,
             rest: &rest,

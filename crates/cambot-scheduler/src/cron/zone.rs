@@ -1,5 +1,5 @@
 //! Evaluating a [`CronExpr`] in a time zone, and reading bare local times, with the DST rules
-//! written down in the module docs of [`crate::schedule`].
+//! written down in the module docs of [`crate::cron`].
 
 use chrono::DateTime;
 use chrono::LocalResult;
@@ -9,7 +9,7 @@ use chrono::TimeZone;
 use chrono::Utc;
 use chrono_tz::Tz;
 
-use super::cron::CronExpr;
+use super::expr::CronExpr;
 
 /// How many matching local minutes one search may reject (because they fall in a DST gap or the
 /// second pass of a repeated hour) before giving up. A DST change rejects at most a few hundred.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Oracle for crates/cambot-agent/tests/suite/cron_differential.rs: Python croniter.
+"""Oracle for crates/cambot-scheduler/tests/suite/cron_differential.rs: Python croniter.
 
 Reads JSON Lines on stdin, one case per line:
     {"id": 7, "expr": "30 2 * * *", "tz": "America/New_York", "after": 1710054000, "count": 8}

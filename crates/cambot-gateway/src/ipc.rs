@@ -33,10 +33,9 @@ use chrono::DateTime;
 use chrono::Utc;
 use tokio::time::Instant;
 
-use crate::formatting::format_outbound;
-use crate::outbox::Outbox;
-use crate::schedule::Schedule;
-use crate::scheduler as lifecycle;
+use cambot_protocol::reply::format_outbound;
+use cambot_scheduler::TaskChangeError;
+use cambot_scheduler::cron::Schedule;
 
 /// Who is calling: fixed when the run's socket is created, never read from a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +55,7 @@ impl RunIdentity {
 
 /// Why a host-tool call was refused. Each maps to one HTTP status in the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IpcError {
+pub enum HostToolError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -69,7 +68,7 @@ pub enum IpcError {
     Internal(String),
 }
 
-impl IpcError {
+impl HostToolError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
@@ -81,8 +80,8 @@ impl IpcError {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> IpcError {
-    IpcError::Internal(e.to_string())
+fn internal(e: impl std::fmt::Display) -> HostToolError {
+    HostToolError::Internal(e.to_string())
 }
 
 /// Outbound-message limits per group (token bucket).
@@ -112,14 +111,18 @@ struct Bucket {
 pub type OnRegistered = Arc<dyn Fn(RegisteredGroup) + Send + Sync>;
 
 /// Called after a task was created, paused, resumed or cancelled, so the scheduler re-checks
-/// its next due time at once ([`crate::scheduler::Scheduler::waker`]).
+/// its next due time at once ([`cambot_scheduler::Scheduler::waker`]).
 pub type OnTasksChanged = Arc<dyn Fn() + Send + Sync>;
+
+/// Called after `send_message` committed a reply to the outbox, so its delivery starts at once
+/// (in cambot, the agent's outbox kick).
+pub type OnReplyQueued = Arc<dyn Fn() + Send + Sync>;
 
 /// The host tools, shared by every run's gateway.
 pub struct IpcService {
     store: Store,
     layout: DataLayout,
-    outbox: Outbox,
+    on_reply_queued: OnReplyQueued,
     timezone: chrono_tz::Tz,
     on_registered: OnRegistered,
     on_tasks_changed: Option<OnTasksChanged>,
@@ -134,10 +137,12 @@ impl std::fmt::Debug for IpcService {
 }
 
 impl IpcService {
+    /// The host tools over `store`. `on_reply_queued` wakes reply delivery; `on_registered`
+    /// tells the router about a new group; `timezone` is the zone of new tasks.
     pub fn new(
         store: Store,
         layout: DataLayout,
-        outbox: Outbox,
+        on_reply_queued: OnReplyQueued,
         timezone: chrono_tz::Tz,
         on_registered: OnRegistered,
         limits: SendLimits,
@@ -145,7 +150,7 @@ impl IpcService {
         Self {
             store,
             layout,
-            outbox,
+            on_reply_queued,
             timezone,
             on_registered,
             on_tasks_changed: None,
@@ -179,10 +184,10 @@ impl IpcService {
         &self,
         who: &RunIdentity,
         req: SendMessageRequest,
-    ) -> Result<Option<i64>, IpcError> {
+    ) -> Result<Option<i64>, HostToolError> {
         let target = match req.chat_jid.as_deref() {
             None | Some("") => who.chat_jid.clone(),
-            Some(j) => ChatJid::new(j).map_err(|e| IpcError::BadRequest(e.to_string()))?,
+            Some(j) => ChatJid::new(j).map_err(|e| HostToolError::BadRequest(e.to_string()))?,
         };
         self.authorize_chat(who, &target)?;
         let text = format_outbound(&req.text);
@@ -195,11 +200,11 @@ impl IpcService {
             .commit_reply_async(&who.tenant, &target, &text, "ipc", None)
             .await
             .map_err(internal)?;
-        self.outbox.kick();
+        (self.on_reply_queued)();
         Ok(Some(id))
     }
 
-    fn authorize_chat(&self, who: &RunIdentity, target: &ChatJid) -> Result<(), IpcError> {
+    fn authorize_chat(&self, who: &RunIdentity, target: &ChatJid) -> Result<(), HostToolError> {
         let registration = self
             .store
             .registered_group(&who.tenant, target)
@@ -207,7 +212,7 @@ impl IpcService {
         match registration {
             Some(g) if g.folder == who.folder => Ok(()),
             Some(_) if who.is_main() => Ok(()),
-            Some(_) => Err(IpcError::Forbidden(format!(
+            Some(_) => Err(HostToolError::Forbidden(format!(
                 "{target} belongs to another group; only the main group may write there"
             ))),
             None if who.is_main() => {
@@ -219,20 +224,20 @@ impl IpcService {
                     .into_iter()
                     .any(|g| g.jid == *target && g.tenant != who.tenant);
                 if elsewhere {
-                    Err(IpcError::Forbidden(format!(
+                    Err(HostToolError::Forbidden(format!(
                         "{target} belongs to another tenant"
                     )))
                 } else {
                     Ok(())
                 }
             }
-            None => Err(IpcError::Forbidden(format!(
+            None => Err(HostToolError::Forbidden(format!(
                 "{target} is not registered to this group"
             ))),
         }
     }
 
-    fn take_send_token(&self, who: &RunIdentity) -> Result<(), IpcError> {
+    fn take_send_token(&self, who: &RunIdentity) -> Result<(), HostToolError> {
         let mut buckets = self
             .buckets
             .lock()
@@ -254,7 +259,7 @@ impl IpcService {
         } else {
             let wait = ((1.0 - b.tokens) / per_sec).ceil();
             tracing::warn!(tenant = %who.tenant, group = %who.folder, "send_message rate limit hit");
-            Err(IpcError::RateLimited {
+            Err(HostToolError::RateLimited {
                 retry_after_secs: wait as u64,
             })
         }
@@ -267,23 +272,23 @@ impl IpcService {
         who: &RunIdentity,
         req: ScheduleTaskRequest,
         now: DateTime<Utc>,
-    ) -> Result<ScheduleTaskResponse, IpcError> {
+    ) -> Result<ScheduleTaskResponse, HostToolError> {
         if req.prompt.trim().is_empty() {
-            return Err(IpcError::BadRequest("prompt must not be empty".into()));
+            return Err(HostToolError::BadRequest("prompt must not be empty".into()));
         }
         let (folder, chat) = match req.target_group_jid.as_deref().filter(|s| !s.is_empty()) {
             None => (who.folder.clone(), who.chat_jid.clone()),
             Some(j) => {
-                let jid = ChatJid::new(j).map_err(|e| IpcError::BadRequest(e.to_string()))?;
+                let jid = ChatJid::new(j).map_err(|e| HostToolError::BadRequest(e.to_string()))?;
                 let group = self
                     .store
                     .registered_group(&who.tenant, &jid)
                     .map_err(internal)?
                     .ok_or_else(|| {
-                        IpcError::NotFound(format!("no registered group has chat {jid}"))
+                        HostToolError::NotFound(format!("no registered group has chat {jid}"))
                     })?;
                 if group.folder != who.folder && !who.is_main() {
-                    return Err(IpcError::Forbidden(
+                    return Err(HostToolError::Forbidden(
                         "only the main group may schedule tasks for another group".into(),
                     ));
                 }
@@ -291,7 +296,7 @@ impl IpcService {
             }
         };
         let schedule = Schedule::parse(&req.schedule_type, &req.schedule_value, self.timezone, now)
-            .map_err(|e| IpcError::BadRequest(e.to_string()))?;
+            .map_err(|e| HostToolError::BadRequest(e.to_string()))?;
         let next_run = schedule.first_run(now);
         let id = new_task_id(now);
         let task = ScheduledTask {
@@ -320,7 +325,7 @@ impl IpcService {
     }
 
     /// Tasks the caller may see: all of its tenant for main, its own folder's otherwise.
-    pub fn list_tasks(&self, who: &RunIdentity) -> Result<ListTasksResponse, IpcError> {
+    pub fn list_tasks(&self, who: &RunIdentity) -> Result<ListTasksResponse, HostToolError> {
         let folder = (!who.is_main()).then_some(&who.folder);
         let tasks = self.store.tasks(&who.tenant, folder).map_err(internal)?;
         Ok(ListTasksResponse {
@@ -344,25 +349,25 @@ impl IpcService {
         &self,
         who: &RunIdentity,
         req: &TaskIdRequest,
-    ) -> Result<ScheduledTask, IpcError> {
-        let id = TaskId::new(&req.task_id).map_err(|e| IpcError::BadRequest(e.to_string()))?;
+    ) -> Result<ScheduledTask, HostToolError> {
+        let id = TaskId::new(&req.task_id).map_err(|e| HostToolError::BadRequest(e.to_string()))?;
         let task = self
             .store
             .task(&id)
             .map_err(internal)?
             .filter(|t| t.tenant == who.tenant)
-            .ok_or_else(|| IpcError::NotFound(format!("no task {id}")))?;
+            .ok_or_else(|| HostToolError::NotFound(format!("no task {id}")))?;
         if !who.is_main() && task.group_folder != who.folder {
-            return Err(IpcError::Forbidden(format!(
+            return Err(HostToolError::Forbidden(format!(
                 "task {id} belongs to another group"
             )));
         }
         Ok(task)
     }
 
-    pub fn pause_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), IpcError> {
+    pub fn pause_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), HostToolError> {
         let task = self.owned_task(who, req)?;
-        lifecycle::pause_task(&self.store, &task).map_err(change_error)?;
+        cambot_scheduler::pause_task(&self.store, &task).map_err(change_error)?;
         self.tasks_changed();
         Ok(())
     }
@@ -373,16 +378,16 @@ impl IpcService {
         who: &RunIdentity,
         req: &TaskIdRequest,
         now: DateTime<Utc>,
-    ) -> Result<(), IpcError> {
+    ) -> Result<(), HostToolError> {
         let task = self.owned_task(who, req)?;
-        lifecycle::resume_task(&self.store, &task, now).map_err(change_error)?;
+        cambot_scheduler::resume_task(&self.store, &task, now).map_err(change_error)?;
         self.tasks_changed();
         Ok(())
     }
 
-    pub fn cancel_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), IpcError> {
+    pub fn cancel_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), HostToolError> {
         let task = self.owned_task(who, req)?;
-        lifecycle::cancel_task(&self.store, &task).map_err(change_error)?;
+        cambot_scheduler::cancel_task(&self.store, &task).map_err(change_error)?;
         self.tasks_changed();
         Ok(())
     }
@@ -392,9 +397,9 @@ impl IpcService {
         &self,
         who: &RunIdentity,
         req: RegisterGroupRequest,
-    ) -> Result<RegisteredGroup, IpcError> {
+    ) -> Result<RegisteredGroup, HostToolError> {
         if !who.is_main() {
-            return Err(IpcError::Forbidden(
+            return Err(HostToolError::Forbidden(
                 "only the main group may register groups".into(),
             ));
         }
@@ -405,12 +410,12 @@ impl IpcService {
             ("trigger", &req.trigger),
         ] {
             if value.trim().is_empty() {
-                return Err(IpcError::BadRequest(format!("{field} is required")));
+                return Err(HostToolError::BadRequest(format!("{field} is required")));
             }
         }
-        let jid = ChatJid::new(&req.jid).map_err(|e| IpcError::BadRequest(e.to_string()))?;
+        let jid = ChatJid::new(&req.jid).map_err(|e| HostToolError::BadRequest(e.to_string()))?;
         let folder =
-            GroupFolder::new(&req.folder).map_err(|e| IpcError::BadRequest(e.to_string()))?;
+            GroupFolder::new(&req.folder).map_err(|e| HostToolError::BadRequest(e.to_string()))?;
         let dir = self.layout.group_dir(&who.tenant, &folder);
         std::fs::create_dir_all(&dir)
             .map_err(|e| internal(format!("creating {}: {e}", dir.display())))?;
@@ -431,9 +436,9 @@ impl IpcService {
     }
 
     /// `list_groups`: main only; the tenant's group chats, newest activity first.
-    pub fn list_groups(&self, who: &RunIdentity) -> Result<ListGroupsResponse, IpcError> {
+    pub fn list_groups(&self, who: &RunIdentity) -> Result<ListGroupsResponse, HostToolError> {
         if !who.is_main() {
-            return Err(IpcError::Forbidden(
+            return Err(HostToolError::Forbidden(
                 "only the main group may list groups".into(),
             ));
         }
@@ -453,11 +458,12 @@ impl IpcService {
     }
 }
 
-fn change_error(e: lifecycle::TaskChangeError) -> IpcError {
+fn change_error(e: TaskChangeError) -> HostToolError {
     match e {
-        lifecycle::TaskChangeError::NotFound(id) => IpcError::NotFound(format!("no task {id}")),
-        lifecycle::TaskChangeError::Refused(why) => IpcError::BadRequest(why),
-        lifecycle::TaskChangeError::Store(e) => internal(e),
+        TaskChangeError::NotFound(id) => HostToolError::NotFound(format!("no task {id}")),
+        TaskChangeError::Refused(why) => HostToolError::BadRequest(why),
+        e @ TaskChangeError::InvalidSchedule { .. } => HostToolError::BadRequest(e.to_string()),
+        TaskChangeError::Store(e) => internal(e),
     }
 }
 

@@ -1,0 +1,4 @@
+mod cron_differential;
+mod require;
+mod scheduler;
+mod support;
