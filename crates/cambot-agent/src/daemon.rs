@@ -25,6 +25,7 @@ use crate::agent_run::RunStartError;
 use crate::config::Config;
 use crate::formatting::Trigger;
 use crate::host::RouterHost;
+use crate::locks;
 use crate::outbox::Outbox;
 use crate::queue::RetryPolicy;
 use crate::router::Router;
@@ -49,7 +50,7 @@ pub fn configured_channels(config: &Config) -> ChannelFactory {
 /// What the daemon hands a [`RunnerFactory`]: the shared state a production runner needs to
 /// serve its runs' host sockets.
 pub struct RunnerContext {
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub outbox: Outbox,
     pub layout: DataLayout,
     /// The host tools every run's gateway serves.
@@ -70,14 +71,10 @@ pub type RunnerFactory = Box<
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Store(#[from] cambot_core::StoreError),
+    #[error(transparent)]
+    OpenStore(#[from] crate::database::OpenStoreError),
     #[error(transparent)]
     Router(#[from] crate::router::RouterError),
     #[error("channels: {0}")]
@@ -133,20 +130,7 @@ impl Daemon {
         channel_factory: ChannelFactory,
     ) -> Result<Self, DaemonError> {
         let layout = DataLayout::new(&config.data_dir);
-        std::fs::create_dir_all(layout.root()).map_err(|source| DaemonError::DataDir {
-            path: layout.root().to_owned(),
-            source,
-        })?;
-        // Opening migrates the schema (a large database takes a while) and may import an old
-        // version's ingest journal: off the runtime's threads.
-        let database = layout.database();
-        let store = tokio::task::spawn_blocking(move || Store::open(&database))
-            .await
-            .map_err(|e| {
-                DaemonError::Store(cambot_core::StoreError::Invalid(format!(
-                    "opening the database panicked: {e}"
-                )))
-            })??;
+        let store: Arc<dyn Store> = crate::database::open_store(&layout).await?;
         let outbox = Outbox::new();
         let cancel = CancellationToken::new();
         let background = TaskTracker::new();
@@ -157,11 +141,14 @@ impl Daemon {
         let on_registered = {
             let slot = Arc::clone(&router_slot);
             Arc::new(move |_group: cambot_protocol::RegisteredGroup| {
-                if let Some(router) = slot.get().and_then(std::sync::Weak::upgrade)
-                    && let Err(e) = router.refresh_groups()
-                {
-                    tracing::error!(error = %e, "refreshing registrations failed");
-                }
+                let router = slot.get().and_then(std::sync::Weak::upgrade);
+                Box::pin(async move {
+                    if let Some(router) = router
+                        && let Err(e) = router.refresh_groups().await
+                    {
+                        tracing::error!(error = %e, "refreshing registrations failed");
+                    }
+                }) as BoxFuture<'static, ()>
             })
         };
         // Task changes made through the host tools wake the scheduler (created below).
@@ -215,7 +202,8 @@ impl Daemon {
             Arc::clone(&channels),
             config.max_concurrent_runs,
             RetryPolicy::default(),
-        )?;
+        )
+        .await?;
         let _ = router_slot.set(Arc::downgrade(&router));
         let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
         let host = Arc::new(RouterHost::new(
@@ -228,9 +216,7 @@ impl Daemon {
             assistant_name: config.assistant_name.clone(),
         })
         .await?;
-        if let Ok(mut slot) = channels.write() {
-            *slot = connected;
-        }
+        *locks::write("channels", &channels) = connected;
         // From here a run can find its channel; messages that came in while the channels were
         // connecting are picked up by the recovery pass below.
         host.set_ready();
@@ -243,7 +229,7 @@ impl Daemon {
         ));
         // Replies committed before a crash go out first.
         outbox.kick();
-        let queued = router.recover_pending()?;
+        let queued = router.recover_pending().await?;
         if queued > 0 {
             tracing::info!(
                 groups = queued,
@@ -282,10 +268,10 @@ impl Daemon {
                         () = cancel.cancelled() => break,
                         _ = ticker.tick() => {
                             // Registrations made by the admin CLI reach the running daemon here.
-                            if let Err(e) = router.refresh_groups() {
+                            if let Err(e) = router.refresh_groups().await {
                                 tracing::error!(error = %e, "refreshing registrations failed");
                             }
-                            if let Err(e) = router.recover_pending() {
+                            if let Err(e) = router.recover_pending().await {
                                 tracing::error!(error = %e, "recovery sweep failed");
                             }
                         }
@@ -335,6 +321,7 @@ impl Daemon {
                 .router
                 .store()
                 .pending_outbox(1)
+                .await
                 .map(|rows| rows.is_empty())
                 .unwrap_or(true);
             if queue_idle && outbox_empty {
@@ -361,8 +348,7 @@ impl Daemon {
         {
             tracing::warn!("background tasks did not stop in time");
         }
-        let channels: Vec<Arc<dyn Channel>> =
-            self.channels.read().map(|c| c.clone()).unwrap_or_default();
+        let channels: Vec<Arc<dyn Channel>> = locks::read("channels", &self.channels).clone();
         for channel in channels {
             if let Err(e) = channel.disconnect().await {
                 tracing::warn!(channel = channel.name(), error = %e, "disconnect failed");
@@ -382,12 +368,12 @@ impl Daemon {
 /// `data_version`, which costs one pragma a second, and applies them: registrations are
 /// re-read and the scheduler re-checks its next due time.
 async fn watch_external_changes(
-    store: Store,
+    store: Arc<dyn Store>,
     router: Arc<Router>,
     scheduler: Arc<Scheduler>,
     cancel: CancellationToken,
 ) {
-    let mut seen = data_version(&store).await;
+    let mut seen = store.data_version().await.ok();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -395,24 +381,13 @@ async fn watch_external_changes(
             () = cancel.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let now = data_version(&store).await;
+        let now = store.data_version().await.ok();
         if now != seen {
             seen = now;
-            if let Err(e) = router.refresh_groups() {
+            if let Err(e) = router.refresh_groups().await {
                 tracing::error!(error = %e, "refreshing registrations failed");
             }
             scheduler.wake();
         }
     }
-}
-
-/// [`Store::data_version`] off the runtime's workers: it takes the writing connection, which
-/// the writer thread holds for a whole commit (milliseconds when the WAL is synced), and a
-/// worker waiting for it stops every task queued on it.
-async fn data_version(store: &Store) -> Option<i64> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || store.data_version().ok())
-        .await
-        .ok()
-        .flatten()
 }

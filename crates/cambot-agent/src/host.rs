@@ -21,6 +21,7 @@ use cambot_protocol::RegisteredGroup;
 use cambot_protocol::TenantId;
 use tokio::sync::mpsc;
 
+use crate::locks;
 use crate::router::Router;
 
 /// Channel lifecycle notices for the daemon (bounded; a full channel drops the notice).
@@ -65,23 +66,14 @@ impl RouterHost {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> HostError {
-    HostError::Storage(e.to_string())
-}
-
 impl ChannelHost for RouterHost {
     fn on_message(&self, message: InboundMessage) -> BoxFuture<'_, Result<(), HostError>> {
         Box::pin(async move {
-            let arrival = self
-                .router
-                .store()
-                .store_message_arrival(message)
-                .await
-                .map_err(storage)?;
+            let arrival = self.router.store().store_message(message).await?;
             if !arrival.message.is_bot_message
                 && self.ready.load(std::sync::atomic::Ordering::SeqCst)
             {
-                self.router.route_stored(&arrival);
+                self.router.route_stored(&arrival).await;
             }
             Ok(())
         })
@@ -89,7 +81,8 @@ impl ChannelHost for RouterHost {
 
     fn on_chat_metadata(&self, metadata: ChatMetadata) -> BoxFuture<'_, Result<(), HostError>> {
         let now = Instant::now();
-        let unchanged = self.metadata.lock().ok().is_some_and(|cache| {
+        let unchanged = {
+            let cache = locks::lock("chat metadata cache", &self.metadata);
             cache
                 .get(&metadata.tenant)
                 .and_then(|chats| chats.get(&metadata.chat_jid))
@@ -99,7 +92,7 @@ impl ChannelHost for RouterHost {
                         && *is_group == metadata.is_group
                         && now.duration_since(*at) < METADATA_REFRESH
                 })
-        });
+        };
         Box::pin(async move {
             if unchanged {
                 return Ok(());
@@ -111,19 +104,11 @@ impl ChannelHost for RouterHost {
                 metadata.channel.clone(),
                 metadata.is_group,
             );
-            // Not waited for: channels report metadata with every message, and the message
-            // after it must not queue behind the writer's commits and checkpoints.
-            self.router
-                .store()
-                .queue_chat_metadata(metadata)
-                .await
-                .map_err(storage)?;
-            if let Ok(mut cache) = self.metadata.lock() {
-                cache
-                    .entry(tenant)
-                    .or_default()
-                    .insert(chat, (name, channel, is_group, now));
-            }
+            self.router.store().store_chat_metadata(metadata).await?;
+            locks::lock("chat metadata cache", &self.metadata)
+                .entry(tenant)
+                .or_default()
+                .insert(chat, (name, channel, is_group, now));
             Ok(())
         })
     }
@@ -132,20 +117,15 @@ impl ChannelHost for RouterHost {
         &self,
         tenant: &TenantId,
     ) -> BoxFuture<'_, Result<Vec<RegisteredGroup>, HostError>> {
-        let result = self
-            .router
-            .store()
-            .registered_groups(tenant)
-            .map_err(storage);
-        Box::pin(async move { result })
+        let tenant = tenant.clone();
+        Box::pin(async move { Ok(self.router.store().registered_groups(&tenant).await?) })
     }
 
     fn register_group(
         &self,
         request: GroupRegistrationRequest,
     ) -> BoxFuture<'_, Result<RegisteredGroup, HostError>> {
-        let result = register(&self.router, &self.layout, request);
-        Box::pin(async move { result })
+        Box::pin(register(&self.router, &self.layout, request))
     }
 
     fn on_channel_event(&self, event: ChannelEvent) {
@@ -164,7 +144,7 @@ impl ChannelHost for RouterHost {
 }
 
 /// Validates and stores a registration and creates the group's folder.
-pub fn register(
+pub async fn register(
     router: &Router,
     layout: &DataLayout,
     request: GroupRegistrationRequest,
@@ -176,19 +156,23 @@ pub fn register(
         return Err(HostError::Invalid("trigger must not be empty".into()));
     }
     let dir = layout.group_dir(&request.tenant, &request.folder);
-    std::fs::create_dir_all(&dir)
+    tokio::fs::create_dir_all(&dir)
+        .await
         .map_err(|e| HostError::Storage(format!("creating {}: {e}", dir.display())))?;
-    router.register_group(|store| {
-        store
-            .register_group(&GroupRegistration {
-                tenant: request.tenant,
-                jid: request.jid,
-                name: request.name,
-                folder: request.folder,
-                trigger: request.trigger,
-                requires_trigger: request.requires_trigger,
-                container_config: None,
-            })
-            .map_err(storage)
-    })
+    router
+        .register_group(|store| async move {
+            store
+                .register_group(GroupRegistration {
+                    tenant: request.tenant,
+                    jid: request.jid,
+                    name: request.name,
+                    folder: request.folder,
+                    trigger: request.trigger,
+                    requires_trigger: request.requires_trigger,
+                    container_config: None,
+                })
+                .await
+                .map_err(HostError::from)
+        })
+        .await
 }

@@ -15,6 +15,7 @@ pub mod formatting;
 mod group_cache;
 pub mod host;
 pub mod local_model;
+mod locks;
 pub mod model_config;
 pub mod outbox;
 pub mod production;

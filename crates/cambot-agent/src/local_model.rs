@@ -203,7 +203,7 @@ impl LocalModelServer {
                 });
             }
             if let Ok(status) = exited_rx.try_recv() {
-                let tail = stderr_tail.lock().map(|t| t.clone()).unwrap_or_default();
+                let tail = crate::locks::lock("local model log", &stderr_tail).clone();
                 return Err(LocalModelError::Exited(format!("{status}; log: {tail}")));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -267,7 +267,8 @@ async fn forward_logs(
     let mut lines = tokio::io::BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::debug!(target: "cambot::local_model", "{line}");
-        if let Ok(mut t) = tail.lock() {
+        {
+            let mut t = crate::locks::lock("local model log", &tail);
             t.push_str(&line);
             t.push('\n');
             if t.len() > 2000 {

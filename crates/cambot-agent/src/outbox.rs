@@ -88,10 +88,10 @@ pub async fn deliver_pending(store: &dyn Store, channels: &RwLock<Vec<Arc<dyn Ch
             if blocked.contains(&chat) {
                 continue;
             }
-            let channel = channels
-                .read()
-                .ok()
-                .and_then(|c| c.iter().find(|c| c.owns_jid(&row.chat_jid)).cloned());
+            let channel = crate::locks::read("channels", channels)
+                .iter()
+                .find(|c| c.owns_jid(&row.chat_jid))
+                .cloned();
             let result = match channel {
                 Some(channel) => channel
                     .send_message(Outbound {

@@ -193,10 +193,7 @@ impl GroupQueue {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the maps half-updated in a way that
         // matters more than stopping all message processing would, so recover the guard.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::locks::lock("group queue", &self.inner.state)
     }
 
     /// A group has (or may have) unprocessed messages.

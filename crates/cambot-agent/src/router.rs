@@ -39,6 +39,7 @@ use crate::formatting::Trigger;
 use crate::formatting::format_messages;
 use crate::formatting::passes_gate;
 use crate::group_cache::GroupCache;
+use crate::locks;
 use crate::outbox::Outbox;
 use crate::queue::GroupQueue;
 use crate::queue::MessageProcessor;
@@ -149,19 +150,16 @@ impl Router {
 
     /// [`Self::group_for`] without copying the registration (every stored message asks).
     fn cached_group(&self, tenant: &TenantId, jid: &ChatJid) -> Option<Arc<RegisteredGroup>> {
-        self.groups
-            .read()
-            .ok()
-            .and_then(|g| g.chat(tenant, jid).cloned())
+        locks::read("group cache", &self.groups)
+            .chat(tenant, jid)
+            .cloned()
     }
 
     /// Re-reads registrations after a change made outside the router (admin CLI, IPC).
     pub async fn refresh_groups(&self) -> Result<(), RouterError> {
         let _serial = self.registrations.lock().await;
         let fresh = load_group_cache(self.store.as_ref()).await?;
-        if let Ok(mut g) = self.groups.write() {
-            *g = fresh;
-        }
+        *locks::write("group cache", &self.groups) = fresh;
         Ok(())
     }
 
@@ -176,9 +174,7 @@ impl Router {
     {
         let _serial = self.registrations.lock().await;
         let group = write(Arc::clone(&self.store)).await?;
-        if let Ok(mut g) = self.groups.write() {
-            g.insert(group.clone());
-        }
+        locks::write("group cache", &self.groups).insert(group.clone());
         Ok(group)
     }
 
@@ -230,9 +226,7 @@ impl Router {
     }
 
     fn find_channel(&self, jid: &ChatJid) -> Option<Arc<dyn Channel>> {
-        self.channels
-            .read()
-            .ok()?
+        locks::read("channels", &self.channels)
             .iter()
             .find(|c| c.owns_jid(jid))
             .cloned()
@@ -247,11 +241,7 @@ impl Router {
     /// A chat whose batch fails the trigger gate is skipped (its messages stay as context).
     async fn next_batch(&self, key: &GroupKey) -> Result<Option<ChatBatch>, RouterError> {
         let mut best: Option<ChatBatch> = None;
-        let groups = self
-            .groups
-            .read()
-            .map(|g| g.in_folder(key))
-            .unwrap_or_default();
+        let groups = locks::read("group cache", &self.groups).in_folder(key);
         for group in groups {
             let Some(pending) = self.answerable_batch(&group).await? else {
                 continue;
@@ -286,32 +276,20 @@ impl Router {
     async fn process(self: Arc<Self>, key: GroupKey, slot: RunSlot) -> bool {
         // In place before the batch is read: a message stored after the read finds the run
         // starting and is piped once it is up (see `LiveRun::started`).
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(key.clone(), LiveRun::starting());
-        }
+        self.live().insert(key.clone(), LiveRun::starting());
         let (group, request, last_seq) = match self.first_batch(&key).await {
             Ok(Some(found)) => found,
             outcome => {
-                if let Ok(mut live) = self.live.lock() {
-                    live.remove(&key);
-                }
+                self.live().remove(&key);
                 return outcome.is_ok();
             }
         };
-        if let Ok(mut live) = self.live.lock()
-            && let Some(run) = live.get_mut(&key)
-        {
+        if let Some(run) = self.live().get_mut(&key) {
             run.first_batch(&group.jid, last_seq);
         }
         self.typing(&group.jid, true);
         let ok = self.drive_run(&key, &group, request, &slot).await;
-        let leftover = self
-            .live
-            .lock()
-            .ok()
-            .and_then(|mut l| l.remove(&key))
-            .map(|run| run.unanswered())
-            .unwrap_or(0);
+        let leftover = self.live().remove(&key).map_or(0, |run| run.unanswered());
         self.typing(&group.jid, false);
         if !ok {
             return false;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use cambot_core::ContextMode;
+use cambot_core::NewReply;
 use cambot_core::Store;
 use cambot_protocol::GroupKey;
 use cambot_protocol::RunId;
@@ -32,7 +33,7 @@ use crate::queue::RunSlot;
 /// Runs claimed firings in their group's queue slot. Cheap to clone.
 #[derive(Clone)]
 pub struct TaskExecutor {
-    store: Store,
+    store: Arc<dyn Store>,
     queue: GroupQueue,
     runner: Arc<dyn AgentRunner>,
     outbox: Outbox,
@@ -49,7 +50,7 @@ impl TaskExecutor {
     /// Firings go through `queue`, run on `runner`; replies are committed to `store` and
     /// `outbox` is woken to deliver them.
     pub fn new(
-        store: Store,
+        store: Arc<dyn Store>,
         queue: GroupQueue,
         runner: Arc<dyn AgentRunner>,
         outbox: Outbox,
@@ -71,11 +72,11 @@ impl TaskExecutor {
     }
 
     async fn execute(self, firing: Firing, slot: RunSlot) {
-        let Some(started) = firing.begin(&self.store) else {
+        let Some(started) = firing.begin(self.store.as_ref()).await else {
             return;
         };
         let (took, end) = self.run(&started, &slot).await;
-        started.finish(&self.store, took, end);
+        started.finish(self.store.as_ref(), took, end).await;
     }
 
     /// Runs the firing's prompt; returns how long it ran and how it ended.
@@ -86,6 +87,7 @@ impl TaskExecutor {
             ContextMode::Group => self
                 .store
                 .session(&task.tenant, &task.group_folder)
+                .await
                 .ok()
                 .flatten(),
             ContextMode::Isolated => None,
@@ -117,12 +119,14 @@ impl TaskExecutor {
                 RunEvent::Result { text, .. } => {
                     let reply = text.as_deref().map(format_outbound).unwrap_or_default();
                     if !reply.is_empty() {
-                        let origin = format!("task:{}", task.id);
-                        match self
-                            .store
-                            .commit_reply_async(&task.tenant, &task.chat_jid, &reply, &origin, None)
-                            .await
-                        {
+                        let commit = NewReply {
+                            tenant: task.tenant.clone(),
+                            chat_jid: task.chat_jid.clone(),
+                            text: reply.clone(),
+                            origin: format!("task:{}", task.id),
+                            advance_to: None,
+                        };
+                        match self.store.commit_reply(commit).await {
                             Ok(_) => self.outbox.kick(),
                             Err(e) => error = Some(format!("saving the reply failed: {e}")),
                         }

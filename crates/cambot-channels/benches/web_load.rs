@@ -29,7 +29,6 @@ use tokio::io::AsyncWriteExt;
 use cambot_agent::agent_run::RunRequest;
 use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
-use cambot_agent::agent_run::RunRequest;
 use cambot_channels::Channel;
 use cambot_channels::WebChannel;
 use cambot_channels::WebConfig;
@@ -261,7 +260,8 @@ async fn run(sessions: usize, users: usize, messages: usize) {
         daemon
             .router()
             .store()
-            .web_user_add(&tenant, &name, &hash)
+            .add_user(&tenant, &name, &hash)
+            .await
             .unwrap();
         let res: Value = http
             .post(format!("{base}/api/auth/login"))
@@ -367,10 +367,12 @@ async fn run(sessions: usize, users: usize, messages: usize) {
     for (i, id) in ids.iter().enumerate() {
         let s = store
             .web_session(&tenant, &format!("user{}", i % users), id)
+            .await
             .unwrap()
             .unwrap();
         replies += store
             .chat_replies_after(&tenant, &s.chat_jid, 0, 10_000)
+            .await
             .unwrap()
             .len();
     }

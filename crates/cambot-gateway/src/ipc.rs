@@ -4,18 +4,24 @@
 //! itself; nothing ever crosses tenants; identity claims inside a payload are ignored.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use cambot_core::ContextMode;
+use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
+use cambot_core::NewReply;
 use cambot_core::ScheduledTask;
 use cambot_core::Store;
+use cambot_core::StoreError;
 use cambot_core::TaskStatus;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
+use cambot_protocol::IdError;
 use cambot_protocol::RegisteredGroup;
 use cambot_protocol::RunId;
 use cambot_protocol::TaskId;
@@ -31,11 +37,13 @@ use cambot_protocol::ipc::TaskIdRequest;
 use cambot_protocol::ipc::TaskSummary;
 use chrono::DateTime;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use cambot_protocol::reply::format_outbound;
 use cambot_scheduler::TaskChangeError;
 use cambot_scheduler::cron::Schedule;
+use cambot_scheduler::cron::ScheduleError;
 
 /// Who is calling: fixed when the run's socket is created, never read from a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,11 +61,24 @@ impl RunIdentity {
     }
 }
 
-/// Why a host-tool call was refused. Each maps to one HTTP status in the gateway.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a host-tool call was refused. Each [`kind`](Self::kind) maps to one HTTP status in the
+/// gateway; the message (with its cause) is what the agent is told.
+#[derive(Debug, thiserror::Error)]
 pub enum HostToolError {
     #[error("{0}")]
     BadRequest(String),
+    /// A chat, folder or task id in the request is not valid.
+    #[error("{0}")]
+    InvalidId(#[from] IdError),
+    /// The schedule in the request does not parse.
+    #[error("{0}")]
+    InvalidSchedule(#[from] ScheduleError),
+    /// The task's stored schedule no longer parses, so it cannot be resumed.
+    #[error("{0}")]
+    Unresumable(#[source] TaskChangeError),
+    /// The outbound fetch failed (the policy allowed it).
+    #[error("fetch failed: {0}")]
+    Fetch(#[source] reqwest::Error),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -65,23 +86,40 @@ pub enum HostToolError {
     #[error("too many messages: wait {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("internal error: {0}")]
-    Internal(String),
+    Store(#[from] StoreError),
+    #[error("internal error: creating {}: {source}", path.display())]
+    GroupDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl HostToolError {
+    /// `bad_request`, `forbidden`, `not_found`, `rate_limited` or `internal`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) => "bad_request",
+            Self::BadRequest(_)
+            | Self::InvalidId(_)
+            | Self::InvalidSchedule(_)
+            | Self::Unresumable(_)
+            | Self::Fetch(_) => "bad_request",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Internal(_) => "internal",
+            Self::Store(_) | Self::GroupDir { .. } => "internal",
         }
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> HostToolError {
-    HostToolError::Internal(e.to_string())
+/// Takes a lock even when a panic poisoned it, saying so: the rate limiter's state is a few
+/// numbers per group that stay usable, and refusing every later message would be worse.
+fn lock_recovering<'a, T>(lock: &'a Mutex<T>, what: &str) -> MutexGuard<'a, T> {
+    lock.lock().unwrap_or_else(|poisoned| {
+        tracing::error!(lock = what, "a lock was poisoned by a panic; recovering it");
+        lock.clear_poison();
+        poisoned.into_inner()
+    })
 }
 
 /// Outbound-message limits per group (token bucket).
@@ -107,8 +145,9 @@ struct Bucket {
     at: Instant,
 }
 
-/// Called after a registration so the router's cache sees it at once.
-pub type OnRegistered = Arc<dyn Fn(RegisteredGroup) + Send + Sync>;
+/// Called after a registration so the router's cache sees it at once; `register_group` answers
+/// after the returned future completes.
+pub type OnRegistered = Arc<dyn Fn(RegisteredGroup) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Called after a task was created, paused, resumed or cancelled, so the scheduler re-checks
 /// its next due time at once ([`cambot_scheduler::Scheduler::waker`]).
@@ -120,7 +159,7 @@ pub type OnReplyQueued = Arc<dyn Fn() + Send + Sync>;
 
 /// The host tools, shared by every run's gateway.
 pub struct IpcService {
-    store: Store,
+    store: Arc<dyn Store>,
     layout: DataLayout,
     on_reply_queued: OnReplyQueued,
     timezone: chrono_tz::Tz,
@@ -140,7 +179,7 @@ impl IpcService {
     /// The host tools over `store`. `on_reply_queued` wakes reply delivery; `on_registered`
     /// tells the router about a new group; `timezone` is the zone of new tasks.
     pub fn new(
-        store: Store,
+        store: Arc<dyn Store>,
         layout: DataLayout,
         on_reply_queued: OnReplyQueued,
         timezone: chrono_tz::Tz,
@@ -173,7 +212,7 @@ impl IpcService {
         }
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -187,9 +226,9 @@ impl IpcService {
     ) -> Result<Option<i64>, HostToolError> {
         let target = match req.chat_jid.as_deref() {
             None | Some("") => who.chat_jid.clone(),
-            Some(j) => ChatJid::new(j).map_err(|e| HostToolError::BadRequest(e.to_string()))?,
+            Some(j) => ChatJid::new(j)?,
         };
-        self.authorize_chat(who, &target)?;
+        self.authorize_chat(who, &target).await?;
         let text = format_outbound(&req.text);
         if text.is_empty() {
             return Ok(None);
@@ -197,18 +236,24 @@ impl IpcService {
         self.take_send_token(who)?;
         let id = self
             .store
-            .commit_reply_async(&who.tenant, &target, &text, "ipc", None)
-            .await
-            .map_err(internal)?;
+            .commit_reply(NewReply {
+                tenant: who.tenant.clone(),
+                chat_jid: target,
+                text,
+                origin: "ipc".to_owned(),
+                advance_to: None,
+            })
+            .await?;
         (self.on_reply_queued)();
         Ok(Some(id))
     }
 
-    fn authorize_chat(&self, who: &RunIdentity, target: &ChatJid) -> Result<(), HostToolError> {
-        let registration = self
-            .store
-            .registered_group(&who.tenant, target)
-            .map_err(internal)?;
+    async fn authorize_chat(
+        &self,
+        who: &RunIdentity,
+        target: &ChatJid,
+    ) -> Result<(), HostToolError> {
+        let registration = self.store.registered_group(&who.tenant, target).await?;
         match registration {
             Some(g) if g.folder == who.folder => Ok(()),
             Some(_) if who.is_main() => Ok(()),
@@ -220,7 +265,7 @@ impl IpcService {
                 let elsewhere = self
                     .store
                     .all_registered_groups()
-                    .map_err(internal)?
+                    .await?
                     .into_iter()
                     .any(|g| g.jid == *target && g.tenant != who.tenant);
                 if elsewhere {
@@ -238,10 +283,7 @@ impl IpcService {
     }
 
     fn take_send_token(&self, who: &RunIdentity) -> Result<(), HostToolError> {
-        let mut buckets = self
-            .buckets
-            .lock()
-            .map_err(|_| internal("rate limiter lock"))?;
+        let mut buckets = lock_recovering(&self.buckets, "send_message rate limiter");
         let now = Instant::now();
         let burst = f64::from(self.limits.burst.max(1));
         let per_sec = 1.0 / self.limits.refill.as_secs_f64().max(0.001);
@@ -267,7 +309,7 @@ impl IpcService {
 
     /// `schedule_task`. `target_group_jid` is honoured for main (any registered chat of its
     /// tenant) and for a group naming one of its own chats.
-    pub fn schedule_task(
+    pub async fn schedule_task(
         &self,
         who: &RunIdentity,
         req: ScheduleTaskRequest,
@@ -279,11 +321,11 @@ impl IpcService {
         let (folder, chat) = match req.target_group_jid.as_deref().filter(|s| !s.is_empty()) {
             None => (who.folder.clone(), who.chat_jid.clone()),
             Some(j) => {
-                let jid = ChatJid::new(j).map_err(|e| HostToolError::BadRequest(e.to_string()))?;
+                let jid = ChatJid::new(j)?;
                 let group = self
                     .store
                     .registered_group(&who.tenant, &jid)
-                    .map_err(internal)?
+                    .await?
                     .ok_or_else(|| {
                         HostToolError::NotFound(format!("no registered group has chat {jid}"))
                     })?;
@@ -295,8 +337,8 @@ impl IpcService {
                 (group.folder, group.jid)
             }
         };
-        let schedule = Schedule::parse(&req.schedule_type, &req.schedule_value, self.timezone, now)
-            .map_err(|e| HostToolError::BadRequest(e.to_string()))?;
+        let schedule =
+            Schedule::parse(&req.schedule_type, &req.schedule_value, self.timezone, now)?;
         let next_run = schedule.first_run(now);
         let id = new_task_id(now);
         let task = ScheduledTask {
@@ -316,7 +358,7 @@ impl IpcService {
             status: TaskStatus::Active,
             created_at: cambot_core::time::rfc3339(now),
         };
-        self.store.create_task(&task).map_err(internal)?;
+        self.store.create_task(&task).await?;
         self.tasks_changed();
         Ok(ScheduleTaskResponse {
             task_id: id.to_string(),
@@ -325,9 +367,9 @@ impl IpcService {
     }
 
     /// Tasks the caller may see: all of its tenant for main, its own folder's otherwise.
-    pub fn list_tasks(&self, who: &RunIdentity) -> Result<ListTasksResponse, HostToolError> {
+    pub async fn list_tasks(&self, who: &RunIdentity) -> Result<ListTasksResponse, HostToolError> {
         let folder = (!who.is_main()).then_some(&who.folder);
-        let tasks = self.store.tasks(&who.tenant, folder).map_err(internal)?;
+        let tasks = self.store.tasks(&who.tenant, folder).await?;
         Ok(ListTasksResponse {
             tasks: tasks
                 .into_iter()
@@ -345,16 +387,16 @@ impl IpcService {
     }
 
     /// Finds a task the caller may change. Another tenant's task does not exist for the caller.
-    fn owned_task(
+    async fn owned_task(
         &self,
         who: &RunIdentity,
         req: &TaskIdRequest,
     ) -> Result<ScheduledTask, HostToolError> {
-        let id = TaskId::new(&req.task_id).map_err(|e| HostToolError::BadRequest(e.to_string()))?;
+        let id = TaskId::new(&req.task_id)?;
         let task = self
             .store
             .task(&id)
-            .map_err(internal)?
+            .await?
             .filter(|t| t.tenant == who.tenant)
             .ok_or_else(|| HostToolError::NotFound(format!("no task {id}")))?;
         if !who.is_main() && task.group_folder != who.folder {
@@ -365,35 +407,49 @@ impl IpcService {
         Ok(task)
     }
 
-    pub fn pause_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), HostToolError> {
-        let task = self.owned_task(who, req)?;
-        cambot_scheduler::pause_task(&self.store, &task).map_err(change_error)?;
+    pub async fn pause_task(
+        &self,
+        who: &RunIdentity,
+        req: &TaskIdRequest,
+    ) -> Result<(), HostToolError> {
+        let task = self.owned_task(who, req).await?;
+        cambot_scheduler::pause_task(self.store.as_ref(), &task)
+            .await
+            .map_err(change_error)?;
         self.tasks_changed();
         Ok(())
     }
 
     /// Resumes a paused task and recomputes its next run from now.
-    pub fn resume_task(
+    pub async fn resume_task(
         &self,
         who: &RunIdentity,
         req: &TaskIdRequest,
         now: DateTime<Utc>,
     ) -> Result<(), HostToolError> {
-        let task = self.owned_task(who, req)?;
-        cambot_scheduler::resume_task(&self.store, &task, now).map_err(change_error)?;
+        let task = self.owned_task(who, req).await?;
+        cambot_scheduler::resume_task(self.store.as_ref(), &task, now)
+            .await
+            .map_err(change_error)?;
         self.tasks_changed();
         Ok(())
     }
 
-    pub fn cancel_task(&self, who: &RunIdentity, req: &TaskIdRequest) -> Result<(), HostToolError> {
-        let task = self.owned_task(who, req)?;
-        cambot_scheduler::cancel_task(&self.store, &task).map_err(change_error)?;
+    pub async fn cancel_task(
+        &self,
+        who: &RunIdentity,
+        req: &TaskIdRequest,
+    ) -> Result<(), HostToolError> {
+        let task = self.owned_task(who, req).await?;
+        cambot_scheduler::cancel_task(self.store.as_ref(), &task)
+            .await
+            .map_err(change_error)?;
         self.tasks_changed();
         Ok(())
     }
 
     /// `register_group`: main only, within its own tenant.
-    pub fn register_group(
+    pub async fn register_group(
         &self,
         who: &RunIdentity,
         req: RegisterGroupRequest,
@@ -413,15 +469,15 @@ impl IpcService {
                 return Err(HostToolError::BadRequest(format!("{field} is required")));
             }
         }
-        let jid = ChatJid::new(&req.jid).map_err(|e| HostToolError::BadRequest(e.to_string()))?;
-        let folder =
-            GroupFolder::new(&req.folder).map_err(|e| HostToolError::BadRequest(e.to_string()))?;
+        let jid = ChatJid::new(&req.jid)?;
+        let folder = GroupFolder::new(&req.folder)?;
         let dir = self.layout.group_dir(&who.tenant, &folder);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| internal(format!("creating {}: {e}", dir.display())))?;
+        if let Err(source) = tokio::fs::create_dir_all(&dir).await {
+            return Err(HostToolError::GroupDir { path: dir, source });
+        }
         let group = self
             .store
-            .register_group(&cambot_core::GroupRegistration {
+            .register_group(GroupRegistration {
                 tenant: who.tenant.clone(),
                 jid,
                 name: req.name,
@@ -430,19 +486,22 @@ impl IpcService {
                 requires_trigger: req.requires_trigger,
                 container_config: None,
             })
-            .map_err(internal)?;
-        (self.on_registered)(group.clone());
+            .await?;
+        (self.on_registered)(group.clone()).await;
         Ok(group)
     }
 
     /// `list_groups`: main only; the tenant's group chats, newest activity first.
-    pub fn list_groups(&self, who: &RunIdentity) -> Result<ListGroupsResponse, HostToolError> {
+    pub async fn list_groups(
+        &self,
+        who: &RunIdentity,
+    ) -> Result<ListGroupsResponse, HostToolError> {
         if !who.is_main() {
             return Err(HostToolError::Forbidden(
                 "only the main group may list groups".into(),
             ));
         }
-        let groups = self.store.available_groups(&who.tenant).map_err(internal)?;
+        let groups = self.store.available_groups(&who.tenant).await?;
         Ok(ListGroupsResponse {
             groups: groups
                 .into_iter()
@@ -462,8 +521,8 @@ fn change_error(e: TaskChangeError) -> HostToolError {
     match e {
         TaskChangeError::NotFound(id) => HostToolError::NotFound(format!("no task {id}")),
         TaskChangeError::Refused(why) => HostToolError::BadRequest(why),
-        e @ TaskChangeError::InvalidSchedule { .. } => HostToolError::BadRequest(e.to_string()),
-        TaskChangeError::Store(e) => internal(e),
+        e @ TaskChangeError::InvalidSchedule { .. } => HostToolError::Unresumable(e),
+        TaskChangeError::Store(e) => HostToolError::Store(e),
     }
 }
 

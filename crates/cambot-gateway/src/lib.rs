@@ -20,6 +20,8 @@
 //! upstreams), delivering replies (it only commits them and calls back), and the schedule rules
 //! (`cambot-scheduler`).
 
+#![forbid(unsafe_code)]
+
 mod gateway;
 mod ipc;
 mod proxy;

@@ -54,6 +54,26 @@ fn auth_headers(upstream: &ModelUpstream, headers: &mut HeaderMap) {
     }
 }
 
+/// Why the upstream could not be reached. The message names the cause: it is logged and
+/// returned to the run as is.
+#[derive(Debug, thiserror::Error)]
+enum UpstreamError {
+    #[error("{0}")]
+    Http(#[source] reqwest::Error),
+    #[error("connect {socket}: {source}")]
+    Connect {
+        socket: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("{0}")]
+    Request(#[source] axum::http::Error),
+    #[error("{0}")]
+    Send(#[source] hyper::Error),
+}
+
 /// One model request as the run sent it.
 pub(crate) struct ModelCall<'a> {
     pub(crate) run: &'a str,
@@ -128,7 +148,7 @@ impl Gateway {
                     let stream = resp.bytes_stream().map_err(std::io::Error::other);
                     (status, headers, Body::from_stream(stream))
                 })
-                .map_err(|e| e.to_string())
+                .map_err(UpstreamError::Http)
         };
         match result {
             Ok((status, up_headers, body)) => {
@@ -164,14 +184,17 @@ async fn unix_request(
     path: &str,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, HeaderMap, Body), String> {
+) -> Result<(StatusCode, HeaderMap, Body), UpstreamError> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
-        .map_err(|e| format!("connect {socket}: {e}"))?;
+        .map_err(|source| UpstreamError::Connect {
+            socket: socket.to_owned(),
+            source,
+        })?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(UpstreamError::Handshake)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "unix upstream connection ended");
@@ -186,8 +209,11 @@ async fn unix_request(
     }
     let req = req
         .body(http_body_util::Full::new(body))
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        .map_err(UpstreamError::Request)?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(UpstreamError::Send)?;
     let (parts, incoming) = resp.into_parts();
     Ok((parts.status, parts.headers, Body::new(incoming)))
 }

@@ -147,11 +147,17 @@ fn routes_for(state: RunState) -> Router {
 
 fn ipc_error(state: &RunState, route: &str, e: &HostToolError) -> Response {
     let status = match e {
-        HostToolError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        HostToolError::BadRequest(_)
+        | HostToolError::InvalidId(_)
+        | HostToolError::InvalidSchedule(_)
+        | HostToolError::Unresumable(_)
+        | HostToolError::Fetch(_) => StatusCode::BAD_REQUEST,
         HostToolError::Forbidden(_) => StatusCode::FORBIDDEN,
         HostToolError::NotFound(_) => StatusCode::NOT_FOUND,
         HostToolError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        HostToolError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        HostToolError::Store(_) | HostToolError::GroupDir { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     };
     tracing::warn!(
         run = %state.who.run_id,
@@ -236,6 +242,7 @@ async fn schedule_task(State(state): State<RunState>, body: Bytes) -> Response {
         .gateway
         .ipc
         .schedule_task(&state.who, req, chrono::Utc::now())
+        .await
     {
         Ok(r) => ok(r),
         Err(e) => ipc_error(&state, routes::SCHEDULE_TASK, &e),
@@ -243,7 +250,7 @@ async fn schedule_task(State(state): State<RunState>, body: Bytes) -> Response {
 }
 
 async fn list_tasks(State(state): State<RunState>) -> Response {
-    match state.gateway.ipc.list_tasks(&state.who) {
+    match state.gateway.ipc.list_tasks(&state.who).await {
         Ok(r) => ok(r),
         Err(e) => ipc_error(&state, routes::LIST_TASKS, &e),
     }
@@ -256,9 +263,9 @@ async fn task_action(state: RunState, route: &'static str, body: Bytes) -> Respo
     };
     let ipc = &state.gateway.ipc;
     let result = match route {
-        routes::PAUSE_TASK => ipc.pause_task(&state.who, &req),
-        routes::RESUME_TASK => ipc.resume_task(&state.who, &req, chrono::Utc::now()),
-        _ => ipc.cancel_task(&state.who, &req),
+        routes::PAUSE_TASK => ipc.pause_task(&state.who, &req).await,
+        routes::RESUME_TASK => ipc.resume_task(&state.who, &req, chrono::Utc::now()).await,
+        _ => ipc.cancel_task(&state.who, &req).await,
     };
     match result {
         Ok(()) => ok(cambot_protocol::ipc::Ok { ok: true }),
@@ -283,14 +290,14 @@ async fn register_group(State(state): State<RunState>, body: Bytes) -> Response 
         Ok(r) => r,
         Err(e) => return ipc_error(&state, routes::REGISTER_GROUP, &e),
     };
-    match state.gateway.ipc.register_group(&state.who, req) {
+    match state.gateway.ipc.register_group(&state.who, req).await {
         Ok(g) => ok(serde_json::json!({ "ok": true, "jid": g.jid, "folder": g.folder })),
         Err(e) => ipc_error(&state, routes::REGISTER_GROUP, &e),
     }
 }
 
 async fn list_groups(State(state): State<RunState>) -> Response {
-    match state.gateway.ipc.list_groups(&state.who) {
+    match state.gateway.ipc.list_groups(&state.who).await {
         Ok(r) => ok(r),
         Err(e) => ipc_error(&state, routes::LIST_GROUPS, &e),
     }
@@ -345,17 +352,17 @@ async fn fetch(State(state): State<RunState>, body: Bytes) -> Response {
             .get(url)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(HostToolError::Fetch)?;
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        let bytes = resp.bytes().await.map_err(HostToolError::Fetch)?;
         let truncated = bytes.len() > policy.max_fetch_bytes;
         let slice = &bytes[..bytes.len().min(policy.max_fetch_bytes)];
-        Ok::<_, String>(FetchResponse {
+        Ok::<_, HostToolError>(FetchResponse {
             status,
             content_type,
             body: String::from_utf8_lossy(slice).into_owned(),
@@ -365,11 +372,7 @@ async fn fetch(State(state): State<RunState>, body: Bytes) -> Response {
     .await;
     match result {
         Ok(r) => ok(r),
-        Err(e) => ipc_error(
-            &state,
-            routes::FETCH,
-            &HostToolError::BadRequest(format!("fetch failed: {e}")),
-        ),
+        Err(e) => ipc_error(&state, routes::FETCH, &e),
     }
 }
 

@@ -13,6 +13,7 @@
 //!
 //! `cargo bench -p cambot-scheduler --bench scheduler`
 //! (env: BENCH_TASKS, BENCH_GROUPS, BENCH_SPREAD_SECS, BENCH_SECS, BENCH_CONCURRENCY).
+#![allow(clippy::disallowed_methods)] // Inspects the database file directly.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -30,6 +31,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
+use cambot_core::GroupStore;
+use cambot_core::SqliteStore;
 use cambot_core::Store;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupKey;
@@ -99,7 +102,7 @@ impl Tally {
 /// run that only records its lateness.
 #[derive(Clone)]
 struct BenchExecutor {
-    store: Store,
+    store: Arc<dyn Store>,
     tally: Arc<Tally>,
     slots: Arc<Semaphore>,
     groups: Arc<Mutex<HashMap<GroupKey, Arc<tokio::sync::Mutex<()>>>>>,
@@ -113,7 +116,7 @@ impl BenchExecutor {
         {
             let _turn = group.lock().await;
             let _slot = self.slots.acquire().await.unwrap();
-            if let Some(started) = firing.begin(&self.store) {
+            if let Some(started) = firing.begin(self.store.as_ref()).await {
                 if let Some(i) = started
                     .task
                     .id
@@ -123,11 +126,13 @@ impl BenchExecutor {
                 {
                     self.tally.record(i);
                 }
-                started.finish(
-                    &self.store,
-                    Duration::ZERO,
-                    FiringEnd::Success { result: None },
-                );
+                started
+                    .finish(
+                        self.store.as_ref(),
+                        Duration::ZERO,
+                        FiringEnd::Success { result: None },
+                    )
+                    .await;
             }
         }
         self.queued.lock().unwrap().remove(&firing.task.id);
@@ -150,11 +155,11 @@ impl TaskDispatcher for BenchExecutor {
 
 /// Registers the groups, then writes the tasks straight into the database in one transaction
 /// (100,000 separate commits would only measure set-up).
-fn seed(db: &std::path::Path, tasks: usize, groups: usize, first_us: i64, period_us: i64) {
-    let store = Store::open(db).unwrap();
+async fn seed(db: &std::path::Path, tasks: usize, groups: usize, first_us: i64, period_us: i64) {
+    let store = SqliteStore::open(db).unwrap();
     for g in 0..groups {
         store
-            .register_group(&cambot_core::GroupRegistration {
+            .register_group(cambot_core::GroupRegistration {
                 tenant: cambot_protocol::TenantId::default_tenant(),
                 jid: cambot_protocol::ChatJid::new(&format!("fake:g{g}")).unwrap(),
                 name: format!("g{g}"),
@@ -163,6 +168,7 @@ fn seed(db: &std::path::Path, tasks: usize, groups: usize, first_us: i64, period
                 requires_trigger: Some(false),
                 container_config: None,
             })
+            .await
             .unwrap();
     }
     drop(store);
@@ -238,7 +244,7 @@ async fn main() {
     let set_up = Instant::now();
     // Slots start a few seconds out: time to start the daemon; the first second is warm-up.
     let first_us = (now_us() / 1000 + 4_000) * 1000;
-    seed(&db, tasks, groups, first_us, period_us);
+    seed(&db, tasks, groups, first_us, period_us).await;
     println!(
         "scheduler bench: {tasks} interval tasks in {groups} groups, period {spread_secs} s \
          (≈{:.0} firings/s), {concurrency} concurrent runs, measuring {measure_secs} s \
@@ -257,9 +263,9 @@ async fn main() {
         duplicates: AtomicU64::new(0),
         measure_from_us: first_us + 1_000_000,
     });
-    let store = Store::open(&db).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).unwrap());
     let executor = BenchExecutor {
-        store: store.clone(),
+        store: Arc::clone(&store),
         tally: Arc::clone(&tally),
         slots: Arc::new(Semaphore::new(concurrency)),
         groups: Arc::default(),

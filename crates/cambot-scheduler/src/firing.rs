@@ -11,7 +11,9 @@ use std::time::Duration;
 use cambot_core::RunOutcomeRecord;
 use cambot_core::ScheduledTask;
 use cambot_core::Store;
+use cambot_core::TaskRunStatus;
 use cambot_core::TaskStatus;
+use cambot_core::TaskStore;
 use cambot_protocol::RegisteredGroup;
 
 /// Longest result kept in the run log (characters).
@@ -67,16 +69,18 @@ impl Firing {
     /// was paused or cancelled after the claim), or `error` with the task paused (its group is
     /// no longer registered; seed DEFECT: it was retried every minute forever). Also `None`
     /// when the store cannot be read (logged; the row stays as it is).
-    pub fn begin(&self, store: &Store) -> Option<StartedFiring> {
+    pub async fn begin(&self, store: &dyn Store) -> Option<StartedFiring> {
         let claimed = &self.task;
-        let task = match store.task(&claimed.id) {
+        let task = match store.task(&claimed.id).await {
             Ok(Some(t)) if t.status.is_active() => t,
             Ok(_) => {
-                let _ = store.set_task_run_status(
-                    self.run_id,
-                    "cancelled",
-                    Some("paused or cancelled before it started"),
-                );
+                let note = "paused or cancelled before it started";
+                if let Err(e) = store
+                    .set_task_run_status(self.run_id, TaskRunStatus::Cancelled, Some(note))
+                    .await
+                {
+                    tracing::error!(task = %claimed.id, run = self.run_id, error = %e, "recording the cancelled firing failed");
+                }
                 return None;
             }
             Err(e) => {
@@ -84,13 +88,23 @@ impl Firing {
                 return None;
             }
         };
-        let group = match store.registered_group(&task.tenant, &task.chat_jid) {
+        let group = match store.registered_group(&task.tenant, &task.chat_jid).await {
             Ok(Some(g)) if g.folder == task.group_folder => g,
             Ok(_) => {
                 let reason = format!("Group not found: {}", task.group_folder);
                 tracing::error!(task = %task.id, reason = %reason, "pausing task");
-                let _ = store.finish_task_run(self.run_id, &task.id, &failed(0, &reason, false));
-                let _ = store.set_task_status(&task.id, TaskStatus::Paused);
+                if let Err(e) = store
+                    .finish_task_run(self.run_id, &task.id, &failed(0, &reason, false))
+                    .await
+                {
+                    tracing::error!(task = %task.id, run = self.run_id, error = %e, "recording the firing failed");
+                }
+                if let Err(e) = store
+                    .set_task_status(&task.id, TaskStatus::Paused, None)
+                    .await
+                {
+                    tracing::error!(task = %task.id, error = %e, "pausing the task failed");
+                }
                 return None;
             }
             Err(e) => {
@@ -98,7 +112,7 @@ impl Firing {
                 return None;
             }
         };
-        if let Err(e) = store.start_task_run(self.run_id) {
+        if let Err(e) = store.start_task_run(self.run_id).await {
             tracing::error!(task = %task.id, error = %e, "marking the firing running failed");
         }
         Some(StartedFiring {
@@ -111,12 +125,12 @@ impl Firing {
 
 impl StartedFiring {
     /// Records how the firing ended (a one-shot with no further slot becomes `completed`).
-    pub fn finish(&self, store: &Store, took: Duration, end: FiringEnd) {
+    pub async fn finish(&self, store: &dyn TaskStore, took: Duration, end: FiringEnd) {
         let duration_ms = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
         let once = self.task.schedule_type == "once";
         let outcome = match end {
             FiringEnd::Success { result } => RunOutcomeRecord {
-                status: "success",
+                status: TaskRunStatus::Success,
                 duration_ms,
                 result: result.map(|r| r.chars().take(MAX_LOGGED_RESULT).collect()),
                 error: None,
@@ -127,7 +141,10 @@ impl StartedFiring {
                 failed(duration_ms, &error, once)
             }
         };
-        if let Err(e) = store.finish_task_run(self.run_id, &self.task.id, &outcome) {
+        if let Err(e) = store
+            .finish_task_run(self.run_id, &self.task.id, &outcome)
+            .await
+        {
             tracing::error!(task = %self.task.id, error = %e, "recording the firing failed");
         }
     }
@@ -135,7 +152,7 @@ impl StartedFiring {
 
 fn failed(duration_ms: i64, error: &str, once: bool) -> RunOutcomeRecord {
     RunOutcomeRecord {
-        status: "error",
+        status: TaskRunStatus::Error,
         duration_ms,
         result: None,
         error: Some(error.to_owned()),

@@ -19,12 +19,15 @@
 //! - [`SchedulerConfig`]: the `[scheduler]` config section; [`Clock`]: where "now" comes from
 //!   ([`TokioClock`] runs schedules in paused tokio time for tests).
 //!
-//! What it does not own: storage (tasks and the run log live in `cambot-core`'s [`Store`]),
+//! What it does not own: storage (tasks and the run log live behind `cambot-core`'s [`Store`]),
 //! running agents, and delivering replies (both in `cambot-agent`).
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # fn wire(store: cambot_core::Store, dispatcher: Arc<dyn cambot_scheduler::TaskDispatcher>) {
+//! # fn wire(
+//! #     store: Arc<dyn cambot_core::Store>,
+//! #     dispatcher: Arc<dyn cambot_scheduler::TaskDispatcher>,
+//! # ) {
 //! use cambot_scheduler::{Scheduler, SchedulerConfig, SystemClock};
 //!
 //! let settings = SchedulerConfig::default().settings();
@@ -34,6 +37,8 @@
 //! ```
 //!
 //! [`Store`]: cambot_core::Store
+
+#![forbid(unsafe_code)]
 
 pub mod cron;
 

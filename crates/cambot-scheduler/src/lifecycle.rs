@@ -13,12 +13,12 @@
 //! - A `completed` one-shot can be neither paused nor resumed: it would fire again.
 //!
 //! Callers that share a process with the scheduler then call [`crate::Scheduler::wake`]; the
-//! CLI, in another process, is noticed by the daemon through SQLite's `data_version`.
+//! CLI, in another process, is noticed by the daemon through the store's `data_version`.
 
 use cambot_core::ScheduledTask;
-use cambot_core::Store;
 use cambot_core::StoreError;
 use cambot_core::TaskStatus;
+use cambot_core::TaskStore;
 use cambot_protocol::TaskId;
 use chrono::DateTime;
 use chrono::Utc;
@@ -55,9 +55,13 @@ pub enum Change {
 }
 
 /// Reads a task by id, or says it does not exist.
-pub fn load_task(store: &Store, id: &TaskId) -> Result<ScheduledTask, TaskChangeError> {
+pub async fn load_task(
+    store: &dyn TaskStore,
+    id: &TaskId,
+) -> Result<ScheduledTask, TaskChangeError> {
     store
-        .task(id)?
+        .task(id)
+        .await?
         .ok_or_else(|| TaskChangeError::NotFound(id.clone()))
 }
 
@@ -72,20 +76,26 @@ fn refuse_completed(task: &ScheduledTask, what: &str) -> Result<(), TaskChangeEr
 }
 
 /// Pauses `task`.
-pub fn pause_task(store: &Store, task: &ScheduledTask) -> Result<Change, TaskChangeError> {
+pub async fn pause_task(
+    store: &dyn TaskStore,
+    task: &ScheduledTask,
+) -> Result<Change, TaskChangeError> {
     refuse_completed(task, "paused")?;
     if task.status == TaskStatus::Paused {
         return Ok(Change::Unchanged);
     }
-    if !store.set_task_status(&task.id, TaskStatus::Paused)? {
+    if !store
+        .set_task_status(&task.id, TaskStatus::Paused, None)
+        .await?
+    {
         return Err(TaskChangeError::NotFound(task.id.clone()));
     }
     Ok(Change::Applied)
 }
 
 /// Resumes `task`, recomputing its next run from `now`. Returns the change and the next run.
-pub fn resume_task(
-    store: &Store,
+pub async fn resume_task(
+    store: &dyn TaskStore,
     task: &ScheduledTask,
     now: DateTime<Utc>,
 ) -> Result<(Change, Option<DateTime<Utc>>), TaskChangeError> {
@@ -107,19 +117,25 @@ pub fn resume_task(
             task.id
         )));
     };
-    if !store.set_task_status_and_next_run(
-        &task.id,
-        TaskStatus::Active,
-        Some(next.timestamp_millis()),
-    )? {
+    if !store
+        .set_task_status(
+            &task.id,
+            TaskStatus::Active,
+            Some(Some(next.timestamp_millis())),
+        )
+        .await?
+    {
         return Err(TaskChangeError::NotFound(task.id.clone()));
     }
     Ok((Change::Applied, Some(next)))
 }
 
 /// Cancels (deletes) `task` and its run log.
-pub fn cancel_task(store: &Store, task: &ScheduledTask) -> Result<Change, TaskChangeError> {
-    if !store.delete_task(&task.id)? {
+pub async fn cancel_task(
+    store: &dyn TaskStore,
+    task: &ScheduledTask,
+) -> Result<Change, TaskChangeError> {
+    if !store.delete_task(&task.id).await? {
         return Err(TaskChangeError::NotFound(task.id.clone()));
     }
     Ok(Change::Applied)

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cambot_core::Claim;
+use cambot_core::ScheduledTask;
 use cambot_core::Store;
+use cambot_core::StoreError;
+use cambot_core::TaskRunStatus;
 use chrono::DateTime;
 use chrono::TimeDelta;
 use chrono::Utc;
@@ -49,7 +52,7 @@ impl Default for SchedulerSettings {
 
 /// The scheduler. Cheap to share.
 pub struct Scheduler {
-    store: Store,
+    store: Arc<dyn Store>,
     dispatcher: Arc<dyn TaskDispatcher>,
     clock: Arc<dyn Clock>,
     wake: Notify,
@@ -66,7 +69,7 @@ impl Scheduler {
     /// A scheduler over `store` that hands claimed firings to `dispatcher`. Start it with
     /// [`Scheduler::run`].
     pub fn new(
-        store: Store,
+        store: Arc<dyn Store>,
         dispatcher: Arc<dyn TaskDispatcher>,
         clock: Arc<dyn Clock>,
         settings: SchedulerSettings,
@@ -98,13 +101,13 @@ impl Scheduler {
 
     /// Runs until `cancel`: resumes interrupted firings, then fires tasks as they fall due.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        self.resume_interrupted();
+        self.resume_interrupted().await;
         loop {
             let now = self.clock.now();
-            if let Err(e) = self.fire_due(now) {
+            if let Err(e) = self.fire_due(now).await {
                 tracing::error!(error = %e, "scheduler pass failed");
             }
-            let wait = match self.store.next_due_ms() {
+            let wait = match self.store.next_due_ms().await {
                 Ok(Some(ms)) => {
                     let now_ms = self.clock.now().timestamp_millis();
                     Duration::from_millis(u64::try_from(ms - now_ms).unwrap_or(0)).min(MAX_SLEEP)
@@ -124,15 +127,15 @@ impl Scheduler {
     }
 
     /// Claims and queues every firing due at `now`. Returns how many were queued.
-    pub fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, cambot_core::StoreError> {
+    pub async fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let now_ms = now.timestamp_millis();
         let mut queued = 0;
         loop {
-            let due = self.store.due_tasks(now_ms, CLAIM_BATCH)?;
+            let due = self.store.due_tasks(now_ms, CLAIM_BATCH).await?;
             if due.is_empty() {
                 return Ok(queued);
             }
-            let busy = self.store.tasks_with_unfinished_runs()?;
+            let busy = self.store.tasks_with_unfinished_runs().await?;
             let mut claims = Vec::with_capacity(due.len());
             let mut tasks = Vec::with_capacity(due.len());
             for row in due {
@@ -142,7 +145,9 @@ impl Scheduler {
                         // Seed behaviour kept, but with a reason: a task that cannot run is paused
                         // after one pass instead of retried forever.
                         tracing::error!(task = %row.id, error = %e, "stored task is invalid; pausing it");
-                        self.store.pause_invalid_task(&row.id, &e.to_string())?;
+                        self.store
+                            .pause_invalid_task(&row.id, &e.to_string())
+                            .await?;
                         continue;
                     }
                 };
@@ -154,7 +159,8 @@ impl Scheduler {
                     Err(reason) => {
                         tracing::error!(task = %task.id, reason = %reason, "task schedule is invalid; pausing it");
                         self.store
-                            .pause_invalid_task(task.id.as_str(), &reason.to_string())?;
+                            .pause_invalid_task(task.id.as_str(), &reason.to_string())
+                            .await?;
                         continue;
                     }
                 };
@@ -178,14 +184,14 @@ impl Scheduler {
                 let (status, note) = match decision.action {
                     DueAction::NotDue => continue,
                     DueAction::Skip { .. } => (
-                        "skipped",
+                        TaskRunStatus::Skipped,
                         Some("missed while cambot was down (policy: skip)".to_owned()),
                     ),
                     DueAction::Fire { .. } if busy.contains(task.id.as_str()) => (
-                        "skipped",
+                        TaskRunStatus::Skipped,
                         Some("the previous firing is still running".to_owned()),
                     ),
-                    DueAction::Fire { .. } => ("claimed", None),
+                    DueAction::Fire { .. } => (TaskRunStatus::Claimed, None),
                 };
                 claims.push(Claim {
                     task_id: task.id.clone(),
@@ -200,11 +206,11 @@ impl Scheduler {
             if claims.is_empty() {
                 continue;
             }
-            let results = self.store.claim_firings(&claims)?;
+            let results = self.store.claim_firings(&claims).await?;
             for ((claim, task), run_id) in claims.iter().zip(tasks).zip(results) {
                 let Some(run_id) = run_id else { continue };
-                if claim.run_status == "claimed" {
-                    self.dispatch(task, run_id);
+                if claim.run_status == TaskRunStatus::Claimed {
+                    self.dispatch(task, run_id).await;
                     queued += 1;
                 } else {
                     tracing::info!(task = %claim.task_id, reason = claim.note.as_deref().unwrap_or(""), "firing skipped");
@@ -214,21 +220,25 @@ impl Scheduler {
     }
 
     /// Hands one claimed firing to the dispatcher; a firing it refuses is logged `skipped`.
-    fn dispatch(&self, task: cambot_core::ScheduledTask, run_id: i64) {
+    async fn dispatch(&self, task: ScheduledTask, run_id: i64) {
+        let task_id = task.id.clone();
         let queued = self.dispatcher.dispatch(Firing { task, run_id });
         if !queued && !self.dispatcher.is_shutting_down() {
-            let _ = self.store.set_task_run_status(
-                run_id,
-                "skipped",
-                Some("the task is already queued or running"),
-            );
+            let note = "the task is already queued or running";
+            if let Err(e) = self
+                .store
+                .set_task_run_status(run_id, TaskRunStatus::Skipped, Some(note))
+                .await
+            {
+                tracing::error!(task = %task_id, run = run_id, error = %e, "recording the refused firing failed");
+            }
         }
     }
 
     /// Firings claimed or running when the process stopped: run them now (the same run-log row
     /// continues), or mark them interrupted when their task is gone or no longer active.
-    fn resume_interrupted(&self) {
-        let runs = match self.store.unfinished_task_runs() {
+    async fn resume_interrupted(&self) {
+        let runs = match self.store.unfinished_task_runs().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "reading interrupted firings failed");
@@ -236,18 +246,30 @@ impl Scheduler {
             }
         };
         for run in runs {
-            match self.store.task_of_run(run.id) {
+            match self.store.task_of_run(run.id).await {
                 Ok(Some(task)) if task.status.is_active() => {
                     tracing::info!(task = %task.id, run = run.id, "resuming a firing interrupted by a restart");
-                    let _ = self.store.set_task_run_status(run.id, "claimed", None);
-                    self.dispatch(task, run.id);
+                    if let Err(e) = self
+                        .store
+                        .set_task_run_status(run.id, TaskRunStatus::Claimed, None)
+                        .await
+                    {
+                        tracing::error!(task = %task.id, run = run.id, error = %e, "re-claiming the interrupted firing failed");
+                    }
+                    self.dispatch(task, run.id).await;
                 }
-                _ => {
-                    let _ = self.store.set_task_run_status(
-                        run.id,
-                        "interrupted",
-                        Some("cambot stopped during this firing"),
-                    );
+                found => {
+                    if let Err(e) = &found {
+                        tracing::error!(run = run.id, error = %e, "reading the task of an interrupted firing failed");
+                    }
+                    let note = "cambot stopped during this firing";
+                    if let Err(e) = self
+                        .store
+                        .set_task_run_status(run.id, TaskRunStatus::Interrupted, Some(note))
+                        .await
+                    {
+                        tracing::error!(run = run.id, error = %e, "marking the firing interrupted failed");
+                    }
                 }
             }
         }

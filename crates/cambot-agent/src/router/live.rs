@@ -1,6 +1,7 @@
 //! Live message runs as the router sees them: what each has been given and has answered, and
 //! piping later messages into it (including those that arrived while it was starting).
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 
 use cambot_core::Arrival;
@@ -54,6 +55,11 @@ impl LiveRun {
 }
 
 impl Router {
+    /// The live runs' bookkeeping (never held across an await).
+    pub(super) fn live(&self) -> std::sync::MutexGuard<'_, HashMap<GroupKey, LiveRun>> {
+        crate::locks::lock("live runs", &self.live)
+    }
+
     /// Pipes messages newer than what the live run has seen, if a live run answers this chat
     /// and the batch passes the trigger gate. True when nothing is left for a message check.
     pub(super) async fn try_pipe(
@@ -63,9 +69,7 @@ impl Router {
         arrival: &Arrival,
     ) -> bool {
         {
-            let Ok(mut live) = self.live.lock() else {
-                return false;
-            };
+            let mut live = self.live();
             let Some(run) = live.get_mut(key) else {
                 return false;
             };
@@ -103,8 +107,8 @@ impl Router {
 
     /// The chat the started live run of `key` answers.
     fn live_chat(&self, key: &GroupKey) -> Option<ChatJid> {
-        let live = self.live.lock().ok()?;
-        live.get(key)
+        self.live()
+            .get(key)
             .filter(|r| r.started)
             .and_then(|r| r.chat.clone())
     }
@@ -133,9 +137,7 @@ impl Router {
             }
         };
         let piped = {
-            let Ok(mut live) = self.live.lock() else {
-                return false;
-            };
+            let mut live = self.live();
             let Some(run) = live
                 .get_mut(key)
                 .filter(|r| r.started && r.chat.as_ref() == Some(&group.jid))
@@ -153,8 +155,8 @@ impl Router {
 
     /// The last seq the started live run of `key` has seen, if it answers `chat`.
     fn live_seen(&self, key: &GroupKey, chat: &ChatJid) -> Option<i64> {
-        let live = self.live.lock().ok()?;
-        live.get(key)
+        self.live()
+            .get(key)
             .filter(|r| r.started && r.chat.as_ref() == Some(chat))
             .map(|r| r.last_seq)
     }
@@ -195,9 +197,7 @@ impl Router {
     /// it was starting is piped now.
     pub(super) async fn run_started(&self, key: &GroupKey, group: &RegisteredGroup) {
         let missed = {
-            let Ok(mut live) = self.live.lock() else {
-                return;
-            };
+            let mut live = self.live();
             let Some(run) = live.get_mut(key) else {
                 return;
             };
@@ -225,16 +225,12 @@ impl Router {
     }
 
     pub(super) fn unanswered(&self, key: &GroupKey) -> usize {
-        self.live
-            .lock()
-            .ok()
-            .and_then(|l| l.get(key).map(|r| r.unanswered.len()))
-            .unwrap_or(0)
+        self.live().get(key).map_or(0, |r| r.unanswered.len())
     }
 
     /// Pops `inputs` answered batches; returns the cursor they complete.
     pub(super) fn take_answered(&self, key: &GroupKey, inputs: u32) -> Option<i64> {
-        let mut live = self.live.lock().ok()?;
+        let mut live = self.live();
         let run = live.get_mut(key)?;
         let mut last = None;
         for _ in 0..inputs {

@@ -21,7 +21,9 @@ use std::time::Instant;
 
 use cambot_agent::daemon::Daemon;
 use cambot_core::GroupRegistration;
-use cambot_core::Store;
+use cambot_core::GroupStore;
+use cambot_core::MessageStore;
+use cambot_core::SqliteStore;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
@@ -84,23 +86,30 @@ async fn crash_child_daemon() {
     daemon.shutdown().await;
 }
 
-fn seed_messages(store: &Store, first: usize, count: usize, all: &mut Vec<String>) {
+/// The parent drives the store from plain threads (it sleeps and kills); store calls run on
+/// this runtime.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Runtime::new().unwrap())
+        .block_on(f)
+}
+
+fn seed_messages(store: &SqliteStore, first: usize, count: usize, all: &mut Vec<String>) {
     for g in 0..GROUPS {
         for k in first..first + count {
             let id = format!("m-{g}-{k}");
-            store
-                .store_message(&InboundMessage {
-                    tenant: tenant(),
-                    chat_jid: ChatJid::new(&format!("fake:g{g}")).unwrap(),
-                    id: id.clone(),
-                    sender: "u@fake".into(),
-                    sender_name: "U".into(),
-                    content: id.clone(),
-                    timestamp: cambot_core::time::now_rfc3339(),
-                    is_from_me: false,
-                    is_bot_message: false,
-                })
-                .unwrap();
+            block_on(store.store_message(InboundMessage {
+                tenant: tenant(),
+                chat_jid: ChatJid::new(&format!("fake:g{g}")).unwrap(),
+                id: id.clone(),
+                sender: "u@fake".into(),
+                sender_name: "U".into(),
+                content: id.clone(),
+                timestamp: cambot_core::time::now_rfc3339(),
+                is_from_me: false,
+                is_bot_message: false,
+            }))
+            .unwrap();
             all.push(id);
         }
     }
@@ -123,11 +132,12 @@ fn spawn_child(dir: &Path) -> Child {
         .unwrap()
 }
 
-fn all_answered(store: &Store) -> bool {
+fn all_answered(store: &SqliteStore) -> bool {
     (0..GROUPS).all(|g| {
         let jid = ChatJid::new(&format!("fake:g{g}")).unwrap();
-        store.cursor(&tenant(), &jid).unwrap() == store.latest_message_seq(&tenant(), &jid).unwrap()
-    }) && store.pending_outbox(1).unwrap().is_empty()
+        block_on(store.cursor(&tenant(), &jid)).unwrap()
+            == block_on(store.latest_message_seq(&tenant(), &jid)).unwrap()
+    }) && block_on(store.pending_outbox(1)).unwrap().is_empty()
 }
 
 #[test]
@@ -136,19 +146,18 @@ fn sigkill_while_messages_are_pending_loses_nothing_and_duplicates_nothing() {
     let layout = DataLayout::new(dir.path());
     let mut all_ids = Vec::new();
     {
-        let store = Store::open(&layout.database()).unwrap();
+        let store = SqliteStore::open(&layout.database()).unwrap();
         for g in 0..GROUPS {
-            store
-                .register_group(&GroupRegistration {
-                    tenant: tenant(),
-                    jid: ChatJid::new(&format!("fake:g{g}")).unwrap(),
-                    name: format!("g{g}"),
-                    folder: GroupFolder::new(&format!("g{g}")).unwrap(),
-                    trigger: "@Andy".into(),
-                    requires_trigger: Some(false),
-                    container_config: None,
-                })
-                .unwrap();
+            block_on(store.register_group(GroupRegistration {
+                tenant: tenant(),
+                jid: ChatJid::new(&format!("fake:g{g}")).unwrap(),
+                name: format!("g{g}"),
+                folder: GroupFolder::new(&format!("g{g}")).unwrap(),
+                trigger: "@Andy".into(),
+                requires_trigger: Some(false),
+                container_config: None,
+            }))
+            .unwrap();
         }
         seed_messages(&store, 0, INITIAL_PER_GROUP, &mut all_ids);
     }
@@ -159,7 +168,7 @@ fn sigkill_while_messages_are_pending_loses_nothing_and_duplicates_nothing() {
     println!("crash test seed {seed} (set CAMBOT_CRASH_SEED to replay)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut next_batch = INITIAL_PER_GROUP;
-    let store = Store::open(&layout.database()).unwrap();
+    let store = SqliteStore::open(&layout.database()).unwrap();
     for round in 0..KILLS {
         let mut child = spawn_child(dir.path());
         std::thread::sleep(Duration::from_millis(rng.gen_range(20..150)));

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use cambot_core::MessageStore;
 use cambot_protocol::ChatJid;
 use cambot_protocol::GroupFolder;
 use cambot_testkit::fake_runner::ScriptedRunner;
@@ -77,12 +78,13 @@ async fn a_message_gets_one_reply_with_internal_text_stripped() {
     let store = t.daemon.router().store();
     let jid = ChatJid::new("fake:main").unwrap();
     assert_eq!(
-        store.cursor(&tenant(), &jid).unwrap(),
-        store.latest_message_seq(&tenant(), &jid).unwrap()
+        store.cursor(&tenant(), &jid).await.unwrap(),
+        store.latest_message_seq(&tenant(), &jid).await.unwrap()
     );
     assert_eq!(
         store
             .session(&tenant(), &GroupFolder::main())
+            .await
             .unwrap()
             .as_deref(),
         Some("session-main")
@@ -188,7 +190,7 @@ async fn a_live_run_gets_untriggered_messages_as_context_but_never_bot_rows_or_r
         is_from_me: true,
         is_bot_message: true,
     };
-    store.store_message(&bot).unwrap();
+    store.store_message(bot).await.unwrap();
     // A repeated delivery of a message the run already has.
     t.channel
         .inject_with_id(&tenant(), "fake:family", "m1", "Bob", "@Andy hello")
@@ -311,16 +313,30 @@ async fn replies_wait_for_a_refusing_channel_and_keep_their_order() {
         .inject(&tenant(), "fake:main", "Alice", "one")
         .await
         .unwrap();
-    eventually("first reply committed", || {
-        t.daemon.router().store().pending_outbox(10).unwrap().len() == 1
+    eventually_async("first reply committed", || async {
+        t.daemon
+            .router()
+            .store()
+            .pending_outbox(10)
+            .await
+            .unwrap()
+            .len()
+            == 1
     })
     .await;
     t.channel
         .inject(&tenant(), "fake:main", "Alice", "two")
         .await
         .unwrap();
-    eventually("second reply committed", || {
-        t.daemon.router().store().pending_outbox(10).unwrap().len() == 2
+    eventually_async("second reply committed", || async {
+        t.daemon
+            .router()
+            .store()
+            .pending_outbox(10)
+            .await
+            .unwrap()
+            .len()
+            == 2
     })
     .await;
     assert!(t.channel.sent().is_empty());
@@ -453,6 +469,7 @@ async fn unregistered_chats_are_stored_but_not_answered() {
             .router()
             .store()
             .messages_since(&tenant(), &jid, 0, 10)
+            .await
             .unwrap()
             .len(),
         1
@@ -480,13 +497,13 @@ async fn a_registration_is_never_lost_to_a_concurrent_refresh() {
     let refresher = {
         let router = Arc::clone(&router);
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
+        tokio::spawn(async move {
             let mut refreshes = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                router.refresh_groups().unwrap();
+                router.refresh_groups().await.unwrap();
                 refreshes += 1;
                 // Not a pure spin: the registrations must get their turn at the lock.
-                std::thread::sleep(Duration::from_micros(200));
+                tokio::time::sleep(Duration::from_micros(200)).await;
             }
             refreshes
         })
@@ -520,7 +537,7 @@ async fn a_registration_is_never_lost_to_a_concurrent_refresh() {
     // A last refresh cycle or two with everything registered.
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::Relaxed);
-    let refreshes = refresher.join().unwrap();
+    let refreshes = refresher.await.unwrap();
     let lost = watcher.join().unwrap();
     assert!(refreshes > 3, "the refresher barely ran ({refreshes})");
     assert!(
@@ -657,9 +674,9 @@ async fn other_stores_may_write_messages_while_the_daemon_runs() {
         .await
         .unwrap();
     assert_eq!(t.channel.wait_sent(1, WAIT).await.len(), 1);
-    let admin = cambot_core::Store::open(&t.dir.path().join("cambot.db")).unwrap();
+    let admin = cambot_core::SqliteStore::open(&t.dir.path().join("cambot.db")).unwrap();
     admin
-        .store_message_async(cambot_protocol::InboundMessage {
+        .store_message(cambot_protocol::InboundMessage {
             tenant: tenant(),
             chat_jid: ChatJid::new("fake:other").unwrap(),
             id: "admin-1".into(),

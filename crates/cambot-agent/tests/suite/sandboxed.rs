@@ -202,6 +202,7 @@ async fn a_message_runs_a_tool_in_the_sandbox_and_the_reply_comes_back() {
     assert!(
         store
             .session(&tenant(), &GroupFolder::main())
+            .await
             .unwrap()
             .is_some()
     );

@@ -28,10 +28,12 @@ use std::time::Instant;
 use cambot_agent::daemon::Daemon;
 use cambot_core::ContextMode;
 use cambot_core::GroupRegistration;
+use cambot_core::GroupStore;
 use cambot_core::MissedRunPolicy;
 use cambot_core::ScheduledTask;
-use cambot_core::Store;
+use cambot_core::SqliteStore;
 use cambot_core::TaskStatus;
+use cambot_core::TaskStore;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
@@ -146,8 +148,47 @@ impl Uptime {
     }
 }
 
+/// The store as the parent uses it, from a plain thread (it sleeps, spawns and kills).
+struct Blocking(SqliteStore, tokio::runtime::Runtime);
+
+impl Blocking {
+    fn open(path: &Path) -> Self {
+        Self(
+            SqliteStore::open(path).unwrap(),
+            tokio::runtime::Runtime::new().unwrap(),
+        )
+    }
+
+    fn create_task(&self, task: &ScheduledTask) -> cambot_core::Result<()> {
+        self.1.block_on(self.0.create_task(task))
+    }
+
+    fn register_group(
+        &self,
+        reg: &GroupRegistration,
+    ) -> cambot_core::Result<cambot_protocol::RegisteredGroup> {
+        self.1.block_on(self.0.register_group(reg.clone()))
+    }
+
+    fn all_tasks(&self) -> cambot_core::Result<Vec<ScheduledTask>> {
+        self.1.block_on(self.0.all_tasks())
+    }
+
+    fn unfinished_task_runs(&self) -> cambot_core::Result<Vec<cambot_core::TaskRun>> {
+        self.1.block_on(self.0.unfinished_task_runs())
+    }
+
+    fn task_runs(
+        &self,
+        id: &TaskId,
+        limit: usize,
+    ) -> cambot_core::Result<Vec<cambot_core::TaskRun>> {
+        self.1.block_on(self.0.task_runs(id, limit))
+    }
+}
+
 fn add_task(
-    store: &Store,
+    store: &Blocking,
     id: String,
     group: usize,
     (kind, value, tz): (&str, &str, &str),
@@ -177,7 +218,7 @@ fn add_task(
 }
 
 /// Creates the tasks; returns each task's first slot.
-fn seed_tasks(store: &Store, rng: &mut impl Rng) -> HashMap<String, i64> {
+fn seed_tasks(store: &Blocking, rng: &mut impl Rng) -> HashMap<String, i64> {
     for g in 0..GROUPS {
         store
             .register_group(&GroupRegistration {
@@ -242,7 +283,7 @@ fn seed_tasks(store: &Store, rng: &mut impl Rng) -> HashMap<String, i64> {
         .collect()
 }
 
-fn no_unfinished_runs(store: &Store) -> bool {
+fn no_unfinished_runs(store: &Blocking) -> bool {
     store.unfinished_task_runs().unwrap().is_empty()
 }
 
@@ -256,7 +297,7 @@ fn sigkill_while_tasks_are_due_fires_each_slot_at_most_once_and_loses_only_by_po
         .unwrap_or_else(rand::random);
     println!("scheduler crash test seed {seed} (set CAMBOT_CRASH_SEED to replay)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let store = Store::open(&layout.database()).unwrap();
+    let store = Blocking::open(&layout.database());
     let first_slots = seed_tasks(&store, &mut rng);
 
     let mut uptime = Vec::new();
@@ -347,7 +388,7 @@ struct Totals {
 }
 
 fn check_task(
-    store: &Store,
+    store: &Blocking,
     task: &ScheduledTask,
     first: i64,
     uptime: &Uptime,
@@ -410,7 +451,7 @@ fn check_task(
     if task.schedule_type == "once" {
         assert_eq!(task.status, TaskStatus::Completed, "{id}");
         assert_eq!(runs.len(), 1, "{id}: {runs:?}");
-        assert_eq!(runs[0].status, "success", "{id}");
+        assert_eq!(runs[0].status, cambot_core::TaskRunStatus::Success, "{id}");
         assert_eq!(runs[0].scheduled_for_ms, Some(first), "{id}");
         return;
     }

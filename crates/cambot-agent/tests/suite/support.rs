@@ -71,6 +71,20 @@ pub(crate) fn tenant() -> TenantId {
     TenantId::default_tenant()
 }
 
+/// [`eventually`] for a check that must await (a store read).
+pub(crate) async fn eventually_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    for _ in 0..1000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
 pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..1000 {
         if check() {

@@ -11,8 +11,11 @@ use cambot_core::ContextMode;
 use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
 use cambot_core::ScheduledTask;
+use cambot_core::SqliteStore;
 use cambot_core::Store;
+use cambot_core::TaskRunStatus;
 use cambot_core::TaskStatus;
+use cambot_core::TaskStore;
 use cambot_gateway::HostToolError;
 use cambot_gateway::IpcService;
 use cambot_gateway::RunIdentity;
@@ -33,7 +36,7 @@ use chrono::TimeDelta;
 use chrono::Utc;
 use pretty_assertions::assert_eq;
 
-use super::support::eventually;
+use super::support::eventually_async;
 use super::support::tenant;
 use super::task_run::Harness;
 use super::task_run::quick;
@@ -45,7 +48,7 @@ fn ipc(h: &Harness, wake: bool) -> IpcService {
         DataLayout::new(h._dir.path()),
         Arc::new(|| {}),
         chrono_tz::UTC,
-        Arc::new(|_| {}),
+        Arc::new(|_| Box::pin(async {})),
         SendLimits::default(),
     );
     if wake {
@@ -83,7 +86,7 @@ fn id_req(id: &str) -> TaskIdRequest {
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn an_ipc_task_due_soon_fires_on_time_because_ipc_wakes_the_scheduler() {
     let h = Harness::new("2026-01-01T00:00:00Z", quick(), 4);
-    h.group("g");
+    h.group("g").await;
     h.start();
     tokio::time::sleep(Duration::from_secs(10)).await;
 
@@ -95,24 +98,27 @@ async fn an_ipc_task_due_soon_fires_on_time_because_ipc_wakes_the_scheduler() {
             schedule("once", "+2s", "quiet"),
             h.clock.now(),
         )
+        .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let quiet = TaskId::new(&unwoken.task_id).unwrap();
-    assert!(h.store.task_runs(&quiet, 10).unwrap().is_empty());
+    assert!(h.store.task_runs(&quiet, 10).await.unwrap().is_empty());
 
     let created_at = h.clock.now();
     let woken = ipc(&h, true)
         .schedule_task(&caller("g"), schedule("once", "+2s", "loud"), created_at)
+        .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        h.slots(&woken.task_id, "success"),
+        h.slots(&woken.task_id, TaskRunStatus::Success).await,
         vec![created_at + TimeDelta::seconds(2)],
         "fired at its slot"
     );
     let task = h
         .store
         .task(&TaskId::new(&woken.task_id).unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(task.status, TaskStatus::Completed);
@@ -122,57 +128,65 @@ async fn an_ipc_task_due_soon_fires_on_time_because_ipc_wakes_the_scheduler() {
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn ipc_pause_resume_and_cancel_follow_the_shared_rules() {
     let h = Harness::new("2026-01-01T00:00:00Z", quick(), 4);
-    h.group("g");
-    h.group("other");
+    h.group("g").await;
+    h.group("other").await;
     h.start();
     let service = ipc(&h, true);
     let me = caller("g");
     let hourly = service
         .schedule_task(&me, schedule("interval", "1h", "hourly"), h.clock.now())
+        .await
         .unwrap()
         .task_id;
     let id = TaskId::new(&hourly).unwrap();
     assert_eq!(
-        h.store.task(&id).unwrap().unwrap().next_run_ms,
+        h.store.task(&id).await.unwrap().unwrap().next_run_ms,
         Some(utc("2026-01-01T01:00:00Z").timestamp_millis())
     );
 
     // Another group may not touch it.
     assert!(matches!(
-        service.pause_task(&caller("other"), &id_req(&hourly)),
+        service.pause_task(&caller("other"), &id_req(&hourly)).await,
         Err(HostToolError::Forbidden(_))
     ));
 
-    service.pause_task(&me, &id_req(&hourly)).unwrap();
-    service.pause_task(&me, &id_req(&hourly)).unwrap();
+    service.pause_task(&me, &id_req(&hourly)).await.unwrap();
+    service.pause_task(&me, &id_req(&hourly)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3 * 3600 + 600)).await;
-    assert!(h.slots(&hourly, "success").is_empty(), "paused: no firing");
+    assert!(
+        h.slots(&hourly, TaskRunStatus::Success).await.is_empty(),
+        "paused: no firing"
+    );
 
     // Resume recomputes the next run from now, on the task's grid (the seed kept the stale
     // 01:00, so the task fired at once).
     service
         .resume_task(&me, &id_req(&hourly), h.clock.now())
+        .await
         .unwrap();
     assert_eq!(
-        h.store.task(&id).unwrap().unwrap().next_run_ms,
+        h.store.task(&id).await.unwrap().unwrap().next_run_ms,
         Some(utc("2026-01-01T04:00:00Z").timestamp_millis())
     );
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(
-        h.slots(&hourly, "success"),
+        h.slots(&hourly, TaskRunStatus::Success).await,
         vec![utc("2026-01-01T04:00:00Z")]
     );
 
     // A completed one-shot is neither paused nor resumed: it would fire again.
     let once = service
         .schedule_task(&me, schedule("once", "+1m", "once"), h.clock.now())
+        .await
         .unwrap()
         .task_id;
     tokio::time::sleep(Duration::from_secs(120)).await;
-    assert_eq!(h.slots(&once, "success").len(), 1);
+    assert_eq!(h.slots(&once, TaskRunStatus::Success).await.len(), 1);
     for result in [
-        service.pause_task(&me, &id_req(&once)),
-        service.resume_task(&me, &id_req(&once), h.clock.now()),
+        service.pause_task(&me, &id_req(&once)).await,
+        service
+            .resume_task(&me, &id_req(&once), h.clock.now())
+            .await,
     ] {
         match result {
             Err(HostToolError::BadRequest(why)) => assert!(why.contains("completed"), "{why}"),
@@ -180,10 +194,10 @@ async fn ipc_pause_resume_and_cancel_follow_the_shared_rules() {
         }
     }
 
-    service.cancel_task(&me, &id_req(&hourly)).unwrap();
-    assert!(h.store.task(&id).unwrap().is_none());
+    service.cancel_task(&me, &id_req(&hourly)).await.unwrap();
+    assert!(h.store.task(&id).await.unwrap().is_none());
     assert!(matches!(
-        service.cancel_task(&me, &id_req(&hourly)),
+        service.cancel_task(&me, &id_req(&hourly)).await,
         Err(HostToolError::NotFound(_))
     ));
     h.cancel.cancel();
@@ -214,9 +228,9 @@ fn cambot(data_dir: &Path, args: &[&str]) -> Cli {
     }
 }
 
-fn register(store: &Store, folder: &str) {
+async fn register(store: &dyn Store, folder: &str) {
     store
-        .register_group(&GroupRegistration {
+        .register_group(GroupRegistration {
             tenant: tenant(),
             jid: ChatJid::new(&format!("{folder}@g.us")).unwrap(),
             name: folder.into(),
@@ -225,11 +239,12 @@ fn register(store: &Store, folder: &str) {
             requires_trigger: None,
             container_config: None,
         })
+        .await
         .unwrap();
 }
 
-fn add_task(
-    store: &Store,
+async fn add_task(
+    store: &dyn Store,
     id: &str,
     kind: &str,
     value: &str,
@@ -254,22 +269,23 @@ fn add_task(
         status,
         created_at: now.to_rfc3339(),
     };
-    store.create_task(&task).unwrap();
+    store.create_task(&task).await.unwrap();
     task
 }
 
-fn status_of(store: &Store, id: &str) -> Option<(TaskStatus, Option<i64>)> {
+async fn status_of(store: &dyn Store, id: &str) -> Option<(TaskStatus, Option<i64>)> {
     store
         .task(&TaskId::new(id).unwrap())
+        .await
         .unwrap()
         .map(|t| (t.status, t.next_run_ms))
 }
 
-#[test]
-fn cli_lists_shows_pauses_resumes_cancels_and_prints_runs() {
+#[tokio::test]
+async fn cli_lists_shows_pauses_resumes_cancels_and_prints_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&DataLayout::new(dir.path()).database()).unwrap();
-    register(&store, "g");
+    let store = SqliteStore::open(&DataLayout::new(dir.path()).database()).unwrap();
+    register(&store, "g").await;
     let created = Utc::now() - TimeDelta::hours(5);
     let hourly = add_task(
         &store,
@@ -278,7 +294,8 @@ fn cli_lists_shows_pauses_resumes_cancels_and_prints_runs() {
         "1h",
         TaskStatus::Active,
         created,
-    );
+    )
+    .await;
     add_task(
         &store,
         "done",
@@ -286,29 +303,32 @@ fn cli_lists_shows_pauses_resumes_cancels_and_prints_runs() {
         "2026-01-01T00:00:00Z",
         TaskStatus::Completed,
         created,
-    );
+    )
+    .await;
     let claimed = store
         .claim_firings(&[cambot_core::Claim {
             task_id: hourly.id.clone(),
             expected_next_run_ms: hourly.next_run_ms.unwrap(),
             new_next_run_ms: hourly.next_run_ms.map(|ms| ms + 3_600_000),
             scheduled_for_ms: hourly.next_run_ms.unwrap(),
-            run_status: "claimed",
+            run_status: TaskRunStatus::Claimed,
             note: None,
         }])
+        .await
         .unwrap();
     store
         .finish_task_run(
             claimed[0].unwrap(),
             &hourly.id,
             &cambot_core::RunOutcomeRecord {
-                status: "success",
+                status: TaskRunStatus::Success,
                 duration_ms: 42,
                 result: Some("the hourly report".into()),
                 error: None,
                 completes_once: false,
             },
         )
+        .await
         .unwrap();
 
     let list = cambot(dir.path(), &["tasks", "list"]);
@@ -350,7 +370,10 @@ fn cli_lists_shows_pauses_resumes_cancels_and_prints_runs() {
         "{}",
         pause.stderr
     );
-    assert_eq!(status_of(&store, "hourly").unwrap().0, TaskStatus::Paused);
+    assert_eq!(
+        status_of(&store, "hourly").await.unwrap().0,
+        TaskStatus::Paused
+    );
     let again = cambot(dir.path(), &["tasks", "pause", "hourly"]);
     assert!(again.ok && again.stdout.contains("already paused"));
 
@@ -358,7 +381,7 @@ fn cli_lists_shows_pauses_resumes_cancels_and_prints_runs() {
     let before = Utc::now();
     let resume = cambot(dir.path(), &["tasks", "resume", "hourly"]);
     assert!(resume.ok, "{}", resume.stderr);
-    let (status, next) = status_of(&store, "hourly").unwrap();
+    let (status, next) = status_of(&store, "hourly").await.unwrap();
     assert_eq!(status, TaskStatus::Active);
     let next = next.unwrap();
     assert!(
@@ -379,11 +402,14 @@ fn cli_lists_shows_pauses_resumes_cancels_and_prints_runs() {
         "{}",
         refused.stderr
     );
-    assert_eq!(status_of(&store, "done").unwrap().0, TaskStatus::Completed);
+    assert_eq!(
+        status_of(&store, "done").await.unwrap().0,
+        TaskStatus::Completed
+    );
 
     let cancel = cambot(dir.path(), &["tasks", "cancel", "hourly"]);
     assert!(cancel.ok, "{}", cancel.stderr);
-    assert_eq!(status_of(&store, "hourly"), None);
+    assert_eq!(status_of(&store, "hourly").await, None);
     let missing = cambot(dir.path(), &["tasks", "show", "hourly"]);
     assert!(!missing.ok && missing.stderr.contains("no task hourly"));
 
@@ -397,8 +423,8 @@ fn cli_lists_shows_pauses_resumes_cancels_and_prints_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_resume_reaches_a_running_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&DataLayout::new(dir.path()).database()).unwrap();
-    register(&store, "g");
+    let store = SqliteStore::open(&DataLayout::new(dir.path()).database()).unwrap();
+    register(&store, "g").await;
     // A one-shot paused before its time came: resumed, it fires at once.
     add_task(
         &store,
@@ -407,7 +433,8 @@ async fn cli_resume_reaches_a_running_daemon() {
         "+1s",
         TaskStatus::Paused,
         Utc::now() - TimeDelta::minutes(1),
-    );
+    )
+    .await;
     let runner = ScriptedRunner::new(|_, _| Turn::reply("done"));
     let daemon = super::support::start_in(dir, runner.clone(), "").await;
     let data_dir = daemon.dir.path().to_owned();
@@ -424,15 +451,19 @@ async fn cli_resume_reaches_a_running_daemon() {
             .await
             .unwrap();
     assert!(resume.ok, "{}", resume.stderr);
-    eventually("the resumed task ran", || {
+    eventually_async("the resumed task ran", || async {
         store
             .task_runs(&TaskId::new("late").unwrap(), 10)
+            .await
             .unwrap()
             .iter()
-            .any(|r| r.status == "success")
+            .any(|r| r.status == TaskRunStatus::Success)
     })
     .await;
     assert_eq!(runner.started().len(), 1);
-    assert_eq!(status_of(&store, "late").unwrap().0, TaskStatus::Completed);
+    assert_eq!(
+        status_of(&store, "late").await.unwrap().0,
+        TaskStatus::Completed
+    );
     daemon.daemon.shutdown().await;
 }

@@ -16,7 +16,9 @@ use cambot_core::ContextMode;
 use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
 use cambot_core::ScheduledTask;
+use cambot_core::SqliteStore;
 use cambot_core::Store;
+use cambot_core::TaskRunStatus;
 use cambot_core::TaskStatus;
 use cambot_protocol::ChatJid;
 use cambot_protocol::GroupFolder;
@@ -34,7 +36,7 @@ use chrono::Utc;
 use pretty_assertions::assert_eq;
 use tokio_util::sync::CancellationToken;
 
-use super::support::eventually;
+use super::support::eventually_async;
 use super::support::tenant;
 
 struct NoMessages;
@@ -48,7 +50,7 @@ impl MessageProcessor for NoMessages {
 /// A scheduler on a temp database under paused time, firing through the agent's executor
 /// (shared with `task_lifecycle`).
 pub(crate) struct Harness {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) runner: Arc<ScriptedRunner>,
     pub(crate) clock: TokioClock,
@@ -64,7 +66,8 @@ pub(crate) fn utc(s: &str) -> DateTime<Utc> {
 impl Harness {
     pub(crate) fn new(start: &str, runner: Arc<ScriptedRunner>, max_concurrent: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("cambot.db")).unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("cambot.db")).unwrap());
         let processor: Arc<dyn MessageProcessor> = Arc::new(NoMessages);
         let queue = GroupQueue::new(
             Arc::downgrade(&processor),
@@ -90,9 +93,9 @@ impl Harness {
         }
     }
 
-    pub(crate) fn group(&self, folder: &str) {
+    pub(crate) async fn group(&self, folder: &str) {
         self.store
-            .register_group(&GroupRegistration {
+            .register_group(GroupRegistration {
                 tenant: tenant(),
                 jid: ChatJid::new(&format!("{folder}@g.us")).unwrap(),
                 name: folder.into(),
@@ -101,10 +104,11 @@ impl Harness {
                 requires_trigger: None,
                 container_config: None,
             })
+            .await
             .unwrap();
     }
 
-    fn task(&self, id: &str, folder: &str, kind: &str, value: &str) -> ScheduledTask {
+    async fn task(&self, id: &str, folder: &str, kind: &str, value: &str) -> ScheduledTask {
         let now = self.clock.now();
         let schedule = Schedule::parse(kind, value, chrono_tz::UTC, now).unwrap();
         let task = ScheduledTask {
@@ -124,7 +128,7 @@ impl Harness {
             status: TaskStatus::Active,
             created_at: now.to_rfc3339(),
         };
-        self.store.create_task(&task).unwrap();
+        self.store.create_task(&task).await.unwrap();
         task
     }
 
@@ -133,10 +137,11 @@ impl Harness {
     }
 
     /// Slots of a task's run log with the given status, oldest first.
-    pub(crate) fn slots(&self, id: &str, status: &str) -> Vec<DateTime<Utc>> {
+    pub(crate) async fn slots(&self, id: &str, status: TaskRunStatus) -> Vec<DateTime<Utc>> {
         let mut runs = self
             .store
             .task_runs(&TaskId::new(id).unwrap(), 100_000)
+            .await
             .unwrap();
         runs.reverse();
         runs.into_iter()
@@ -156,27 +161,28 @@ pub(crate) fn quick() -> Arc<ScriptedRunner> {
 async fn a_task_reply_is_cleaned_committed_and_logged() {
     let runner = ScriptedRunner::new(|_, _| Turn::reply("<internal>plan</internal>Done: 42"));
     let h = Harness::new("2026-01-01T00:00:00Z", runner, 4);
-    h.group("g");
-    h.task("report", "g", "once", "+1s");
+    h.group("g").await;
+    h.task("report", "g", "once", "+1s").await;
     h.start();
     let id = TaskId::new("report").unwrap();
-    eventually("the firing is logged", || {
+    eventually_async("the firing is logged", || async {
         h.store
             .task_runs(&id, 10)
+            .await
             .unwrap()
             .iter()
-            .any(|r| r.status == "success")
+            .any(|r| r.status == TaskRunStatus::Success)
     })
     .await;
     let started = h.runner.started();
     assert_eq!(started.len(), 1);
     assert_eq!(started[0].request.prompt, "run report");
     assert!(started[0].request.is_scheduled_task());
-    let outbox = h.store.pending_outbox(10).unwrap();
+    let outbox = h.store.pending_outbox(10).await.unwrap();
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0].text, "Done: 42", "internal notes never leave");
     assert_eq!(outbox[0].origin, "task:report");
-    let runs = h.store.task_runs(&id, 10).unwrap();
+    let runs = h.store.task_runs(&id, 10).await.unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].result.as_deref(), Some("Done: 42"));
     h.cancel.cancel();
@@ -186,16 +192,17 @@ async fn a_task_reply_is_cleaned_committed_and_logged() {
 async fn a_failed_task_run_is_logged_with_its_reason() {
     let runner = ScriptedRunner::new(|_, _| Turn::fail("model unreachable"));
     let h = Harness::new("2026-01-01T00:00:00Z", runner, 4);
-    h.group("g");
-    h.task("flaky", "g", "once", "+1s");
+    h.group("g").await;
+    h.task("flaky", "g", "once", "+1s").await;
     h.start();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let runs = h
         .store
         .task_runs(&TaskId::new("flaky").unwrap(), 10)
+        .await
         .unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, "error");
+    assert_eq!(runs[0].status, TaskRunStatus::Error);
     assert!(
         runs[0]
             .error
@@ -218,13 +225,14 @@ async fn a_task_cancelled_while_queued_behind_a_run_never_starts() {
         }
     });
     let h = Harness::new("2026-01-01T00:00:00Z", runner, 4);
-    h.group("g");
-    h.task("blocker", "g", "once", "+1s");
-    h.task("victim", "g", "once", "+2s");
+    h.group("g").await;
+    h.task("blocker", "g", "once", "+1s").await;
+    h.task("victim", "g", "once", "+2s").await;
     h.start();
     tokio::time::sleep(Duration::from_secs(5)).await;
     h.store
         .delete_task(&TaskId::new("victim").unwrap())
+        .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
     let prompts: Vec<String> = h

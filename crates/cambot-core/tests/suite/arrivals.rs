@@ -1,5 +1,6 @@
 //! What the store tells the router about a message it just stored: the message as stored and
 //! the seq of the chat's previous message, which lets the router pipe it without a read.
+#![allow(clippy::disallowed_methods)] // Opens the database file directly, as another process would.
 
 use cambot_core::Arrival;
 use pretty_assertions::assert_eq;

@@ -1,4 +1,5 @@
 //! Opening, reopening and version checks.
+#![allow(clippy::disallowed_methods)] // Opens the database file directly, as another process would.
 
 use cambot_core::StoreError;
 use cambot_core::supported_schema_version;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cambot_core::GroupRegistration;
+use cambot_core::SqliteStore;
 use cambot_core::Store;
 use cambot_core::TaskStatus;
 use cambot_gateway::Gateway;
@@ -46,7 +47,7 @@ impl Run {
 
 struct World {
     _dir: tempfile::TempDir,
-    store: Store,
+    store: Arc<dyn Store>,
     gateway: Arc<Gateway>,
     runs_dir: PathBuf,
 }
@@ -56,10 +57,11 @@ fn tenant(t: &str) -> TenantId {
 }
 
 impl World {
-    fn new() -> Self {
+    async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let layout = DataLayout::new(dir.path());
-        let store = Store::open(&dir.path().join("cambot.db")).unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("cambot.db")).unwrap());
         for (t, jid, folder) in [
             ("default", "main@g.us", "main"),
             ("default", "other@g.us", "other-group"),
@@ -68,7 +70,7 @@ impl World {
             ("acme", "acme-team@g.us", "team"),
         ] {
             store
-                .register_group(&GroupRegistration {
+                .register_group(GroupRegistration {
                     tenant: tenant(t),
                     jid: ChatJid::new(jid).unwrap(),
                     name: folder.into(),
@@ -77,14 +79,15 @@ impl World {
                     requires_trigger: None,
                     container_config: None,
                 })
+                .await
                 .unwrap();
         }
         let ipc = Arc::new(IpcService::new(
-            store.clone(),
+            Arc::clone(&store),
             layout,
             Arc::new(|| {}),
             chrono_tz::UTC,
-            Arc::new(|_| {}),
+            Arc::new(|_| Box::pin(async {})),
             SendLimits::default(),
         ));
         let gateway = Gateway::new(ipc, Vec::new(), GatewayPolicy::standard()).unwrap();
@@ -124,16 +127,18 @@ impl World {
         self.run("default", "other-group", "other@g.us")
     }
 
-    fn task_status(&self, id: &str) -> Option<TaskStatus> {
+    async fn task_status(&self, id: &str) -> Option<TaskStatus> {
         self.store
             .task(&TaskId::new(id).unwrap())
+            .await
             .unwrap()
             .map(|t| t.status)
     }
 
-    fn task_folder(&self, id: &str) -> String {
+    async fn task_folder(&self, id: &str) -> String {
         self.store
             .task(&TaskId::new(id).unwrap())
+            .await
             .unwrap()
             .unwrap()
             .group_folder
@@ -159,32 +164,38 @@ async fn task_for(world: &World, folder_run: &Run) -> String {
 
 #[tokio::test]
 async fn schedule_task_authorization() {
-    let w = World::new();
+    let w = World::new().await;
     let (main, other) = (w.main(), w.other());
     // Main may target another group: the task is stored under that group's folder.
     let (s, b) = schedule(&main, Some("other@g.us")).await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(w.task_folder(b["task_id"].as_str().unwrap()), "other-group");
+    assert_eq!(
+        w.task_folder(b["task_id"].as_str().unwrap()).await,
+        "other-group"
+    );
     // Non-main may target itself (explicitly or implicitly).
     let (s, b) = schedule(&other, Some("other@g.us")).await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(w.task_folder(b["task_id"].as_str().unwrap()), "other-group");
+    assert_eq!(
+        w.task_folder(b["task_id"].as_str().unwrap()).await,
+        "other-group"
+    );
     // Non-main may not target another group.
     let (s, _) = schedule(&other, Some("third@g.us")).await;
     assert_eq!(s, 403);
     // Unregistered target: nothing is created.
-    let before = w.store.tasks(&tenant("default"), None).unwrap().len();
+    let before = w.store.tasks(&tenant("default"), None).await.unwrap().len();
     let (s, _) = schedule(&main, Some("nobody@g.us")).await;
     assert_eq!(s, 404);
     assert_eq!(
-        w.store.tasks(&tenant("default"), None).unwrap().len(),
+        w.store.tasks(&tenant("default"), None).await.unwrap().len(),
         before
     );
 }
 
 #[tokio::test]
 async fn pause_resume_cancel_authorization() {
-    let w = World::new();
+    let w = World::new().await;
     let (main, other, third) = (
         w.main(),
         w.other(),
@@ -197,17 +208,18 @@ async fn pause_resume_cancel_authorization() {
         if action == "resume" {
             for id in [&own, &theirs, &by_main] {
                 w.store
-                    .set_task_status(&TaskId::new(id).unwrap(), TaskStatus::Paused)
+                    .set_task_status(&TaskId::new(id).unwrap(), TaskStatus::Paused, None)
+                    .await
                     .unwrap();
             }
         }
         let route = format!("/v1/ipc/{action}_task");
-        let before_theirs = w.task_status(&theirs);
+        let before_theirs = w.task_status(&theirs).await;
         // Non-main on another group's task: refused, unchanged.
         let (s, _) = other.call(&route, json!({"task_id": theirs})).await;
         assert_eq!(s, 403, "{action}");
         assert_eq!(
-            w.task_status(&theirs),
+            w.task_status(&theirs).await,
             before_theirs,
             "{action}: another's task unchanged"
         );
@@ -220,25 +232,33 @@ async fn pause_resume_cancel_authorization() {
                 "resume" => Some(TaskStatus::Active),
                 _ => None,
             };
-            assert_eq!(w.task_status(id), expected, "{action}");
+            assert_eq!(w.task_status(id).await, expected, "{action}");
         }
     }
 }
 
 #[tokio::test]
 async fn resume_recomputes_the_next_run() {
-    let w = World::new();
+    let w = World::new().await;
     let other = w.other();
     let id = task_for(&w, &other).await;
     let tid = TaskId::new(&id).unwrap();
     w.store
-        .set_task_status_and_next_run(&tid, TaskStatus::Paused, Some(1_000))
+        .set_task_status(&tid, TaskStatus::Paused, Some(Some(1_000)))
+        .await
         .unwrap();
     let (s, _) = other
         .call("/v1/ipc/resume_task", json!({"task_id": id}))
         .await;
     assert_eq!(s, 200);
-    let next = w.store.task(&tid).unwrap().unwrap().next_run_ms.unwrap();
+    let next = w
+        .store
+        .task(&tid)
+        .await
+        .unwrap()
+        .unwrap()
+        .next_run_ms
+        .unwrap();
     assert!(
         next > chrono::Utc::now().timestamp_millis(),
         "a resumed interval runs in the future, on its grid"
@@ -247,7 +267,7 @@ async fn resume_recomputes_the_next_run() {
 
 #[tokio::test]
 async fn register_group_rules() {
-    let w = World::new();
+    let w = World::new().await;
     let (main, other) = (w.main(), w.other());
     let valid =
         json!({"jid": "new@g.us", "name": "New", "folder": "new-group", "trigger": "@Andy"});
@@ -269,6 +289,7 @@ async fn register_group_rules() {
     let g = w
         .store
         .registered_group(&tenant("default"), &ChatJid::new("new@g.us").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -279,7 +300,7 @@ async fn register_group_rules() {
 
 #[tokio::test]
 async fn list_groups_is_main_only_and_non_main_gets_a_clear_refusal() {
-    let w = World::new();
+    let w = World::new().await;
     let (s, b) = w.other().call("/v1/ipc/list_groups", json!({})).await;
     assert_eq!(s, 403, "{b}");
     assert_eq!(b["error"]["kind"], "forbidden");
@@ -289,7 +310,7 @@ async fn list_groups_is_main_only_and_non_main_gets_a_clear_refusal() {
 
 #[tokio::test]
 async fn send_message_authorization() {
-    let w = World::new();
+    let w = World::new().await;
     let (main, other) = (w.main(), w.other());
     for (run, jid, expected) in [
         (&main, "other@g.us", 200),
@@ -316,7 +337,7 @@ async fn send_message_authorization() {
         )
         .await;
     assert_eq!(s, 200);
-    let pending = w.store.pending_outbox(100).unwrap();
+    let pending = w.store.pending_outbox(100).await.unwrap();
     let own: Vec<_> = pending
         .iter()
         .filter(|p| p.chat_jid.as_str() == "other@g.us")
@@ -328,7 +349,7 @@ async fn send_message_authorization() {
 
 #[tokio::test]
 async fn schedule_values_are_validated() {
-    let w = World::new();
+    let w = World::new().await;
     let main = w.main();
     let now = chrono::Utc::now();
     let call = |t: &str, v: &str| {
@@ -348,7 +369,7 @@ async fn schedule_values_are_validated() {
         delta.abs() <= 1_000,
         "interval next_run = now + 1 h (±1 s): off by {delta} ms"
     );
-    let before = w.store.tasks(&tenant("default"), None).unwrap().len();
+    let before = w.store.tasks(&tenant("default"), None).await.unwrap().len();
     for (t, v) in [
         ("cron", "not a cron"),
         ("interval", "abc"),
@@ -364,7 +385,7 @@ async fn schedule_values_are_validated() {
         );
     }
     assert_eq!(
-        w.store.tasks(&tenant("default"), None).unwrap().len(),
+        w.store.tasks(&tenant("default"), None).await.unwrap().len(),
         before,
         "no task created"
     );
@@ -372,7 +393,7 @@ async fn schedule_values_are_validated() {
 
 #[tokio::test]
 async fn context_mode_is_stored_or_defaults_to_isolated() {
-    let w = World::new();
+    let w = World::new().await;
     let main = w.main();
     for (given, stored) in [
         (Some("group"), "group"),
@@ -390,6 +411,7 @@ async fn context_mode_is_stored_or_defaults_to_isolated() {
         let task = w
             .store
             .task(&TaskId::new(b["task_id"].as_str().unwrap()).unwrap())
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(task.context_mode.as_str(), stored, "{given:?}");
@@ -398,7 +420,7 @@ async fn context_mode_is_stored_or_defaults_to_isolated() {
 
 #[tokio::test]
 async fn a_non_main_group_cannot_read_another_groups_tasks() {
-    let w = World::new();
+    let w = World::new().await;
     let (main, other, third) = (
         w.main(),
         w.other(),
@@ -432,7 +454,7 @@ async fn a_non_main_group_cannot_read_another_groups_tasks() {
 
 #[tokio::test]
 async fn one_runs_socket_never_acts_as_another_run() {
-    let w = World::new();
+    let w = World::new().await;
     let (main, other) = (w.main(), w.other());
     // The other run's token on main's socket, and no token at all: refused.
     let r = uds::request(
@@ -463,6 +485,7 @@ async fn one_runs_socket_never_acts_as_another_run() {
     assert!(
         w.store
             .registered_group(&tenant("default"), &ChatJid::new("x@g.us").unwrap())
+            .await
             .unwrap()
             .is_none()
     );
@@ -481,7 +504,7 @@ async fn one_runs_socket_never_acts_as_another_run() {
 
 #[tokio::test]
 async fn tenants_never_meet() {
-    let w = World::new();
+    let w = World::new().await;
     let acme_main = w.run("acme", "main", "acme-main@g.us");
     let default_task = task_for(&w, &w.other()).await;
     // Another tenant's main: the task does not exist for it.
@@ -494,7 +517,7 @@ async fn tenants_never_meet() {
             .await;
         assert_eq!(s, 404, "{action}");
     }
-    assert_eq!(w.task_status(&default_task), Some(TaskStatus::Active));
+    assert_eq!(w.task_status(&default_task).await, Some(TaskStatus::Active));
     let (s, _) = schedule(&acme_main, Some("other@g.us")).await;
     assert_eq!(
         s, 404,
@@ -506,7 +529,7 @@ async fn tenants_never_meet() {
 
 #[tokio::test]
 async fn malformed_requests_get_a_4xx_with_a_reason() {
-    let w = World::new();
+    let w = World::new().await;
     let main = w.main();
     let path = main.socket.path().to_owned();
     let token = main.socket.token().to_owned();
@@ -565,7 +588,7 @@ async fn malformed_requests_get_a_4xx_with_a_reason() {
 
 #[tokio::test]
 async fn send_message_is_rate_limited() {
-    let w = World::new();
+    let w = World::new().await;
     let other = w.other();
     let mut statuses = Vec::new();
     for i in 0..15 {

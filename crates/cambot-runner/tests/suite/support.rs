@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use cambot_core::GroupRegistration;
+use cambot_core::SqliteStore;
 use cambot_core::Store;
 use cambot_gateway::Gateway;
 use cambot_gateway::GatewayPolicy;
@@ -45,10 +46,16 @@ impl Host {
     pub(crate) async fn new(standin: cambot_testkit::standin::Standin) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let layout = DataLayout::new(dir.path());
-        let store = Store::open(&layout.database()).unwrap();
+        let db = layout.database();
+        let store: Arc<dyn Store> = Arc::new(
+            tokio::task::spawn_blocking(move || SqliteStore::open(&db))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
         for (jid, folder) in [(CHAT, FOLDER), ("cli:main", "main")] {
             store
-                .register_group(&GroupRegistration {
+                .register_group(GroupRegistration {
                     tenant: TenantId::default_tenant(),
                     jid: ChatJid::new(jid).unwrap(),
                     name: folder.into(),
@@ -57,9 +64,10 @@ impl Host {
                     requires_trigger: None,
                     container_config: None,
                 })
+                .await
                 .unwrap();
             store
-                .store_chat_metadata(&cambot_protocol::ChatMetadata {
+                .store_chat_metadata(cambot_protocol::ChatMetadata {
                     tenant: TenantId::default_tenant(),
                     chat_jid: ChatJid::new(jid).unwrap(),
                     timestamp: "2026-01-01T00:00:00Z".into(),
@@ -67,15 +75,16 @@ impl Host {
                     channel: Some("cli".into()),
                     is_group: Some(true),
                 })
+                .await
                 .unwrap();
         }
         let standin = standin.start_tcp().await.unwrap();
         let ipc = Arc::new(IpcService::new(
-            store.clone(),
+            store,
             layout.clone(),
             Arc::new(|| {}),
             chrono_tz::UTC,
-            Arc::new(|_| {}),
+            Arc::new(|_| Box::pin(async {})),
             SendLimits::default(),
         ));
         let gateway = Gateway::new(

@@ -2,6 +2,7 @@
 //! sleeps across the window it checks, and tokio advances virtual time exactly to each timer
 //! the scheduler sets, so firings happen on time in virtual time and the run log shows every
 //! slot. (The agent's own executor, over its group queue, is tested in cambot-agent.)
+#![allow(clippy::disallowed_methods)] // Opens the database file directly, as another process would.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,9 @@ use cambot_core::ContextMode;
 use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
 use cambot_core::ScheduledTask;
+use cambot_core::SqliteStore;
 use cambot_core::Store;
+use cambot_core::TaskRunStatus;
 use cambot_core::TaskStatus;
 use cambot_protocol::ChatJid;
 use cambot_protocol::GroupFolder;
@@ -31,7 +34,7 @@ use super::support::RunTime;
 
 /// A scheduler on a temp database under paused time, its firings run by a [`FakeExecutor`].
 pub(crate) struct Harness {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) runner: FakeExecutor,
     pub(crate) clock: TokioClock,
@@ -50,11 +53,12 @@ fn tenant() -> TenantId {
 impl Harness {
     pub(crate) fn new(start: &str, run_time: RunTime, max_concurrent: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("cambot.db")).unwrap();
-        let runner = FakeExecutor::new(store.clone(), run_time, max_concurrent);
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("cambot.db")).unwrap());
+        let runner = FakeExecutor::new(Arc::clone(&store), run_time, max_concurrent);
         let clock = TokioClock::starting_at(utc(start));
         let scheduler = Scheduler::new(
-            store.clone(),
+            Arc::clone(&store),
             Arc::new(runner.clone()),
             Arc::new(clock),
             SchedulerSettings::default(),
@@ -69,9 +73,9 @@ impl Harness {
         }
     }
 
-    pub(crate) fn group(&self, folder: &str) {
+    pub(crate) async fn group(&self, folder: &str) {
         self.store
-            .register_group(&GroupRegistration {
+            .register_group(GroupRegistration {
                 tenant: tenant(),
                 jid: ChatJid::new(&format!("{folder}@g.us")).unwrap(),
                 name: folder.into(),
@@ -80,10 +84,11 @@ impl Harness {
                 requires_trigger: None,
                 container_config: None,
             })
+            .await
             .unwrap();
     }
 
-    pub(crate) fn task(
+    pub(crate) async fn task(
         &self,
         id: &str,
         folder: &str,
@@ -111,7 +116,7 @@ impl Harness {
             status: TaskStatus::Active,
             created_at: now.to_rfc3339(),
         };
-        self.store.create_task(&task).unwrap();
+        self.store.create_task(&task).await.unwrap();
         task
     }
 
@@ -120,10 +125,11 @@ impl Harness {
     }
 
     /// Slots of a task's run log with the given status, oldest first.
-    pub(crate) fn slots(&self, id: &str, status: &str) -> Vec<DateTime<Utc>> {
+    pub(crate) async fn slots(&self, id: &str, status: TaskRunStatus) -> Vec<DateTime<Utc>> {
         let mut runs = self
             .store
             .task_runs(&TaskId::new(id).unwrap(), 100_000)
+            .await
             .unwrap();
         runs.reverse();
         runs.into_iter()
@@ -146,7 +152,7 @@ fn taking(took: Duration) -> RunTime {
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn cron_across_spring_forward_in_new_york() {
     let h = Harness::new("2026-03-06T12:00:00Z", quick(), 4);
-    h.group("g");
+    h.group("g").await;
     h.task(
         "ny",
         "g",
@@ -154,11 +160,12 @@ async fn cron_across_spring_forward_in_new_york() {
         "30 2 * * *",
         "America/New_York",
         MissedRunPolicy::Skip,
-    );
+    )
+    .await;
     h.start();
     tokio::time::sleep(Duration::from_secs(4 * 86_400)).await;
     assert_eq!(
-        h.slots("ny", "success"),
+        h.slots("ny", TaskRunStatus::Success).await,
         vec![
             utc("2026-03-07T07:30:00Z"), // 02:30 EST
             utc("2026-03-08T07:00:00Z"), // 02:30 does not exist: the gap's end, 03:00 EDT
@@ -172,7 +179,7 @@ async fn cron_across_spring_forward_in_new_york() {
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn cron_across_fall_back_in_london() {
     let h = Harness::new("2026-10-23T12:00:00Z", quick(), 4);
-    h.group("g");
+    h.group("g").await;
     h.task(
         "uk",
         "g",
@@ -180,11 +187,12 @@ async fn cron_across_fall_back_in_london() {
         "30 1 * * *",
         "Europe/London",
         MissedRunPolicy::Skip,
-    );
+    )
+    .await;
     h.start();
     tokio::time::sleep(Duration::from_secs(4 * 86_400)).await;
     assert_eq!(
-        h.slots("uk", "success"),
+        h.slots("uk", TaskRunStatus::Success).await,
         vec![
             utc("2026-10-24T00:30:00Z"), // 01:30 BST
             utc("2026-10-25T00:30:00Z"), // first 01:30 (BST) only; not again at 01:30 GMT
@@ -198,7 +206,7 @@ async fn cron_across_fall_back_in_london() {
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn interval_stays_on_its_grid_whatever_the_run_time() {
     let h = Harness::new("2026-01-01T00:00:00Z", taking(Duration::from_secs(3)), 4);
-    h.group("g");
+    h.group("g").await;
     h.task(
         "every10",
         "g",
@@ -206,14 +214,15 @@ async fn interval_stays_on_its_grid_whatever_the_run_time() {
         "10000",
         "UTC",
         MissedRunPolicy::Skip,
-    );
+    )
+    .await;
     h.start();
     tokio::time::sleep(Duration::from_secs(65)).await;
     let expected: Vec<_> = (1..=6)
         .map(|k| utc("2026-01-01T00:00:00Z") + chrono::TimeDelta::seconds(10 * k))
         .collect();
     assert_eq!(
-        h.slots("every10", "success"),
+        h.slots("every10", TaskRunStatus::Success).await,
         expected,
         "anchored to the schedule, not to when runs end"
     );
@@ -223,7 +232,7 @@ async fn interval_stays_on_its_grid_whatever_the_run_time() {
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn a_one_shot_in_the_past_fires_once_and_completes() {
     let h = Harness::new("2026-01-01T12:00:00Z", quick(), 4);
-    h.group("g");
+    h.group("g").await;
     h.task(
         "past",
         "g",
@@ -231,16 +240,18 @@ async fn a_one_shot_in_the_past_fires_once_and_completes() {
         "2026-01-01T09:00:00Z",
         "UTC",
         MissedRunPolicy::Skip,
-    );
+    )
+    .await;
     h.start();
     tokio::time::sleep(Duration::from_secs(3_600)).await;
     assert_eq!(
-        h.slots("past", "success"),
+        h.slots("past", TaskRunStatus::Success).await,
         vec![utc("2026-01-01T09:00:00Z")]
     );
     let task = h
         .store
         .task(&TaskId::new("past").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(task.status, TaskStatus::Completed);
@@ -253,7 +264,7 @@ async fn a_one_shot_in_the_past_fires_once_and_completes() {
 async fn ten_thousand_tasks_due_in_the_same_second_fire_once_each() {
     let h = Harness::new("2026-01-01T00:00:00Z", quick(), 64);
     for g in 0..100 {
-        h.group(&format!("g{g}"));
+        h.group(&format!("g{g}")).await;
     }
     for i in 0..10_000 {
         h.task(
@@ -263,7 +274,8 @@ async fn ten_thousand_tasks_due_in_the_same_second_fire_once_each() {
             "+1s",
             "UTC",
             MissedRunPolicy::Skip,
-        );
+        )
+        .await;
     }
     h.start();
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -272,9 +284,10 @@ async fn ten_thousand_tasks_due_in_the_same_second_fire_once_each() {
         let runs = h
             .store
             .task_runs(&TaskId::new(&format!("t{i}")).unwrap(), 10)
+            .await
             .unwrap();
         assert_eq!(runs.len(), 1, "task t{i}: {runs:?}");
-        assert_eq!(runs[0].status, "success", "task t{i}");
+        assert_eq!(runs[0].status, TaskRunStatus::Success, "task t{i}");
         fired += 1;
     }
     assert_eq!(fired, 10_000);
@@ -294,7 +307,7 @@ async fn a_task_running_longer_than_its_interval_is_never_started_twice() {
         taking(Duration::from_millis(3_500)),
         4,
     );
-    h.group("g");
+    h.group("g").await;
     h.task(
         "slow",
         "g",
@@ -302,7 +315,8 @@ async fn a_task_running_longer_than_its_interval_is_never_started_twice() {
         "1000",
         "UTC",
         MissedRunPolicy::Skip,
-    );
+    )
+    .await;
     h.start();
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(
@@ -310,8 +324,8 @@ async fn a_task_running_longer_than_its_interval_is_never_started_twice() {
         1,
         "never two firings of one task at once"
     );
-    let skipped = h.slots("slow", "skipped");
-    let ran = h.slots("slow", "success");
+    let skipped = h.slots("slow", TaskRunStatus::Skipped).await;
+    let ran = h.slots("slow", TaskRunStatus::Success).await;
     assert!(!skipped.is_empty(), "slots during a run are skipped");
     assert!(ran.len() >= 4, "{ran:?}");
     let mut all: Vec<_> = skipped.iter().chain(ran.iter()).collect();
@@ -337,14 +351,17 @@ async fn a_task_cancelled_after_its_claim_never_starts() {
         }
     });
     let h = Harness::new("2026-01-01T00:00:00Z", run_time, 4);
-    h.group("g");
-    h.task("blocker", "g", "once", "+1s", "UTC", MissedRunPolicy::Skip);
-    h.task("victim", "g", "once", "+2s", "UTC", MissedRunPolicy::Skip);
+    h.group("g").await;
+    h.task("blocker", "g", "once", "+1s", "UTC", MissedRunPolicy::Skip)
+        .await;
+    h.task("victim", "g", "once", "+2s", "UTC", MissedRunPolicy::Skip)
+        .await;
     h.start();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         h.store
             .task_runs(&TaskId::new("victim").unwrap(), 10)
+            .await
             .unwrap()
             .len(),
         1,
@@ -352,6 +369,7 @@ async fn a_task_cancelled_after_its_claim_never_starts() {
     );
     h.store
         .delete_task(&TaskId::new("victim").unwrap())
+        .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(h.runner.started(), vec!["run blocker".to_owned()]);
@@ -361,30 +379,31 @@ async fn a_task_cancelled_after_its_claim_never_starts() {
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn missed_run_policy_after_downtime() {
     let h = Harness::new("2026-01-01T12:00:00Z", quick(), 4);
-    h.group("g");
+    h.group("g").await;
     for (id, policy) in [
         ("skipper", MissedRunPolicy::Skip),
         ("catcher", MissedRunPolicy::RunOnce),
     ] {
-        let t = h.task(id, "g", "interval", "3600000", "UTC", policy);
+        let t = h.task(id, "g", "interval", "3600000", "UTC", policy).await;
         // As if cambot was down for three hours: the stored next run is long past.
         h.store
-            .advance_next_run(
+            .set_task_status(
                 &t.id,
-                t.next_run_ms.unwrap(),
-                Some(utc("2026-01-01T09:30:00Z").timestamp_millis()),
+                TaskStatus::Active,
+                Some(Some(utc("2026-01-01T09:30:00Z").timestamp_millis())),
             )
+            .await
             .unwrap();
     }
     h.start();
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(
-        h.slots("skipper", "skipped"),
+        h.slots("skipper", TaskRunStatus::Skipped).await,
         vec![utc("2026-01-01T09:30:00Z")]
     );
-    assert!(h.slots("skipper", "success").is_empty());
+    assert!(h.slots("skipper", TaskRunStatus::Success).await.is_empty());
     assert_eq!(
-        h.slots("catcher", "success"),
+        h.slots("catcher", TaskRunStatus::Success).await,
         vec![utc("2026-01-01T09:30:00Z")],
         "run_once fires the missed slot once"
     );
@@ -392,6 +411,7 @@ async fn missed_run_policy_after_downtime() {
         let next = h
             .store
             .task(&TaskId::new(id).unwrap())
+            .await
             .unwrap()
             .unwrap()
             .next_run_ms
@@ -444,7 +464,7 @@ async fn a_due_task_with_an_invalid_folder_is_paused() {
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn a_task_whose_group_is_gone_is_paused_with_the_reason() {
     let h = Harness::new("2026-01-01T00:00:00Z", quick(), 4);
-    h.group("g");
+    h.group("g").await;
     h.task(
         "orphan",
         "g",
@@ -452,20 +472,23 @@ async fn a_task_whose_group_is_gone_is_paused_with_the_reason() {
         "60000",
         "UTC",
         MissedRunPolicy::Skip,
-    );
+    )
+    .await;
     h.store
         .unregister_group(&tenant(), &ChatJid::new("g@g.us").unwrap())
+        .await
         .unwrap();
     h.start();
     tokio::time::sleep(Duration::from_secs(600)).await;
     let task = h
         .store
         .task(&TaskId::new("orphan").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(task.status, TaskStatus::Paused);
     assert!(task.last_result.unwrap().contains("Group not found: g"));
-    assert_eq!(h.store.task_runs(&task.id, 100).unwrap().len(), 1);
+    assert_eq!(h.store.task_runs(&task.id, 100).await.unwrap().len(), 1);
     h.cancel.cancel();
 }
 
@@ -475,7 +498,7 @@ async fn a_task_whose_group_is_gone_is_paused_with_the_reason() {
 async fn two_schedulers_on_one_database_fire_each_slot_once() {
     let h = Harness::new("2026-01-01T00:00:00Z", quick(), 16);
     for g in 0..10 {
-        h.group(&format!("g{g}"));
+        h.group(&format!("g{g}")).await;
     }
     for i in 0..200 {
         h.task(
@@ -485,11 +508,12 @@ async fn two_schedulers_on_one_database_fire_each_slot_once() {
             "1000",
             "UTC",
             MissedRunPolicy::Skip,
-        );
+        )
+        .await;
     }
-    let second_runner = FakeExecutor::new(h.store.clone(), quick(), 16);
+    let second_runner = FakeExecutor::new(Arc::clone(&h.store), quick(), 16);
     let second = Scheduler::new(
-        h.store.clone(),
+        Arc::clone(&h.store),
         Arc::new(second_runner.clone()),
         Arc::new(h.clock),
         SchedulerSettings::default(),
@@ -497,11 +521,15 @@ async fn two_schedulers_on_one_database_fire_each_slot_once() {
     h.start();
     tokio::spawn(Arc::clone(&second).run(h.cancel.clone()));
     tokio::time::sleep(Duration::from_secs(10)).await;
+    // Stop claiming and let the firings in flight finish: a run started at the window's edge
+    // records its outcome a few store writes later, and the log is read across many awaits.
+    h.cancel.cancel();
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut successes = 0;
     for i in 0..200 {
-        let mut slots = h.slots(&format!("t{i}"), "success");
+        let mut slots = h.slots(&format!("t{i}"), TaskRunStatus::Success).await;
         successes += slots.len();
-        slots.extend(h.slots(&format!("t{i}"), "skipped"));
+        slots.extend(h.slots(&format!("t{i}"), TaskRunStatus::Skipped).await);
         let n = slots.len();
         slots.sort();
         slots.dedup();
@@ -515,7 +543,6 @@ async fn two_schedulers_on_one_database_fire_each_slot_once() {
         successes,
         "runs started across both schedulers"
     );
-    h.cancel.cancel();
 }
 
 /// Regression (found by the crash test): a one-shot whose time has sub-millisecond digits was
@@ -524,7 +551,7 @@ async fn two_schedulers_on_one_database_fire_each_slot_once() {
 #[tokio::test(start_paused = true, flavor = "current_thread")]
 async fn a_one_shot_with_sub_millisecond_time_is_logged_once() {
     let h = Harness::new("2026-01-01T00:00:00Z", quick(), 4);
-    h.group("g");
+    h.group("g").await;
     h.task(
         "precise",
         "g",
@@ -532,14 +559,16 @@ async fn a_one_shot_with_sub_millisecond_time_is_logged_once() {
         "2026-01-01T00:00:05.000500Z",
         "UTC",
         MissedRunPolicy::Skip,
-    );
+    )
+    .await;
     h.start();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let runs = h
         .store
         .task_runs(&TaskId::new("precise").unwrap(), 100)
+        .await
         .unwrap();
     assert_eq!(runs.len(), 1, "{runs:#?}");
-    assert_eq!(runs[0].status, "success");
+    assert_eq!(runs[0].status, TaskRunStatus::Success);
     h.cancel.cancel();
 }

@@ -27,7 +27,7 @@ pub(crate) struct FakeExecutor {
 }
 
 struct Inner {
-    store: Store,
+    store: Arc<dyn Store>,
     run_time: RunTime,
     slots: Arc<Semaphore>,
     groups: Mutex<HashMap<GroupKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -37,7 +37,7 @@ struct Inner {
 }
 
 impl FakeExecutor {
-    pub(crate) fn new(store: Store, run_time: RunTime, max_concurrent: usize) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, run_time: RunTime, max_concurrent: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -74,7 +74,7 @@ impl FakeExecutor {
         );
         let _group_turn = group.lock().await;
         let _slot = Arc::clone(&inner.slots).acquire_owned().await.unwrap();
-        if let Some(started) = firing.begin(&inner.store) {
+        if let Some(started) = firing.begin(inner.store.as_ref()).await {
             inner
                 .started
                 .lock()
@@ -88,7 +88,13 @@ impl FakeExecutor {
             let took = (inner.run_time)(&started.task.prompt);
             tokio::time::sleep(took).await;
             inner.live.lock().unwrap().0 -= 1;
-            started.finish(&inner.store, took, FiringEnd::Success { result: None });
+            started
+                .finish(
+                    inner.store.as_ref(),
+                    took,
+                    FiringEnd::Success { result: None },
+                )
+                .await;
         }
         inner.queued.lock().unwrap().remove(&firing.task.id);
     }

@@ -11,7 +11,6 @@ use cambot_agent::daemon::configured_channels;
 use cambot_channels::ChannelEvent;
 use cambot_core::GroupRegistration;
 use cambot_core::GroupStore;
-use cambot_core::MessageStore;
 use cambot_core::Store;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
@@ -70,7 +69,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Groups(cmd) => groups(&config, cmd).await,
         Command::Users(cmd) => crate::users_cmd::run(&config, cmd).await,
-        Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd),
+        Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd).await,
         Command::Models(cmd) => crate::models_cmd::run(&config, cmd),
         Command::Sandbox(crate::sandbox_cmd::SandboxCommand::Run(args)) => {
             crate::sandbox_cmd::run(&config, args).await

@@ -56,7 +56,7 @@ pub(crate) enum TasksCommand {
     },
 }
 
-pub(crate) fn run(config: &Config, cmd: TasksCommand) -> Result<ExitCode> {
+pub(crate) async fn run(config: &Config, cmd: TasksCommand) -> Result<ExitCode> {
     let layout = DataLayout::new(&config.data_dir);
     let db = layout.database();
     if !db.exists() {
@@ -65,25 +65,30 @@ pub(crate) fn run(config: &Config, cmd: TasksCommand) -> Result<ExitCode> {
             db.display()
         );
     }
-    let store = Store::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let store: std::sync::Arc<dyn Store> = cambot_agent::database::open_store(&layout)
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    let store = store.as_ref();
     let mut out = std::io::stdout().lock();
     match cmd {
         TasksCommand::List {
             tenant,
             group,
             status,
-        } => list(&store, &mut out, tenant, group, status)?,
-        TasksCommand::Show { id } => show(&store, &mut out, &task_id(&id)?)?,
+        } => list(store, &mut out, tenant, group, status).await?,
+        TasksCommand::Show { id } => show(store, &mut out, &task_id(&id)?).await?,
         TasksCommand::Pause { id } => {
-            let task = find(&store, &id)?;
-            match pause_task(&store, &task).map_err(change_error)? {
+            let task = find(store, &id).await?;
+            match pause_task(store, &task).await.map_err(change_error)? {
                 Change::Applied => writeln!(out, "paused {}", task.id)?,
                 Change::Unchanged => writeln!(out, "{} is already paused", task.id)?,
             }
         }
         TasksCommand::Resume { id } => {
-            let task = find(&store, &id)?;
-            let (change, next) = resume_task(&store, &task, Utc::now()).map_err(change_error)?;
+            let task = find(store, &id).await?;
+            let (change, next) = resume_task(store, &task, Utc::now())
+                .await
+                .map_err(change_error)?;
             let next = next.map_or_else(|| "never".to_owned(), |t| when(&task, t));
             match change {
                 Change::Applied => writeln!(out, "resumed {}; next run {next}", task.id)?,
@@ -93,13 +98,13 @@ pub(crate) fn run(config: &Config, cmd: TasksCommand) -> Result<ExitCode> {
             }
         }
         TasksCommand::Cancel { id } => {
-            let task = find(&store, &id)?;
-            cancel_task(&store, &task).map_err(change_error)?;
+            let task = find(store, &id).await?;
+            cancel_task(store, &task).await.map_err(change_error)?;
             writeln!(out, "cancelled {} (task and run log deleted)", task.id)?;
         }
         TasksCommand::Runs { id, limit } => {
-            let task = find(&store, &id)?;
-            runs(&store, &mut out, &task, limit)?;
+            let task = find(store, &id).await?;
+            runs(store, &mut out, &task, limit).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -109,8 +114,8 @@ fn task_id(id: &str) -> Result<TaskId> {
     TaskId::new(id).with_context(|| format!("invalid task id {id:?}"))
 }
 
-fn find(store: &Store, id: &str) -> Result<ScheduledTask> {
-    load_task(store, &task_id(id)?).map_err(change_error)
+async fn find(store: &dyn Store, id: &str) -> Result<ScheduledTask> {
+    load_task(store, &task_id(id)?).await.map_err(change_error)
 }
 
 fn change_error(e: TaskChangeError) -> anyhow::Error {
@@ -149,8 +154,8 @@ fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-fn list(
-    store: &Store,
+async fn list(
+    store: &dyn Store,
     out: &mut impl Write,
     tenant: Option<String>,
     group: Option<String>,
@@ -164,8 +169,8 @@ fn list(
         Some(other) => bail!("unknown status {other:?} (use active, paused or completed)"),
     };
     let tasks = match tenant {
-        Some(t) => store.tasks(&TenantId::new(&t)?, None)?,
-        None => store.all_tasks()?,
+        Some(t) => store.tasks(&TenantId::new(&t)?, None).await?,
+        None => store.all_tasks().await?,
     };
     let tasks: Vec<_> = tasks
         .into_iter()
@@ -201,8 +206,8 @@ fn list(
     Ok(())
 }
 
-fn show(store: &Store, out: &mut impl Write, id: &TaskId) -> Result<()> {
-    let task = load_task(store, id).map_err(change_error)?;
+async fn show(store: &dyn Store, out: &mut impl Write, id: &TaskId) -> Result<()> {
+    let task = load_task(store, id).await.map_err(change_error)?;
     let next = task
         .next_run_ms
         .and_then(DateTime::<Utc>::from_timestamp_millis)
@@ -239,11 +244,16 @@ fn show(store: &Store, out: &mut impl Write, id: &TaskId) -> Result<()> {
         writeln!(out, "  {line}")?;
     }
     writeln!(out, "latest runs:")?;
-    runs(store, out, &task, 5)
+    runs(store, out, &task, 5).await
 }
 
-fn runs(store: &Store, out: &mut impl Write, task: &ScheduledTask, limit: usize) -> Result<()> {
-    let runs = store.task_runs(&task.id, limit)?;
+async fn runs(
+    store: &dyn Store,
+    out: &mut impl Write,
+    task: &ScheduledTask,
+    limit: usize,
+) -> Result<()> {
+    let runs = store.task_runs(&task.id, limit).await?;
     if runs.is_empty() {
         writeln!(out, "no runs")?;
         return Ok(());

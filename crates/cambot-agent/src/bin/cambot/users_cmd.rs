@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use anyhow::Result;
 use cambot_agent::config::Config;
 use cambot_channels::web::passwords::hash_password;

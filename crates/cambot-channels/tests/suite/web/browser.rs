@@ -186,8 +186,8 @@ async fn sign_in_chat_stream_reload_and_no_access_to_another_users_session() {
         turn
     });
     let d = start(runner, web_config()).await;
-    d.add_user("default", "alice");
-    d.add_user("default", "bob");
+    d.add_user("default", "alice").await;
+    d.add_user("default", "bob").await;
     let (bob, _) = d.login("default", "bob").await;
     let bob_session = d.new_session(&bob).await;
     let res = d

@@ -12,7 +12,7 @@ async fn websocket_origin_cors_and_security_headers() {
     let mut config = web_config();
     config.allowed_origins = vec!["https://chat.example.com".into()];
     let d = start(tagging_runner(), config).await;
-    d.add_user("default", "alice");
+    d.add_user("default", "alice").await;
     let (alice, _) = d.login("default", "alice").await;
 
     // WebSocket: a foreign origin is refused at the upgrade; own and configured origins pass.
@@ -100,8 +100,8 @@ async fn body_limits_and_per_user_rate_limits() {
     config.max_message_chars = 100;
     config.messages_per_minute = 3;
     let d = start(tagging_runner(), config).await;
-    d.add_user("default", "alice");
-    d.add_user("default", "bob");
+    d.add_user("default", "alice").await;
+    d.add_user("default", "bob").await;
     let (alice, _) = d.login("default", "alice").await;
     let (bob, _) = d.login("default", "bob").await;
     let s = d.new_session(&alice).await; // one of alice's three

@@ -60,9 +60,9 @@ async fn assert_no_access(d: &WebDaemon, token: &str, session: &str, who: &str) 
 #[tokio::test]
 async fn users_and_tenants_cannot_reach_each_others_sessions() {
     let d = start(tagging_runner(), web_config()).await;
-    d.add_user("default", "alice");
-    d.add_user("default", "bob");
-    d.add_user("acme", "alice");
+    d.add_user("default", "alice").await;
+    d.add_user("default", "bob").await;
+    d.add_user("acme", "alice").await;
     let (alice, _) = d.login("default", "alice").await;
     let (bob, _) = d.login("default", "bob").await;
     let (acme_alice, _) = d.login("acme", "alice").await;
@@ -96,6 +96,7 @@ async fn users_and_tenants_cannot_reach_each_others_sessions() {
     let session = d
         .store()
         .web_session(&TenantId::default_tenant(), "alice", &a1)
+        .await
         .unwrap()
         .unwrap();
     assert!(
@@ -124,7 +125,7 @@ async fn users_and_tenants_cannot_reach_each_others_sessions() {
 async fn two_sessions_of_one_user_share_no_files_transcript_or_messages() {
     let runner = tagging_runner();
     let d = start(runner.clone(), web_config()).await;
-    d.add_user("default", "alice");
+    d.add_user("default", "alice").await;
     let (alice, _) = d.login("default", "alice").await;
     let s1 = d.new_session(&alice).await;
     let s2 = d.new_session(&alice).await;
@@ -223,8 +224,8 @@ async fn two_sessions_of_one_user_share_no_files_transcript_or_messages() {
             .all(|r| r.contains(&format!("folder={f2}")) && !r.contains("tok-s1"))
     );
     assert_ne!(
-        d.store().session(&tenant, &f1).unwrap(),
-        d.store().session(&tenant, &f2).unwrap()
+        d.store().session(&tenant, &f1).await.unwrap(),
+        d.store().session(&tenant, &f2).await.unwrap()
     );
     d.daemon_shutdown().await;
 }
@@ -234,7 +235,7 @@ async fn an_idle_session_expires_into_read_only_history() {
     let mut config = web_config();
     config.session_ttl_secs = 1;
     let d = start(tagging_runner(), config).await;
-    d.add_user("default", "alice");
+    d.add_user("default", "alice").await;
     let (alice, _) = d.login("default", "alice").await;
     let s = d.new_session(&alice).await;
     let res = d

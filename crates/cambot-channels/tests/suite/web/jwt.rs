@@ -47,12 +47,13 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let d = start(tagging_runner(), web_config()).await;
-    d.add_user("default", "alice");
-    d.add_user("acme", "carol");
+    d.add_user("default", "alice").await;
+    d.add_user("acme", "carol").await;
     let (token, _) = d.login("default", "alice").await;
     let key = d
         .store()
-        .web_signing_keys(&TenantId::default_tenant())
+        .signing_keys(&TenantId::default_tenant())
+        .await
         .unwrap()
         .remove(0);
     Fixture {
@@ -222,7 +223,8 @@ async fn a_disabled_users_tokens_stop_working_at_once() {
     let session = d.new_session(&token).await;
     assert_eq!(status(d, &token).await, 200);
     d.store()
-        .web_user_set_disabled(&TenantId::default_tenant(), "alice", true)
+        .set_user_disabled(&TenantId::default_tenant(), "alice", true)
+        .await
         .unwrap();
     assert_eq!(status(d, &token).await, 401);
     assert_eq!(status(d, &f.token).await, 401);
@@ -333,7 +335,7 @@ async fn signing_keys_rotate_and_old_tokens_verify_until_they_expire() {
     let mut config = web_config();
     config.key_rotation_secs = 1;
     let d = start(tagging_runner(), config).await;
-    d.add_user("default", "alice");
+    d.add_user("default", "alice").await;
     let (old, _) = d.login("default", "alice").await;
     let kid_of = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
     // Rotation is by key age; a key made more than a second ago is replaced.
@@ -360,9 +362,10 @@ async fn an_external_issuer_with_a_shared_key_is_accepted_only_with_its_claims()
         tenant: TenantId::new("acme").unwrap(),
     });
     let d = start(tagging_runner(), config).await;
-    d.add_user("acme", "disabled-one");
+    d.add_user("acme", "disabled-one").await;
     d.store()
-        .web_user_set_disabled(&TenantId::new("acme").unwrap(), "disabled-one", true)
+        .set_user_disabled(&TenantId::new("acme").unwrap(), "disabled-one", true)
+        .await
         .unwrap();
     let now = now_secs();
     let make = |c: Value| {

@@ -13,7 +13,7 @@ use super::support::web_config;
 #[tokio::test]
 async fn deltas_stream_before_the_reply_and_a_reconnect_replays_what_was_missed() {
     let d = start(tagging_runner(), web_config()).await;
-    d.add_user("default", "alice");
+    d.add_user("default", "alice").await;
     let (alice, _) = d.login("default", "alice").await;
     let s = d.new_session(&alice).await;
 

@@ -9,8 +9,6 @@ use cambot_agent::agent_run::AgentRunner;
 use cambot_agent::agent_run::RunRequest;
 use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
-use cambot_agent::agent_run::AgentRunner;
-use cambot_agent::agent_run::RunRequest;
 use cambot_channels::Channel;
 use cambot_channels::WebChannel;
 use cambot_channels::WebConfig;
@@ -100,15 +98,16 @@ pub(crate) async fn start(runner: Arc<dyn AgentRunner>, web: WebConfig) -> WebDa
 }
 
 impl WebDaemon {
-    pub(crate) fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         self.daemon.router().store()
     }
 
-    pub(crate) fn add_user(&self, tenant: &str, user: &str) {
+    pub(crate) async fn add_user(&self, tenant: &str, user: &str) {
         let hash = hash_password(PASSWORD).unwrap();
         assert!(
             self.store()
-                .web_user_add(&TenantId::new(tenant).unwrap(), user, &hash)
+                .add_user(&TenantId::new(tenant).unwrap(), user, &hash)
+                .await
                 .unwrap()
         );
     }
