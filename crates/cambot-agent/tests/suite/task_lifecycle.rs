@@ -36,6 +36,7 @@ use chrono::TimeDelta;
 use chrono::Utc;
 use pretty_assertions::assert_eq;
 
+use super::support::eventually;
 use super::support::eventually_async;
 use super::support::tenant;
 use super::task_run::Harness;
@@ -466,4 +467,101 @@ async fn cli_resume_reaches_a_running_daemon() {
         TaskStatus::Completed
     );
     daemon.daemon.shutdown().await;
+}
+
+/// The admin CLI is another process writing the daemon's database: `cambot groups register`
+/// while the daemon runs is picked up (its chat is answered), and `cambot tasks pause` stops a
+/// task the daemon is firing every second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_register_and_pause_reach_a_running_daemon() {
+    let runner = ScriptedRunner::new(|_, _| Turn::reply("ok"));
+    let t = super::support::start(runner.clone(), "").await;
+    let data_dir = t.dir.path().to_owned();
+    let cli = |args: &'static [&'static str]| {
+        let d = data_dir.clone();
+        tokio::task::spawn_blocking(move || cambot(&d, args))
+    };
+
+    let registered = cli(&[
+        "groups",
+        "register",
+        "--jid",
+        "fake:cli",
+        "--name",
+        "From the CLI",
+        "--folder",
+        "cli",
+        "--requires-trigger",
+        "false",
+    ])
+    .await
+    .unwrap();
+    assert!(registered.ok, "{}", registered.stderr);
+    let chat = ChatJid::new("fake:cli").unwrap();
+    let router = std::sync::Arc::clone(t.daemon.router());
+    eventually("the daemon sees the registration", || {
+        router.group_for(&tenant(), &chat).is_some()
+    })
+    .await;
+    t.channel
+        .inject(&tenant(), "fake:cli", "Alice", "hello")
+        .await
+        .unwrap();
+    let sent = t.channel.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 1, "the CLI-registered chat is answered");
+
+    // Another process creates a task firing every second; the daemon notices and fires it.
+    let other = SqliteStore::open(&DataLayout::new(&data_dir).database()).unwrap();
+    let now = Utc::now();
+    let every_second = ScheduledTask {
+        chat_jid: chat.clone(),
+        group_folder: GroupFolder::new("cli").unwrap(),
+        ..add_task_row("ticker", "interval", "1000", now)
+    };
+    other.create_task(&every_second).await.unwrap();
+    let ticker = TaskId::new("ticker").unwrap();
+    eventually_async("the daemon fires the task", || async {
+        other
+            .task_runs(&ticker, 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.status == TaskRunStatus::Success)
+    })
+    .await;
+
+    let paused = cli(&["tasks", "pause", "ticker"]).await.unwrap();
+    assert!(paused.ok, "{}", paused.stderr);
+    // A firing claimed just before the pause may still finish; after that, nothing starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = runner.started().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(runner.started().len(), started, "a paused task fired");
+    assert_eq!(
+        other.task(&ticker).await.unwrap().unwrap().status,
+        TaskStatus::Paused
+    );
+    t.daemon.shutdown().await;
+}
+
+/// A task row due from `now` on (group `g`, isolated context).
+fn add_task_row(id: &str, kind: &str, value: &str, now: DateTime<Utc>) -> ScheduledTask {
+    let schedule = Schedule::parse(kind, value, chrono_tz::UTC, now).unwrap();
+    ScheduledTask {
+        id: TaskId::new(id).unwrap(),
+        tenant: tenant(),
+        group_folder: GroupFolder::new("g").unwrap(),
+        chat_jid: ChatJid::new("g@g.us").unwrap(),
+        prompt: format!("prompt of {id}"),
+        schedule_type: schedule.schedule_type().into(),
+        schedule_value: schedule.canonical_value(),
+        timezone: "UTC".into(),
+        context_mode: ContextMode::Isolated,
+        missed_policy: MissedRunPolicy::Skip,
+        next_run_ms: schedule.first_run(now).map(|t| t.timestamp_millis()),
+        last_run: None,
+        last_result: None,
+        status: TaskStatus::Active,
+        created_at: now.to_rfc3339(),
+    }
 }
