@@ -146,10 +146,47 @@ pub struct ActiveRun {
 pub enum RunStartError {
     #[error("no sandbox backend is available: {0}")]
     NoBackend(String),
+    /// The configured sandbox backend cannot be used.
+    #[error("no sandbox backend is available: {0}")]
+    Backend(#[source] cambot_sandbox::SandboxError),
     #[error("cannot start the run: {0}")]
     Spawn(String),
+    /// The sandbox did not start.
+    #[error("cannot start the run: {0}")]
+    Sandbox(#[source] cambot_sandbox::SandboxError),
+    /// The run's host socket could not be opened.
+    #[error("cannot start the run: {0}")]
+    Socket(#[source] cambot_gateway::GatewayError),
+    /// The embedded model server did not start.
+    #[error("cannot start the run: {0}")]
+    LocalModel(#[source] crate::local_model::LocalModelError),
+    /// A run directory could not be prepared; `what` says which step on which path.
+    #[error("cannot start the run: {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runner started but did not read its start input; `stderr` is the end of its log.
+    #[error(
+        "cannot start the run: the runner did not take its start input: {source}; stderr: {stderr}"
+    )]
+    StartInput {
+        #[source]
+        source: std::io::Error,
+        stderr: String,
+    },
     #[error("run refused: {0}")]
     Refused(String),
+    /// The model settings cannot be used.
+    #[error("run refused: {0}")]
+    Model(#[source] crate::model_config::ModelConfigError),
+    /// The model gateway refused its settings (air-gapped mode, HTTP client).
+    #[error("run refused: {0}")]
+    Gateway(#[source] cambot_gateway::GatewayError),
+    /// The run's sandbox cannot be planned (runner missing, root uid, bad limits).
+    #[error("run refused: {0}")]
+    Plan(#[source] cambot_sandbox::PlanError),
 }
 
 /// Starts agent runs.

@@ -44,8 +44,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path} is invalid: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error("invalid setting {key}: {message}")]
     Invalid { key: String, message: String },
 }
@@ -297,9 +301,9 @@ fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
         path: path.to_owned(),
-        message: e.to_string(),
+        source,
     })
 }
 

@@ -158,7 +158,10 @@ pub async fn register(
     let dir = layout.group_dir(&request.tenant, &request.folder);
     tokio::fs::create_dir_all(&dir)
         .await
-        .map_err(|e| HostError::Storage(format!("creating {}: {e}", dir.display())))?;
+        .map_err(|e| HostError::Directory {
+            path: dir.clone(),
+            source: Arc::new(e),
+        })?;
     router
         .register_group(|store| async move {
             store

@@ -50,10 +50,27 @@ pub enum LocalModelError {
     },
     #[error("model file {path} failed verification: {reason}")]
     Verification { path: PathBuf, reason: String },
+    /// The file does not match its pin (or cannot be read to check it).
+    #[error("model file {path} failed verification: {source}")]
+    Mismatch {
+        path: PathBuf,
+        #[source]
+        source: cambot_providers::models::ModelError,
+    },
+    /// The check itself panicked or was cancelled.
+    #[error("model file {path} failed verification: the check did not finish: {source}")]
+    Unchecked {
+        path: PathBuf,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("cannot plan the model server's sandbox: {0}")]
-    Plan(String),
+    Plan(#[source] cambot_sandbox::PlanError),
+    /// The server's tenant or folder name is not a valid id.
+    #[error("cannot plan the model server's sandbox: {0}")]
+    Identity(#[source] cambot_protocol::IdError),
     #[error("cannot start the model server: {0}")]
-    Spawn(String),
+    Spawn(#[source] cambot_sandbox::SandboxError),
     #[error("the model server exited before it was ready: {0}")]
     Exited(String),
     #[error("the model server did not answer /health within {0:?}")]
@@ -150,7 +167,7 @@ impl LocalModelServer {
         config.memory_mb = config.memory_mb.max(2048);
         let mut plan =
             cambot_sandbox::build_plan(input, &config, &MountAllowlist::none("model server"))
-                .map_err(|e| LocalModelError::Plan(e.to_string()))?;
+                .map_err(LocalModelError::Plan)?;
         plan.mounts
             .push(mount(&spec.llama_server, BIN, MountMode::ReadOnly));
         plan.mounts
@@ -178,10 +195,7 @@ impl LocalModelServer {
             })?;
         }
 
-        let mut child = backend
-            .spawn(&plan)
-            .await
-            .map_err(|e| LocalModelError::Spawn(e.to_string()))?;
+        let mut child = backend.spawn(&plan).await.map_err(LocalModelError::Spawn)?;
         let stderr_tail = Arc::new(std::sync::Mutex::new(String::new()));
         tasks.spawn(forward_logs(
             std::mem::replace(&mut child.stderr, Box::new(tokio::io::empty())),
@@ -220,9 +234,8 @@ impl LocalModelServer {
 }
 
 fn server_identity() -> Result<(TenantId, GroupFolder), LocalModelError> {
-    let tenant = TenantId::new("system").map_err(|e| LocalModelError::Plan(e.to_string()))?;
-    let group =
-        GroupFolder::new("model-server").map_err(|e| LocalModelError::Plan(e.to_string()))?;
+    let tenant = TenantId::new("system").map_err(LocalModelError::Identity)?;
+    let group = GroupFolder::new("model-server").map_err(LocalModelError::Identity)?;
     Ok((tenant, group))
 }
 
@@ -318,14 +331,14 @@ pub async fn verify_pinned(path: &Path, pin: PinnedFile) -> Result<(), LocalMode
     let owned = path.to_owned();
     let checked = tokio::task::spawn_blocking(move || pin.verify(&owned))
         .await
-        .map_err(|e| LocalModelError::Verification {
+        .map_err(|source| LocalModelError::Unchecked {
             path: path.to_owned(),
-            reason: format!("the check did not finish: {e}"),
+            source,
         })?;
     checked
         .map(|_| ())
-        .map_err(|e| LocalModelError::Verification {
+        .map_err(|source| LocalModelError::Mismatch {
             path: path.to_owned(),
-            reason: e.to_string(),
+            source,
         })
 }

@@ -29,6 +29,16 @@ use cambot_gateway::is_local_url;
 pub enum ModelConfigError {
     #[error("invalid setting {key}: {message}")]
     Invalid { key: String, message: String },
+    /// A provider entry its crate refuses.
+    #[error("invalid setting {key}: {source}")]
+    Provider {
+        key: String,
+        #[source]
+        source: cambot_providers::ProviderError,
+    },
+    /// The built-in model manifest has no usable default model.
+    #[error("invalid setting local_model: {0}")]
+    Manifest(#[source] cambot_providers::models::ModelError),
 }
 
 /// Name of the provider entry the embedded local model gets.
@@ -178,7 +188,10 @@ pub fn resolve_model(
         let entry = entry.with_env_defaults(env_lookup);
         entry
             .validate()
-            .map_err(|e| invalid(&format!("providers.{name}"), e.to_string()))?;
+            .map_err(|source| ModelConfigError::Provider {
+                key: format!("providers.{name}"),
+                source,
+            })?;
         entries.push(entry);
     }
     let chosen = match &model.provider {
@@ -309,7 +322,7 @@ fn local_model_spec(
     let manifest = cambot_providers::models::Manifest::builtin();
     let default_model = manifest
         .default_model()
-        .map_err(|e| invalid("local_model", e.to_string()))?;
+        .map_err(ModelConfigError::Manifest)?;
     let cached_name = |file: Option<&cambot_providers::models::PinnedFile>| {
         file.map(|f| f.file_name.clone()).unwrap_or_default()
     };

@@ -46,11 +46,11 @@ pub async fn build_sandboxed_runner(
         &config.data_dir,
         env_lookup,
     )
-    .map_err(|e| RunStartError::Refused(e.to_string()))?;
+    .map_err(RunStartError::Model)?;
     let sandbox: &SandboxConfig = &config.sandbox;
     let backend = cambot_sandbox::select_backend(sandbox)
         .await
-        .map_err(|e| RunStartError::NoBackend(e.to_string()))?;
+        .map_err(RunStartError::Backend)?;
     tracing::info!(
         backend = backend.name(),
         provider = %model.choice.provider,
@@ -68,11 +68,11 @@ pub async fn build_sandboxed_runner(
             ctx.cancel.clone(),
         )
         .await
-        .map_err(|e| RunStartError::Spawn(e.to_string()))?;
+        .map_err(RunStartError::LocalModel)?;
     }
     let policy = config.model.gateway_policy();
     let gateway = Gateway::new(Arc::clone(&ctx.ipc), model.upstreams, policy)
-        .map_err(|e| RunStartError::Refused(e.to_string()))?;
+        .map_err(RunStartError::Gateway)?;
     Ok(SandboxedRunner::new(
         backend,
         sandbox.clone(),

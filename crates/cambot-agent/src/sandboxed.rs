@@ -122,13 +122,15 @@ impl Inner {
             self.layout.sessions_dir(&tenant, &folder),
             self.layout.global_dir(&tenant),
         ] {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                RunStartError::Spawn(format!("cannot create {}: {e}", dir.display()))
+            std::fs::create_dir_all(&dir).map_err(|source| RunStartError::Io {
+                what: format!("cannot create {}", dir.display()),
+                source,
             })?;
         }
         let run_dir = self.layout.run_dir(&request.run_id);
-        std::fs::create_dir_all(&run_dir).map_err(|e| {
-            RunStartError::Spawn(format!("cannot create {}: {e}", run_dir.display()))
+        std::fs::create_dir_all(&run_dir).map_err(|source| RunStartError::Io {
+            what: format!("cannot create {}", run_dir.display()),
+            source,
         })?;
 
         let allowlist = MountAllowlist::load(&self.sandbox.allowlist_path(), &[self.layout.root()]);
@@ -150,7 +152,7 @@ impl Inner {
             Ok(plan) => plan,
             Err(e) => {
                 remove_run_dir(&run_dir);
-                return Err(RunStartError::Refused(e.to_string()));
+                return Err(RunStartError::Plan(e));
             }
         };
         for (mount, why) in &plan.rejected_mounts {
@@ -164,7 +166,7 @@ impl Inner {
         // The sandbox user must reach the socket; nobody else may list the run dir.
         if let Err(e) = prepare_run_dir(&run_dir, uid, gid) {
             remove_run_dir(&run_dir);
-            return Err(RunStartError::Spawn(e));
+            return Err(e);
         }
         let identity = RunIdentity {
             run_id: request.run_id.clone(),
@@ -181,7 +183,7 @@ impl Inner {
             Ok(s) => s,
             Err(e) => {
                 remove_run_dir(&run_dir);
-                return Err(RunStartError::Spawn(e.to_string()));
+                return Err(RunStartError::Socket(e));
             }
         };
         let start = HostToRunner::Start(Box::new(StartInput {
@@ -206,7 +208,7 @@ impl Inner {
             Err(e) => {
                 socket.close().await;
                 remove_run_dir(&run_dir);
-                return Err(RunStartError::Spawn(e.to_string()));
+                return Err(RunStartError::Sandbox(e));
             }
         };
         let mut supervised = cambot_sandbox::supervise(child, plan.timeouts);
@@ -215,10 +217,10 @@ impl Inner {
             let info = supervised.wait().await;
             socket.close().await;
             remove_run_dir(&run_dir);
-            return Err(RunStartError::Spawn(format!(
-                "the runner did not take its start input: {e}; stderr: {}",
-                info.stderr_tail
-            )));
+            return Err(RunStartError::StartInput {
+                source: e,
+                stderr: info.stderr_tail,
+            });
         }
         let (event_tx, event_rx) = mpsc::channel(RUN_CHANNEL_CAPACITY);
         let (input_tx, input_rx) = mpsc::channel(RUN_CHANNEL_CAPACITY);
@@ -243,13 +245,21 @@ impl Inner {
     }
 }
 
-fn prepare_run_dir(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", dir.display()))?;
+fn prepare_run_dir(dir: &Path, uid: u32, gid: u32) -> Result<(), RunStartError> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+        RunStartError::Io {
+            what: format!("cannot set the mode of {}", dir.display()),
+            source,
+        }
+    })?;
     let me = nix::unistd::geteuid().as_raw();
     if me == 0 && uid != 0 {
-        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-            .map_err(|e| format!("cannot hand {} to uid {uid}: {e}", dir.display()))?;
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|source| {
+            RunStartError::Io {
+                what: format!("cannot hand {} to uid {uid}", dir.display()),
+                source,
+            }
+        })?;
     }
     Ok(())
 }

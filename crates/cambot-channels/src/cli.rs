@@ -27,6 +27,7 @@ use crate::channel::ChannelOpts;
 use crate::channel::GroupRegistrationRequest;
 use crate::channel::Outbound;
 use crate::error::ChannelError;
+use crate::locks;
 
 /// The chat every terminal line belongs to.
 pub const CLI_JID: &str = "cli:console";
@@ -94,7 +95,7 @@ impl CliChannel {
         reader: Reader,
         writer: Writer,
     ) -> Result<Self, ChannelError> {
-        let jid = ChatJid::new(CLI_JID).map_err(|e| ChannelError::Config(e.to_string()))?;
+        let jid = ChatJid::new(CLI_JID).map_err(ChannelError::InvalidId)?;
         Ok(Self {
             opts,
             tenant,
@@ -139,11 +140,7 @@ impl Channel for CliChannel {
                     requires_trigger: Some(false),
                 })
                 .await?;
-            let reader = self
-                .reader
-                .lock()
-                .map_err(|_| ChannelError::Config("cli reader lock poisoned".into()))?
-                .take();
+            let reader = locks::lock("cli reader", &self.reader).take();
             let Some(reader) = reader else {
                 return Err(ChannelError::Config("cli channel connected twice".into()));
             };
@@ -154,9 +151,7 @@ impl Channel for CliChannel {
                 self.tenant.clone(),
                 self.jid.clone(),
             ));
-            if let Ok(mut slot) = self.reader_task.lock() {
-                *slot = Some(task);
-            }
+            *locks::lock("cli reader task", &self.reader_task) = Some(task);
             self.write(&self.prompt()).await
         })
     }
@@ -192,7 +187,7 @@ impl Channel for CliChannel {
     fn disconnect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {
         Box::pin(async move {
             self.connected.store(false, Ordering::SeqCst);
-            let task = self.reader_task.lock().ok().and_then(|mut t| t.take());
+            let task = locks::lock("cli reader task", &self.reader_task).take();
             if let Some(task) = task {
                 task.abort();
                 // The reader is gone once the aborted task is joined.

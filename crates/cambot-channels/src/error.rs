@@ -23,6 +23,16 @@ pub enum ChannelError {
     },
     #[error("channel configuration: {0}")]
     Config(String),
+    /// A configuration file or value that could not be used; the cause is boxed so that the
+    /// parsers' types stay out of this shared enum.
+    #[error("channel configuration: {context}: {source}")]
+    ConfigSource {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    #[error("channel configuration: {0}")]
+    InvalidId(#[source] cambot_protocol::IdError),
     #[error(
         "no channels configured: enable at least one under [channels] (for example `[channels.cli] enabled = true`), or use `cambot chat`"
     )]
@@ -36,10 +46,18 @@ pub enum ChannelError {
 pub enum HostError {
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A chat, tenant or folder id the channel passed is not valid.
+    #[error("invalid input: {0}")]
+    InvalidId(#[source] cambot_protocol::IdError),
     #[error("cambot is shutting down")]
     ShuttingDown,
-    #[error("storage failed: {0}")]
-    Storage(String),
+    /// A directory cambot needs could not be created; shared so that the error stays `Clone`.
+    #[error("storage failed: creating {path}: {source}")]
+    Directory {
+        path: std::path::PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// The store failed; shared so that the error stays `Clone` and keeps its cause.
     #[error("storage failed: {0}")]
     Store(#[source] Arc<StoreError>),

@@ -11,6 +11,7 @@
 mod channel;
 pub mod cli;
 mod error;
+mod locks;
 mod registry;
 pub mod web;
 

@@ -30,10 +30,19 @@ pub enum StoreError {
     SchemaTooNew { found: u32, supported: u32 },
     #[error("database error: {0}")]
     Database(#[source] BackendError),
-    #[error("corrupt row in {table}: {reason}")]
-    CorruptRow { table: &'static str, reason: String },
+    /// A stored value that no longer parses; `row` names it where the cause alone would not.
+    #[error("corrupt row in {table}: {}{source}", row_prefix(.row.as_deref()))]
+    CorruptRow {
+        table: &'static str,
+        row: Option<String>,
+        #[source]
+        source: BackendError,
+    },
     #[error("{0}")]
     Invalid(String),
+    /// A group's container config that cannot be encoded for storage.
+    #[error("container config: {0}")]
+    ContainerConfig(#[source] BackendError),
     #[error("committing a batch of writes failed: {0}")]
     BatchCommit(#[source] std::sync::Arc<StoreError>),
     #[error("importing the old ingest journal: {what} {path}: {source}")]
@@ -53,7 +62,12 @@ pub enum StoreError {
     #[error("the database writer thread is gone")]
     WriterGone,
     #[error("a database task failed: {0}")]
-    Blocking(String),
+    Blocking(#[source] tokio::task::JoinError),
+}
+
+/// `row: ` before a corrupt row's cause, or nothing when the cause names the value itself.
+fn row_prefix(row: Option<&str>) -> String {
+    row.map(|r| format!("{r}: ")).unwrap_or_default()
 }
 
 impl From<rusqlite::Error> for StoreError {

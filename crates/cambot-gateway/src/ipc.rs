@@ -67,6 +67,9 @@ impl RunIdentity {
 pub enum HostToolError {
     #[error("{0}")]
     BadRequest(String),
+    /// The request body is not the route's JSON.
+    #[error("malformed request body: {0}")]
+    MalformedBody(#[source] serde_json::Error),
     /// A chat, folder or task id in the request is not valid.
     #[error("{0}")]
     InvalidId(#[from] IdError),
@@ -100,6 +103,7 @@ impl HostToolError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::BadRequest(_)
+            | Self::MalformedBody(_)
             | Self::InvalidId(_)
             | Self::InvalidSchedule(_)
             | Self::Unresumable(_)

@@ -148,6 +148,7 @@ fn routes_for(state: RunState) -> Router {
 fn ipc_error(state: &RunState, route: &str, e: &HostToolError) -> Response {
     let status = match e {
         HostToolError::BadRequest(_)
+        | HostToolError::MalformedBody(_)
         | HostToolError::InvalidId(_)
         | HostToolError::InvalidSchedule(_)
         | HostToolError::Unresumable(_)
@@ -179,8 +180,7 @@ fn ipc_error(state: &RunState, route: &str, e: &HostToolError) -> Response {
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, HostToolError> {
     let raw: &[u8] = if body.is_empty() { b"{}" } else { body };
-    serde_json::from_slice(raw)
-        .map_err(|e| HostToolError::BadRequest(format!("malformed request body: {e}")))
+    serde_json::from_slice(raw).map_err(HostToolError::MalformedBody)
 }
 
 fn ok<T: Serialize>(value: T) -> Response {

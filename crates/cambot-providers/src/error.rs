@@ -107,19 +107,30 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// A cause whose type belongs to the transport, not to this API (another [`crate::HttpTransport`]
+/// has other error types).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Every failure of a model call.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The provider answered with an error. Retryable per [`ApiError::retryable`].
     #[error("provider error: {0}")]
     Api(Box<ApiError>),
     /// No connection could be made (socket missing, refused). Retryable.
-    #[error("cannot connect to {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection was not made in time. Retryable.
+    #[error("cannot connect to {endpoint}: timed out after {after:?}")]
+    ConnectTimeout { endpoint: String, after: Duration },
     /// The connection broke while sending the request or reading the response. Retryable
     /// (only while no output has been yielded).
     #[error("connection lost: {0}")]
-    Connection(String),
+    Connection(#[source] BoxError),
     /// No byte arrived within the idle timeout. Retryable (only while no output has been
     /// yielded).
     #[error("no data from the provider for {0:?}")]
@@ -131,12 +142,35 @@ pub enum ProviderError {
     /// The provider sent something that is not its wire format. Not retried.
     #[error("malformed response: {0}")]
     Decode(String),
+    /// A response line that is not UTF-8. Not retried.
+    #[error("malformed response: response line is not UTF-8: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    /// A response event that is not JSON; `snippet` is its start. Not retried.
+    #[error("malformed response: {source} in {snippet:?}")]
+    DecodeJson {
+        snippet: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// The request cannot be expressed in this dialect. Not retried.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The request body cannot be encoded. Not retried.
+    #[error("invalid request: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The HTTP request cannot be built. Not retried.
+    #[error("invalid request: {0}")]
+    Request(#[source] http::Error),
     /// Bad provider configuration. Not retried.
     #[error("invalid provider configuration: {0}")]
     Config(String),
+    /// A configured extra header that is not a valid HTTP header. Not retried.
+    #[error("invalid provider configuration: header {name:?}: {source}")]
+    Header {
+        name: String,
+        #[source]
+        source: http::Error,
+    },
 }
 
 impl ProviderError {
@@ -146,10 +180,18 @@ impl ProviderError {
         match self {
             Self::Api(e) => e.retryable(),
             Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
             | Self::Connection(_)
             | Self::Timeout(_)
             | Self::IncompleteStream => true,
-            Self::Decode(_) | Self::InvalidRequest(_) | Self::Config(_) => false,
+            Self::Decode(_)
+            | Self::NotUtf8(_)
+            | Self::DecodeJson { .. }
+            | Self::InvalidRequest(_)
+            | Self::Encode(_)
+            | Self::Request(_)
+            | Self::Config(_)
+            | Self::Header { .. } => false,
         }
     }
 

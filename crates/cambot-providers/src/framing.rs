@@ -136,8 +136,7 @@ impl Framer {
 }
 
 fn line_str(bytes: &[u8]) -> Result<&str, ProviderError> {
-    std::str::from_utf8(bytes)
-        .map_err(|e| ProviderError::Decode(format!("response line is not UTF-8: {e}")))
+    std::str::from_utf8(bytes).map_err(ProviderError::NotUtf8)
 }
 
 #[cfg(test)]
@@ -216,7 +215,7 @@ mod tests {
     fn invalid_utf8_is_a_decode_error() {
         assert!(matches!(
             frames(Framing::Ndjson, &[b"\xff\xfe\n"]),
-            Err(ProviderError::Decode(_))
+            Err(ProviderError::NotUtf8(_))
         ));
     }
 }

@@ -36,6 +36,7 @@ pub use config::Dialect;
 pub use config::ProviderConfig;
 pub use config::provider_from_env;
 pub use error::ApiError;
+pub use error::BoxError;
 pub use error::ErrorKind;
 pub use error::ProviderError;
 pub use error::Result;

@@ -83,12 +83,16 @@ pub struct VerifiedModel {
 }
 
 /// Why a model cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("unknown local model {name:?} (known: {known})")]
     Unknown { name: String, known: String },
-    #[error("model file {path} cannot be read: {reason}")]
-    Io { path: PathBuf, reason: String },
+    #[error("model file {path} cannot be read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "model file {path} is {actual} bytes but the pinned manifest says {expected}; refusing to load it (corrupt or tampered: run `cambot models pull` again)"
     )]
@@ -309,7 +313,7 @@ fn is_sha256_hex(s: &str) -> bool {
 
 /// SHA-256 of a file, as lower-case hex. Blocking.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    let file = std::fs::File::open(path).map_err(|e| io_err(path, &e))?;
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
     hash_reader(path, file).map(|(digest, _)| digest)
 }
 
@@ -320,14 +324,11 @@ pub fn verify_file(
     expected_sha256: &str,
     expected_size: Option<u64>,
 ) -> Result<PathBuf, ModelError> {
-    let canonical = path.canonicalize().map_err(|e| io_err(path, &e))?;
-    let file = std::fs::File::open(&canonical).map_err(|e| io_err(path, &e))?;
-    let meta = file.metadata().map_err(|e| io_err(path, &e))?;
+    let canonical = path.canonicalize().map_err(|e| io_err(path, e))?;
+    let file = std::fs::File::open(&canonical).map_err(|e| io_err(path, e))?;
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
     if !meta.is_file() {
-        return Err(ModelError::Io {
-            path: path.to_path_buf(),
-            reason: "not a regular file".into(),
-        });
+        return Err(io_err(path, std::io::Error::other("not a regular file")));
     }
     if let Some(expected) = expected_size
         && meta.len() != expected
@@ -358,7 +359,7 @@ fn hash_reader(path: &Path, mut reader: impl Read) -> Result<(String, u64), Mode
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(path, &e)),
+            Err(e) => return Err(io_err(path, e)),
         };
         hasher.update(&buf[..n]);
         total += n as u64;
@@ -366,10 +367,10 @@ fn hash_reader(path: &Path, mut reader: impl Read) -> Result<(String, u64), Mode
     Ok((hex::encode(hasher.finalize()), total))
 }
 
-fn io_err(path: &Path, e: &std::io::Error) -> ModelError {
+fn io_err(path: &Path, e: std::io::Error) -> ModelError {
     ModelError::Io {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source: e,
     }
 }
 

@@ -59,14 +59,14 @@ fn the_builtin_manifest_pins_the_default_model() -> Result<(), ModelError> {
 
 #[test]
 fn a_file_matching_its_pin_verifies() -> Result<(), ModelError> {
-    let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), &e))?;
+    let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
     let path = dir.path().join("m.gguf");
-    std::fs::write(&path, b"hello\n").map_err(|e| io_err(&path, &e))?;
+    std::fs::write(&path, b"hello\n").map_err(|e| io_err(&path, e))?;
     assert_eq!(sha256_file(&path)?, HELLO_SHA);
     let canonical = verify_file(&path, HELLO_SHA, Some(6))?;
     assert_eq!(
         canonical,
-        path.canonicalize().map_err(|e| io_err(&path, &e))?
+        path.canonicalize().map_err(|e| io_err(&path, e))?
     );
     // Upper-case pins are accepted too.
     verify_file(&path, &HELLO_SHA.to_uppercase(), None)?;
@@ -75,10 +75,10 @@ fn a_file_matching_its_pin_verifies() -> Result<(), ModelError> {
 
 #[test]
 fn a_tampered_file_is_refused_with_both_digests_in_the_error() -> Result<(), ModelError> {
-    let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), &e))?;
+    let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
     let path = dir.path().join("m.gguf");
     // Same size, one byte changed.
-    std::fs::write(&path, b"hellO\n").map_err(|e| io_err(&path, &e))?;
+    std::fs::write(&path, b"hellO\n").map_err(|e| io_err(&path, e))?;
     let err = verify_file(&path, HELLO_SHA, Some(6)).expect_err("tampered");
     match &err {
         ModelError::DigestMismatch {
@@ -95,7 +95,7 @@ fn a_tampered_file_is_refused_with_both_digests_in_the_error() -> Result<(), Mod
         "{text}"
     );
     // A different size is refused before hashing.
-    std::fs::write(&path, b"hello world\n").map_err(|e| io_err(&path, &e))?;
+    std::fs::write(&path, b"hello world\n").map_err(|e| io_err(&path, e))?;
     assert!(matches!(
         verify_file(&path, HELLO_SHA, Some(6)),
         Err(ModelError::SizeMismatch {
@@ -109,7 +109,7 @@ fn a_tampered_file_is_refused_with_both_digests_in_the_error() -> Result<(), Mod
 
 #[test]
 fn missing_files_and_directories_are_refused() -> Result<(), ModelError> {
-    let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), &e))?;
+    let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
     assert!(matches!(
         verify_file(&dir.path().join("absent"), HELLO_SHA, None),
         Err(ModelError::Io { .. })
@@ -123,18 +123,18 @@ fn missing_files_and_directories_are_refused() -> Result<(), ModelError> {
 
 #[test]
 fn a_model_dir_verifies_every_file() -> Result<(), ModelError> {
-    let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), &e))?;
+    let dir = tempfile::tempdir().map_err(|e| io_err(Path::new("tmp"), e))?;
     let model = tiny_model(b"weights", b"{{ template }}");
-    std::fs::write(dir.path().join("tiny.gguf"), b"weights").map_err(|e| io_err(dir.path(), &e))?;
+    std::fs::write(dir.path().join("tiny.gguf"), b"weights").map_err(|e| io_err(dir.path(), e))?;
     std::fs::write(dir.path().join("tiny.jinja"), b"{{ template }}")
-        .map_err(|e| io_err(dir.path(), &e))?;
+        .map_err(|e| io_err(dir.path(), e))?;
     let v = model.verify_dir(dir.path())?;
     assert_eq!(v.name, "tiny");
     assert!(v.weights.ends_with("tiny.gguf"));
     assert!(v.chat_template.is_some_and(|t| t.ends_with("tiny.jinja")));
     // A tampered template fails the whole model.
     std::fs::write(dir.path().join("tiny.jinja"), b"{{ evil!!!! }}")
-        .map_err(|e| io_err(dir.path(), &e))?;
+        .map_err(|e| io_err(dir.path(), e))?;
     assert!(matches!(
         model.verify_dir(dir.path()),
         Err(ModelError::DigestMismatch { path, .. }) if path.ends_with("tiny.jinja")
@@ -182,7 +182,7 @@ fn the_manifest_round_trips_through_serde() -> Result<(), serde_json::Error> {
 #[test]
 fn the_setup_script_pins_the_same_digests() -> Result<(), ModelError> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/setup/local-model.sh");
-    let script = std::fs::read_to_string(&path).map_err(|e| io_err(&path, &e))?;
+    let script = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
     let model = Manifest::builtin().default_model()?.clone();
     for f in &model.files {
         assert!(

@@ -126,10 +126,12 @@ impl<T: HttpTransport> HttpProvider<T> {
         config.validate()?;
         let mut extra_headers = Vec::new();
         for (k, v) in &config.headers {
-            let name = HeaderName::try_from(k.as_str())
-                .map_err(|e| ProviderError::Config(format!("header {k:?}: {e}")))?;
-            let value = HeaderValue::try_from(v.as_str())
-                .map_err(|e| ProviderError::Config(format!("header {k:?}: {e}")))?;
+            let header = |e: http::Error| ProviderError::Header {
+                name: k.clone(),
+                source: e,
+            };
+            let name = HeaderName::try_from(k.as_str()).map_err(|e| header(e.into()))?;
+            let value = HeaderValue::try_from(v.as_str()).map_err(|e| header(e.into()))?;
             extra_headers.push((name, value));
         }
         Ok(Self {
@@ -330,10 +332,7 @@ impl<T: HttpTransport> Call<T> {
             Some(b) => b.clone(),
             None => {
                 let json = dialect::encode(config, &self.request)?;
-                let bytes = Bytes::from(
-                    serde_json::to_vec(&json)
-                        .map_err(|e| ProviderError::InvalidRequest(e.to_string()))?,
-                );
+                let bytes = Bytes::from(serde_json::to_vec(&json).map_err(ProviderError::Encode)?);
                 self.body = Some(bytes.clone());
                 bytes
             }

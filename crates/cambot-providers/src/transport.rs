@@ -181,16 +181,16 @@ impl HyperTransport {
     }
 
     async fn connect(&self) -> Result<Connection, ProviderError> {
-        let connect_err = |reason: String| ProviderError::Connect {
+        let connect_err = |source| ProviderError::Connect {
             endpoint: self.endpoint.to_string(),
-            reason,
+            source,
         };
         let fut = async {
             match &self.endpoint {
                 Endpoint::Tcp { host, port } => {
                     let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
                         .await
-                        .map_err(|e| connect_err(e.to_string()))?;
+                        .map_err(connect_err)?;
                     // Small SSE chunks must not wait for Nagle.
                     let _ = stream.set_nodelay(true);
                     handshake(stream).await
@@ -198,14 +198,17 @@ impl HyperTransport {
                 Endpoint::Unix(path) => {
                     let stream = tokio::net::UnixStream::connect(path)
                         .await
-                        .map_err(|e| connect_err(e.to_string()))?;
+                        .map_err(connect_err)?;
                     handshake(stream).await
                 }
             }
         };
         tokio::time::timeout(self.connect_timeout, fut)
             .await
-            .map_err(|_| connect_err(format!("timed out after {:?}", self.connect_timeout)))?
+            .map_err(|_| ProviderError::ConnectTimeout {
+                endpoint: self.endpoint.to_string(),
+                after: self.connect_timeout,
+            })?
     }
 }
 
@@ -248,7 +251,7 @@ where
 {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| ProviderError::Connection(e.to_string()))?;
+        .map_err(|e| ProviderError::Connection(e.into()))?;
     let driver = tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "model connection ended with an error");
@@ -277,17 +280,17 @@ impl HttpTransport for HyperTransport {
         }
         let req = builder
             .body(Full::new(request.body))
-            .map_err(|e| ProviderError::InvalidRequest(e.to_string()))?;
+            .map_err(ProviderError::Request)?;
         let response = conn
             .sender
             .send_request(req)
             .await
-            .map_err(|e| ProviderError::Connection(e.to_string()))?;
+            .map_err(|e| ProviderError::Connection(e.into()))?;
         let (parts, body) = response.into_parts();
         let driver = conn.driver;
         let body = body
             .into_data_stream()
-            .map_err(|e| ProviderError::Connection(e.to_string()))
+            .map_err(|e| ProviderError::Connection(e.into()))
             // The driver lives as long as the body: dropping the body closes the connection.
             .map(move |chunk| {
                 let _keep = &driver;

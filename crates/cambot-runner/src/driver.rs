@@ -80,8 +80,7 @@ pub fn build_agent<P: Provider>(
         .map_err(|e| RunnerError::io(format!("create {}", group.display()), e))?;
     let fs = Confinement::new(&env.workspace)
         .map_err(|e| RunnerError::io(format!("workspace {}", env.workspace.display()), e))?;
-    let host =
-        HostClient::new(&env.host_socket, &start.host_token).map_err(RunnerError::Protocol)?;
+    let host = HostClient::new(&env.host_socket, &start.host_token)?;
     let tools = Toolbox::new(
         ToolContext {
             fs,

@@ -121,10 +121,10 @@ impl Session {
         self.messages = repair(std::mem::take(&mut self.messages));
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> RunnerError {
+    fn err(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> RunnerError {
         RunnerError::Session {
             path: self.path.display().to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 

@@ -143,9 +143,10 @@ pub async fn select_backend(cfg: &SandboxConfig) -> Result<Arc<dyn SandboxBacken
                     tracing::info!(bwrap = %be, "bwrap unavailable; using Docker");
                     Ok(d)
                 }
-                Err(de) => Err(SandboxError::Unavailable(format!(
-                    "refusing to run agents. Install bubblewrap (apt-get install bubblewrap) or start Docker/Podman. bwrap: {be}; docker: {de}"
-                ))),
+                Err(de) => Err(SandboxError::NoBackend {
+                    bwrap: Box::new(be),
+                    docker: Box::new(de),
+                }),
             },
         },
     }

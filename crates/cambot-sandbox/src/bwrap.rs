@@ -99,7 +99,10 @@ impl BwrapBackend {
             .env_clear()
             .output()
             .await
-            .map_err(|e| SandboxError::Unavailable(format!("{}: {e}", self.bwrap.display())))?;
+            .map_err(|source| SandboxError::ProgramUnavailable {
+                program: self.bwrap.clone(),
+                source,
+            })?;
         let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         // A real (tiny) sandbox, as the uid runs will use: proves user namespaces work here.
         let mut cmd = tokio::process::Command::new(&self.bwrap);
@@ -205,7 +208,7 @@ impl BwrapBackend {
         let prep = plan.clone();
         tokio::task::spawn_blocking(move || prepare_host_dirs(&prep))
             .await
-            .map_err(|e| SandboxError::Spawn(e.to_string()))??;
+            .map_err(SandboxError::Blocking)??;
         let seccomp = if plan.seccomp {
             cached_seccomp()?
         } else {
@@ -228,10 +231,10 @@ impl BwrapBackend {
             {
                 Ok(child) => return Ok(child),
                 Err(LaunchFailure::Failed(why)) => {
-                    return Err(SandboxError::Spawn(format!(
-                        "{}: {why}",
-                        self.bwrap.display()
-                    )));
+                    return Err(SandboxError::SpawnProgram {
+                        program: self.bwrap.clone(),
+                        source: why,
+                    });
                 }
                 Err(LaunchFailure::Unusable(why)) => {
                     tracing::warn!(run = %plan.run_id, reason = %why,
@@ -260,7 +263,7 @@ impl BwrapBackend {
                 .take_occupied(plan.run_id.as_str(), &plan.limits, dirs);
             if job.is_none() {
                 return Err(LaunchFailure::Unusable(
-                    "its cgroups could not be set up".to_owned(),
+                    "its cgroups could not be set up".into(),
                 ));
             }
             job
@@ -312,12 +315,12 @@ impl BwrapBackend {
                 child_setup(stage.as_ref(), &moves, &rlimits, drop_to)
             });
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| SandboxError::Spawn(format!("{}: {e}", self.bwrap.display())))?;
+        let child = cmd.spawn().map_err(|e| SandboxError::SpawnProgram {
+            program: self.bwrap.clone(),
+            source: e.into(),
+        })?;
         drop(memfds);
-        let launched =
-            Launched::from_child(child).map_err(|e| SandboxError::Spawn(e.to_string()))?;
+        let launched = Launched::from_child(child).map_err(SandboxError::SpawnIo)?;
         tracing::debug!(run = %plan.run_id, pid = ?launched.child.id(), "bwrap sandbox started");
         Ok(self.sandbox_child(plan, launched, job, limits_degraded))
     }
@@ -463,11 +466,12 @@ impl ChildControl for BwrapControl {
 
 /// The filters never change within a process: compile them once.
 fn cached_seccomp() -> Result<Vec<Vec<u8>>, SandboxError> {
-    static PROGRAMS: std::sync::OnceLock<Result<Vec<Vec<u8>>, String>> = std::sync::OnceLock::new();
+    type Compiled = Result<Vec<Vec<u8>>, std::sync::Arc<seccompiler::BackendError>>;
+    static PROGRAMS: std::sync::OnceLock<Compiled> = std::sync::OnceLock::new();
     PROGRAMS
-        .get_or_init(|| crate::seccomp::programs(true))
+        .get_or_init(|| crate::seccomp::programs(true).map_err(std::sync::Arc::new))
         .clone()
-        .map_err(SandboxError::Spawn)
+        .map_err(SandboxError::Seccomp)
 }
 
 /// rlimits always applied (no core dumps), plus the fallback limits when cgroups are missing.

@@ -179,7 +179,7 @@ impl CgroupPool {
     }
 
     pub(crate) fn take(&self, name: &str, limits: &Limits) -> Option<JobCgroup> {
-        let spare = self.spares.lock().ok().and_then(|mut v| v.pop());
+        let spare = crate::locks::lock("spare cgroups", &self.spares).pop();
         JobCgroup::create(
             &self.mode,
             name,
@@ -255,26 +255,24 @@ impl CgroupPool {
             return;
         }
         loop {
-            if self.spares.lock().map(|v| v.len()).unwrap_or(Self::SIZE) >= Self::SIZE {
+            if crate::locks::lock("spare cgroups", &self.spares).len() >= Self::SIZE {
                 return;
             }
             let Some(dirs) = self.make_spare() else {
                 return;
             };
-            match self.spares.lock() {
-                Ok(mut v) => v.push(dirs),
-                Err(_) => return,
-            }
+            crate::locks::lock("spare cgroups", &self.spares).push(dirs);
         }
     }
 }
 
 impl Drop for CgroupPool {
     fn drop(&mut self) {
-        if let Ok(mut v) = self.spares.lock() {
-            for d in v.drain(..).flatten() {
-                let _ = std::fs::remove_dir(d);
-            }
+        for d in crate::locks::lock("spare cgroups", &self.spares)
+            .drain(..)
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(d);
         }
     }
 }

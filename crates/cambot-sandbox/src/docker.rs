@@ -40,7 +40,7 @@ pub const RUN_LABEL: &str = "cambot.run";
 const PIPE: usize = 64 * 1024;
 
 fn derr(e: bollard::errors::Error) -> SandboxError {
-    SandboxError::Docker(e.to_string())
+    SandboxError::DockerApi(e)
 }
 
 /// `cambot-<run id>`.
@@ -186,9 +186,11 @@ impl DockerBackend {
     }
 
     async fn probe_inner(&self) -> Result<BackendReport, SandboxError> {
-        let v = self.docker.version().await.map_err(|e| {
-            SandboxError::Unavailable(format!("the Docker API does not answer: {e}"))
-        })?;
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(SandboxError::DockerUnavailable)?;
         self.docker
             .inspect_image(&self.cfg.docker_image)
             .await
@@ -217,7 +219,7 @@ impl DockerBackend {
         let prep = plan.clone();
         tokio::task::spawn_blocking(move || crate::bwrap::prepare_host_dirs(&prep))
             .await
-            .map_err(|e| SandboxError::Spawn(e.to_string()))??;
+            .map_err(SandboxError::Blocking)??;
         let name = container_name(plan);
         let spec = container_spec(plan, &self.cfg.docker_image, &|p| p.exists());
         self.docker

@@ -199,7 +199,10 @@ pub fn rootfs_tar(
     gid: u32,
 ) -> Result<(Vec<u8>, usize), SandboxError> {
     let mut fs = Rootfs::new();
-    let io = |e: std::io::Error| SandboxError::Spawn(format!("building the image rootfs: {e}"));
+    let io = |source| SandboxError::SpawnStep {
+        step: "building the image rootfs",
+        source,
+    };
     for entry in crate::plan::HostFs::detect().entries {
         if let crate::plan::SystemEntry::Symlink { path, target } = entry {
             fs.symlink(Path::new(&path), Path::new(&target))
@@ -298,7 +301,7 @@ pub async fn build_image(
         rootfs_tar(runner_owned.as_deref(), cfg.sandbox_uid, cfg.sandbox_gid)
     })
     .await
-    .map_err(|e| SandboxError::Spawn(e.to_string()))??;
+    .map_err(SandboxError::Blocking)??;
     let image = &backend.config().docker_image;
     let (repo, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
     let cmd = if runner.is_some() {
@@ -331,7 +334,7 @@ pub async fn build_image(
     );
     let mut id = String::new();
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| SandboxError::Docker(e.to_string()))?;
+        let info = item.map_err(SandboxError::DockerApi)?;
         if let Some(s) = info.status {
             id = s;
         }

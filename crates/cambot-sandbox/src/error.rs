@@ -1,6 +1,10 @@
 //! Errors of this crate.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A cause that is one of several types, or another process's answer.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a [`crate::RunPlan`] could not be built. An invalid extra mount is not a plan error: it is
 /// dropped and recorded in [`crate::RunPlan::rejected_mounts`] (seed behaviour).
@@ -44,8 +48,53 @@ pub enum MountRejection {
 pub enum SandboxError {
     #[error("no sandbox backend is available: {0}")]
     Unavailable(String),
+    /// A backend's program that could not be run.
+    #[error("no sandbox backend is available: {program}: {source}")]
+    ProgramUnavailable {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no sandbox backend is available: the Docker API does not answer: {0}")]
+    DockerUnavailable(#[source] bollard::errors::Error),
+    /// Neither backend works (`auto`). Both reasons are in the message; neither alone is the
+    /// cause, so no source is named.
+    #[error(
+        "no sandbox backend is available: refusing to run agents. Install bubblewrap (apt-get install bubblewrap) or start Docker/Podman. bwrap: {bwrap}; docker: {docker}"
+    )]
+    NoBackend {
+        bwrap: Box<SandboxError>,
+        docker: Box<SandboxError>,
+    },
     #[error("spawning the sandbox failed: {0}")]
     Spawn(String),
+    /// Starting `program` failed, directly or as the warm launcher's answer (text from another
+    /// process, hence boxed).
+    #[error("spawning the sandbox failed: {program}: {source}")]
+    SpawnProgram {
+        program: PathBuf,
+        #[source]
+        source: BoxError,
+    },
+    /// A step of the spawn failed; `step` says which.
+    #[error("spawning the sandbox failed: {step}: {source}")]
+    SpawnStep {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("spawning the sandbox failed: {0}")]
+    SpawnIo(#[source] std::io::Error),
+    /// A path or argument holding a NUL byte.
+    #[error("spawning the sandbox failed: {0}")]
+    Nul(#[source] std::ffi::NulError),
+    /// A blocking step (host directories, the image rootfs) panicked or was cancelled.
+    #[error("spawning the sandbox failed: {0}")]
+    Blocking(#[source] tokio::task::JoinError),
+    /// The seccomp filters cannot be compiled; shared because they are compiled once per
+    /// process.
+    #[error("spawning the sandbox failed: seccomp: {0}")]
+    Seccomp(#[source] Arc<seccompiler::BackendError>),
     #[error("preparing host directories failed: {path}: {source}")]
     Prepare {
         path: PathBuf,
@@ -54,6 +103,8 @@ pub enum SandboxError {
     },
     #[error("docker: {0}")]
     Docker(String),
+    #[error("docker: {0}")]
+    DockerApi(#[source] bollard::errors::Error),
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]

@@ -96,10 +96,9 @@ impl EtcDirs {
     }
 
     fn dir_for(&self, files: &[(String, String)]) -> Result<PathBuf, SandboxError> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| SandboxError::Spawn("the /etc cache lock was poisoned".to_owned()))?;
+        // A panic mid-write leaves at most an unlisted directory: a set enters `made` only once
+        // written, and `next_id` never reuses a name.
+        let mut state = crate::locks::lock("sandbox /etc cache", &self.state);
         // A long-lived daemon's temp directory may be cleaned away (systemd-tmpfiles, tmpwatch):
         // then the set is written again, into a new root if the old one is gone too.
         if state.as_ref().is_some_and(|s| !s.root.path().is_dir()) {

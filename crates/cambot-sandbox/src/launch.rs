@@ -38,6 +38,7 @@ use tokio::process::ChildStdin;
 use tokio::process::ChildStdout;
 
 use crate::cgroup::CgroupPool;
+use crate::error::BoxError;
 use crate::error::SandboxError;
 use crate::stage::Stage;
 use crate::stage::StagedMount;
@@ -271,13 +272,20 @@ impl Launched {
 }
 
 /// Why a launch did not happen, and whether the direct path may still try.
+/// The causes are boxed: an I/O error here, the launcher's own answer (text from another
+/// process) there.
 #[derive(Debug)]
 pub(crate) enum LaunchFailure {
     /// The launcher was gone or would not take the order: nothing of the run started.
-    Unusable(String),
+    Unusable(BoxError),
     /// The launcher carried out the order and failed; the same order would fail again.
-    Failed(String),
+    Failed(BoxError),
 }
+
+/// Reading the launcher's answer failed after it took the order.
+#[derive(Debug, thiserror::Error)]
+#[error("launcher: {0}")]
+struct LauncherIo(#[source] std::io::Error);
 
 impl WarmLauncher {
     /// Starts a launcher (from an async task, so that its parent thread is a runtime worker that
@@ -347,13 +355,12 @@ impl WarmLauncher {
     /// Hands over the order and waits until bwrap runs in place of the launcher. The caller
     /// has taken over [`Self::dirs`] (they become the run's cgroups).
     pub(crate) async fn launch(mut self, order: &LaunchOrder) -> Result<Launched, LaunchFailure> {
-        let unusable = |e: std::io::Error| LaunchFailure::Unusable(e.to_string());
-        let bytes =
-            serde_json::to_vec(order).map_err(|e| LaunchFailure::Unusable(e.to_string()))?;
+        let unusable = |e: std::io::Error| LaunchFailure::Unusable(e.into());
+        let bytes = serde_json::to_vec(order).map_err(|e| LaunchFailure::Unusable(e.into()))?;
         let control = self
             .control
             .take()
-            .ok_or_else(|| LaunchFailure::Unusable("no control socket".to_owned()))?;
+            .ok_or_else(|| LaunchFailure::Unusable("no control socket".into()))?;
         control.set_nonblocking(true).map_err(unusable)?;
         let mut control = tokio::net::UnixStream::from_std(control).map_err(unusable)?;
         control.write_all(&bytes).await.map_err(unusable)?;
@@ -362,22 +369,22 @@ impl WarmLauncher {
         let read = control.read_to_end(&mut answer).await;
         if !answer.is_empty() {
             return Err(LaunchFailure::Failed(
-                String::from_utf8_lossy(&answer).into_owned(),
+                String::from_utf8_lossy(&answer).into_owned().into(),
             ));
         }
         if !self.has_execed() {
             // Dropping `self` kills and reaps it, so it cannot start bwrap after all while the
             // direct path starts the run.
             let how = read.err().map(|e| format!(" ({e})")).unwrap_or_default();
-            return Err(LaunchFailure::Unusable(format!(
-                "the launcher died before it could start bwrap{how}"
-            )));
+            return Err(LaunchFailure::Unusable(
+                format!("the launcher died before it could start bwrap{how}").into(),
+            ));
         }
-        read.map_err(|e| LaunchFailure::Failed(format!("launcher: {e}")))?;
+        read.map_err(|e| LaunchFailure::Failed(Box::new(LauncherIo(e))))?;
         self.dirs.clear();
         self.process
             .take()
-            .ok_or_else(|| LaunchFailure::Unusable("no process".to_owned()))
+            .ok_or_else(|| LaunchFailure::Unusable("no process".into()))
     }
 }
 
@@ -432,7 +439,7 @@ impl LauncherPool {
 
     /// How many launchers are waiting.
     pub(crate) fn ready(&self) -> usize {
-        self.warm.lock().map(|w| w.len()).unwrap_or(0)
+        crate::locks::lock("warm launchers", &self.warm).len()
     }
 
     /// How many runs launchers have started.
@@ -449,7 +456,7 @@ impl LauncherPool {
     /// A live launcher, if one is waiting (dead ones are dropped on the way).
     pub(crate) fn take(&self) -> Option<WarmLauncher> {
         loop {
-            let mut w = self.warm.lock().ok()?.pop()?;
+            let mut w = crate::locks::lock("warm launchers", &self.warm).pop()?;
             if w.alive() {
                 return Some(w);
             }
@@ -463,9 +470,7 @@ impl LauncherPool {
         if pool.path.is_none() || pool.ready() >= pool.size {
             return;
         }
-        let Ok(mut task) = pool.refill_task.lock() else {
-            return;
-        };
+        let mut task = crate::locks::lock("launcher refill task", &pool.refill_task);
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
@@ -528,19 +533,14 @@ impl LauncherPool {
                 }
                 Err(_) => return,
             }
-            match self.warm.lock() {
-                Ok(mut v) => v.push(warm),
-                Err(_) => return,
-            }
+            crate::locks::lock("warm launchers", &self.warm).push(warm);
         }
     }
 }
 
 impl Drop for LauncherPool {
     fn drop(&mut self) {
-        if let Ok(mut task) = self.refill_task.lock()
-            && let Some(t) = task.take()
-        {
+        if let Some(t) = crate::locks::lock("launcher refill task", &self.refill_task).take() {
             t.abort();
         }
     }

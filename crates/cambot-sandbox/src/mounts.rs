@@ -86,8 +86,8 @@ impl MountAllowlist {
     }
 
     /// Parses the seed's JSON shape (`allowedRoots`, `blockedPatterns`, `nonMainReadOnly`).
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        let file: AllowlistFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let file: AllowlistFile = serde_json::from_str(text)?;
         let mut blocked: Vec<String> = DEFAULT_BLOCKED.iter().map(|s| (*s).to_owned()).collect();
         for p in file.blocked_patterns {
             let p = p.trim().to_owned();

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use seccompiler::BackendError;
 use seccompiler::BpfProgram;
 use seccompiler::SeccompAction;
 use seccompiler::SeccompCmpArgLen;
@@ -63,12 +64,12 @@ const NS_FLAGS: &[u64] = &[
     libc::CLONE_NEWCGROUP as u64,
 ];
 
-fn arch() -> Result<TargetArch, String> {
-    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| format!("seccomp: {e}"))
+fn arch() -> Result<TargetArch, BackendError> {
+    TargetArch::try_from(std::env::consts::ARCH)
 }
 
-fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value).map_err(|e| e.to_string())
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, BackendError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
 }
 
 fn to_bytes(prog: &BpfProgram) -> Vec<u8> {
@@ -83,7 +84,7 @@ fn to_bytes(prog: &BpfProgram) -> Vec<u8> {
 }
 
 /// The compiled programs, in the raw `struct sock_filter` layout bwrap reads.
-pub fn programs(offline: bool) -> Result<Vec<Vec<u8>>, String> {
+pub fn programs(offline: bool) -> Result<Vec<Vec<u8>>, BackendError> {
     let arch = arch()?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for nr in DENIED {
@@ -91,15 +92,15 @@ pub fn programs(offline: bool) -> Result<Vec<Vec<u8>>, String> {
     }
     let mut clone_rules = Vec::new();
     for flag in NS_FLAGS {
-        clone_rules.push(
-            SeccompRule::new(vec![cond(0, SeccompCmpOp::MaskedEq(*flag), *flag)?])
-                .map_err(|e| e.to_string())?,
-        );
+        clone_rules.push(SeccompRule::new(vec![cond(
+            0,
+            SeccompCmpOp::MaskedEq(*flag),
+            *flag,
+        )?])?);
     }
     rules.insert(libc::SYS_clone, clone_rules);
     if offline {
-        let rule = SeccompRule::new(vec![cond(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64)?])
-            .map_err(|e| e.to_string())?;
+        let rule = SeccompRule::new(vec![cond(0, SeccompCmpOp::Ne, libc::AF_UNIX as u64)?])?;
         rules.insert(libc::SYS_socket, vec![rule]);
     }
     let eperm = SeccompFilter::new(
@@ -107,8 +108,7 @@ pub fn programs(offline: bool) -> Result<Vec<Vec<u8>>, String> {
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     // clone3 passes its flags in memory, which seccomp cannot read: ENOSYS makes libc fall back
     // to clone(2), whose flags the first filter checks.
     let mut enosys_rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -118,11 +118,10 @@ pub fn programs(offline: bool) -> Result<Vec<Vec<u8>>, String> {
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut out = Vec::new();
     for f in [eperm, enosys] {
-        let prog = BpfProgram::try_from(f).map_err(|e| e.to_string())?;
+        let prog = BpfProgram::try_from(f)?;
         out.push(to_bytes(&prog));
     }
     Ok(out)

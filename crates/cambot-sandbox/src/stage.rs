@@ -73,8 +73,7 @@ impl Stage {
             // Data-dir sources never follow a final symlink; the runner and the shim may be
             // links (installed binaries), which are the operator's, not the sandbox's.
             let follow = m.dst.starts_with("/opt/cambot/");
-            let source = CString::new(m.src.as_os_str().as_bytes())
-                .map_err(|e| SandboxError::Spawn(e.to_string()))?;
+            let source = CString::new(m.src.as_os_str().as_bytes()).map_err(SandboxError::Nul)?;
             let fd = match open_source(&source, flags(follow)) {
                 Ok(fd) => fd,
                 Err(e) if m.optional && e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -99,7 +98,7 @@ impl Stage {
                 });
             }
             let target = format!("{STAGE_DIR}/{}", ops.len());
-            let c = |s: String| CString::new(s).map_err(|e| SandboxError::Spawn(e.to_string()));
+            let c = |s: String| CString::new(s).map_err(SandboxError::Nul);
             ops.push(StageOp {
                 source,
                 follow,
@@ -137,7 +136,7 @@ impl Stage {
 
     /// The launcher's side of [`Self::to_wire`].
     pub(crate) fn from_wire(mounts: Vec<StagedMount>) -> Result<Self, SandboxError> {
-        let c = |b: Vec<u8>| CString::new(b).map_err(|e| SandboxError::Spawn(e.to_string()));
+        let c = |b: Vec<u8>| CString::new(b).map_err(SandboxError::Nul);
         let mut ops = Vec::with_capacity(mounts.len());
         for m in mounts {
             ops.push(StageOp {

@@ -87,16 +87,16 @@ impl FakeChannel {
     }
 
     pub fn sent(&self) -> Vec<Delivered> {
-        self.sent.lock().map(|s| s.clone()).unwrap_or_default()
+        crate::locks::lock("fake channel sends", &self.sent).clone()
     }
 
     pub fn deltas(&self) -> Vec<(String, String)> {
-        self.deltas.lock().map(|s| s.clone()).unwrap_or_default()
+        crate::locks::lock("fake channel deltas", &self.deltas).clone()
     }
 
     /// Every typing indicator change, in order.
     pub fn typing(&self) -> Vec<(String, bool)> {
-        self.typing.lock().map(|s| s.clone()).unwrap_or_default()
+        crate::locks::lock("fake channel typing", &self.typing).clone()
     }
 
     /// Waits until at least `n` sends were accepted (or the timeout passes).
@@ -124,9 +124,9 @@ impl FakeChannel {
             .host
             .register_group(GroupRegistrationRequest {
                 tenant: tenant.clone(),
-                jid: ChatJid::new(jid).map_err(|e| HostError::Invalid(e.to_string()))?,
+                jid: ChatJid::new(jid).map_err(HostError::InvalidId)?,
                 name: jid.to_owned(),
-                folder: GroupFolder::new(folder).map_err(|e| HostError::Invalid(e.to_string()))?,
+                folder: GroupFolder::new(folder).map_err(HostError::InvalidId)?,
                 trigger: format!("@{}", self.opts.assistant_name),
                 requires_trigger,
             })
@@ -157,7 +157,7 @@ impl FakeChannel {
         sender: &str,
         content: &str,
     ) -> Result<(), HostError> {
-        let chat_jid = ChatJid::new(jid).map_err(|e| HostError::Invalid(e.to_string()))?;
+        let chat_jid = ChatJid::new(jid).map_err(HostError::InvalidId)?;
         let timestamp = chrono_now();
         self.opts
             .host
@@ -235,13 +235,11 @@ impl Channel for FakeChannel {
                         source,
                     })?;
             }
-            if let Ok(mut sent) = self.sent.lock() {
-                sent.push(Delivered {
-                    delivery_id: message.delivery_id,
-                    chat_jid: message.chat_jid.to_string(),
-                    text: message.text.to_owned(),
-                });
-            }
+            crate::locks::lock("fake channel sends", &self.sent).push(Delivered {
+                delivery_id: message.delivery_id,
+                chat_jid: message.chat_jid.to_string(),
+                text: message.text.to_owned(),
+            });
             self.sent_notify.notify_waiters();
             Ok(())
         })
@@ -265,16 +263,13 @@ impl Channel for FakeChannel {
         jid: &'a ChatJid,
         on: bool,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        if let Ok(mut t) = self.typing.lock() {
-            t.push((jid.to_string(), on));
-        }
+        crate::locks::lock("fake channel typing", &self.typing).push((jid.to_string(), on));
         Box::pin(async { Ok(()) })
     }
 
     fn stream_delta<'a>(&'a self, jid: &'a ChatJid, text: &'a str) -> BoxFuture<'a, ()> {
-        if let Ok(mut d) = self.deltas.lock() {
-            d.push((jid.to_string(), text.to_owned()));
-        }
+        crate::locks::lock("fake channel deltas", &self.deltas)
+            .push((jid.to_string(), text.to_owned()));
         Box::pin(async {})
     }
 }

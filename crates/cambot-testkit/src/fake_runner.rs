@@ -133,7 +133,7 @@ impl ScriptedRunner {
     }
 
     pub fn started(&self) -> Vec<StartedRun> {
-        self.started.lock().map(|s| s.clone()).unwrap_or_default()
+        crate::locks::lock("scripted runs", &self.started).clone()
     }
 
     pub fn live_runs(&self) -> usize {
@@ -148,10 +148,8 @@ impl ScriptedRunner {
 impl AgentRunner for ScriptedRunner {
     fn start(&self, request: RunRequest) -> BoxFuture<'_, Result<ActiveRun, RunStartError>> {
         let prompts = Arc::new(Mutex::new(Vec::new()));
-        if self.record
-            && let Ok(mut started) = self.started.lock()
-        {
-            started.push(StartedRun {
+        if self.record {
+            crate::locks::lock("scripted runs", &self.started).push(StartedRun {
                 request: request.clone(),
                 prompts: Arc::clone(&prompts),
             });
@@ -199,8 +197,8 @@ async fn run_turns(
     let mut closing = false;
     let session = format!("session-{}", request.group.folder);
     loop {
-        if record && let Ok(mut p) = prompts.lock() {
-            p.push(prompt.clone());
+        if record {
+            crate::locks::lock("scripted prompts", prompts).push(prompt.clone());
         }
         let turn = script(request, &prompt);
         // Follow-ups that arrive while the turn works are coalesced into the next turn.

@@ -6,5 +6,6 @@
 
 pub mod fake_channel;
 pub mod fake_runner;
+mod locks;
 pub mod standin;
 pub mod uds;

@@ -118,11 +118,10 @@ impl From<HostError> for ApiError {
             HostError::NotFound => Self::NotFound,
             HostError::Forbidden => Self::NotFound,
             HostError::Invalid(m) => Self::BadRequest(m),
+            // The message goes back to the browser as the request's error text.
+            HostError::InvalidId(e) => Self::BadRequest(e.to_string()),
             HostError::ShuttingDown => Self::Unavailable,
-            HostError::Storage(m) => {
-                tracing::error!(error = %m, "web: storage failed");
-                Self::Internal
-            }
+            e @ HostError::Directory { .. } => Self::internal("storage failed", &e),
             HostError::Store(e) => Self::internal("storage failed", &*e),
         }
     }

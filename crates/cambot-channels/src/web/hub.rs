@@ -16,6 +16,8 @@ use cambot_protocol::ChatJid;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::locks;
+
 /// Most events kept per session for replay.
 const BUFFER_EVENTS: usize = 512;
 /// Live events queued per subscriber before it counts as lagging (it then replays).
@@ -106,9 +108,7 @@ impl Hub {
     }
 
     fn publish(&self, jid: &ChatJid, make: impl FnOnce(u64) -> StreamEvent) {
-        let Ok(mut sessions) = self.sessions.lock() else {
-            return;
-        };
+        let mut sessions = locks::lock("web sessions", &self.sessions);
         if sessions.len() >= MAX_IDLE_SESSIONS && !sessions.contains_key(jid) {
             sessions.retain(|_, s| s.live.receiver_count() > 0);
         }
@@ -135,8 +135,8 @@ impl Hub {
 
     /// Subscribes to a session's stream, replaying events after `after`. `after` is only
     /// meaningful within the same epoch; callers pass 0 otherwise.
-    pub fn subscribe(&self, jid: &ChatJid, after: u64) -> Option<Subscription> {
-        let mut sessions = self.sessions.lock().ok()?;
+    pub fn subscribe(&self, jid: &ChatJid, after: u64) -> Subscription {
+        let mut sessions = locks::lock("web sessions", &self.sessions);
         let stream = sessions
             .entry(jid.clone())
             .or_insert_with(SessionStream::new);
@@ -151,18 +151,18 @@ impl Hub {
                 .cloned()
                 .collect()
         };
-        Some(Subscription {
+        Subscription {
             replay,
             resync,
             head: stream.head,
             live: stream.live.subscribe(),
-        })
+        }
     }
 
     /// Events after `after` still buffered, or `None` when the gap cannot be covered (used
     /// when a subscriber lagged behind the live feed).
     pub fn replay(&self, jid: &ChatJid, after: u64) -> Option<Vec<Arc<StreamEvent>>> {
-        let sessions = self.sessions.lock().ok()?;
+        let sessions = locks::lock("web sessions", &self.sessions);
         let stream = sessions.get(jid)?;
         if after < stream.floor {
             return None;
@@ -179,7 +179,7 @@ impl Hub {
 
     /// Number of sessions held in memory.
     pub fn len(&self) -> usize {
-        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+        locks::lock("web sessions", &self.sessions).len()
     }
 
     pub fn is_empty(&self) -> bool {

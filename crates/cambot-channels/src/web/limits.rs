@@ -5,6 +5,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 
+use crate::locks;
+
 /// Buckets kept before idle (full) ones are dropped.
 const MAX_KEYS: usize = 100_000;
 
@@ -29,9 +31,7 @@ impl RateLimiter {
         }
         let cap = f64::from(self.per_minute);
         let rate = cap / 60.0;
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return false;
-        };
+        let mut buckets = locks::lock("rate limiter", &self.buckets);
         if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
             buckets.retain(|_, (tokens, at)| {
                 *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < cap

@@ -48,6 +48,7 @@ use crate::channel::Channel;
 use crate::channel::ChannelOpts;
 use crate::channel::Outbound;
 use crate::error::ChannelError;
+use crate::locks;
 use crate::web::app::App;
 
 const NAME: &str = "web";
@@ -109,7 +110,7 @@ impl WebChannel {
 
     /// The address the server listens on (after `connect`).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr.lock().ok().and_then(|a| *a)
+        *locks::lock("web local address", &self.local_addr)
     }
 
     /// The access-token issuer (tests and tools issue and inspect tokens through it).
@@ -151,12 +152,8 @@ impl Channel for WebChannel {
                     tracing::error!(error = %e, "web: server failed");
                 }
             });
-            if let Ok(mut slot) = self.server.lock() {
-                *slot = Some(handle);
-            }
-            if let Ok(mut slot) = self.local_addr.lock() {
-                *slot = Some(addr);
-            }
+            *locks::lock("web server task", &self.server) = Some(handle);
+            *locks::lock("web local address", &self.local_addr) = Some(addr);
             self.connected.store(true, Ordering::SeqCst);
             tracing::info!(address = %addr, "web chat listening on http://{addr}/");
             Ok(())
@@ -195,7 +192,7 @@ impl Channel for WebChannel {
     fn disconnect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {
         Box::pin(async move {
             self.app.cancel.cancel();
-            let handle = self.server.lock().ok().and_then(|mut s| s.take());
+            let handle = locks::lock("web server task", &self.server).take();
             if let Some(handle) = handle
                 && tokio::time::timeout(std::time::Duration::from_secs(5), handle)
                     .await

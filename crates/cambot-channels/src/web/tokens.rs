@@ -30,6 +30,7 @@ use serde::Serialize;
 use sha2::Digest;
 
 use crate::error::ChannelError;
+use crate::locks;
 use crate::web::config::ExternalIssuer;
 use crate::web::config::WebConfig;
 
@@ -86,6 +87,8 @@ pub enum TokenError {
     UnknownKey,
     #[error("invalid token: {0}")]
     Invalid(String),
+    #[error("invalid token: {0}")]
+    Jwt(#[source] jsonwebtoken::errors::Error),
     #[error("token issued in the future")]
     FutureIat,
     #[error("token lifetime too long")]
@@ -192,8 +195,7 @@ impl Tokens {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(signer.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &signer.key)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let token = jsonwebtoken::encode(&header, &claims, &signer.key).map_err(TokenError::Jwt)?;
         Ok((token, exp))
     }
 
@@ -201,11 +203,10 @@ impl Tokens {
     async fn signer(&self, tenant: &TenantId) -> Result<Arc<Signer>, TokenError> {
         let now = now_ms();
         let fresh = |s: &Signer| now - s.created_ms < self.rotation_ms;
-        if let Some(s) = self
-            .signers
-            .lock()
-            .ok()
-            .and_then(|m| m.get(tenant).cloned())
+        let cached = locks::lock("token signers", &self.signers)
+            .get(tenant)
+            .cloned();
+        if let Some(s) = cached
             && fresh(&s)
         {
             return Ok(s);
@@ -236,9 +237,7 @@ impl Tokens {
             created_ms: key.created_ms,
             key: EncodingKey::from_ed_der(&key.private_key),
         });
-        if let Ok(mut m) = self.signers.lock() {
-            m.insert(tenant.clone(), Arc::clone(&signer));
-        }
+        locks::lock("token signers", &self.signers).insert(tenant.clone(), Arc::clone(&signer));
         Ok(signer)
     }
 
@@ -263,7 +262,10 @@ impl Tokens {
         &self,
         kid: &str,
     ) -> Result<Option<(TenantId, Arc<DecodingKey>)>, TokenError> {
-        if let Some(hit) = self.verifiers.lock().ok().and_then(|m| m.get(kid).cloned()) {
+        let cached = locks::lock("token verifiers", &self.verifiers)
+            .get(kid)
+            .cloned();
+        if let Some(hit) = cached {
             return Ok(Some(hit));
         }
         let Some(stored) = self
@@ -278,7 +280,8 @@ impl Tokens {
             stored.tenant.clone(),
             Arc::new(DecodingKey::from_ed_der(&stored.public_key)),
         );
-        if let Ok(mut m) = self.verifiers.lock() {
+        {
+            let mut m = locks::lock("token verifiers", &self.verifiers);
             if m.len() > 10_000 {
                 m.clear();
             }
@@ -299,8 +302,7 @@ impl Tokens {
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &v)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &v).map_err(TokenError::Jwt)?;
         let c = data.claims;
         check_times(c.iat, c.exp)?;
         if c.jti.is_empty() {
@@ -323,12 +325,8 @@ impl Tokens {
 
     /// Forgets cached keys (tests rotate keys under a running channel).
     pub fn clear_caches(&self) {
-        if let Ok(mut m) = self.signers.lock() {
-            m.clear();
-        }
-        if let Ok(mut m) = self.verifiers.lock() {
-            m.clear();
-        }
+        locks::lock("token signers", &self.signers).clear();
+        locks::lock("token verifiers", &self.verifiers).clear();
     }
 }
 
@@ -358,8 +356,7 @@ fn verify_external(ext: &External, token: &str, header: &Header) -> Result<Ident
     v.set_issuer(&[&ext.issuer]);
     v.set_audience(&[&ext.audience]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let data = jsonwebtoken::decode::<ExternalClaims>(token, key, &v)
-        .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let data = jsonwebtoken::decode::<ExternalClaims>(token, key, &v).map_err(TokenError::Jwt)?;
     let c = data.claims;
     let iat = c
         .iat
@@ -407,14 +404,20 @@ fn generate_key(tenant: &TenantId, now_ms: i64) -> Result<SigningKeyRow, TokenEr
 }
 
 fn load_external(cfg: &ExternalIssuer) -> Result<External, ChannelError> {
-    let bad = |m: String| ChannelError::Config(format!("channels.web.external: {m}"));
+    const KEY: &str = "channels.web.external";
+    let bad = |m: String| ChannelError::Config(format!("{KEY}: {m}"));
+    let failed =
+        |m: String, e: Box<dyn std::error::Error + Send + Sync>| ChannelError::ConfigSource {
+            context: format!("{KEY}: {m}"),
+            source: e,
+        };
     let mut keys = HashMap::new();
     match (&cfg.jwks_file, &cfg.shared_secret_file) {
         (Some(path), None) => {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+                .map_err(|e| failed(format!("reading {}", path.display()), e.into()))?;
             let set: JwkSet = serde_json::from_str(&text)
-                .map_err(|e| bad(format!("{} is not a JWKS: {e}", path.display())))?;
+                .map_err(|e| failed(format!("{} is not a JWKS", path.display()), e.into()))?;
             for jwk in &set.keys {
                 let kid = jwk.common.key_id.clone().unwrap_or_default();
                 let alg = match &jwk.algorithm {
@@ -428,13 +431,14 @@ fn load_external(cfg: &ExternalIssuer) -> Result<External, ChannelError> {
                         ));
                     }
                 };
-                let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("key {kid}: {e}")))?;
+                let key = DecodingKey::from_jwk(jwk)
+                    .map_err(|e| failed(format!("key {kid}"), e.into()))?;
                 keys.insert(kid, (alg, key));
             }
         }
         (None, Some(path)) => {
-            let secret =
-                std::fs::read(path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+            let secret = std::fs::read(path)
+                .map_err(|e| failed(format!("reading {}", path.display()), e.into()))?;
             let secret = secret.trim_ascii();
             if secret.len() < 32 {
                 return Err(bad("the shared secret must be at least 32 bytes".into()));

@@ -186,7 +186,7 @@ async fn forward_live(
                 true
             }
             None => {
-                let head = app.hub.subscribe(&s.jid, 0).map(|x| x.head).unwrap_or(0);
+                let head = app.hub.subscribe(&s.jid, 0).head;
                 s.last_seq = head;
                 send_json(
                     socket,
@@ -315,9 +315,7 @@ async fn subscribe(
     } else {
         0
     };
-    let Some(s) = app.hub.subscribe(&owned.chat_jid, after) else {
-        return send_json(socket, &error_json(&ApiError::Internal, None)).await;
-    };
+    let s = app.hub.subscribe(&owned.chat_jid, after);
     let head = s.head;
     let header = serde_json::json!({
         "type": "subscribed", "session": session, "epoch": app.epoch, "head": head,

@@ -10,6 +10,7 @@ use rusqlite::OptionalExtension;
 use rusqlite::params;
 
 use super::SqliteStore;
+use crate::error::BackendError;
 use crate::error::Result;
 use crate::error::StoreError;
 use crate::model::GroupRegistration;
@@ -46,22 +47,23 @@ fn raw_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawGroup> {
 /// Validates a stored row; an invalid row is reported and skipped by the callers.
 fn build_group(raw: RawGroup) -> Result<RegisteredGroup> {
     let (tenant, jid, name, folder, trigger, requires_trigger, added_at, config) = raw;
-    let corrupt = |reason: String| StoreError::CorruptRow {
+    let corrupt = |row: Option<String>, source: BackendError| StoreError::CorruptRow {
         table: "registered_groups",
-        reason,
+        row,
+        source,
     };
     let container_config = match config {
         Some(text) if !text.is_empty() => Some(
             serde_json::from_str::<ContainerConfig>(&text)
-                .map_err(|e| corrupt(format!("container_config of {jid}: {e}")))?,
+                .map_err(|e| corrupt(Some(format!("container_config of {jid}")), Box::new(e)))?,
         ),
         _ => None,
     };
     Ok(RegisteredGroup {
-        tenant: TenantId::new(&tenant).map_err(|e| corrupt(e.to_string()))?,
-        jid: ChatJid::new(&jid).map_err(|e| corrupt(e.to_string()))?,
+        tenant: TenantId::new(&tenant).map_err(|e| corrupt(None, Box::new(e)))?,
+        jid: ChatJid::new(&jid).map_err(|e| corrupt(None, Box::new(e)))?,
         name,
-        folder: GroupFolder::new(&folder).map_err(|e| corrupt(e.to_string()))?,
+        folder: GroupFolder::new(&folder).map_err(|e| corrupt(None, Box::new(e)))?,
         trigger,
         requires_trigger,
         added_at,
@@ -93,7 +95,7 @@ impl GroupStore for SqliteStore {
         {
             Ok(json) => json,
             Err(e) => {
-                let e = StoreError::Invalid(format!("container config: {e}"));
+                let e = StoreError::ContainerConfig(Box::new(e));
                 return Box::pin(async move { Err(e) });
             }
         };
@@ -145,7 +147,7 @@ impl GroupStore for SqliteStore {
                 .as_ref()
                 .map(serde_json::to_string)
                 .transpose()
-                .map_err(|e| StoreError::Invalid(format!("container config: {e}")))?;
+                .map_err(|e| StoreError::ContainerConfig(Box::new(e)))?;
             let n = conn.execute(
                 "UPDATE registered_groups SET container_config = ?3 WHERE tenant = ?1 AND jid = ?2",
                 params![tenant.as_str(), jid.as_str(), json],

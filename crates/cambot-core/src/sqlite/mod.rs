@@ -87,7 +87,8 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file, migrates it to the current schema and
-    /// imports what an older version's ingest journal left beside it ([`legacy_journal`]).
+    /// imports what an older version's ingest journal left beside it (see the private
+    /// `legacy_journal` module).
     /// Blocking: call it off the async runtime (the binary does so at start).
     pub fn open(path: &Path) -> Result<Self> {
         let open_error = |source: rusqlite::Error| StoreError::Open {
@@ -200,7 +201,7 @@ impl Store for SqliteStore {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Blocking(e.to_string()))?
+        .map_err(StoreError::Blocking)?
 }
 
 /// A connection's lock. A panic while it was held (a bug) poisons it; the connection itself is
@@ -218,7 +219,8 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 fn corrupt(table: &'static str) -> impl Fn(cambot_protocol::IdError) -> StoreError {
     move |e| StoreError::CorruptRow {
         table,
-        reason: e.to_string(),
+        row: None,
+        source: Box::new(e),
     }
 }
 

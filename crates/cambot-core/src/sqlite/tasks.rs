@@ -48,7 +48,8 @@ fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ScheduledTask
     let build = || -> Result<ScheduledTask> {
         let corrupt = |e: cambot_protocol::IdError| StoreError::CorruptRow {
             table: "scheduled_tasks",
-            reason: format!("task {id}: {e}"),
+            row: Some(format!("task {id}")),
+            source: Box::new(e),
         };
         Ok(ScheduledTask {
             id: TaskId::new(&id).map_err(corrupt)?,

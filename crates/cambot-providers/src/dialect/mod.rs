@@ -248,8 +248,8 @@ pub(crate) fn value_text(v: &Value) -> Option<String> {
 }
 
 pub(crate) fn decode_json(data: &str) -> Result<Value, ProviderError> {
-    serde_json::from_str(data).map_err(|e| {
-        let snippet: String = data.chars().take(200).collect();
-        ProviderError::Decode(format!("{e} in {snippet:?}"))
+    serde_json::from_str(data).map_err(|source| ProviderError::DecodeJson {
+        snippet: data.chars().take(200).collect(),
+        source,
     })
 }

@@ -322,13 +322,15 @@ fn reasoning_content_becomes_thinking() -> Result<(), ProviderError> {
 #[test]
 fn stream_endings() -> Result<(), ProviderError> {
     // [DONE] without a finish reason, and a cut body, are incomplete.
-    assert_eq!(
-        decode_frames(&[chunk(json!({"content": "x"}), Value::Null), "[DONE]".into()]),
-        Err(ProviderError::IncompleteStream)
+    let done = decode_frames(&[chunk(json!({"content": "x"}), Value::Null), "[DONE]".into()]);
+    assert!(
+        matches!(done, Err(ProviderError::IncompleteStream)),
+        "{done:?}"
     );
-    assert_eq!(
-        decode_frames(&[chunk(json!({"content": "x"}), Value::Null)]),
-        Err(ProviderError::IncompleteStream)
+    let cut = decode_frames(&[chunk(json!({"content": "x"}), Value::Null)]);
+    assert!(
+        matches!(cut, Err(ProviderError::IncompleteStream)),
+        "{cut:?}"
     );
     // A finish reason without [DONE] is enough.
     let events = decode_frames(&[chunk(json!({}), json!("stop"))])?;

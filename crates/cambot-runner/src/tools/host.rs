@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use super::Outcome;
 use super::args;
+use crate::error::RunnerError;
 
 /// Largest host answer read.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -41,12 +42,14 @@ pub struct HostClient {
 }
 
 impl HostClient {
-    pub fn new(socket: &Path, token: &str) -> Result<Self, String> {
-        let mut value = HeaderValue::try_from(token)
-            .map_err(|_| "the host token is not a valid header value".to_owned())?;
+    pub fn new(socket: &Path, token: &str) -> Result<Self, RunnerError> {
+        // The token itself stays out of the message: it is a credential.
+        let mut value = HeaderValue::try_from(token).map_err(|_| {
+            RunnerError::Protocol("the host token is not a valid header value".to_owned())
+        })?;
         value.set_sensitive(true);
         let transport = HyperTransport::from_base_url(&format!("unix:{}", socket.display()))
-            .map_err(|e| e.to_string())?
+            .map_err(RunnerError::HostSocket)?
             .with_header(HeaderName::from_static(RUN_TOKEN_HEADER), value);
         Ok(Self { transport })
     }

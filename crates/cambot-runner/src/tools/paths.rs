@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use cambot_protocol::layout::sandbox_paths;
 
 /// Why a path was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PathError {
     #[error("empty path")]
     Empty,
@@ -20,8 +20,12 @@ pub enum PathError {
     Escape(String),
     #[error("{0} resolves (through a symlink) to a place outside the workspace")]
     SymlinkEscape(String),
-    #[error("{path}: {reason}")]
-    Io { path: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The workspace root, canonical, and the directory relative paths start from.
@@ -106,10 +110,10 @@ impl Confinement {
                         break;
                     }
                 }
-                Err(e) => {
+                Err(source) => {
                     return Err(PathError::Io {
                         path: shown.to_owned(),
-                        reason: e.to_string(),
+                        source,
                     });
                 }
             }
@@ -121,7 +125,7 @@ impl Confinement {
             } else {
                 PathError::Io {
                     path: shown.to_owned(),
-                    reason: e.to_string(),
+                    source: e,
                 }
             }
         })?;

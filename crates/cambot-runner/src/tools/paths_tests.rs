@@ -64,7 +64,7 @@ fn absolute_paths_outside_are_refused() {
             c.resolve(p)
         );
     }
-    assert_eq!(c.resolve("  "), Err(PathError::Empty));
+    assert!(matches!(c.resolve("  "), Err(PathError::Empty)));
 }
 
 #[test]

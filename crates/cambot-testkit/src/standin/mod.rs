@@ -110,7 +110,7 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         // A panicking test thread must not hide the recorded requests from the others.
-        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::locks::lock("stand-in model server state", m)
     }
 
     /// Records a request; returns its 1-based sequence number.

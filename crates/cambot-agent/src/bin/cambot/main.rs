@@ -18,12 +18,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::Subcommand;
 
-/// jemalloc instead of glibc's malloc. glibc shares a few locked arenas between threads and
-/// frees a block under the lock of the arena it came from. The database threads run at a lower
-/// priority (`cambot_core`'s `priority.rs`); preempted while holding an arena's lock, they
-/// stalled the router's threads behind it (up to 14 ms seen in one run). Router bench in one of
-/// the VM's slow phases, alternating: open-loop p99 28–82 ms with glibc, 5–22 ms with jemalloc,
-/// and paced-phase RSS 85–89 MiB against 100–106 MiB (docs/benchmarks.md, tenth pass).
+/// jemalloc instead of glibc's malloc: glibc's few shared, locked arenas made threads wait for
+/// each other under load and held more memory (figures in git history and docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
