@@ -51,5 +51,14 @@ if [ -n "$bad" ]; then
   echo "FAIL: cambot-gateway links $(tr '\n' ' ' <<<"$bad")" >&2
   fail=1
 fi
-[ $fail = 0 ] && echo "boundaries: ok (no channel code in cambot-agent; runner links no host crates; scheduler and gateway link no agent, channel, sandbox or runner crate)"
+# SQLite is cambot-core's business: no other crate depends on rusqlite directly (its async Store
+# traits are the seam; clippy.toml bans opening a connection elsewhere).
+for toml in crates/*/Cargo.toml; do
+  case "$toml" in crates/cambot-core/*) continue ;; esac
+  if sed -n '/^\[dependencies\]/,/^\[/p' "$toml" | grep -q '^rusqlite'; then
+    echo "FAIL: $toml depends on rusqlite; go through cambot_core's Store traits" >&2
+    fail=1
+  fi
+done
+[ $fail = 0 ] && echo "boundaries: ok (SQLite only in cambot-core; no channel code in cambot-agent; runner links no host crates; scheduler and gateway link no agent, channel, sandbox or runner crate)"
 exit $fail
