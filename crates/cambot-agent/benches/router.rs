@@ -343,7 +343,8 @@ fn main() {
     );
     let (sustained, steal) = with_steal(|| rt.block_on(phase(messages, groups, None)));
     println!(
-        "sustained (8 producers, closed loop): {:.0} msg/s = {:.2} x baseline; stored-to-dispatched p50 {:.2} ms, p99 {:.2} ms{}",
+        "sustained ({} producers, closed loop): {:.0} msg/s = {:.2} x baseline; stored-to-dispatched p50 {:.2} ms, p99 {:.2} ms{}",
+        env_usize("BENCH_PRODUCERS", 8),
         sustained.throughput,
         sustained.throughput / raw,
         pct(&sustained.stored_to_dispatched, 0.50),
