@@ -131,3 +131,21 @@ fn unknown_keys_and_bad_toml_are_refused_with_the_path() {
     let err = Config::load(Some(&missing), None, &env(&[])).unwrap_err();
     assert!(err.to_string().contains("nope.toml"));
 }
+
+#[test]
+fn the_retired_ingest_journal_key_is_accepted_with_a_deprecation_warning() {
+    for value in ["true", "false"] {
+        let raw: ConfigFile =
+            toml::from_str(&format!("[router]\ningest_journal = {value}\n")).unwrap();
+        let c =
+            Config::resolve(raw, None, Some(Path::new("/tmp/d")), &env(&[("TZ", "UTC")])).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{value}");
+        assert!(
+            c.warnings[0].contains("router.ingest_journal is deprecated"),
+            "{}",
+            c.warnings[0]
+        );
+    }
+    let c = Config::load(None, Some(Path::new("/tmp/d")), &env(&[("TZ", "UTC")])).unwrap();
+    assert!(c.warnings.is_empty());
+}
