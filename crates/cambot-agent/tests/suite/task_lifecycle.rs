@@ -252,23 +252,9 @@ async fn add_task(
     status: TaskStatus,
     now: DateTime<Utc>,
 ) -> ScheduledTask {
-    let schedule = Schedule::parse(kind, value, chrono_tz::UTC, now).unwrap();
     let task = ScheduledTask {
-        id: TaskId::new(id).unwrap(),
-        tenant: tenant(),
-        group_folder: GroupFolder::new("g").unwrap(),
-        chat_jid: ChatJid::new("g@g.us").unwrap(),
-        prompt: format!("prompt of {id}"),
-        schedule_type: schedule.schedule_type().into(),
-        schedule_value: schedule.canonical_value(),
-        timezone: "UTC".into(),
-        context_mode: ContextMode::Isolated,
-        missed_policy: MissedRunPolicy::Skip,
-        next_run_ms: schedule.first_run(now).map(|t| t.timestamp_millis()),
-        last_run: None,
-        last_result: None,
         status,
-        created_at: now.to_rfc3339(),
+        ..add_task_row(id, kind, value, now)
     };
     store.create_task(&task).await.unwrap();
     task

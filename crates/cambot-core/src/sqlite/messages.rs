@@ -13,6 +13,7 @@ use rusqlite::params;
 use super::SqliteStore;
 use super::corrupt;
 use super::limit;
+use super::query;
 use super::writer::WriteOp;
 use crate::error::Result;
 use crate::error::StoreError;
@@ -34,11 +35,23 @@ macro_rules! message_columns {
     };
 }
 
+/// The tenant and chat in columns `at` and `at + 1`; an id that no longer validates is a
+/// corrupt row of `table`.
+fn chat_key(
+    r: &rusqlite::Row<'_>,
+    at: usize,
+    table: &'static str,
+) -> rusqlite::Result<Result<(TenantId, ChatJid)>> {
+    let (tenant, chat): (String, String) = (r.get(at)?, r.get(at + 1)?);
+    Ok(TenantId::new(&tenant)
+        .and_then(|t| Ok((t, ChatJid::new(&chat)?)))
+        .map_err(corrupt(table)))
+}
+
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredMessage>> {
-    let (tenant, chat): (String, String) = (r.get(1)?, r.get(2)?);
-    let (tenant, chat_jid) = match (TenantId::new(&tenant), ChatJid::new(&chat)) {
-        (Ok(t), Ok(c)) => (t, c),
-        (Err(e), _) | (_, Err(e)) => return Ok(Err(corrupt("messages")(e))),
+    let (tenant, chat_jid) = match chat_key(r, 1, "messages")? {
+        Ok(key) => key,
+        Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(StoredMessage {
         seq: r.get(0)?,
@@ -52,18 +65,6 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredMessag
         is_from_me: r.get(8)?,
         is_bot_message: r.get(9)?,
     }))
-}
-
-fn query_messages(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<StoredMessage>> {
-    conn.prepare_cached(sql)?
-        .query_map(params, row_to_message)?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .into_iter()
-        .collect()
 }
 
 impl SqliteStore {
@@ -104,7 +105,7 @@ impl MessageStore for SqliteStore {
     ) -> StoreFuture<'a, Vec<StoredMessage>> {
         let (tenant, chat) = (tenant.clone(), chat_jid.clone());
         self.read(move |conn| {
-            query_messages(
+            query(
                 conn,
                 concat!(
                     "SELECT ",
@@ -114,6 +115,7 @@ impl MessageStore for SqliteStore {
                      ORDER BY seq LIMIT ?4"
                 ),
                 params![tenant.as_str(), chat.as_str(), since_seq, limit(max)],
+                row_to_message,
             )
         })
     }
@@ -126,7 +128,7 @@ impl MessageStore for SqliteStore {
     ) -> StoreFuture<'a, Vec<StoredMessage>> {
         let (tenant, chat) = (tenant.clone(), chat_jid.clone());
         self.read(move |conn| {
-            query_messages(
+            query(
                 conn,
                 concat!(
                     "SELECT ",
@@ -138,6 +140,7 @@ impl MessageStore for SqliteStore {
                      ORDER BY seq LIMIT ?3"
                 ),
                 params![tenant.as_str(), chat.as_str(), limit(max)],
+                row_to_message,
             )
         })
     }
@@ -240,10 +243,9 @@ impl MessageStore for SqliteStore {
                  WHERE delivered_at IS NULL ORDER BY id LIMIT ?1",
             )?
             .query_map(params![limit(max)], |r| {
-                let (tenant, chat): (String, String) = (r.get(1)?, r.get(2)?);
-                let (tenant, chat_jid) = match (TenantId::new(&tenant), ChatJid::new(&chat)) {
-                    (Ok(t), Ok(c)) => (t, c),
-                    (Err(e), _) | (_, Err(e)) => return Ok(Err(corrupt("outbox")(e))),
+                let (tenant, chat_jid) = match chat_key(r, 1, "outbox")? {
+                    Ok(key) => key,
+                    Err(e) => return Ok(Err(e)),
                 };
                 Ok(Ok(OutboxEntry {
                     id: r.get(0)?,

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use rusqlite::OpenFlags;
+use rusqlite::OptionalExtension;
 
 use crate::error::Result;
 use crate::error::StoreError;
@@ -222,6 +223,33 @@ fn corrupt(table: &'static str) -> impl Fn(cambot_protocol::IdError) -> StoreErr
         row: None,
         source: Box::new(e),
     }
+}
+
+/// Every row of `sql`, each read with `build`, which may fail on a stored value that no longer
+/// validates (that row then fails the read).
+pub(super) fn query<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    build: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T>>,
+) -> Result<Vec<T>> {
+    conn.prepare_cached(sql)?
+        .query_map(params, build)?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .collect()
+}
+
+pub(super) fn query_one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    build: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T>>,
+) -> Result<Option<T>> {
+    conn.prepare_cached(sql)?
+        .query_row(params, build)
+        .optional()?
+        .transpose()
 }
 
 /// A `usize` limit as SQLite's integer.

@@ -10,11 +10,12 @@ use cambot_protocol::ChatJid;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::TaskId;
 use cambot_protocol::TenantId;
-use rusqlite::OptionalExtension;
 use rusqlite::params;
 
 use super::SqliteStore;
 use super::limit;
+use super::query;
+use super::query_one;
 use crate::error::Result;
 use crate::error::StoreError;
 use crate::model::Claim;
@@ -90,30 +91,6 @@ fn task_run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TaskRun>>
     }))
 }
 
-fn query_tasks(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<ScheduledTask>> {
-    conn.prepare_cached(sql)?
-        .query_map(params, task_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .into_iter()
-        .collect()
-}
-
-fn query_runs(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<TaskRun>> {
-    conn.prepare_cached(sql)?
-        .query_map(params, task_run_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .into_iter()
-        .collect()
-}
-
 impl TaskStore for SqliteStore {
     fn create_task<'a>(&'a self, task: &'a ScheduledTask) -> StoreFuture<'a, ()> {
         let t = task.clone();
@@ -148,12 +125,12 @@ impl TaskStore for SqliteStore {
     fn task<'a>(&'a self, id: &'a TaskId) -> StoreFuture<'a, Option<ScheduledTask>> {
         let id = id.clone();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {TASK_COLUMNS} FROM scheduled_tasks WHERE id = ?1"
-            ))?
-            .query_row(params![id.as_str()], task_from_row)
-            .optional()?
-            .transpose()
+            query_one(
+                conn,
+                &format!("SELECT {TASK_COLUMNS} FROM scheduled_tasks WHERE id = ?1"),
+                params![id.as_str()],
+                task_from_row,
+            )
         })
     }
 
@@ -164,7 +141,7 @@ impl TaskStore for SqliteStore {
     ) -> StoreFuture<'a, Vec<ScheduledTask>> {
         let (tenant, folder) = (tenant.clone(), folder.cloned());
         self.read(move |conn| {
-            query_tasks(
+            query(
                 conn,
                 &format!(
                     "SELECT {TASK_COLUMNS} FROM scheduled_tasks
@@ -172,16 +149,18 @@ impl TaskStore for SqliteStore {
                      ORDER BY created_at DESC, id"
                 ),
                 params![tenant.as_str(), folder.as_ref().map(GroupFolder::as_str)],
+                task_from_row,
             )
         })
     }
 
     fn all_tasks(&self) -> StoreFuture<'_, Vec<ScheduledTask>> {
         self.read(|conn| {
-            query_tasks(
+            query(
                 conn,
                 &format!("SELECT {TASK_COLUMNS} FROM scheduled_tasks ORDER BY created_at, id"),
                 [],
+                task_from_row,
             )
         })
     }
@@ -222,13 +201,14 @@ impl TaskStore for SqliteStore {
     fn task_runs<'a>(&'a self, id: &'a TaskId, max: usize) -> StoreFuture<'a, Vec<TaskRun>> {
         let id = id.clone();
         self.read(move |conn| {
-            query_runs(
+            query(
                 conn,
                 &format!(
                     "SELECT {TASK_RUN_COLUMNS} FROM task_runs WHERE task_id = ?1
                      ORDER BY id DESC LIMIT ?2"
                 ),
                 params![id.as_str(), limit(max)],
+                task_run_from_row,
             )
         })
     }
@@ -384,13 +364,14 @@ impl TaskStore for SqliteStore {
 
     fn unfinished_task_runs(&self) -> StoreFuture<'_, Vec<TaskRun>> {
         self.read(|conn| {
-            query_runs(
+            query(
                 conn,
                 &format!(
                     "SELECT {TASK_RUN_COLUMNS} FROM task_runs
                      WHERE status IN ('claimed', 'running') ORDER BY id"
                 ),
                 [],
+                task_run_from_row,
             )
         })
     }
@@ -413,13 +394,15 @@ impl TaskStore for SqliteStore {
 
     fn task_of_run(&self, run_id: i64) -> StoreFuture<'_, Option<ScheduledTask>> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {T_TASK_COLUMNS} FROM scheduled_tasks t
-                 JOIN task_runs r ON r.task_id = t.id WHERE r.id = ?1"
-            ))?
-            .query_row(params![run_id], task_from_row)
-            .optional()?
-            .transpose()
+            query_one(
+                conn,
+                &format!(
+                    "SELECT {T_TASK_COLUMNS} FROM scheduled_tasks t
+                     JOIN task_runs r ON r.task_id = t.id WHERE r.id = ?1"
+                ),
+                params![run_id],
+                task_from_row,
+            )
         })
     }
 }

@@ -12,6 +12,8 @@ use rusqlite::params;
 use super::SqliteStore;
 use super::corrupt;
 use super::limit;
+use super::query;
+use super::query_one;
 use crate::error::Result;
 use crate::model::ChatHistoryMessage;
 use crate::model::ChatReply;
@@ -27,33 +29,6 @@ const USER_COLUMNS: &str = "tenant, id, password_hash, disabled, created_ms, upd
 const KEY_COLUMNS: &str = "kid, tenant, algorithm, private_key, public_key, created_ms";
 const SESSION_COLUMNS: &str =
     "tenant, user_id, id, folder, chat_jid, title, created_ms, last_active_ms";
-
-/// Reads a row with `build`, which may fail on an id that no longer validates; collects every
-/// row of `sql` (an invalid row fails the read, naming its table).
-fn query<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    build: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T>>,
-) -> Result<Vec<T>> {
-    conn.prepare_cached(sql)?
-        .query_map(params, build)?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .into_iter()
-        .collect()
-}
-
-fn query_one<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    build: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T>>,
-) -> Result<Option<T>> {
-    conn.prepare_cached(sql)?
-        .query_row(params, build)
-        .optional()?
-        .transpose()
-}
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<UserRow>> {
     let tenant: String = r.get(0)?;
