@@ -20,6 +20,7 @@ pub mod model_config;
 pub mod outbox;
 pub mod production;
 pub mod queue;
+pub mod reply_caps;
 pub mod router;
 pub mod sandboxed;
 pub mod task_run;

@@ -164,6 +164,7 @@ impl LocalModelServer {
         let mut config = sandbox.clone();
         // A model server is long-lived and memory-hungry compared with an agent run.
         config.timeout_secs = u64::MAX / 4;
+        config.max_run_secs = u64::MAX / 4;
         config.memory_mb = config.memory_mb.max(2048);
         let mut plan =
             cambot_sandbox::build_plan(input, &config, &MountAllowlist::none("model server"))

@@ -19,6 +19,8 @@ use cambot_providers::Dialect;
 use cambot_providers::ProviderConfig;
 use serde::Deserialize;
 
+use crate::reply_caps::ReplyCaps;
+
 use cambot_gateway::GatewayPolicy;
 use cambot_gateway::ModelUpstream;
 use cambot_gateway::Secret;
@@ -119,6 +121,10 @@ pub struct AgentSection {
     pub bash_timeout_secs: u64,
     pub tool_output_bytes: usize,
     pub compact_after_tokens: u64,
+    /// Most `result` replies one run may send in any minute (host-enforced).
+    pub max_replies_per_minute: u32,
+    /// Most bytes of `result` replies one run may send in any minute (host-enforced).
+    pub max_reply_bytes_per_minute: usize,
 }
 
 impl Default for AgentSection {
@@ -132,11 +138,20 @@ impl Default for AgentSection {
             bash_timeout_secs: limits.bash_timeout_secs,
             tool_output_bytes: limits.tool_output_bytes,
             compact_after_tokens: limits.compact_after_tokens,
+            max_replies_per_minute: ReplyCaps::default().per_minute,
+            max_reply_bytes_per_minute: ReplyCaps::default().bytes_per_minute,
         }
     }
 }
 
 impl AgentSection {
+    pub fn reply_caps(&self) -> ReplyCaps {
+        ReplyCaps {
+            per_minute: self.max_replies_per_minute,
+            bytes_per_minute: self.max_reply_bytes_per_minute,
+        }
+    }
+
     pub fn limits(&self) -> RunLimits {
         RunLimits {
             max_iterations: self.max_iterations,

@@ -40,6 +40,8 @@ use crate::agent_run::RunInput;
 use crate::agent_run::RunOutcome;
 use crate::agent_run::RunRequest;
 use crate::agent_run::RunStartError;
+use crate::reply_caps::ReplyCaps;
+use crate::reply_caps::ReplyMeter;
 use cambot_gateway::Gateway;
 use cambot_gateway::RunIdentity;
 use cambot_gateway::RunSocket;
@@ -52,6 +54,7 @@ pub struct RunnerSettings {
     pub model: ModelChoice,
     pub tools: ToolPolicy,
     pub limits: RunLimits,
+    pub reply_caps: ReplyCaps,
 }
 
 /// Runs agents in sandboxes.
@@ -237,6 +240,7 @@ impl Inner {
             socket,
             run_dir,
             request.run_id.to_string(),
+            ReplyMeter::new(self.settings.reply_caps),
         ));
         Ok(ActiveRun {
             events: event_rx,
@@ -285,10 +289,12 @@ async fn pump(
     socket: RunSocket,
     run_dir: PathBuf,
     run_id: String,
+    mut replies: ReplyMeter,
 ) {
     let kill = run.kill_switch();
     let mut input_open = true;
     let mut protocol_error: Option<String> = None;
+    let mut flooded = false;
     loop {
         tokio::select! {
             event = run.events.recv() => {
@@ -296,10 +302,22 @@ async fn pump(
                 match event {
                     SupervisorEvent::Line(line) => match RunnerToHost::parse_line(&line) {
                         Ok(message) => {
-                            if let Some(event) = to_run_event(message, &run_id) {
-                                // A consumer that stopped listening still lets the run finish.
-                                let _ = events.send(event).await;
+                            let Some(event) = to_run_event(message, &run_id) else { continue };
+                            if let RunEvent::Result { text, .. } = &event {
+                                if flooded {
+                                    continue;
+                                }
+                                let len = text.as_ref().map_or(0, String::len);
+                                if let Err(why) = replies.admit(len) {
+                                    tracing::warn!(run = %run_id, reason = %why, "reply cap reached: stopping the run");
+                                    protocol_error = Some(format!("{why} and was stopped"));
+                                    flooded = true;
+                                    kill.kill();
+                                    continue;
+                                }
                             }
+                            // A consumer that stopped listening still lets the run finish.
+                            let _ = events.send(event).await;
                         }
                         Err(e) => {
                             tracing::warn!(run = %run_id, error = %e, line = %truncate(&line, 200), "runner printed a line that is not protocol");
@@ -354,7 +372,9 @@ fn outcome_of(info: &ExitInfo, protocol_error: Option<String>) -> RunOutcome {
     if info.is_success() {
         return RunOutcome::Success;
     }
-    let how = if info.timed_out {
+    let how = if info.lifetime_exceeded {
+        "reached the absolute run lifetime ([sandbox] max_run_secs) and was stopped".to_owned()
+    } else if info.timed_out {
         "timed out before any output".to_owned()
     } else if info.killed {
         "was killed".to_owned()

@@ -39,8 +39,11 @@ pub struct BackendReport {
 pub struct ExitInfo {
     pub code: Option<i32>,
     pub signal: Option<i32>,
-    /// Killed by the hard timeout.
+    /// Killed by the hard timeout or the absolute lifetime.
     pub timed_out: bool,
+    /// Killed by the absolute lifetime ([`crate::TimeoutPolicy::lifetime`]): never a clean
+    /// finish, whatever it printed.
+    pub lifetime_exceeded: bool,
     /// Killed on request ([`crate::KillSwitch`]).
     pub killed: bool,
     /// At least one stdout line arrived (a timeout after output is a clean finish).
@@ -57,7 +60,8 @@ pub struct ExitInfo {
 impl ExitInfo {
     /// The seed's success rule: exit 0, or a timeout after output (idle cleanup).
     pub fn is_success(&self) -> bool {
-        (self.code == Some(0) && !self.killed) || (self.timed_out && self.had_output)
+        (self.code == Some(0) && !self.killed)
+            || (self.timed_out && self.had_output && !self.lifetime_exceeded)
     }
 }
 

@@ -38,6 +38,8 @@ pub struct SandboxConfig {
     pub timeout_secs: u64,
     /// The host's idle close delay (seed `IDLE_TIMEOUT`), which the hard timeout must outlast.
     pub idle_timeout_secs: u64,
+    /// Absolute run lifetime from its start; unlike the hard timeout, output does not extend it.
+    pub max_run_secs: u64,
     /// `cambot-runner`; default: next to the current executable.
     pub runner_path: Option<PathBuf>,
     /// `cambot-sandbox-init` (Landlock shim); default: next to the current executable.
@@ -81,6 +83,7 @@ impl Default for SandboxConfig {
             max_line_bytes: 1024 * 1024,
             timeout_secs: 1800,
             idle_timeout_secs: 1800,
+            max_run_secs: 1800,
             runner_path: None,
             init_path: None,
             launcher_path: None,

@@ -143,16 +143,20 @@ pub struct SandboxUser {
     pub chown_writable: bool,
 }
 
-/// Wall-clock rules (seed 3.5): hard = max(configured, idle + 30 s), reset by every stdout line.
+/// Wall-clock rules (seed 3.5): hard = max(configured, idle + 30 s), reset by every stdout line;
+/// and an absolute lifetime from the start that no output extends, so a run that keeps
+/// printing cannot live forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeoutPolicy {
     pub hard: Duration,
+    pub lifetime: Duration,
 }
 
 impl TimeoutPolicy {
-    pub fn seed(configured: Duration, idle: Duration) -> Self {
+    pub fn seed(configured: Duration, idle: Duration, lifetime: Duration) -> Self {
         Self {
             hard: configured.max(idle + IDLE_MARGIN),
+            lifetime,
         }
     }
 }
@@ -362,7 +366,16 @@ pub fn build_plan(
         .timeout_ms
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(cfg.timeout_secs));
-    let timeouts = TimeoutPolicy::seed(configured, cfg.idle_timeout());
+    if cfg.max_run_secs == 0 {
+        return Err(PlanError::BadLimit(
+            "max_run_secs 0 (the absolute run lifetime must be > 0)".to_owned(),
+        ));
+    }
+    let timeouts = TimeoutPolicy::seed(
+        configured,
+        cfg.idle_timeout(),
+        Duration::from_secs(cfg.max_run_secs),
+    );
 
     let l = &input.layout;
     let (t, g) = (&input.tenant, &input.group);

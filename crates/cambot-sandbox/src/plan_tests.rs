@@ -187,7 +187,12 @@ fn limits_and_timeouts() {
     });
     assert_eq!(plan(i).timeouts.hard, Duration::from_secs(1830));
     assert_eq!(
-        TimeoutPolicy::seed(Duration::from_secs(10), Duration::from_secs(1)).hard,
+        TimeoutPolicy::seed(
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+            Duration::from_secs(60)
+        )
+        .hard,
         Duration::from_secs(31)
     );
     let bad = SandboxConfig { pids: 0, ..cfg() };

@@ -1,6 +1,6 @@
 //! Supervision of one run: stdout as capped JSON lines into a bounded channel, stderr to
 //! tracing, the output caps, and the seed's timeout rules (hard timeout reset by every stdout
-//! line; a timeout after output is a clean finish). The whole run is killed on timeout, on
+//! line; a timeout after output is a clean finish) plus an absolute lifetime no output extends. The whole run is killed on timeout, on
 //! [`KillSwitch::kill`], when stdout floods past its cap, and when [`Supervised`] is dropped.
 
 use std::time::Duration;
@@ -247,8 +247,11 @@ pub fn supervise(mut child: SandboxChild, policy: TimeoutPolicy) -> Supervised {
     ));
     let token = kill.clone();
     let task = tokio::spawn(async move {
-        let mut deadline = Instant::now() + policy.hard;
+        let started = Instant::now();
+        let mut deadline = started + policy.hard;
+        let end_of_life = started + policy.lifetime;
         let mut timed_out = false;
+        let mut lifetime_exceeded = false;
         let mut killed = false;
         let mut activity_open = true;
         let status = loop {
@@ -272,6 +275,14 @@ pub fn supervise(mut child: SandboxChild, policy: TimeoutPolicy) -> Supervised {
                         deadline = Instant::now() + policy.hard;
                     } else {
                         activity_open = false;
+                    }
+                }
+                () = tokio::time::sleep_until(end_of_life), if !timed_out && !killed => {
+                    timed_out = true;
+                    lifetime_exceeded = true;
+                    tracing::warn!(after = ?policy.lifetime, "sandbox run reached its absolute lifetime: killing it");
+                    if let Err(e) = child.kill().await {
+                        tracing::warn!(error = %e, "killing a sandbox failed");
                     }
                 }
                 () = tokio::time::sleep_until(deadline), if !timed_out && !killed => {
@@ -309,6 +320,7 @@ pub fn supervise(mut child: SandboxChild, policy: TimeoutPolicy) -> Supervised {
         }
         let (err_trunc, tail) = err.ok().and_then(Result::ok).unwrap_or_default();
         info.timed_out = timed_out;
+        info.lifetime_exceeded = lifetime_exceeded;
         info.killed = killed;
         info.had_output = out.had_output;
         info.output_truncated = out.truncated || err_trunc;

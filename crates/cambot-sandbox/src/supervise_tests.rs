@@ -115,7 +115,46 @@ fn fake(cap: u64, max_line: usize) -> (SandboxChild, Handle) {
 }
 
 fn policy() -> TimeoutPolicy {
-    TimeoutPolicy::seed(Duration::from_secs(1800), Duration::from_secs(1800))
+    TimeoutPolicy::seed(
+        Duration::from_secs(1800),
+        Duration::from_secs(1800),
+        Duration::from_secs(36_000),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn output_never_extends_the_absolute_lifetime() {
+    let (child, h) = fake(1 << 20, 1 << 16);
+    let start = Instant::now();
+    let lifetime = Duration::from_secs(1000);
+    let mut sup = supervise(
+        child,
+        TimeoutPolicy::seed(
+            Duration::from_secs(1800),
+            Duration::from_secs(1800),
+            lifetime,
+        ),
+    );
+    // A line every 100 s keeps the hard timeout (1830 s) far away forever.
+    let mut lines = 0;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(100)) => h.out("{}\n").await,
+            ev = sup.events.recv() => match ev {
+                Some(_) => lines += 1,
+                None => break,
+            },
+        }
+    }
+    let info = sup.wait().await;
+    assert_eq!(start.elapsed(), lifetime, "killed exactly at the lifetime");
+    assert!(lines >= 9, "the run was printing all along: {lines} lines");
+    assert!(info.timed_out && info.lifetime_exceeded, "{info:?}");
+    assert!(
+        !info.is_success(),
+        "reaching the lifetime is never a clean finish, even after output"
+    );
+    assert_eq!(h.kills(), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,6 +4,7 @@ mod cli_e2e;
 mod crash;
 mod local_model;
 mod router;
+mod run_boundary;
 mod sandboxed;
 mod scheduler_crash;
 mod support;

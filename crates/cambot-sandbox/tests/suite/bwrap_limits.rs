@@ -190,6 +190,7 @@ async fn hung_run_and_its_grandchildren_are_gone_after_the_timeout() {
         &plan,
         TimeoutPolicy {
             hard: Duration::from_secs(2),
+            lifetime: Duration::from_secs(3600),
         },
     )
     .await;
@@ -363,4 +364,41 @@ async fn cgroups_left_by_a_killed_daemon_are_removed_at_start() {
     assert!(fresh_kept, "a recent run cgroup was removed");
     assert!(busy_kept, "a run cgroup with a process in it was removed");
     assert!(not_ours_kept, "a cgroup not named like a run's was removed");
+}
+
+#[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn a_run_that_keeps_printing_is_stopped_at_its_absolute_lifetime() {
+    let cfg = test_config();
+    let Some(b) = bwrap("bwrap::absolute_lifetime", &cfg).await else {
+        return;
+    };
+    let env = Env::new();
+    // A line every 0.2 s: the hard timeout (1 s, reset by each line) never fires; the lifetime
+    // does.
+    let plan = env.plan(
+        "chatty",
+        &cfg,
+        "sleep 7765435 & while true; do echo '{\"tick\":1}'; sleep 0.2; done",
+    );
+    let out = run_with(
+        &*b,
+        &plan,
+        TimeoutPolicy {
+            hard: Duration::from_secs(1),
+            lifetime: Duration::from_secs(3),
+        },
+    )
+    .await;
+    assert!(
+        out.lines.len() >= 5,
+        "the run printed all along: {} lines",
+        out.lines.len()
+    );
+    assert!(
+        out.exit.timed_out && out.exit.lifetime_exceeded && !out.exit.is_success(),
+        "{:?}",
+        out.exit
+    );
+    assert_eq!(host_processes_with("sleep 7765435"), Vec::<i32>::new());
 }

@@ -171,6 +171,7 @@ async fn docker_timeout_kills_and_removes_the_container() {
         &plan,
         TimeoutPolicy {
             hard: Duration::from_secs(3),
+            lifetime: Duration::from_secs(3600),
         },
     )
     .await;
