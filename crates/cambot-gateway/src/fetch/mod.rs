@@ -223,7 +223,7 @@ impl Gateway {
         if let Some(ip) = host_ip(&host) {
             // An address literal: allowed by an entry naming exactly it, else by its class.
             if !allowed && let Some(class) = classify(ip) {
-                return refuse(format!("{ip} is {class}"));
+                return refuse(format!("{ip} is {class}{}", same_host(&url, allow)));
             }
             if !allowed {
                 return refuse(not_listed(&url, port, allow));
@@ -361,20 +361,26 @@ fn text_of(body: &[u8]) -> String {
 }
 
 fn not_listed(url: &Url, port: u16, allow: &[FetchAllow]) -> String {
-    let host = url.host_str().unwrap_or_default();
+    format!(
+        "{}://{}:{port} is not in fetch_allow_hosts{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        same_host(url, allow)
+    )
+}
+
+/// Names the entries for the same host with another scheme or port, if any.
+fn same_host(url: &Url, allow: &[FetchAllow]) -> String {
     let same: Vec<String> = allow
         .iter()
         .filter(|a| a.same_host(url))
         .map(ToString::to_string)
         .collect();
-    let mut why = format!(
-        "{}://{host}:{port} is not in fetch_allow_hosts",
-        url.scheme()
-    );
-    if !same.is_empty() {
-        why.push_str(&format!(" (allowed for this host: {})", same.join(", ")));
+    if same.is_empty() {
+        String::new()
+    } else {
+        format!(" (allowed for this host: {})", same.join(", "))
     }
-    why
 }
 
 #[cfg(test)]
