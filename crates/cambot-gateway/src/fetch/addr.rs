@@ -65,7 +65,7 @@ impl std::fmt::Display for Class {
 /// `None` for a public unicast address; else why it is refused.
 pub(crate) fn classify(ip: IpAddr) -> Option<Class> {
     match ip {
-        IpAddr::V4(v4) => classify_v4(v4).map(|c| *c),
+        IpAddr::V4(v4) => classify_v4(v4).copied(),
         IpAddr::V6(v6) => classify_v6(v6),
     }
 }

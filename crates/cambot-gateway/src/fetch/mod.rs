@@ -163,7 +163,12 @@ impl Gateway {
         let mut target = self.check(url, None).await?;
         let mut hops = 0;
         loop {
-            let resp = self.send(&target).await?;
+            if target.addrs.iter().any(|a| !a.ip().is_loopback()) {
+                self.stats
+                    .non_local_upstream_requests
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let resp = send(&target).await?;
             let location = resp.headers().get(reqwest::header::LOCATION);
             let (true, Some(location)) = (is_redirect(resp.status()), location) else {
                 return self.read(resp, &target.url).await;
@@ -268,35 +273,6 @@ impl Gateway {
         })
     }
 
-    /// One GET on a client pinned to the target's checked addresses, without proxies or
-    /// redirects of its own.
-    async fn send(&self, target: &Target) -> Result<reqwest::Response, FetchError> {
-        let request_err = |source| FetchError::Request {
-            url: target.url.to_string(),
-            source,
-        };
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .referer(false)
-            .pool_max_idle_per_host(0)
-            .user_agent(concat!("cambot-fetch/", env!("CARGO_PKG_VERSION")));
-        if let Some(domain) = &target.domain {
-            builder = builder.resolve_to_addrs(domain, &target.addrs);
-        }
-        let client = builder.build().map_err(request_err)?;
-        if target.addrs.iter().any(|a| !a.ip().is_loopback()) {
-            self.stats
-                .non_local_upstream_requests
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        client
-            .get(target.url.clone())
-            .send()
-            .await
-            .map_err(request_err)
-    }
-
     /// Reads at most `max_bytes` of the body, then drops the connection.
     async fn read(
         &self,
@@ -339,6 +315,30 @@ impl Gateway {
             headers,
         })
     }
+}
+
+/// One GET on a client pinned to the target's checked addresses (it never resolves the name
+/// again), without proxies or redirects of its own.
+async fn send(target: &Target) -> Result<reqwest::Response, FetchError> {
+    let request_err = |source| FetchError::Request {
+        url: target.url.to_string(),
+        source,
+    };
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .referer(false)
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!("cambot-fetch/", env!("CARGO_PKG_VERSION")));
+    if let Some(domain) = &target.domain {
+        builder = builder.resolve_to_addrs(domain, &target.addrs);
+    }
+    let client = builder.build().map_err(request_err)?;
+    client
+        .get(target.url.clone())
+        .send()
+        .await
+        .map_err(request_err)
 }
 
 fn is_redirect(status: reqwest::StatusCode) -> bool {
@@ -390,3 +390,7 @@ mod addr_tests;
 #[cfg(test)]
 #[path = "allow_tests.rs"]
 mod allow_tests;
+
+#[cfg(test)]
+#[path = "pin_tests.rs"]
+mod pin_tests;
