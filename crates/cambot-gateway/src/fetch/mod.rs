@@ -180,15 +180,17 @@ impl Gateway {
                     target.url
                 ))
             })?;
+            // The far side wrote the Location: it is quoted shortened in the refusal.
+            let shown: String = location.chars().take(200).collect();
             if hops > MAX_REDIRECTS {
                 return Err(FetchError::Refused(format!(
-                    "more than {MAX_REDIRECTS} redirects (the last to {location})"
+                    "more than {MAX_REDIRECTS} redirects (the last to {shown})"
                 )));
             }
             target = match self.check(location, Some(&target.url)).await {
                 Err(FetchError::Refused(why)) => {
                     return Err(FetchError::Refused(format!(
-                        "redirect {hops} to {location}: {why}"
+                        "redirect {hops} to {shown}: {why}"
                     )));
                 }
                 other => other?,
