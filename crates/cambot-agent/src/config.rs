@@ -257,6 +257,12 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        raw.model.validate().map_err(|e| match e {
+            crate::model_config::ModelConfigError::Invalid { key, message } => {
+                ConfigError::Invalid { key, message }
+            }
+            other => invalid("model", other.to_string()),
+        })?;
         let mut warnings = Vec::new();
         if raw.router.ingest_journal.is_some() {
             warnings.push(

@@ -149,3 +149,53 @@ fn the_retired_ingest_journal_key_is_accepted_with_a_deprecation_warning() {
     let c = Config::load(None, Some(Path::new("/tmp/d")), &env(&[("TZ", "UTC")])).unwrap();
     assert!(c.warnings.is_empty());
 }
+
+#[test]
+fn fetch_settings_are_parsed_at_load_and_a_bad_entry_or_limit_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[model]\nfetch_allow_hosts = [\"example.com\", \"http://10.1.2.3:8080\"]\n\
+         fetch_max_bytes = 4096\nfetch_timeout_secs = 5\n",
+    )
+    .unwrap();
+    let c = Config::load(Some(&path), None, &env(&[("TZ", "UTC")])).unwrap();
+    let policy = c.model.gateway_policy().fetch;
+    let allow: Vec<String> = policy.allow.iter().map(ToString::to_string).collect();
+    assert_eq!(allow, ["https://example.com:443", "http://10.1.2.3:8080"]);
+    assert_eq!(policy.max_bytes, 4096);
+    assert_eq!(policy.timeout, Duration::from_secs(5));
+    let defaults = Config::load(None, Some(dir.path()), &env(&[("TZ", "UTC")]))
+        .unwrap()
+        .model
+        .gateway_policy()
+        .fetch;
+    assert_eq!(defaults.max_bytes, 2 * 1024 * 1024);
+    assert_eq!(defaults.timeout, Duration::from_secs(20));
+
+    let bad = [
+        (
+            "fetch_allow_hosts = [\"http://0x7f.1:80\"]",
+            "fetch_allow_hosts entry \"http://0x7f.1:80\": 0x7f.1 is a non-canonical spelling",
+        ),
+        (
+            "fetch_allow_hosts = [\"ftp://example.com\"]",
+            "fetch_allow_hosts entry \"ftp://example.com\": only http and https",
+        ),
+        (
+            "fetch_allow_hosts = [\"example.com/path\"]",
+            "scheme, host and port only",
+        ),
+        ("fetch_max_bytes = 0", "model.fetch_max_bytes"),
+        ("fetch_max_bytes = 9000000000", "model.fetch_max_bytes"),
+        ("fetch_timeout_secs = 0", "model.fetch_timeout_secs"),
+    ];
+    for (line, want) in bad {
+        std::fs::write(&path, format!("[model]\n{line}\n")).unwrap();
+        let err = Config::load(Some(&path), None, &env(&[("TZ", "UTC")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{line}: {err}");
+    }
+}

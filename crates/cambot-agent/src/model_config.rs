@@ -19,11 +19,13 @@ use cambot_providers::Dialect;
 use cambot_providers::ProviderConfig;
 use serde::Deserialize;
 
-use crate::reply_caps::ReplyCaps;
-
+use cambot_gateway::FetchAllow;
+use cambot_gateway::FetchPolicy;
 use cambot_gateway::GatewayPolicy;
 use cambot_gateway::ModelUpstream;
 use cambot_gateway::Secret;
+
+use crate::reply_caps::ReplyCaps;
 use cambot_gateway::is_local_url;
 
 /// A model setting that cannot be used, with where and why.
@@ -54,7 +56,7 @@ pub mod env {
 }
 
 /// `[model]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSection {
     /// Name of the `[providers.<name>]` entry agents use. Default: see the module docs.
@@ -62,19 +64,63 @@ pub struct ModelSection {
     /// Refuse every non-local upstream at start, every non-local connection of the gateway,
     /// and the agent's fetch tool. Model files are verified before a model server loads them.
     pub air_gapped: bool,
-    /// Hosts the agent's fetch tool may reach (exact names). Default: none (fetch refused).
-    pub fetch_allow_hosts: Vec<String>,
+    /// What the agent's fetch tool may reach: `host` (https on 443), `host:port` (https) or
+    /// `scheme://host:port`, parsed when the config is read. A name entry reaches only public
+    /// addresses; an entry naming an address literally opts in exactly that address and port.
+    /// Default: none (fetch refused).
+    pub fetch_allow_hosts: Vec<FetchAllow>,
+    /// Largest fetched body handed to the agent, in bytes (1 B to 8 MiB). Default 2 MiB.
+    pub fetch_max_bytes: usize,
+    /// Deadline of one whole fetch (resolution, connections, redirects, body). Default 20 s.
+    pub fetch_timeout_secs: u64,
+}
+
+/// Upper bound of `fetch_max_bytes`: the JSON answer to the runner stays under its own cap.
+const MAX_FETCH_BYTES: usize = 8 * 1024 * 1024;
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        let fetch = FetchPolicy::default();
+        Self {
+            provider: None,
+            air_gapped: false,
+            fetch_allow_hosts: Vec::new(),
+            fetch_max_bytes: fetch.max_bytes,
+            fetch_timeout_secs: fetch.timeout.as_secs(),
+        }
+    }
 }
 
 impl ModelSection {
+    /// The fetch limits are usable (the allowlist entries were checked when read).
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        if !(1..=MAX_FETCH_BYTES).contains(&self.fetch_max_bytes) {
+            return Err(invalid(
+                "model.fetch_max_bytes",
+                format!("{} is outside 1..={MAX_FETCH_BYTES}", self.fetch_max_bytes),
+            ));
+        }
+        if !(1..=600).contains(&self.fetch_timeout_secs) {
+            return Err(invalid(
+                "model.fetch_timeout_secs",
+                format!("{} is outside 1..=600", self.fetch_timeout_secs),
+            ));
+        }
+        Ok(())
+    }
+
     /// The gateway's policy for this section: air-gapped mode also refuses every fetch.
     pub fn gateway_policy(&self) -> GatewayPolicy {
         GatewayPolicy {
             air_gapped: self.air_gapped,
-            fetch_allow_hosts: if self.air_gapped {
-                Vec::new()
-            } else {
-                self.fetch_allow_hosts.clone()
+            fetch: FetchPolicy {
+                allow: if self.air_gapped {
+                    Vec::new()
+                } else {
+                    self.fetch_allow_hosts.clone()
+                },
+                max_bytes: self.fetch_max_bytes,
+                timeout: std::time::Duration::from_secs(self.fetch_timeout_secs),
             },
             ..GatewayPolicy::standard()
         }

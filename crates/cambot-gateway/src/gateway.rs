@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 
+use crate::fetch::FetchPolicy;
+use crate::fetch::FetchResolver;
+use crate::fetch::SystemResolver;
 use crate::ipc::IpcService;
 use crate::upstream::ModelUpstream;
 use crate::upstream::is_local_url;
@@ -15,22 +18,19 @@ use crate::upstream::is_local_url;
 pub struct GatewayPolicy {
     /// Refuse every non-local upstream and every fetch.
     pub air_gapped: bool,
-    /// Hosts the fetch route may reach (exact host names). Empty: fetch is refused.
-    pub fetch_allow_hosts: Vec<String>,
+    /// What the fetch route may reach (scheme + host + port), its body cap and deadline.
+    pub fetch: FetchPolicy,
     /// Largest request body accepted (bytes).
     pub max_body_bytes: usize,
-    /// Largest fetched body returned to the agent (bytes).
-    pub max_fetch_bytes: usize,
 }
 
 impl GatewayPolicy {
-    /// No air gap, no fetch, 8 MiB request bodies, 256 KiB fetched bodies.
+    /// No air gap, no fetch (2 MiB, 20 s once allowed), 8 MiB request bodies.
     pub fn standard() -> Self {
         Self {
             air_gapped: false,
-            fetch_allow_hosts: Vec::new(),
+            fetch: FetchPolicy::default(),
             max_body_bytes: 8 * 1024 * 1024,
-            max_fetch_bytes: 256 * 1024,
         }
     }
 }
@@ -59,6 +59,7 @@ pub struct Gateway {
     pub(crate) policy: GatewayPolicy,
     pub(crate) http: reqwest::Client,
     pub(crate) stats: Arc<GatewayStats>,
+    pub(crate) resolver: Arc<dyn FetchResolver>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -91,6 +92,16 @@ impl Gateway {
         upstreams: Vec<ModelUpstream>,
         policy: GatewayPolicy,
     ) -> Result<Arc<Self>, GatewayError> {
+        Self::with_resolver(ipc, upstreams, policy, Arc::new(SystemResolver))
+    }
+
+    /// [`Gateway::new`] with the fetch route resolving names through `resolver`.
+    pub fn with_resolver(
+        ipc: Arc<IpcService>,
+        upstreams: Vec<ModelUpstream>,
+        policy: GatewayPolicy,
+        resolver: Arc<dyn FetchResolver>,
+    ) -> Result<Arc<Self>, GatewayError> {
         if policy.air_gapped
             && let Some(bad) = upstreams.iter().find(|u| !is_local_url(&u.base_url))
         {
@@ -110,6 +121,7 @@ impl Gateway {
             policy,
             http,
             stats: Arc::new(GatewayStats::default()),
+            resolver,
         }))
     }
 

@@ -80,8 +80,8 @@ pub enum HostToolError {
     #[error("{0}")]
     Unresumable(#[source] TaskChangeError),
     /// The outbound fetch failed (the policy allowed it).
-    #[error("fetch failed: {0}")]
-    Fetch(#[source] reqwest::Error),
+    #[error("{0}")]
+    Fetch(#[source] crate::fetch::FetchError),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]

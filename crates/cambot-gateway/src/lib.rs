@@ -13,8 +13,11 @@
 //!   only on itself, nothing crosses tenants);
 //! - the model proxy (`/v1/model/<provider>/<path>`): the host adds the credential
 //!   ([`Secret`]) and forwards to the [`ModelUpstream`], so the runner never holds a key;
-//! - a policy-checked outbound fetch (`/v1/fetch`), refused unless [`GatewayPolicy`] names the
-//!   host, and always in air-gapped mode.
+//! - a policy-checked outbound fetch (`/v1/fetch`, [`FetchPolicy`]): allowed only for the
+//!   scheme + host + port triples of the allowlist, to public addresses (or an address an entry
+//!   names literally), with the name resolved once and the connection pinned to the checked
+//!   addresses, redirects re-checked hop by hop, a body cap and a deadline; always refused in
+//!   air-gapped mode.
 //!
 //! What it does not own: reading the config file (the binary builds [`GatewayPolicy`] and the
 //! upstreams), delivering replies (it only commits them and calls back), and the schedule rules
@@ -22,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+mod fetch;
 mod gateway;
 mod ipc;
 mod proxy;
@@ -29,6 +33,13 @@ mod response;
 mod server;
 mod upstream;
 
+pub use fetch::FetchAllow;
+pub use fetch::FetchAllowError;
+pub use fetch::FetchError;
+pub use fetch::FetchPolicy;
+pub use fetch::FetchResolver;
+pub use fetch::MAX_REDIRECTS;
+pub use fetch::SystemResolver;
 pub use gateway::Gateway;
 pub use gateway::GatewayError;
 pub use gateway::GatewayPolicy;

@@ -20,7 +20,6 @@ use axum::routing::any;
 use axum::routing::post;
 use cambot_protocol::RUN_TOKEN_HEADER;
 use cambot_protocol::ipc::FetchRequest;
-use cambot_protocol::ipc::FetchResponse;
 use cambot_protocol::ipc::routes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -32,7 +31,6 @@ use crate::ipc::HostToolError;
 use crate::ipc::RunIdentity;
 use crate::proxy::ModelCall;
 use crate::response::error_response;
-use crate::upstream::is_local_url;
 
 /// A run's live socket. Dropping it does not stop the server; call [`RunSocket::close`].
 #[derive(Debug)]
@@ -308,71 +306,9 @@ async fn fetch(State(state): State<RunState>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return ipc_error(&state, routes::FETCH, &e),
     };
-    let policy = &state.gateway.policy;
-    let refuse = |why: String| {
-        state
-            .gateway
-            .stats
-            .refused_by_policy
-            .fetch_add(1, Ordering::Relaxed);
-        ipc_error(&state, routes::FETCH, &HostToolError::Forbidden(why))
-    };
-    let Ok(url) = reqwest::Url::parse(&req.url) else {
-        return ipc_error(
-            &state,
-            routes::FETCH,
-            &HostToolError::BadRequest(format!("not a URL: {:?}", req.url)),
-        );
-    };
-    if policy.air_gapped {
-        return refuse("air-gapped: outbound fetch is disabled".into());
-    }
-    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    if !matches!(url.scheme(), "http" | "https")
-        || !policy
-            .fetch_allow_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(&host))
-    {
-        return refuse(format!(
-            "fetching {host:?} is not allowed by the host's policy"
-        ));
-    }
-    if !is_local_url(url.as_str()) {
-        state
-            .gateway
-            .stats
-            .non_local_upstream_requests
-            .fetch_add(1, Ordering::Relaxed);
-    }
-    let result = async {
-        let resp = state
-            .gateway
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(HostToolError::Fetch)?;
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = resp.bytes().await.map_err(HostToolError::Fetch)?;
-        let truncated = bytes.len() > policy.max_fetch_bytes;
-        let slice = &bytes[..bytes.len().min(policy.max_fetch_bytes)];
-        Ok::<_, HostToolError>(FetchResponse {
-            status,
-            content_type,
-            body: String::from_utf8_lossy(slice).into_owned(),
-            truncated,
-        })
-    }
-    .await;
-    match result {
+    match state.gateway.fetch(&req.url).await {
         Ok(r) => ok(r),
-        Err(e) => ipc_error(&state, routes::FETCH, &e),
+        Err(e) => ipc_error(&state, routes::FETCH, &e.into()),
     }
 }
 

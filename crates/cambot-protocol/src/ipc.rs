@@ -115,7 +115,12 @@ pub struct FetchResponse {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: String,
+    /// The body was cut at the host's size cap.
     pub truncated: bool,
+    /// The few response headers the host passes on (content type and length, language,
+    /// last-modified, etag), lowercase names; never cookies or auth headers.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Every non-2xx answer of the host socket.

@@ -6,6 +6,7 @@
 
 pub mod fake_channel;
 pub mod fake_runner;
+pub mod http_target;
 mod locks;
 pub mod standin;
 pub mod uds;

@@ -2,6 +2,7 @@ mod airgap;
 mod binary_e2e;
 mod cli_e2e;
 mod crash;
+mod fetch_sandboxed;
 mod local_model;
 mod router;
 mod run_boundary;

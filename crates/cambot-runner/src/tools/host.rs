@@ -32,8 +32,9 @@ use super::Outcome;
 use super::args;
 use crate::error::RunnerError;
 
-/// Largest host answer read.
-const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest host answer read: a fetch answer carries up to 8 MiB of body, at most three bytes
+/// of JSON per body byte.
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// A client for the run's host socket.
 #[derive(Debug, Clone)]
@@ -193,16 +194,14 @@ pub(super) async fn call(host: &HostClient, name: &str, input: &Value) -> Outcom
         "fetch" => {
             let req: FetchRequest = args(name, input)?;
             let r: FetchResponse = host.post(routes::FETCH, &req).await?;
-            Ok(format!(
-                "status {}{}{}\n\n{}",
-                r.status,
-                r.content_type
-                    .as_deref()
-                    .map(|c| format!(", content-type {c}"))
-                    .unwrap_or_default(),
-                if r.truncated { ", body truncated" } else { "" },
-                r.body
-            ))
+            let mut head = format!("status {}", r.status);
+            for (name, value) in &r.headers {
+                head.push_str(&format!("\n{name}: {value}"));
+            }
+            if r.truncated {
+                head.push_str("\n[body truncated: longer than the host's fetch_max_bytes]");
+            }
+            Ok(format!("{head}\n\n{}", r.body))
         }
         other => Err(format!("no such tool {other:?}")),
     }

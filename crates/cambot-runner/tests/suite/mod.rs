@@ -1,3 +1,4 @@
 mod e2e;
 mod protocol_doc;
+mod ssrf;
 mod support;

@@ -44,6 +44,20 @@ pub(crate) struct Host {
 
 impl Host {
     pub(crate) async fn new(standin: cambot_testkit::standin::Standin) -> Self {
+        Self::with_policy(
+            standin,
+            GatewayPolicy::standard(),
+            Arc::new(cambot_gateway::SystemResolver),
+        )
+        .await
+    }
+
+    /// A host whose gateway has `policy` and resolves fetch names through `resolver`.
+    pub(crate) async fn with_policy(
+        standin: cambot_testkit::standin::Standin,
+        policy: GatewayPolicy,
+        resolver: Arc<dyn cambot_gateway::FetchResolver>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let layout = DataLayout::new(dir.path());
         let db = layout.database();
@@ -87,7 +101,7 @@ impl Host {
             Arc::new(|_| Box::pin(async {})),
             SendLimits::default(),
         ));
-        let gateway = Gateway::new(
+        let gateway = Gateway::with_resolver(
             ipc,
             vec![ModelUpstream {
                 name: "claude".into(),
@@ -95,7 +109,8 @@ impl Host {
                 base_url: standin.root_url(),
                 api_key: Some(Secret::new(API_KEY)),
             }],
-            GatewayPolicy::standard(),
+            policy,
+            resolver,
         )
         .unwrap();
         std::fs::create_dir_all(layout.runs_dir()).unwrap();
