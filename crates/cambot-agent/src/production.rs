@@ -91,6 +91,7 @@ pub async fn build_sandboxed_runner(
             },
             limits: config.agent.limits(),
             reply_caps: config.agent.reply_caps(),
+            config_file: config.source.clone(),
         },
     ))
 }

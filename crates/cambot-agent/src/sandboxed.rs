@@ -55,6 +55,8 @@ pub struct RunnerSettings {
     pub tools: ToolPolicy,
     pub limits: RunLimits,
     pub reply_caps: ReplyCaps,
+    /// The config file the daemon read: protected from extra mounts like the data dir.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Runs agents in sandboxes.
@@ -136,7 +138,9 @@ impl Inner {
             source,
         })?;
 
-        let allowlist = MountAllowlist::load(&self.sandbox.allowlist_path(), &[self.layout.root()]);
+        let mut protected = vec![self.layout.root()];
+        protected.extend(self.settings.config_file.as_deref());
+        let allowlist = MountAllowlist::load(&self.sandbox.allowlist_path(), &protected);
         let mut input = PlanInput::new(
             self.layout.clone(),
             tenant.clone(),

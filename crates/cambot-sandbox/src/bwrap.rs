@@ -221,7 +221,7 @@ impl BwrapBackend {
         } else {
             (plan.clone(), None)
         };
-        let bw = bwrap_command(&bw_plan, &seccomp);
+        let bw = bwrap_command(&bw_plan, &seccomp).hide_options();
         let drop_to = (root && plan.identity.drop_privileges)
             .then_some((plan.identity.uid, plan.identity.gid));
         if let Some(warm) = self.launchers.take() {
@@ -474,9 +474,13 @@ fn cached_seccomp() -> Result<Vec<Vec<u8>>, SandboxError> {
         .map_err(SandboxError::Seccomp)
 }
 
-/// rlimits always applied (no core dumps), plus the fallback limits when cgroups are missing.
-fn rlimits_for(plan: &RunPlan, degraded: bool) -> Vec<(u32, u64)> {
-    let mut out = vec![(libc::RLIMIT_CORE, 0)];
+/// rlimits always applied (no core dumps, few descriptors), plus the fallback limits when
+/// cgroups are missing. Both start paths (direct and warm launcher) apply this list.
+pub(crate) fn rlimits_for(plan: &RunPlan, degraded: bool) -> Vec<(u32, u64)> {
+    let mut out = vec![
+        (libc::RLIMIT_CORE, 0),
+        (libc::RLIMIT_NOFILE, plan.limits.open_files),
+    ];
     if degraded {
         let cpu_secs = (plan.timeouts.hard.as_secs_f64() * plan.limits.cpus).ceil() as u64;
         out.push((libc::RLIMIT_AS, plan.limits.memory_bytes));

@@ -1,6 +1,7 @@
 //! The bwrap argv derived from a [`RunPlan`] (ARCHITECTURE.md section 4): a tmpfs root built
 //! from an allowlist, never `--ro-bind / /`.
 
+use crate::error::SandboxError;
 use crate::plan::MountMode;
 use crate::plan::RunPlan;
 use crate::plan::SystemEntry;
@@ -54,6 +55,13 @@ pub fn bwrap_command(plan: &RunPlan, seccomp: &[Vec<u8>]) -> BwrapCommand {
         &mut args,
         &["--size", &tmp, "--perms", "1777", "--tmpfs", "/tmp"],
     );
+    // `--dev` makes /dev/shm a directory of /dev's uncapped tmpfs: a run that Landlock does
+    // not confine could fill the host's memory through it.
+    let shm = plan.limits.shm_bytes.to_string();
+    push(
+        &mut args,
+        &["--size", &shm, "--perms", "1777", "--tmpfs", "/dev/shm"],
+    );
     for (path, content) in &plan.etc {
         let fd = next_fd.to_string();
         next_fd += 1;
@@ -88,12 +96,40 @@ pub fn bwrap_command(plan: &RunPlan, seccomp: &[Vec<u8>]) -> BwrapCommand {
     BwrapCommand { args, fds }
 }
 
-/// Just the argv (seccomp descriptors included when the plan asks for seccomp).
-pub fn bwrap_argv(plan: &RunPlan) -> Vec<String> {
+impl BwrapCommand {
+    /// The same command with every option moved into a descriptor read by `bwrap --args`:
+    /// bwrap's argv names host paths (data dir, run dir) and the sandbox's pid 1 is a fork of
+    /// bwrap, so whatever is on the command line is readable inside as `/proc/1/cmdline`.
+    /// What stays visible is `--args N -- <command>`; bwrap closes the descriptor after
+    /// reading it.
+    pub fn hide_options(self) -> Self {
+        let BwrapCommand { args, mut fds } = self;
+        let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        let (options, command) = args.split_at(split);
+        let mut data = Vec::new();
+        for o in options {
+            data.extend_from_slice(o.as_bytes());
+            data.push(0);
+        }
+        let fd = fds
+            .iter()
+            .map(|(f, _)| *f + 1)
+            .max()
+            .unwrap_or(FIRST_DATA_FD);
+        fds.push((fd, data));
+        let mut visible = vec!["--args".to_owned(), fd.to_string()];
+        visible.extend(command.iter().cloned());
+        BwrapCommand { args: visible, fds }
+    }
+}
+
+/// Just the argv (seccomp descriptors included when the plan asks for seccomp). A filter that
+/// does not compile is an error: a sandbox without it must not start.
+pub fn bwrap_argv(plan: &RunPlan) -> Result<Vec<String>, SandboxError> {
     let progs = if plan.seccomp {
-        crate::seccomp::programs(true).unwrap_or_default()
+        crate::seccomp::programs(true).map_err(|e| SandboxError::Seccomp(std::sync::Arc::new(e)))?
     } else {
         Vec::new()
     };
-    bwrap_command(plan, &progs).args
+    Ok(bwrap_command(plan, &progs).args)
 }

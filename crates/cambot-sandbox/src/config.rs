@@ -30,6 +30,12 @@ pub struct SandboxConfig {
     pub cpus: f64,
     /// Size of the sandbox's `/tmp` tmpfs.
     pub tmp_size_mb: u64,
+    /// Size of the sandbox's `/dev/shm` tmpfs (Docker `--shm-size`); Landlock keeps it
+    /// read-only where it applies, the cap holds everywhere.
+    pub shm_size_mb: u64,
+    /// `RLIMIT_NOFILE` (soft and hard) inside the sandbox (Docker `--ulimit nofile`). At least
+    /// 32, and no more than the daemon's own hard limit (lowering needs no privilege).
+    pub open_files: u64,
     /// Bytes kept from stdout and from stderr (each) before truncation.
     pub output_cap_bytes: u64,
     /// Longest accepted stdout line; longer lines become an error event.
@@ -79,6 +85,8 @@ impl Default for SandboxConfig {
             pids: 256,
             cpus: 1.0,
             tmp_size_mb: 64,
+            shm_size_mb: 64,
+            open_files: 256,
             output_cap_bytes: 10 * 1024 * 1024,
             max_line_bytes: 1024 * 1024,
             timeout_secs: 1800,

@@ -1,7 +1,7 @@
 //! The Docker backend (bollard; also drives Podman through its Docker-compatible socket). It
 //! applies the same [`RunPlan`]: no network, read-only root, no capabilities,
-//! no-new-privileges, a non-root user, memory/pids/cpu limits, the plan's binds and a
-//! size-capped `/tmp`. Containers are named `cambot-<run id>`, labelled, and killed and removed
+//! no-new-privileges, a non-root user, memory/pids/cpu limits, the plan's binds, a
+//! size-capped `/tmp` and `/dev/shm`, and the plan's `nofile`/`core` rlimits. Containers are named `cambot-<run id>`, labelled, and killed and removed
 //! through the API (killing a client never stops a container).
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use bollard::models::ContainerCreateBody;
 use bollard::models::HostConfig;
 use bollard::models::Mount;
 use bollard::models::MountTypeEnum;
+use bollard::models::ResourcesUlimits;
 use bollard::query_parameters::AttachContainerOptions;
 use bollard::query_parameters::CreateContainerOptions;
 use bollard::query_parameters::KillContainerOptions;
@@ -86,6 +87,12 @@ pub fn container_spec(
         pids_limit: Some(i64::try_from(plan.limits.pids).unwrap_or(i64::MAX)),
         nano_cpus: Some((plan.limits.cpus * 1e9) as i64),
         tmpfs: Some(tmpfs),
+        shm_size: Some(i64::try_from(plan.limits.shm_bytes).unwrap_or(i64::MAX)),
+        // As in bwrap: no core dumps, few descriptors (`--ulimit nofile=N:N --ulimit core=0`).
+        ulimits: Some(vec![
+            ulimit("nofile", plan.limits.open_files),
+            ulimit("core", 0),
+        ]),
         mounts: Some(mounts),
         ipc_mode: Some("private".to_owned()),
         auto_remove: Some(false),
@@ -118,6 +125,15 @@ pub fn container_spec(
         labels: Some(labels),
         host_config: Some(host),
         ..Default::default()
+    }
+}
+
+fn ulimit(name: &str, value: u64) -> ResourcesUlimits {
+    let value = i64::try_from(value).unwrap_or(i64::MAX);
+    ResourcesUlimits {
+        name: Some(name.to_owned()),
+        soft: Some(value),
+        hard: Some(value),
     }
 }
 

@@ -89,6 +89,18 @@ fn container_spec_applies_the_plan() {
         h.tmpfs.unwrap().get("/tmp").map(String::as_str),
         Some("rw,nosuid,nodev,size=8388608,mode=1777")
     );
+    assert_eq!(h.shm_size, Some(64 * 1024 * 1024));
+    let ulimits: Vec<(String, i64, i64)> = h
+        .ulimits
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.name.unwrap(), u.soft.unwrap(), u.hard.unwrap()))
+        .collect();
+    assert_eq!(
+        ulimits,
+        [("nofile".to_owned(), 256, 256), ("core".to_owned(), 0, 0)]
+    );
     let mounts = h.mounts.unwrap();
     let find = |dst: &str| mounts.iter().find(|m| m.target.as_deref() == Some(dst));
     let g = find("/workspace/group").unwrap();

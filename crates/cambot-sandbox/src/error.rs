@@ -39,8 +39,18 @@ pub enum MountRejection {
     Blocked { path: PathBuf, pattern: String },
     #[error("host path {0} is not under any allowed root")]
     NotAllowed(PathBuf),
-    #[error("host path {0} overlaps the cambot data directory or the allowlist file")]
-    Protected(PathBuf),
+    #[error("host path {path} overlaps {protected}, which no mount may be, contain or enter")]
+    Protected { path: PathBuf, protected: PathBuf },
+    #[error(
+        "host path {path} is mounted read-write but holds {inside}, which matches the blocked pattern {pattern:?} (mount it read-only or move that out)"
+    )]
+    BlockedInside {
+        path: PathBuf,
+        inside: PathBuf,
+        pattern: String,
+    },
+    #[error("host path {path} is mounted read-write and cannot be listed to check it: {reason}")]
+    Unlistable { path: PathBuf, reason: String },
 }
 
 /// Failures of a sandbox backend.

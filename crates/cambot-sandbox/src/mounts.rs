@@ -2,6 +2,8 @@
 //! outside the data dir, re-read for every plan (a missing or broken file is never cached),
 //! `~` expansion, realpath, blocked patterns matched per path component, relative container
 //! paths without `..` or `:`, read-only unless the root allows write and the group may write.
+//! A read-write mount is also refused when a blocked name sits directly inside it; nothing may
+//! overlap the protected paths (data dir, config file, cambot binary, allowlist file).
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -69,7 +71,8 @@ pub struct MountAllowlist {
     pub non_main_read_only: bool,
     /// `None` when loaded; otherwise why every extra mount is refused.
     pub unavailable: Option<String>,
-    /// Paths no mount may overlap (data dir, the allowlist file itself).
+    /// Paths no mount may be, contain or lie inside: the data dir, the config file, the
+    /// cambot binary and the allowlist file itself.
     pub protected: Vec<PathBuf>,
 }
 
@@ -112,8 +115,9 @@ impl MountAllowlist {
     }
 
     /// Reads the file now. Call it for every plan: a file created or fixed later takes effect
-    /// on the next run, never cached as a failure. `protected` paths (the data dir) can never be
-    /// mounted; the allowlist file is added to them.
+    /// on the next run, never cached as a failure. `protected` paths (the data dir, the config
+    /// file) can never be mounted; the allowlist file and this process's executable (the
+    /// cambot binary, symlinks resolved) are added to them.
     pub fn load(path: &Path, protected: &[&Path]) -> Self {
         let mut list = match std::fs::read_to_string(path) {
             Ok(text) => match Self::from_json(&text) {
@@ -130,6 +134,12 @@ impl MountAllowlist {
         };
         list.protected = protected.iter().map(|p| p.to_path_buf()).collect();
         list.protected.push(path.to_path_buf());
+        match std::env::current_exe().and_then(std::fs::canonicalize) {
+            Ok(exe) => list.protected.push(exe),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resolve the cambot binary to protect it from mounts")
+            }
+        }
         list
     }
 
@@ -230,10 +240,15 @@ pub fn validate_mount(
             pattern: pattern.to_owned(),
         });
     }
+    // Both directions: a mount inside the data dir reaches other groups' files, and a mount of
+    // one of its parents exposes all of it (the plan's own mounts never come through here).
     for prot in &allowlist.protected {
         let prot_real = realpath(prot).unwrap_or_else(|| prot.clone());
         if overlaps(&real, &prot_real) || overlaps(&real, prot) {
-            return Err(MountRejection::Protected(real));
+            return Err(MountRejection::Protected {
+                path: real,
+                protected: prot.clone(),
+            });
         }
     }
     let root = allowlist
@@ -249,11 +264,39 @@ pub fn validate_mount(
     };
     let wants_rw = req.readonly == Some(false);
     let group_may_write = is_main || !allowlist.non_main_read_only;
+    let readonly = !(wants_rw && group_may_write && root_rw);
+    if !readonly {
+        blocked_one_level_down(&real, &allowlist.blocked)?;
+    }
     Ok(ValidatedMount {
         host_path: real,
         container_rel,
-        readonly: !(wants_rw && group_may_write && root_rw),
+        readonly,
     })
+}
+
+/// A read-write mount must not hold a blocked name directly inside it (a project root with
+/// its own `.env` or `.ssh/`): the run could read and rewrite it. Read-only mounts are not
+/// scanned: only the mounted path itself is matched, as before.
+fn blocked_one_level_down(real: &Path, blocked: &[String]) -> Result<(), MountRejection> {
+    if !real.is_dir() {
+        return Ok(());
+    }
+    let unlistable = |e: std::io::Error| MountRejection::Unlistable {
+        path: real.to_path_buf(),
+        reason: e.to_string(),
+    };
+    for entry in std::fs::read_dir(real).map_err(unlistable)? {
+        let name = entry.map_err(unlistable)?.file_name();
+        if let Some(pattern) = blocked_pattern(Path::new(&name), blocked) {
+            return Err(MountRejection::BlockedInside {
+                path: real.to_path_buf(),
+                inside: real.join(&name),
+                pattern: pattern.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

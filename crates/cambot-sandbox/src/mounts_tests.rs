@@ -210,9 +210,9 @@ fn data_dir_and_allowlist_are_never_mountable() {
     let f = fixture(true);
     // `~` is an allowed root, but the data dir under it is protected, and so is any ancestor.
     let r = check(&f, &req("~/data/tenants", Some("t"), None), true);
-    assert!(matches!(r, Err(MountRejection::Protected(_))), "{r:?}");
+    assert!(matches!(r, Err(MountRejection::Protected { .. })), "{r:?}");
     let r = check(&f, &req("~", Some("home"), None), true);
-    assert!(matches!(r, Err(MountRejection::Protected(_))), "{r:?}");
+    assert!(matches!(r, Err(MountRejection::Protected { .. })), "{r:?}");
 }
 
 #[test]
@@ -257,4 +257,108 @@ fn valid_container_paths() {
     assert!(valid_container_path("a/b.c_d-e"));
     assert!(!valid_container_path("a/"));
     assert!(!valid_container_path("a/./b"));
+}
+
+#[test]
+fn a_read_write_mount_holding_a_blocked_name_is_refused() {
+    let f = fixture(false);
+    std::fs::create_dir_all(f.home.join("projects/keys/.ssh")).unwrap();
+    std::fs::create_dir_all(f.home.join("projects/web")).unwrap();
+    std::fs::write(f.home.join("projects/web/.ENV"), "TOKEN=x").unwrap();
+    std::fs::create_dir_all(f.home.join("projects/deep/sub/.gnupg")).unwrap();
+    for (path, inside, pattern) in [
+        ("~/projects/keys", "projects/keys/.ssh", ".ssh"),
+        ("~/projects/web", "projects/web/.ENV", ".env"),
+    ] {
+        let r = check(&f, &req(path, Some("p"), Some(false)), true);
+        let Err(MountRejection::BlockedInside {
+            path: p,
+            inside: i,
+            pattern: pat,
+        }) = &r
+        else {
+            panic!("{path}: {r:?}");
+        };
+        assert_eq!(p, &f.home.join(path.trim_start_matches("~/")));
+        assert_eq!(i, &f.home.join(inside));
+        assert_eq!(pat, pattern);
+        assert!(
+            r.clone()
+                .unwrap_err()
+                .to_string()
+                .contains(&i.display().to_string()),
+            "the error names the blocked path"
+        );
+        // Read-only, or read-write refused anyway by the group's rights: as before.
+        assert!(
+            check(&f, &req(path, Some("p"), Some(true)), true)
+                .unwrap()
+                .readonly
+        );
+        let g = fixture(true);
+        std::fs::create_dir_all(g.home.join("projects/keys/.ssh")).unwrap();
+        assert!(
+            check(&g, &req("~/projects/keys", Some("p"), Some(false)), false)
+                .unwrap()
+                .readonly
+        );
+    }
+    // Only one level down: a blocked name deeper is the run's business, as before.
+    assert!(
+        !check(&f, &req("~/projects/deep", Some("p"), Some(false)), true)
+            .unwrap()
+            .readonly
+    );
+    // The root itself, read-write, holds `keys` and `web`, not `.ssh`: accepted.
+    assert!(
+        !check(&f, &req("~/projects", Some("p"), Some(false)), true)
+            .unwrap()
+            .readonly
+    );
+}
+
+#[test]
+fn config_file_and_binary_are_protected_both_ways() {
+    let f = fixture(true);
+    std::fs::create_dir_all(f.home.join("etc/cambot")).unwrap();
+    let config = f.home.join("etc/cambot/cambot.toml");
+    std::fs::write(&config, "").unwrap();
+    let allowlist = f.home.join("allow.json");
+    std::fs::write(
+        &allowlist,
+        r#"{"allowedRoots":[{"path":"/","allowReadWrite":false}],"blockedPatterns":[],"nonMainReadOnly":true}"#,
+    )
+    .unwrap();
+    let list = MountAllowlist::load(&allowlist, &[&f.home.join("data"), &config]);
+    let exe = std::env::current_exe().unwrap().canonicalize().unwrap();
+    assert!(list.protected.contains(&exe), "{:?}", list.protected);
+    let refused = |path: &Path, protected: &Path| {
+        let r = validate_mount(
+            &req(&path.display().to_string(), Some("x"), None),
+            &list,
+            true,
+            Some(&f.home),
+        );
+        let Err(MountRejection::Protected { protected: p, .. }) = &r else {
+            panic!("{}: {r:?}", path.display());
+        };
+        assert_eq!(p, protected);
+    };
+    // Being it, containing it, lying inside it.
+    refused(&config, &config);
+    refused(&f.home.join("etc"), &config);
+    refused(&f.home.join("data/tenants"), &f.home.join("data"));
+    refused(&exe, &exe);
+    refused(exe.parent().unwrap(), &exe);
+    refused(&allowlist, &allowlist);
+    // A sibling of all of them is fine.
+    assert!(
+        validate_mount(
+            &req("~/docs/manual", Some("m"), None),
+            &list,
+            true,
+            Some(&f.home)
+        )
+        .is_ok()
+    );
 }

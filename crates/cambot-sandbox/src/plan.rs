@@ -27,6 +27,9 @@ pub const INIT_BIN: &str = "/opt/cambot/cambot-sandbox-init";
 pub const HOST_SOCK: &str = "/run/cambot/host.sock";
 /// PATH inside every sandbox.
 pub const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// Bounds of `[sandbox] open_files` (`RLIMIT_NOFILE` inside).
+pub const MIN_OPEN_FILES: u64 = 32;
+pub const MAX_OPEN_FILES: u64 = 1 << 20;
 /// The seed's margin of the hard timeout over the idle timeout.
 pub const IDLE_MARGIN: Duration = Duration::from_secs(30);
 
@@ -121,6 +124,10 @@ pub struct Limits {
     pub pids: u64,
     pub cpus: f64,
     pub tmp_bytes: u64,
+    /// Size of the `/dev/shm` tmpfs.
+    pub shm_bytes: u64,
+    /// `RLIMIT_NOFILE` inside (`RLIMIT_CORE` is always 0).
+    pub open_files: u64,
     pub output_cap_bytes: u64,
     pub max_line_bytes: usize,
 }
@@ -356,10 +363,21 @@ pub fn build_plan(
             "memory {memory_bytes} bytes is below 16 MiB"
         )));
     }
-    if cfg.pids < 8 || !(cfg.cpus > 0.0 && cfg.cpus.is_finite()) || cfg.tmp_size_mb == 0 {
+    if cfg.pids < 8
+        || !(cfg.cpus > 0.0 && cfg.cpus.is_finite())
+        || cfg.tmp_size_mb == 0
+        || cfg.shm_size_mb == 0
+    {
         return Err(PlanError::BadLimit(format!(
-            "pids {} (>= 8), cpus {} (> 0), tmp_size_mb {} (> 0)",
-            cfg.pids, cfg.cpus, cfg.tmp_size_mb
+            "pids {} (>= 8), cpus {} (> 0), tmp_size_mb {} (> 0), shm_size_mb {} (> 0)",
+            cfg.pids, cfg.cpus, cfg.tmp_size_mb, cfg.shm_size_mb
+        )));
+    }
+    // bwrap needs a dozen descriptors of its own (data, seccomp, arguments) below the limit.
+    if !(MIN_OPEN_FILES..=MAX_OPEN_FILES).contains(&cfg.open_files) {
+        return Err(PlanError::BadLimit(format!(
+            "open_files {} must be between {MIN_OPEN_FILES} and {MAX_OPEN_FILES}",
+            cfg.open_files
         )));
     }
     let configured = cc
@@ -469,6 +487,8 @@ pub fn build_plan(
             pids: cfg.pids,
             cpus: cfg.cpus,
             tmp_bytes: cfg.tmp_size_mb.saturating_mul(1024 * 1024),
+            shm_bytes: cfg.shm_size_mb.saturating_mul(1024 * 1024),
+            open_files: cfg.open_files,
             output_cap_bytes: cfg.output_cap_bytes,
             max_line_bytes: cfg.max_line_bytes.max(1024),
         },

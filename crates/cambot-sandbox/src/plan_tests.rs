@@ -169,6 +169,8 @@ fn limits_and_timeouts() {
     assert_eq!(p.limits.memory_bytes, 1024 * 1024 * 1024);
     assert_eq!(p.limits.pids, 256);
     assert_eq!(p.limits.tmp_bytes, 64 * 1024 * 1024);
+    assert_eq!(p.limits.shm_bytes, 64 * 1024 * 1024);
+    assert_eq!(p.limits.open_files, 256);
     // Defaults: max(1800 s, 1800 s + 30 s) = 1830 s (seed: 1 830 000 ms).
     assert_eq!(p.timeouts.hard, Duration::from_millis(1_830_000));
     let mut i = input(0, None);
@@ -197,6 +199,24 @@ fn limits_and_timeouts() {
     );
     let bad = SandboxConfig { pids: 0, ..cfg() };
     assert!(build_plan(input(0, None), &bad, &MountAllowlist::none("x")).is_err());
+    for open_files in [0, 31, (1 << 20) + 1] {
+        let bad = SandboxConfig {
+            open_files,
+            ..cfg()
+        };
+        let err = build_plan(input(0, None), &bad, &MountAllowlist::none("x")).unwrap_err();
+        assert!(err.to_string().contains("open_files"), "{err}");
+    }
+    let bad = SandboxConfig {
+        shm_size_mb: 0,
+        ..cfg()
+    };
+    let err = build_plan(input(0, None), &bad, &MountAllowlist::none("x")).unwrap_err();
+    assert!(err.to_string().contains("shm_size_mb 0"), "{err}");
+    let c: SandboxConfig = toml::from_str("open_files = 1024\nshm_size_mb = 16").unwrap();
+    let p = build_plan(input(0, None), &c, &MountAllowlist::none("x")).unwrap();
+    assert_eq!(p.limits.open_files, 1024);
+    assert_eq!(p.limits.shm_bytes, 16 * 1024 * 1024);
 }
 
 #[test]
@@ -301,6 +321,19 @@ fn bwrap_argv_contract() {
     assert_eq!(a[tmp + 1], "/tmp");
     assert_eq!(a[tmp - 4], "--size");
     assert_eq!(a[tmp - 3], (64u64 * 1024 * 1024).to_string());
+    // And /dev/shm the same way, after /dev (whose own tmpfs has no cap).
+    let shm = a.iter().rposition(|x| x == "--tmpfs").unwrap();
+    assert_eq!(a[shm + 1], "/dev/shm");
+    assert_eq!(
+        &a[shm - 4..shm],
+        &[
+            "--size",
+            &(64u64 * 1024 * 1024).to_string(),
+            "--perms",
+            "1777"
+        ]
+    );
+    assert!(a.iter().position(|x| x == "--dev").unwrap() < shm);
     // Generated /etc through descriptors, not host files.
     let etc = pairs(a, "--ro-bind-data");
     assert!(etc.iter().any(|(_, d)| d == "/etc/passwd"));
@@ -365,7 +398,7 @@ fn bwrap_argv_without_seccomp_or_shim() {
         ..cfg()
     };
     let p = build_plan(input(0, None), &c, &MountAllowlist::none("x")).unwrap();
-    let a = bwrap_argv(&p);
+    let a = bwrap_argv(&p).unwrap();
     assert!(!a.iter().any(|x| x == "--add-seccomp-fd"));
     let dd = a.iter().position(|x| x == "--").unwrap();
     assert_eq!(&a[dd + 1..], &["/bin/sh", "-c", "id"]);
@@ -380,10 +413,19 @@ fn bwrap_argv_without_seccomp_or_shim() {
 #[test]
 fn seccomp_programs_compile() {
     let progs = crate::seccomp::programs(true).unwrap();
-    assert_eq!(progs.len(), 2);
+    // Deny list, clone3 -> ENOSYS, and (x86_64) the x32 ABI guard.
+    let expected = if cfg!(target_arch = "x86_64") { 3 } else { 2 };
+    assert_eq!(progs.len(), expected);
     for p in &progs {
         assert!(!p.is_empty() && p.len() % 8 == 0);
     }
+    // bwrap_argv hands every filter over (and fails, never drops them, when one cannot be
+    // compiled).
+    let a = bwrap_argv(&plan(input(0, None))).unwrap();
+    assert_eq!(
+        a.iter().filter(|x| *x == "--add-seccomp-fd").count(),
+        expected
+    );
     let online = crate::seccomp::programs(false).unwrap();
     assert!(
         online[0].len() < progs[0].len(),
@@ -460,4 +502,31 @@ fn the_runner_confines_itself_and_other_commands_go_through_the_shim() {
     .unwrap();
     assert_eq!(landlock_env(&p), None);
     assert!(!shim_bound(&p));
+}
+
+#[test]
+fn bwrap_options_are_handed_over_in_a_descriptor() {
+    let mut i = input(0, Some((1500, 1500)));
+    i.init = Some(PathBuf::from("/opt/bin/cambot-sandbox-init"));
+    let p = plan(i);
+    let full = bwrap_command(&p, &[vec![1, 2, 3]]);
+    let hidden = full.clone().hide_options();
+    let dd = full.args.iter().position(|x| x == "--").unwrap();
+    let fd = hidden.fds.last().unwrap().0;
+    // Visible: only the descriptor and the command inside the sandbox.
+    let mut visible = vec!["--args".to_owned(), fd.to_string()];
+    visible.extend(full.args[dd..].iter().cloned());
+    assert_eq!(hidden.args, visible);
+    assert!(!hidden.args.iter().any(|a| a.contains("/data")));
+    // The descriptor holds exactly the options, NUL-terminated each, after the other data.
+    let data = &hidden.fds.last().unwrap().1;
+    let options: Vec<String> = data
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect();
+    assert_eq!(options, full.args[..dd]);
+    assert_eq!(data.last(), Some(&0));
+    assert_eq!(&hidden.fds[..full.fds.len()], &full.fds[..]);
+    assert!(full.fds.iter().all(|(f, _)| *f < fd));
 }

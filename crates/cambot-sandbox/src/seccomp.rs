@@ -124,5 +124,57 @@ pub fn programs(offline: bool) -> Result<Vec<Vec<u8>>, BackendError> {
         let prog = BpfProgram::try_from(f)?;
         out.push(to_bytes(&prog));
     }
+    out.extend(abi_guard());
     Ok(out)
+}
+
+/// `AUDIT_ARCH_X86_64` (`EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`).
+const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+/// Set in the number of every x32 system call, which carries the x86_64 arch value.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// `offsetof(struct seccomp_data, nr)` and `offsetof(struct seccomp_data, arch)`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+
+/// One classic-BPF instruction in the `struct sock_filter` layout.
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..2].copy_from_slice(&code.to_ne_bytes());
+    b[2] = jt;
+    b[3] = jf;
+    b[4..].copy_from_slice(&k.to_ne_bytes());
+    b
+}
+
+/// The x32 ABI guard: seccompiler matches numbers exactly, so `nr | 0x40000000` (x32, same
+/// arch value) would slip past every rule above. Any other arch (i386 through `int 0x80`)
+/// kills the process; an x32 number gets `EPERM`, which tells it apart from the `ENOSYS` of a
+/// kernel built without x32.
+#[cfg(target_arch = "x86_64")]
+pub fn abi_guard() -> Option<Vec<u8>> {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let prog = [
+        insn(LD_W_ABS, 0, 0, DATA_ARCH),
+        insn(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+        insn(LD_W_ABS, 0, 0, DATA_NR),
+        insn(JGE_K, 0, 1, X32_SYSCALL_BIT),
+        insn(
+            RET_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA),
+        ),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    Some(prog.concat())
+}
+
+/// Other architectures have no second ABI sharing their arch value.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn abi_guard() -> Option<Vec<u8>> {
+    None
 }

@@ -4,6 +4,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::symlink;
 
 use cambot_protocol::GroupFolder;
+use cambot_sandbox::SandboxBackend;
 use cambot_sandbox::SandboxConfig;
 
 use super::common::*;
@@ -350,4 +351,208 @@ async fn tmp_is_size_capped() {
     assert_ne!(out.expect("dd"), "0", "{out:#?}");
     let size: u64 = out.expect("size").parse().unwrap();
     assert!(size <= 8 * 1024 * 1024, "{size}");
+}
+
+/// System calls through the x32 ABI (`nr | 0x40000000`, same arch value as x86_64), which an
+/// exact-number deny list would let through.
+const X32: &str = r#"/usr/bin/python3 - <<'PY'
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+def call(nr, *args):
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+    return 'ok' if r >= 0 else errno.errorcode[ctypes.get_errno()]
+X32 = 0x40000000
+CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
+print('getpid=' + call(39))
+print('x32_getpid=' + call(X32 | 39))
+print('x32_unshare=' + call(X32 | 272, CLONE_NEWUSER))
+print('x32_clone=' + call(X32 | 56, CLONE_NEWUSER | CLONE_NEWNS, 0, 0, 0, 0))
+print('unshare=' + call(272, CLONE_NEWUSER))
+PY"#;
+
+#[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn x32_system_calls_are_refused() {
+    if !cfg!(target_arch = "x86_64") {
+        report("SKIPPED bwrap::x32_system_calls_are_refused: not x86_64");
+        return;
+    }
+    let cfg = test_config();
+    let Some(b) = bwrap("bwrap::x32_system_calls_are_refused", &cfg).await else {
+        return;
+    };
+    let env = Env::new();
+    let out = run(&*b, &env.plan("x32", &cfg, X32)).await;
+    assert_eq!(out.expect("getpid"), "ok", "{out:#?}");
+    // EPERM is the filter; a kernel without x32 would answer ENOSYS, one with it would run them.
+    for key in ["x32_getpid", "x32_unshare", "x32_clone", "unshare"] {
+        assert_eq!(out.expect(key), "EPERM", "{key}: {out:#?}");
+    }
+    // Control: without the filter the same calls reach the kernel (ENOSYS here, or success
+    // where x32 is built in), so the EPERM above is the filter's.
+    let off = SandboxConfig {
+        seccomp: false,
+        ..test_config()
+    };
+    let Some(b) = bwrap("bwrap::x32_system_calls_are_refused", &off).await else {
+        return;
+    };
+    let out = run(&*b, &env.plan("x32", &off, X32)).await;
+    assert_eq!(out.expect("getpid"), "ok", "{out:#?}");
+    assert_ne!(out.expect("x32_getpid"), "EPERM", "{out:#?}");
+}
+
+/// Every command line, environment and in-memory file (bwrap's data descriptors) of every
+/// process the sandbox can see.
+const PROC_DUMP: &str = r#"for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do
+  tr '\0' '\n' < "$f" 2>/dev/null | sed "s|^|seen=$f |"
+done
+for f in /proc/[0-9]*/fd/*; do
+  case $(readlink "$f" 2>/dev/null) in
+    /memfd:*) cat "$f" 2>/dev/null | tr '\0' '\n' | sed "s|^|seen=$f |";;
+  esac
+done
+echo done=1"#;
+
+#[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn no_host_path_is_readable_from_proc() {
+    let test = "bwrap::no_host_path_is_readable_from_proc";
+    let warm_cfg = test_config();
+    let direct_cfg = SandboxConfig {
+        warm_launchers: 0,
+        ..test_config()
+    };
+    let Some(_) = bwrap(test, &warm_cfg).await else {
+        return;
+    };
+    let env = Env::new();
+    for (name, cfg) in [("warm", &warm_cfg), ("direct", &direct_cfg)] {
+        let b = cambot_sandbox::BwrapBackend::new(cfg.clone()).unwrap();
+        b.probe().await.unwrap();
+        let plan = env.plan("procs", cfg, PROC_DUMP);
+        let out = run(&b, &plan).await;
+        assert_eq!(b.warm_launches(), u64::from(name == "warm"), "{name}");
+        assert_eq!(out.expect("done"), "1", "{name}: {out:#?}");
+        let seen: Vec<&str> = out
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("seen="))
+            .collect();
+        assert!(
+            seen.iter().any(|l| l.starts_with("/proc/1/cmdline ")),
+            "{name}: pid 1 (a fork of bwrap) was not readable: {seen:#?}"
+        );
+        let mut host_paths: Vec<String> = plan
+            .mounts
+            .iter()
+            .map(|m| m.src.display().to_string())
+            .collect();
+        host_paths.push(env.layout.root().display().to_string());
+        host_paths.extend(plan.init.iter().map(|p| p.display().to_string()));
+        for line in &seen {
+            for p in &host_paths {
+                assert!(
+                    !line.contains(p.as_str()),
+                    "{name}: host path {p} readable inside: {line}"
+                );
+            }
+            // A root daemon stages its sources at /tmp/<n> first, so as root the options
+            // themselves are the tell; a non-root daemon's would name the host paths.
+            assert!(!line.contains("--bind"), "{name}: bwrap options: {line}");
+        }
+        // What pid 1 shows instead: only the descriptor and the command.
+        assert!(
+            seen.contains(&"/proc/1/cmdline --args"),
+            "{name}: {seen:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn protected_and_credential_holding_mounts_never_reach_the_sandbox() {
+    let cfg = test_config();
+    let Some(b) = bwrap("bwrap::protected_mounts", &cfg).await else {
+        return;
+    };
+    let env = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    let host = host.path().canonicalize().unwrap();
+    for d in ["clean", "keys/.ssh", "etc"] {
+        std::fs::create_dir_all(host.join(d)).unwrap();
+    }
+    let config = host.join("etc/cambot.toml");
+    std::fs::write(&config, "").unwrap();
+    let allowlist = host.join("allowlist.json");
+    std::fs::write(
+        &allowlist,
+        r#"{"allowedRoots":[{"path":"/","allowReadWrite":true}],"blockedPatterns":[],"nonMainReadOnly":true}"#,
+    )
+    .unwrap();
+    // As the agent builds it: the data dir and the config file protected, the binary added.
+    let list = cambot_sandbox::MountAllowlist::load(&allowlist, &[env.layout.root(), &config]);
+    let exe = std::env::current_exe().unwrap();
+    let mount = |path: &std::path::Path, name: &str| cambot_protocol::message::AdditionalMount {
+        host_path: path.display().to_string(),
+        container_path: Some(name.to_owned()),
+        readonly: Some(false),
+    };
+    let mut input = cambot_sandbox::PlanInput::new(
+        env.layout.clone(),
+        env.tenant.clone(),
+        GroupFolder::main(),
+        fresh_run_id(),
+    );
+    input.command = Some(vec![
+        "/bin/bash".into(),
+        "-c".into(),
+        "echo extra=$(ls /workspace/extra | tr '\\n' ,)".into(),
+    ]);
+    input.init = Some(init_shim());
+    input.container_config = Some(cambot_protocol::message::ContainerConfig {
+        additional_mounts: vec![
+            mount(&host.join("clean"), "clean"),
+            mount(&host.join("keys"), "keys"),
+            mount(&host.join("etc"), "config-dir"),
+            mount(&config, "config"),
+            mount(env.layout.root(), "data"),
+            mount(env.layout.root().parent().unwrap(), "data-parent"),
+            mount(&env.layout.root().join("tenants"), "inside-data"),
+            mount(exe.parent().unwrap(), "binary-dir"),
+        ],
+        ..Default::default()
+    });
+    let plan = cambot_sandbox::build_plan(input, &cfg, &list).unwrap();
+    let why: Vec<(String, String)> = plan
+        .rejected_mounts
+        .iter()
+        .map(|(m, e)| (m.container_path.clone().unwrap(), e.to_string()))
+        .collect();
+    let names: Vec<&str> = why.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "keys",
+            "config-dir",
+            "config",
+            "data",
+            "data-parent",
+            "inside-data",
+            "binary-dir"
+        ],
+        "{why:#?}"
+    );
+    assert!(
+        why[0]
+            .1
+            .contains(&host.join("keys/.ssh").display().to_string()),
+        "{why:#?}"
+    );
+    for (name, e) in &why[1..] {
+        assert!(e.contains("overlaps"), "{name}: {e}");
+    }
+    let out = run(&*b, &plan).await;
+    assert_eq!(out.expect("extra"), "clean,", "{out:#?}");
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cambot_sandbox::SandboxBackend;
 use cambot_sandbox::SandboxConfig;
 use cambot_sandbox::SupervisorEvent;
 use cambot_sandbox::TimeoutPolicy;
@@ -401,4 +402,113 @@ async fn a_run_that_keeps_printing_is_stopped_at_its_absolute_lifetime() {
         out.exit
     );
     assert_eq!(host_processes_with("sleep 7765435"), Vec::<i32>::new());
+}
+
+/// `RLIMIT_NOFILE` and `RLIMIT_CORE` as seen from inside, and what they stop.
+const RLIMITS: &str = r#"echo nofile=$(ulimit -n); echo nofile_hard=$(ulimit -Hn)
+echo core=$(ulimit -c); echo core_hard=$(ulimit -Hc)
+echo raise=$( (ulimit -n 1024) 2>/dev/null && echo yes || echo no)
+grep -E '^Max (open files|core file size)' /proc/self/limits | tr -s ' ' | sed 's/ *$//; s/^/limits=/'
+/usr/bin/python3 - <<'PY'
+import errno
+files = []
+try:
+    for _ in range(300):
+        files.append(open('/dev/null'))
+    print('opened=300')
+except OSError as e:
+    print('opened=%d' % len(files))
+    print('err=' + errno.errorcode[e.errno])
+PY"#;
+
+#[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn few_descriptors_and_no_core_dumps_on_both_start_paths() {
+    let test = "bwrap::few_descriptors_and_no_core_dumps_on_both_start_paths";
+    let warm_cfg = test_config();
+    let direct_cfg = SandboxConfig {
+        warm_launchers: 0,
+        ..test_config()
+    };
+    let Some(_) = bwrap(test, &warm_cfg).await else {
+        return;
+    };
+    let env = Env::new();
+    for (name, cfg) in [("warm", &warm_cfg), ("direct", &direct_cfg)] {
+        let b = cambot_sandbox::BwrapBackend::new(cfg.clone()).unwrap();
+        b.probe().await.unwrap();
+        let out = run(&b, &env.plan("fds", cfg, RLIMITS)).await;
+        assert_eq!(
+            b.warm_launches(),
+            u64::from(name == "warm"),
+            "{name}: wrong start path"
+        );
+        assert_eq!(out.expect("nofile"), "256", "{name}: {out:#?}");
+        assert_eq!(out.expect("nofile_hard"), "256", "{name}");
+        assert_eq!(out.expect("core"), "0", "{name}");
+        assert_eq!(out.expect("core_hard"), "0", "{name}");
+        assert_eq!(
+            out.expect("raise"),
+            "no",
+            "{name}: the hard limit is 256 too"
+        );
+        let limits: Vec<&str> = out
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("limits="))
+            .collect();
+        assert_eq!(
+            limits,
+            [
+                "Max core file size 0 0 bytes",
+                "Max open files 256 256 files"
+            ],
+            "{name}"
+        );
+        assert_eq!(out.expect("err"), "EMFILE", "{name}: {out:#?}");
+        let opened: u32 = out.expect("opened").parse().unwrap();
+        assert!(opened < 256, "{name}: opened {opened}");
+    }
+    // The key is honoured.
+    let cfg = SandboxConfig {
+        open_files: 64,
+        warm_launchers: 0,
+        ..test_config()
+    };
+    let b = cambot_sandbox::BwrapBackend::new(cfg.clone()).unwrap();
+    let out = run(&b, &env.plan("fds64", &cfg, RLIMITS)).await;
+    assert_eq!(out.expect("nofile"), "64", "{out:#?}");
+    assert_eq!(out.expect("err"), "EMFILE");
+}
+
+#[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn dev_shm_is_size_capped() {
+    // Landlock keeps /dev/shm read-only where it applies; the cap is what holds without it.
+    let cfg = SandboxConfig {
+        landlock: false,
+        shm_size_mb: 4,
+        ..test_config()
+    };
+    let Some(b) = bwrap("bwrap::dev_shm_is_size_capped", &cfg).await else {
+        return;
+    };
+    let env = Env::new();
+    let out = run(
+        &*b,
+        &env.plan(
+            "shmcap",
+            &cfg,
+            "err=$(dd if=/dev/zero of=/dev/shm/big bs=1M count=32 2>&1 >/dev/null); echo dd=$?
+case $err in *'No space left on device'*) echo enospc=yes;; *) echo enospc=no;; esac
+echo size=$(stat -c %s /dev/shm/big)
+echo fs=$(stat -f -c %T /dev/shm)",
+        ),
+    )
+    .await;
+    assert_ne!(out.expect("dd"), "0", "{out:#?}");
+    assert_eq!(out.expect("enospc"), "yes", "{out:#?}");
+    assert_eq!(out.expect("fs"), "tmpfs");
+    let size: u64 = out.expect("size").parse().unwrap();
+    assert!(size > 0 && size <= 4 * 1024 * 1024, "{size}");
 }

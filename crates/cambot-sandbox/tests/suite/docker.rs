@@ -216,3 +216,36 @@ async fn docker_orphans_are_cleaned_up() {
         .await;
     assert!(gone.is_err());
 }
+
+#[tokio::test]
+#[ignore = "needs dockerd: run by scripts/test.sh"]
+async fn docker_descriptors_core_dumps_and_shm_are_capped() {
+    let cfg = SandboxConfig {
+        shm_size_mb: 4,
+        ..docker_config()
+    };
+    let Some(b) = docker("docker::descriptors_core_dumps_and_shm", &cfg).await else {
+        return;
+    };
+    let env = Env::new();
+    let script = r#"echo nofile=$(ulimit -n); echo nofile_hard=$(ulimit -Hn)
+echo core=$(ulimit -c); echo core_hard=$(ulimit -Hc)
+r=$( n=0; while [ $n -lt 300 ]; do exec {fd}</dev/null || break; n=$((n+1)); done 2>&1; echo "opened=$n" )
+echo "$r" | tail -1
+case $r in *'Too many open files'*) echo emfile=yes;; *) echo emfile=no;; esac
+err=$(dd if=/dev/zero of=/dev/shm/big bs=1M count=32 2>&1 >/dev/null); echo dd=$?
+case $err in *'No space left on device'*) echo enospc=yes;; *) echo enospc=no;; esac
+echo shm=$(stat -c %s /dev/shm/big)"#;
+    let out = run(&*b, &env.plan("caps", &cfg, script)).await;
+    assert_eq!(out.expect("nofile"), "256", "{out:#?}");
+    assert_eq!(out.expect("nofile_hard"), "256");
+    assert_eq!(out.expect("core"), "0");
+    assert_eq!(out.expect("core_hard"), "0");
+    assert_eq!(out.expect("emfile"), "yes", "{out:#?}");
+    let opened: u32 = out.expect("opened").parse().unwrap();
+    assert!(opened < 256, "{opened}");
+    assert_ne!(out.expect("dd"), "0", "{out:#?}");
+    assert_eq!(out.expect("enospc"), "yes", "{out:#?}");
+    let shm: u64 = out.expect("shm").parse().unwrap();
+    assert!(shm <= 4 * 1024 * 1024, "{shm}");
+}

@@ -107,7 +107,9 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
             .find(|g| g.folder == group)
             .and_then(|g| g.container_config);
     }
-    let allowlist = MountAllowlist::load(&cfg.allowlist_path(), &[layout.root()]);
+    let mut protected = vec![layout.root()];
+    protected.extend(config.source.as_deref());
+    let allowlist = MountAllowlist::load(&cfg.allowlist_path(), &protected);
     let plan = build_plan(input, &cfg, &allowlist)?;
     for (req, why) in &plan.rejected_mounts {
         eprintln!("warning: extra mount {} refused: {why}", req.host_path);
