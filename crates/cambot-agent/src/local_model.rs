@@ -2,6 +2,11 @@
 //! network, the model mounted read-only) and listening on a Unix socket in the data dir. The
 //! gateway reaches it as a `unix:` upstream, so agents talk to it exactly as they would to a
 //! remote API, through their run's host socket.
+//!
+//! Landlock: unlike the runner, `llama-server` cannot confine itself, so the init shim
+//! (`cambot-sandbox-init`) applies it before exec. Without the shim the server runs with the
+//! namespaces, seccomp and its read-only mounts only; that is logged as a warning at every
+//! start (see [`landlock_shim`]), never silent.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -35,6 +40,23 @@ const BIN: &str = "/opt/model/llama-server";
 const MODEL: &str = "/opt/model/model.gguf";
 const TEMPLATE: &str = "/opt/model/template.jinja";
 const SOCKET_DIR: &str = "/run/model";
+
+/// The Landlock shim for the server's sandbox, or `None` with a warning when Landlock is wanted
+/// but the shim is not installed (the server then runs without Landlock).
+fn landlock_shim(sandbox: &SandboxConfig) -> Option<PathBuf> {
+    let init = sandbox.init_path();
+    if init.is_file() {
+        return Some(init);
+    }
+    if sandbox.landlock {
+        tracing::warn!(
+            shim = %init.display(),
+            "no Landlock shim: the local model server runs WITHOUT Landlock (install \
+             cambot-sandbox-init next to cambot, or set [sandbox] init_path)"
+        );
+    }
+    None
+}
 
 /// How long the server may take to load the model.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -156,11 +178,7 @@ impl LocalModelServer {
             ]);
         }
         input.command = Some(command);
-        // Landlock and seccomp are applied by the init shim when it is installed.
-        let init = sandbox.init_path();
-        if init.is_file() {
-            input.init = Some(init);
-        }
+        input.init = landlock_shim(sandbox);
         let mut config = sandbox.clone();
         // A model server is long-lived and memory-hungry compared with an agent run.
         config.timeout_secs = u64::MAX / 4;

@@ -6,6 +6,7 @@ mod local_model;
 mod router;
 mod sandboxed;
 mod scheduler_crash;
+mod self_protection;
 mod support;
 mod task_lifecycle;
 mod task_run;
