@@ -1,3 +1,4 @@
 mod e2e;
 mod protocol_doc;
+mod self_protection;
 mod support;
