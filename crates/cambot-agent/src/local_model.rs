@@ -360,3 +360,65 @@ pub async fn verify_pinned(path: &Path, pin: PinnedFile) -> Result<(), LocalMode
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Log output of `f` at `warn` and above.
+    fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+        (out, text)
+    }
+
+    #[test]
+    fn a_missing_shim_runs_the_model_server_without_landlock_but_never_silently() {
+        let missing = SandboxConfig {
+            init_path: Some(PathBuf::from("/nonexistent/cambot-sandbox-init")),
+            ..SandboxConfig::default()
+        };
+        let (shim, log) = warnings_of(|| landlock_shim(&missing));
+        assert_eq!(shim, None);
+        assert!(log.contains("runs WITHOUT Landlock"), "{log}");
+        assert!(log.contains("/nonexistent/cambot-sandbox-init"), "{log}");
+
+        // Landlock off in the config: the operator's choice, nothing to warn about.
+        let off = SandboxConfig {
+            landlock: false,
+            ..missing
+        };
+        let (shim, log) = warnings_of(|| landlock_shim(&off));
+        assert_eq!(shim, None);
+        assert_eq!(log, "");
+
+        // An installed shim is used.
+        let exe = std::env::current_exe().unwrap();
+        let present = SandboxConfig {
+            init_path: Some(exe.clone()),
+            ..SandboxConfig::default()
+        };
+        let (shim, log) = warnings_of(|| landlock_shim(&present));
+        assert_eq!(shim, Some(exe));
+        assert_eq!(log, "");
+    }
+}
