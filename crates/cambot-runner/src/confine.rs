@@ -22,6 +22,7 @@ use landlock::Scope;
 use landlock::path_beneath_rules;
 
 pub use cambot_protocol::layout::sandbox_paths::ENV_LANDLOCK_RW;
+pub use cambot_protocol::layout::sandbox_paths::ENV_STDIO_FDS;
 pub use landlock::RulesetError;
 pub use landlock::RulesetStatus;
 
@@ -49,9 +50,38 @@ pub fn restrict_self<P: AsRef<std::path::Path>>(rw: &[P]) -> Result<RulesetStatu
 /// stderr close-on-exec, so the tools get only their own stdio.
 ///
 /// The flag is reset by `execve`, so the tools themselves stay ordinary processes.
-pub fn protect_self() -> Result<(), nix::Error> {
-    nix::sys::prctl::set_dumpable(false)?;
-    mark_inherited_cloexec()
+pub fn protect_self(lookup: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| format!("cannot make the runner non-dumpable: {e}"))?;
+    if let Some(spec) = lookup(ENV_STDIO_FDS) {
+        adopt_stdio(&spec)?;
+    }
+    mark_inherited_cloexec().map_err(|e| format!("cannot mark descriptors close-on-exec: {e}"))
+}
+
+/// Moves the handed-over `in,out,err` descriptors onto 0, 1 and 2 (see [`ENV_STDIO_FDS`]).
+fn adopt_stdio(spec: &str) -> Result<(), String> {
+    let bad =
+        || format!("{ENV_STDIO_FDS}={spec:?}: expected three descriptors above 2, `in,out,err`");
+    let fds: Vec<i32> = spec
+        .split(',')
+        .map(|f| f.trim().parse::<i32>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    if fds.len() != 3 || fds.iter().any(|fd| *fd <= 2) {
+        return Err(bad());
+    }
+    for (fd, target) in fds.iter().zip(0..) {
+        nix::unistd::dup2(*fd, target)
+            .map_err(|e| format!("{ENV_STDIO_FDS}: dup2({fd}, {target}): {e}"))?;
+    }
+    for fd in fds {
+        // The same descriptor may be named twice (one pipe for out and err).
+        match nix::unistd::close(fd) {
+            Ok(()) | Err(nix::Error::EBADF) => {}
+            Err(e) => return Err(format!("{ENV_STDIO_FDS}: close({fd}): {e}")),
+        }
+    }
+    Ok(())
 }
 
 fn mark_inherited_cloexec() -> Result<(), nix::Error> {

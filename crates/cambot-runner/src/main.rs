@@ -5,10 +5,14 @@
 //!
 //! Environment: `CAMBOT_HOST_SOCKET` (default `/run/cambot/host.sock`), `CAMBOT_WORKSPACE`
 //! (default `/workspace`), `RUST_LOG` (default `info`), `CAMBOT_LANDLOCK_RW` (set by the sandbox
-//! plan: confine this process with Landlock, writable only beneath these `:`-separated paths).
+//! plan: confine this process with Landlock, writable only beneath these `:`-separated paths),
+//! `CAMBOT_STDIO_FDS` (`in,out,err`: take the protocol's stdin and stdout and the log from these
+//! descriptors instead of 0, 1 and 2, so that bwrap's pid 1, which keeps 0, 1 and 2, holds
+//! nothing of the run's; the backend sets it when it hands them over that way).
 //!
 //! Self-protection, before anything is read: the process becomes non-dumpable (its tools, same
-//! uid, cannot take its stdout or touch its memory through `/proc`), then applies the Landlock
+//! uid, cannot take its stdout or touch its memory through `/proc`), adopts the handed-over
+//! stdio, marks every other inherited descriptor close-on-exec, then applies the Landlock
 //! ruleset of `CAMBOT_LANDLOCK_RW` itself (no init shim involved). Decision: when the plan asks
 //! for Landlock it is required. The host asks only when its kernel has Landlock, so a ruleset
 //! that cannot be enforced at all (or cannot be built) refuses the run with exit 3; a ruleset
@@ -37,7 +41,7 @@ const EXIT_UNPROTECTED: u8 = 3;
 fn main() -> ExitCode {
     // First, before any input is read or any thread or child exists: no access to this
     // process through /proc, then the Landlock confinement the sandbox plan asked for.
-    let protected = confine::protect_self();
+    let protected = confine::protect_self(|k| std::env::var(k).ok());
     let confinement = confine::confine_from_env(|k| std::env::var(k).ok());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -48,7 +52,7 @@ fn main() -> ExitCode {
         )
         .init();
     if let Err(e) = protected {
-        return refuse(&format!("cannot make the runner non-dumpable: {e}"));
+        return refuse(&e);
     }
     match confinement {
         Confinement::NotRequested | Confinement::Applied(RulesetStatus::FullyEnforced) => {}

@@ -1,6 +1,9 @@
-//! The runner refuses to start when the plan requires Landlock and the kernel will not enforce
-//! it. The kernel refuses a 17th nested Landlock domain (E2BIG), so the runner is started under
-//! 16 layers of the real shim: a real refusal by the real kernel, not a simulated one.
+//! The runner's self-protection at its own boundary. It refuses to start when the plan requires
+//! Landlock and the kernel will not enforce it: the kernel refuses a 17th nested Landlock domain
+//! (E2BIG), so the runner is started under 16 layers of the real shim, a real refusal by the
+//! real kernel. And it takes its protocol from handed-over descriptors when told to (the way to
+//! keep bwrap's pid 1 away from them). The attacks from inside the real sandbox are in
+//! `cambot-agent`'s `tests/suite/self_protection.rs`.
 
 use std::process::Stdio;
 
@@ -67,4 +70,52 @@ async fn a_plan_requiring_landlock_that_the_kernel_will_not_enforce_is_refused()
         other => panic!("expected an error line, got {other:?}"),
     }
     assert!(stderr.contains("refusing to start"), "{stderr}");
+}
+
+/// The runner started by bash with its real stdio on 3, 4 and 5 and `/dev/null` on 0, 1 and 2
+/// (how a backend hands it over apart from bwrap's pid 1); `spec` goes into CAMBOT_STDIO_FDS.
+async fn run_with_stdio_on_3_4_5(spec: Option<&str>) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(r#"exec "$0" 3<&0 4>&1 5>&2 </dev/null >/dev/null 2>/dev/null"#)
+        .arg(env!("CARGO_BIN_EXE_cambot-runner"))
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(spec) = spec {
+        cmd.env("CAMBOT_STDIO_FDS", spec);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"{\"type\":\"bogus\"}\n").await;
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_runner_takes_its_protocol_from_handed_over_descriptors() {
+    // Handed over: the bogus line is read from 3 and answered on 4, the log goes to 5.
+    let (code, stdout, stderr) = run_with_stdio_on_3_4_5(Some("3,4,5")).await;
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stdout.contains("\"type\":\"warning\""), "{stdout}");
+    assert!(
+        stderr.contains("stdin ended before a start line"),
+        "{stderr}"
+    );
+
+    // Not told: it talks to /dev/null and the real pipes stay silent.
+    let (code, stdout, stderr) = run_with_stdio_on_3_4_5(None).await;
+    assert_eq!(code, 2);
+    assert_eq!((stdout.as_str(), stderr.as_str()), ("", ""));
+
+    // A malformed hand-over refuses to start.
+    let (code, _, _) = run_with_stdio_on_3_4_5(Some("3,4")).await;
+    assert_eq!(code, 3);
 }
