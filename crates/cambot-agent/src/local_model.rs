@@ -2,6 +2,11 @@
 //! network, the model mounted read-only) and listening on a Unix socket in the data dir. The
 //! gateway reaches it as a `unix:` upstream, so agents talk to it exactly as they would to a
 //! remote API, through their run's host socket.
+//!
+//! Landlock: unlike the runner, `llama-server` cannot confine itself, so the init shim
+//! (`cambot-sandbox-init`) applies it before exec. Without the shim the server runs with the
+//! namespaces, seccomp and its read-only mounts only; that is logged as a warning at every
+//! start (see [`landlock_shim`]), never silent.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -35,6 +40,23 @@ const BIN: &str = "/opt/model/llama-server";
 const MODEL: &str = "/opt/model/model.gguf";
 const TEMPLATE: &str = "/opt/model/template.jinja";
 const SOCKET_DIR: &str = "/run/model";
+
+/// The Landlock shim for the server's sandbox, or `None` with a warning when Landlock is wanted
+/// but the shim is not installed (the server then runs without Landlock).
+fn landlock_shim(sandbox: &SandboxConfig) -> Option<PathBuf> {
+    let init = sandbox.init_path();
+    if init.is_file() {
+        return Some(init);
+    }
+    if sandbox.landlock {
+        tracing::warn!(
+            shim = %init.display(),
+            "no Landlock shim: the local model server runs WITHOUT Landlock (install \
+             cambot-sandbox-init next to cambot, or set [sandbox] init_path)"
+        );
+    }
+    None
+}
 
 /// How long the server may take to load the model.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -156,11 +178,7 @@ impl LocalModelServer {
             ]);
         }
         input.command = Some(command);
-        // Landlock and seccomp are applied by the init shim when it is installed.
-        let init = sandbox.init_path();
-        if init.is_file() {
-            input.init = Some(init);
-        }
+        input.init = landlock_shim(sandbox);
         let mut config = sandbox.clone();
         // A model server is long-lived and memory-hungry compared with an agent run.
         config.timeout_secs = u64::MAX / 4;
@@ -342,4 +360,66 @@ pub async fn verify_pinned(path: &Path, pin: PinnedFile) -> Result<(), LocalMode
             path: path.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Log output of `f` at `warn` and above.
+    fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+        (out, text)
+    }
+
+    #[test]
+    fn a_missing_shim_runs_the_model_server_without_landlock_but_never_silently() {
+        let missing = SandboxConfig {
+            init_path: Some(PathBuf::from("/nonexistent/cambot-sandbox-init")),
+            ..SandboxConfig::default()
+        };
+        let (shim, log) = warnings_of(|| landlock_shim(&missing));
+        assert_eq!(shim, None);
+        assert!(log.contains("runs WITHOUT Landlock"), "{log}");
+        assert!(log.contains("/nonexistent/cambot-sandbox-init"), "{log}");
+
+        // Landlock off in the config: the operator's choice, nothing to warn about.
+        let off = SandboxConfig {
+            landlock: false,
+            ..missing
+        };
+        let (shim, log) = warnings_of(|| landlock_shim(&off));
+        assert_eq!(shim, None);
+        assert_eq!(log, "");
+
+        // An installed shim is used.
+        let exe = std::env::current_exe().unwrap();
+        let present = SandboxConfig {
+            init_path: Some(exe.clone()),
+            ..SandboxConfig::default()
+        };
+        let (shim, log) = warnings_of(|| landlock_shim(&present));
+        assert_eq!(shim, Some(exe));
+        assert_eq!(log, "");
+    }
 }

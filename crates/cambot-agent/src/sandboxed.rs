@@ -150,7 +150,7 @@ impl Inner {
         input.is_main = group.is_main();
         input.container_config = group.container_config.clone();
         input.timezone = self.settings.timezone.clone();
-        // Landlock and seccomp are applied by the init shim when it is installed.
+        // The runner applies Landlock to itself; the shim matters only for other commands.
         let init = self.sandbox.init_path();
         if init.is_file() {
             input.init = Some(init);

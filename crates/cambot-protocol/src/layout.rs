@@ -35,6 +35,11 @@ pub mod sandbox_paths {
     /// Set for an agent run that confines itself with Landlock: the paths it may write,
     /// separated by `:` (everything else visible is read-only to it and its children).
     pub const ENV_LANDLOCK_RW: &str = "CAMBOT_LANDLOCK_RW";
+    /// `in,out,err`: the descriptors that carry the runner's protocol stdin, stdout and its log,
+    /// when the backend hands them over apart from bwrap's own stdio (bwrap's pid 1 keeps
+    /// 0, 1 and 2 and is reachable from the tools; it closes every other descriptor). The
+    /// runner moves them onto 0, 1 and 2 before anything else.
+    pub const ENV_STDIO_FDS: &str = "CAMBOT_STDIO_FDS";
 }
 
 /// Paths under one data directory.

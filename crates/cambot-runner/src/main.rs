@@ -1,12 +1,28 @@
 //! `cambot-runner`: the agent inside a cambot sandbox. Reads JSON Lines on stdin, writes JSON
 //! Lines on stdout, logs to stderr. Exit codes: 0 after `close` or end of input, 1 when the run
-//! failed (an `error` event was sent), 2 when input ended before `start`.
+//! failed (an `error` event was sent), 2 when input ended before `start`, 3 when the
+//! self-protection below could not be applied (an `error` event was sent, nothing was read).
 //!
 //! Environment: `CAMBOT_HOST_SOCKET` (default `/run/cambot/host.sock`), `CAMBOT_WORKSPACE`
 //! (default `/workspace`), `RUST_LOG` (default `info`), `CAMBOT_LANDLOCK_RW` (set by the sandbox
-//! plan: confine this process with Landlock, writable only beneath these `:`-separated paths).
+//! plan: confine this process with Landlock, writable only beneath these `:`-separated paths),
+//! `CAMBOT_STDIO_FDS` (`in,out,err`: take the protocol's stdin and stdout and the log from these
+//! descriptors instead of 0, 1 and 2, so that bwrap's pid 1, which keeps 0, 1 and 2, holds
+//! nothing of the run's; the backend sets it when it hands them over that way).
+//!
+//! Self-protection, before anything is read: the process becomes non-dumpable (its tools, same
+//! uid, cannot take its stdout or touch its memory through `/proc`), adopts the handed-over
+//! stdio, marks every other inherited descriptor close-on-exec, then applies the Landlock
+//! ruleset of `CAMBOT_LANDLOCK_RW` itself (no init shim involved). Decision: when the plan asks
+//! for Landlock it is required. The host asks only when its kernel has Landlock, so a ruleset
+//! that cannot be enforced at all (or cannot be built) refuses the run with exit 3; a ruleset
+//! only partly enforced (an older Landlock ABI: write confinement holds, newer rights do not)
+//! is a warning. Without the variable (Landlock off in the config, or a kernel without it) the
+//! runner runs unconfined by Landlock and says nothing: that was the operator's or kernel's
+//! call, reported by `cambot doctor`.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use cambot_protocol::RunnerToHost;
@@ -19,8 +35,13 @@ use cambot_runner::confine::RulesetStatus;
 use cambot_runner::driver;
 use cambot_runner::io;
 
+/// Exit code when the self-protection could not be applied.
+const EXIT_UNPROTECTED: u8 = 3;
+
 fn main() -> ExitCode {
-    // First, before any input is read: the Landlock confinement the sandbox plan asked for.
+    // First, before any input is read or any thread or child exists: no access to this
+    // process through /proc, then the Landlock confinement the sandbox plan asked for.
+    let protected = confine::protect_self(|k| std::env::var(k).ok());
     let confinement = confine::confine_from_env(|k| std::env::var(k).ok());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -30,13 +51,18 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    if let Err(e) = protected {
+        return refuse(&e);
+    }
     match confinement {
         Confinement::NotRequested | Confinement::Applied(RulesetStatus::FullyEnforced) => {}
         Confinement::Applied(status) => {
             tracing::warn!(?status, "Landlock is only partly enforced by this kernel");
         }
         Confinement::Unavailable(reason) => {
-            tracing::warn!(reason = %reason, "Landlock is unavailable; running without it");
+            return refuse(&format!(
+                "the sandbox plan requires Landlock but it cannot be enforced: {reason}"
+            ));
         }
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -54,6 +80,19 @@ fn main() -> ExitCode {
     // thread); waiting for it would keep the run alive until the host closes our stdin.
     runtime.shutdown_background();
     code
+}
+
+/// Ends the run before it reads anything: one `error` line for the host, one log line.
+fn refuse(message: &str) -> ExitCode {
+    tracing::error!("{message}; refusing to start");
+    let line = RunnerToHost::Error {
+        message: format!("runner: {message}"),
+        retryable: false,
+    }
+    .to_line();
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    ExitCode::from(EXIT_UNPROTECTED)
 }
 
 async fn run() -> ExitCode {

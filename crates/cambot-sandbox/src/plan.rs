@@ -442,7 +442,7 @@ pub fn build_plan(
     // Landlock: the runner applies it to itself as its first act (one exec and one bind mount
     // less per agent start); any other command goes through the shim.
     let landlock = input.init.clone().filter(|_| cfg.landlock);
-    let self_confined = landlock.is_some() && runs_runner;
+    let self_confined = cfg.landlock && runs_runner && crate::probe::landlock_abi().is_some();
     let init = landlock.filter(|_| !runs_runner);
     if let Some(init) = &init {
         mounts.push(ro(init.clone(), INIT_BIN, false));

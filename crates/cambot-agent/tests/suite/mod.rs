@@ -8,6 +8,7 @@ mod router;
 mod run_boundary;
 mod sandboxed;
 mod scheduler_crash;
+mod self_protection;
 mod support;
 mod task_lifecycle;
 mod task_run;

@@ -67,15 +67,26 @@ pub(crate) fn sandbox_tools() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-struct E2e {
-    daemon: Daemon,
-    channel: Arc<FakeChannel>,
-    standin: StandinHandle,
-    dir: tempfile::TempDir,
+pub(crate) struct E2e {
+    pub(crate) daemon: Daemon,
+    pub(crate) channel: Arc<FakeChannel>,
+    pub(crate) standin: StandinHandle,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 async fn start_e2e(scripts: Vec<Script>) -> Option<E2e> {
-    let (runner_bin, init_bin) = sandbox_tools()?;
+    start_e2e_with(scripts, None, "").await
+}
+
+/// A daemon on the real sandbox; `init` replaces the built shim's path (a missing file: no
+/// shim), `extra` goes into `[sandbox]`.
+pub(crate) async fn start_e2e_with(
+    scripts: Vec<Script>,
+    init: Option<PathBuf>,
+    extra: &str,
+) -> Option<E2e> {
+    let (runner_bin, built_init) = sandbox_tools()?;
+    let init_bin = init.unwrap_or(built_init);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("CAMBOT_TEST_LOG"))
         .with_test_writer()
@@ -96,11 +107,13 @@ async fn start_e2e(scripts: Vec<Script>) -> Option<E2e> {
         init_path = "{}"
         timeout_secs = 120
         idle_timeout_secs = 60
+        {}
         [router]
         idle_timeout_ms = 500
         "#,
         runner_bin.display(),
-        init_bin.display()
+        init_bin.display(),
+        extra
     );
     let cfg: Config = config(dir.path(), &toml_text);
     let env: cambot_agent::production::EnvLookup = {

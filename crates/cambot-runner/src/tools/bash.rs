@@ -1,5 +1,7 @@
 //! The `bash` tool: `bash -c <command>` in `/workspace/group`, in its own process group so that
-//! a timeout (or the end of the call) kills everything it started.
+//! a timeout (or the end of the call) kills everything it started. It inherits its own stdio
+//! and no other descriptor of the runner (all are close-on-exec: `confine::protect_self`), and
+//! cannot reach the runner's through `/proc` (the runner is non-dumpable).
 
 use std::process::Stdio;
 use std::time::Duration;
