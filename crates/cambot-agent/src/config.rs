@@ -257,6 +257,9 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        if let Err((key, message)) = raw.agent.validate() {
+            return Err(invalid(key, message));
+        }
         let mut warnings = Vec::new();
         if raw.router.ingest_journal.is_some() {
             warnings.push(

@@ -149,3 +149,19 @@ fn the_retired_ingest_journal_key_is_accepted_with_a_deprecation_warning() {
     let c = Config::load(None, Some(Path::new("/tmp/d")), &env(&[("TZ", "UTC")])).unwrap();
     assert!(c.warnings.is_empty());
 }
+
+#[test]
+fn a_zero_run_budget_is_refused_with_its_key() {
+    for key in [
+        "run_model_requests",
+        "run_token_budget",
+        "run_wall_clock_secs",
+    ] {
+        let raw: ConfigFile = toml::from_str(&format!("[agent]\n{key} = 0\n")).unwrap();
+        let err = Config::resolve(raw, None, Some(Path::new("/tmp/d")), &env(&[("TZ", "UTC")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("agent.{key}")), "{err}");
+        assert!(err.contains("at least 1"), "{err}");
+    }
+}

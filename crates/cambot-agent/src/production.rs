@@ -90,6 +90,7 @@ pub async fn build_sandboxed_runner(
                 config.agent.tools
             },
             limits: config.agent.limits(),
+            budget: config.agent.run_budget(),
         },
     ))
 }

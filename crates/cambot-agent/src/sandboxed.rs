@@ -41,6 +41,7 @@ use crate::agent_run::RunOutcome;
 use crate::agent_run::RunRequest;
 use crate::agent_run::RunStartError;
 use cambot_gateway::Gateway;
+use cambot_gateway::RunBudget;
 use cambot_gateway::RunIdentity;
 use cambot_gateway::RunSocket;
 
@@ -52,6 +53,8 @@ pub struct RunnerSettings {
     pub model: ModelChoice,
     pub tools: ToolPolicy,
     pub limits: RunLimits,
+    /// What the gateway lets each run spend on its model, whatever the runner does.
+    pub budget: RunBudget,
 }
 
 /// Runs agents in sandboxes.
@@ -179,6 +182,7 @@ impl Inner {
             identity,
             &run_dir.join("host.sock"),
             Some((uid, gid)),
+            self.settings.budget,
         ) {
             Ok(s) => s,
             Err(e) => {

@@ -7,26 +7,31 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 
 use crate::ipc::IpcService;
+use crate::listener::SocketLimits;
 use crate::upstream::ModelUpstream;
 use crate::upstream::is_local_url;
 
 /// Gateway-wide policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GatewayPolicy {
+    /// Connection, head and tool-body limits of every run's socket.
+    pub socket: SocketLimits,
     /// Refuse every non-local upstream and every fetch.
     pub air_gapped: bool,
     /// Hosts the fetch route may reach (exact host names). Empty: fetch is refused.
     pub fetch_allow_hosts: Vec<String>,
-    /// Largest request body accepted (bytes).
+    /// Largest model request body accepted (bytes).
     pub max_body_bytes: usize,
     /// Largest fetched body returned to the agent (bytes).
     pub max_fetch_bytes: usize,
 }
 
 impl GatewayPolicy {
-    /// No air gap, no fetch, 8 MiB request bodies, 256 KiB fetched bodies.
+    /// No air gap, no fetch, 8 MiB model request bodies, 256 KiB fetched bodies, the default
+    /// [`SocketLimits`].
     pub fn standard() -> Self {
         Self {
+            socket: SocketLimits::default(),
             air_gapped: false,
             fetch_allow_hosts: Vec::new(),
             max_body_bytes: 8 * 1024 * 1024,
@@ -102,6 +107,8 @@ impl Gateway {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .pool_idle_timeout(std::time::Duration::from_secs(90))
+            // An upstream's redirect is answered, never followed (the proxy turns it into 502).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(GatewayError::Client)?;
         Ok(Arc::new(Self {

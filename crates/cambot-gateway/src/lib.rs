@@ -12,9 +12,12 @@
 //!   tenant-aware (a tenant's main group may act on its tenant's groups, every other group
 //!   only on itself, nothing crosses tenants);
 //! - the model proxy (`/v1/model/<provider>/<path>`): the host adds the credential
-//!   ([`Secret`]) and forwards to the [`ModelUpstream`], so the runner never holds a key;
+//!   ([`Secret`]) and forwards to the [`ModelUpstream`], so the runner never holds a key; only
+//!   the dialect's own routes, never a redirect, and within the run's [`RunBudget`];
 //! - a policy-checked outbound fetch (`/v1/fetch`), refused unless [`GatewayPolicy`] names the
 //!   host, and always in air-gapped mode.
+//!
+//! Every socket is served within [`SocketLimits`] (connections at once, head and body sizes).
 //!
 //! What it does not own: reading the config file (the binary builds [`GatewayPolicy`] and the
 //! upstreams), delivering replies (it only commits them and calls back), and the schedule rules
@@ -22,13 +25,17 @@
 
 #![forbid(unsafe_code)]
 
+mod budget;
 mod gateway;
 mod ipc;
+mod listener;
 mod proxy;
 mod response;
 mod server;
 mod upstream;
+mod usage;
 
+pub use budget::RunBudget;
 pub use gateway::Gateway;
 pub use gateway::GatewayError;
 pub use gateway::GatewayPolicy;
@@ -40,6 +47,7 @@ pub use ipc::OnReplyQueued;
 pub use ipc::OnTasksChanged;
 pub use ipc::RunIdentity;
 pub use ipc::SendLimits;
+pub use listener::SocketLimits;
 pub use server::RunSocket;
 pub use upstream::ModelUpstream;
 pub use upstream::Secret;

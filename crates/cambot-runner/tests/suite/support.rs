@@ -13,6 +13,7 @@ use cambot_gateway::GatewayPolicy;
 use cambot_gateway::IpcService;
 use cambot_gateway::ModelUpstream;
 use cambot_gateway::RunIdentity;
+use cambot_gateway::RunBudget;
 use cambot_gateway::RunSocket;
 use cambot_gateway::Secret;
 use cambot_gateway::SendLimits;
@@ -132,6 +133,7 @@ impl Host {
             },
             &path,
             None,
+            RunBudget::default(),
         )
         .unwrap();
         start.run_id = run_id.clone();
