@@ -20,8 +20,8 @@ use cambot_providers::ProviderConfig;
 use serde::Deserialize;
 
 use cambot_gateway::GatewayPolicy;
-use cambot_gateway::RunBudget;
 use cambot_gateway::ModelUpstream;
+use cambot_gateway::RunBudget;
 use cambot_gateway::Secret;
 use cambot_gateway::is_local_url;
 

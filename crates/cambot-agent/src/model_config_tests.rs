@@ -226,10 +226,9 @@ fn the_gateways_run_budget_derives_from_the_turn_limits_unless_set() {
         (b.model_requests, b.tokens, b.wall_clock.as_secs()),
         (12, 4000, 60)
     );
-    let a: AgentSection = toml::from_str(
-        "run_model_requests = 5\nrun_token_budget = 70\nrun_wall_clock_secs = 9",
-    )
-    .unwrap();
+    let a: AgentSection =
+        toml::from_str("run_model_requests = 5\nrun_token_budget = 70\nrun_wall_clock_secs = 9")
+            .unwrap();
     let b = a.run_budget();
     assert_eq!(
         (b.model_requests, b.tokens, b.wall_clock.as_secs()),

@@ -244,7 +244,12 @@ impl Gateway {
             }
         };
         if answer.status.is_redirection() {
-            tracing::warn!(run, provider, status = answer.status.as_u16(), "model upstream redirected; not followed");
+            tracing::warn!(
+                run,
+                provider,
+                status = answer.status.as_u16(),
+                "model upstream redirected; not followed"
+            );
             return error_response(
                 StatusCode::BAD_GATEWAY,
                 "upstream",
@@ -331,7 +336,10 @@ mod tests {
     fn only_the_dialects_own_routes_pass() {
         let post = Method::POST;
         assert_eq!(allowed_route("anthropic", &post, "v1/messages"), Ok(()));
-        assert_eq!(allowed_route("anthropic", &Method::GET, "v1/models"), Ok(()));
+        assert_eq!(
+            allowed_route("anthropic", &Method::GET, "v1/models"),
+            Ok(())
+        );
         assert_eq!(allowed_route("openai", &post, "chat/completions"), Ok(()));
         assert_eq!(allowed_route("ollama", &post, "api/chat"), Ok(()));
         assert_eq!(allowed_route("ollama", &Method::GET, "api/tags"), Ok(()));

@@ -71,15 +71,17 @@ impl UsageScanner {
         while let Some(i) = rest.iter().position(|b| *b == b'\n') {
             let (head, tail) = rest.split_at(i);
             rest = &tail[1..];
-            if self.skipping {
-                self.skipping = false;
-            } else if self.line.is_empty() {
+            if self.line.is_empty() && !self.skipping {
                 self.parse_line(head);
             } else {
                 self.push_line(head);
                 let line = std::mem::take(&mut self.line);
-                self.parse_line(&line);
+                if !self.skipping {
+                    self.parse_line(&line);
+                }
             }
+            // A line ends here, skipped or not.
+            self.skipping = false;
         }
         self.push_line(rest);
         self.take_new()

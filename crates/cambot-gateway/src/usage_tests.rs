@@ -22,7 +22,11 @@ data: {\"type\":\"message_stop\"}\n\n";
 #[test]
 fn anthropic_stream_counts_input_and_cumulative_output_whatever_the_chunking() {
     for size in [1, 7, 64, ANTHROPIC.len()] {
-        assert_eq!(scan("text/event-stream", ANTHROPIC, size), 150, "chunks of {size}");
+        assert_eq!(
+            scan("text/event-stream", ANTHROPIC, size),
+            150,
+            "chunks of {size}"
+        );
     }
 }
 
