@@ -333,6 +333,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_route_the_provider_code_calls_is_allowed() {
+        for dialect in cambot_providers::Dialect::ALL {
+            for path in cambot_providers::auth::upstream_paths(dialect) {
+                assert_eq!(
+                    allowed_route(dialect.as_str(), &Method::POST, path),
+                    Ok(()),
+                    "{dialect:?} {path}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn only_the_dialects_own_routes_pass() {
         let post = Method::POST;
         assert_eq!(allowed_route("anthropic", &post, "v1/messages"), Ok(()));
