@@ -49,6 +49,8 @@ pub struct GatewayStats {
     pub refused_by_policy: AtomicU64,
     /// Requests refused for a missing or wrong run token.
     pub bad_token: AtomicU64,
+    /// Model calls refused because the run's budget was spent.
+    pub refused_by_budget: AtomicU64,
 }
 
 impl GatewayStats {

@@ -184,6 +184,7 @@ impl Gateway {
             );
         }
         if let Err(spent) = meter.admit() {
+            self.stats.refused_by_budget.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(run, provider, budget = %spent, "model call refused: budget exhausted");
             let mut resp = error_response(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -41,6 +41,8 @@ pub(crate) struct Host {
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) standin: StandinHandle,
     pub(crate) layout: DataLayout,
+    /// The model budget the gateway enforces on each run this host starts.
+    pub(crate) budget: RunBudget,
 }
 
 impl Host {
@@ -105,6 +107,7 @@ impl Host {
             gateway,
             standin,
             layout,
+            budget: RunBudget::default(),
         }
     }
 
@@ -133,7 +136,7 @@ impl Host {
             },
             &path,
             None,
-            RunBudget::default(),
+            self.budget,
         )
         .unwrap();
         start.run_id = run_id.clone();
