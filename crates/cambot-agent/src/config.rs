@@ -263,6 +263,9 @@ impl Config {
             }
             other => invalid("model", other.to_string()),
         })?;
+        if let Err((key, message)) = raw.agent.validate() {
+            return Err(invalid(key, message));
+        }
         let mut warnings = Vec::new();
         if raw.router.ingest_journal.is_some() {
             warnings.push(

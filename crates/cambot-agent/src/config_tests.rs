@@ -199,3 +199,19 @@ fn fetch_settings_are_parsed_at_load_and_a_bad_entry_or_limit_is_named() {
         assert!(err.contains(want), "{line}: {err}");
     }
 }
+
+#[test]
+fn a_zero_run_budget_is_refused_with_its_key() {
+    for key in [
+        "run_model_requests",
+        "run_token_budget",
+        "run_wall_clock_secs",
+    ] {
+        let raw: ConfigFile = toml::from_str(&format!("[agent]\n{key} = 0\n")).unwrap();
+        let err = Config::resolve(raw, None, Some(Path::new("/tmp/d")), &env(&[("TZ", "UTC")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("agent.{key}")), "{err}");
+        assert!(err.contains("at least 1"), "{err}");
+    }
+}

@@ -23,6 +23,7 @@ use cambot_gateway::FetchAllow;
 use cambot_gateway::FetchPolicy;
 use cambot_gateway::GatewayPolicy;
 use cambot_gateway::ModelUpstream;
+use cambot_gateway::RunBudget;
 use cambot_gateway::Secret;
 
 use crate::reply_caps::ReplyCaps;
@@ -171,6 +172,15 @@ pub struct AgentSection {
     pub max_replies_per_minute: u32,
     /// Most bytes of `result` replies one run may send in any minute (host-enforced).
     pub max_reply_bytes_per_minute: usize,
+    /// Model requests one run may send, enforced by the gateway whatever the runner does.
+    /// Default: 4 × `max_iterations` (a run may answer several turns).
+    pub run_model_requests: Option<u32>,
+    /// Tokens one run may use, counted by the gateway from the upstream's usage reports.
+    /// Default: 4 × `token_budget`.
+    pub run_token_budget: Option<u64>,
+    /// Seconds after a run starts past which the gateway refuses its model calls.
+    /// Default: `wall_clock_secs`.
+    pub run_wall_clock_secs: Option<u64>,
 }
 
 impl Default for AgentSection {
@@ -186,6 +196,9 @@ impl Default for AgentSection {
             compact_after_tokens: limits.compact_after_tokens,
             max_replies_per_minute: ReplyCaps::default().per_minute,
             max_reply_bytes_per_minute: ReplyCaps::default().bytes_per_minute,
+            run_model_requests: None,
+            run_token_budget: None,
+            run_wall_clock_secs: None,
         }
     }
 }
@@ -196,6 +209,40 @@ impl AgentSection {
             per_minute: self.max_replies_per_minute,
             bytes_per_minute: self.max_reply_bytes_per_minute,
         }
+    }
+
+    /// The budget the gateway enforces on every run; see the `run_*` keys.
+    pub fn run_budget(&self) -> RunBudget {
+        RunBudget {
+            model_requests: self
+                .run_model_requests
+                .unwrap_or_else(|| self.max_iterations.saturating_mul(4)),
+            tokens: self
+                .run_token_budget
+                .unwrap_or_else(|| self.token_budget.saturating_mul(4)),
+            wall_clock: std::time::Duration::from_secs(
+                self.run_wall_clock_secs.unwrap_or(self.wall_clock_secs),
+            ),
+        }
+    }
+
+    /// Refuses a run budget that would stop every run before its first model call: the key
+    /// and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let budget = self.run_budget();
+        for (key, zero) in [
+            ("agent.run_model_requests", budget.model_requests == 0),
+            ("agent.run_token_budget", budget.tokens == 0),
+            ("agent.run_wall_clock_secs", budget.wall_clock.is_zero()),
+        ] {
+            if zero {
+                return Err((
+                    key,
+                    "must be at least 1 (the gateway enforces it per run)".to_owned(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn limits(&self) -> RunLimits {

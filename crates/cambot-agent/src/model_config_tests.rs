@@ -214,3 +214,24 @@ fn agent_section_maps_to_run_limits() {
     assert_eq!(a.tools, ToolPolicy::Readonly);
     assert_eq!(a.limits().token_budget, RunLimits::default().token_budget);
 }
+
+#[test]
+fn the_gateways_run_budget_derives_from_the_turn_limits_unless_set() {
+    let d = AgentSection::default();
+    assert_eq!(d.run_budget(), cambot_gateway::RunBudget::default());
+    let a: AgentSection =
+        toml::from_str("max_iterations = 3\ntoken_budget = 1000\nwall_clock_secs = 60").unwrap();
+    let b = a.run_budget();
+    assert_eq!(
+        (b.model_requests, b.tokens, b.wall_clock.as_secs()),
+        (12, 4000, 60)
+    );
+    let a: AgentSection =
+        toml::from_str("run_model_requests = 5\nrun_token_budget = 70\nrun_wall_clock_secs = 9")
+            .unwrap();
+    let b = a.run_budget();
+    assert_eq!(
+        (b.model_requests, b.tokens, b.wall_clock.as_secs()),
+        (5, 70, 9)
+    );
+}

@@ -92,6 +92,7 @@ pub async fn build_sandboxed_runner(
             limits: config.agent.limits(),
             reply_caps: config.agent.reply_caps(),
             config_file: config.source.clone(),
+            budget: config.agent.run_budget(),
         },
     ))
 }

@@ -43,6 +43,7 @@ use crate::agent_run::RunStartError;
 use crate::reply_caps::ReplyCaps;
 use crate::reply_caps::ReplyMeter;
 use cambot_gateway::Gateway;
+use cambot_gateway::RunBudget;
 use cambot_gateway::RunIdentity;
 use cambot_gateway::RunSocket;
 
@@ -57,6 +58,8 @@ pub struct RunnerSettings {
     pub reply_caps: ReplyCaps,
     /// The config file the daemon read: protected from extra mounts like the data dir.
     pub config_file: Option<PathBuf>,
+    /// What the gateway lets each run spend on its model, whatever the runner does.
+    pub budget: RunBudget,
 }
 
 /// Runs agents in sandboxes.
@@ -186,6 +189,7 @@ impl Inner {
             identity,
             &run_dir.join("host.sock"),
             Some((uid, gid)),
+            self.settings.budget,
         ) {
             Ok(s) => s,
             Err(e) => {

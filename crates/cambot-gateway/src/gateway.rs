@@ -10,12 +10,15 @@ use crate::fetch::FetchPolicy;
 use crate::fetch::FetchResolver;
 use crate::fetch::SystemResolver;
 use crate::ipc::IpcService;
+use crate::listener::SocketLimits;
 use crate::upstream::ModelUpstream;
 use crate::upstream::is_local_url;
 
 /// Gateway-wide policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GatewayPolicy {
+    /// Connection, head and tool-body limits of every run's socket.
+    pub socket: SocketLimits,
     /// Refuse every non-local upstream and every fetch.
     pub air_gapped: bool,
     /// What the fetch route may reach (scheme + host + port), its body cap and deadline.
@@ -25,9 +28,11 @@ pub struct GatewayPolicy {
 }
 
 impl GatewayPolicy {
-    /// No air gap, no fetch (2 MiB, 20 s once allowed), 8 MiB request bodies.
+    /// No air gap, no fetch (2 MiB, 20 s once allowed), 8 MiB model request bodies, the default
+    /// [`SocketLimits`].
     pub fn standard() -> Self {
         Self {
+            socket: SocketLimits::default(),
             air_gapped: false,
             fetch: FetchPolicy::default(),
             max_body_bytes: 8 * 1024 * 1024,
@@ -44,6 +49,8 @@ pub struct GatewayStats {
     pub refused_by_policy: AtomicU64,
     /// Requests refused for a missing or wrong run token.
     pub bad_token: AtomicU64,
+    /// Model calls refused because the run's budget was spent.
+    pub refused_by_budget: AtomicU64,
 }
 
 impl GatewayStats {
@@ -113,6 +120,8 @@ impl Gateway {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .pool_idle_timeout(std::time::Duration::from_secs(90))
+            // An upstream's redirect is answered, never followed (the proxy turns it into 502).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(GatewayError::Client)?;
         Ok(Arc::new(Self {

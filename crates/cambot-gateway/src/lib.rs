@@ -12,12 +12,15 @@
 //!   tenant-aware (a tenant's main group may act on its tenant's groups, every other group
 //!   only on itself, nothing crosses tenants);
 //! - the model proxy (`/v1/model/<provider>/<path>`): the host adds the credential
-//!   ([`Secret`]) and forwards to the [`ModelUpstream`], so the runner never holds a key;
+//!   ([`Secret`]) and forwards to the [`ModelUpstream`], so the runner never holds a key; only
+//!   the dialect's own routes, never a redirect, and within the run's [`RunBudget`];
 //! - a policy-checked outbound fetch (`/v1/fetch`, [`FetchPolicy`]): allowed only for the
 //!   scheme + host + port triples of the allowlist, to public addresses (or an address an entry
 //!   names literally), with the name resolved once and the connection pinned to the checked
 //!   addresses, redirects re-checked hop by hop, a body cap and a deadline; always refused in
 //!   air-gapped mode.
+//!
+//! Every socket is served within [`SocketLimits`] (connections at once, head and body sizes).
 //!
 //! What it does not own: reading the config file (the binary builds [`GatewayPolicy`] and the
 //! upstreams), delivering replies (it only commits them and calls back), and the schedule rules
@@ -25,14 +28,18 @@
 
 #![forbid(unsafe_code)]
 
+mod budget;
 mod fetch;
 mod gateway;
 mod ipc;
+mod listener;
 mod proxy;
 mod response;
 mod server;
 mod upstream;
+mod usage;
 
+pub use budget::RunBudget;
 pub use fetch::FetchAllow;
 pub use fetch::FetchAllowError;
 pub use fetch::FetchError;
@@ -51,6 +58,7 @@ pub use ipc::OnReplyQueued;
 pub use ipc::OnTasksChanged;
 pub use ipc::RunIdentity;
 pub use ipc::SendLimits;
+pub use listener::SocketLimits;
 pub use server::RunSocket;
 pub use upstream::ModelUpstream;
 pub use upstream::Secret;

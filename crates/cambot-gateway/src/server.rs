@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Path as UrlPath;
 use axum::extract::RawQuery;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::Method;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::any;
@@ -25,6 +25,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::RunBudget;
+use crate::budget::RunMeter;
 use crate::gateway::Gateway;
 use crate::gateway::GatewayError;
 use crate::ipc::HostToolError;
@@ -46,16 +48,19 @@ struct RunState {
     gateway: Arc<Gateway>,
     who: Arc<RunIdentity>,
     token: Arc<str>,
+    meter: Arc<RunMeter>,
 }
 
 impl RunSocket {
     /// Binds `path` (its directory must exist), owned by `owner` (uid, gid) when given so the
-    /// sandbox user can connect, and serves the run's routes until [`RunSocket::close`].
+    /// sandbox user can connect, and serves the run's routes until [`RunSocket::close`]. The
+    /// run's model `budget` starts now.
     pub fn bind(
         gateway: Arc<Gateway>,
         who: RunIdentity,
         path: &Path,
         owner: Option<(u32, u32)>,
+        budget: RunBudget,
     ) -> Result<Self, GatewayError> {
         let socket_err = |source| GatewayError::Socket {
             path: path.to_owned(),
@@ -69,21 +74,21 @@ impl RunSocket {
             std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(socket_err)?;
         }
         let token = new_token();
+        let limits = gateway.policy.socket;
         let state = RunState {
             gateway,
             who: Arc::new(who),
             token: Arc::from(token.as_str()),
+            meter: Arc::new(RunMeter::start(budget)),
         };
         let app = routes_for(state);
         let cancel = CancellationToken::new();
-        let stop = cancel.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "run gateway stopped with an error");
-            }
-        });
+        let task = tokio::spawn(crate::listener::serve(
+            listener,
+            app,
+            limits,
+            cancel.clone(),
+        ));
         Ok(Self {
             path: path.to_owned(),
             token,
@@ -123,6 +128,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn routes_for(state: RunState) -> Router {
+    let policy = &state.gateway.policy;
+    // Tool calls are small JSON; only model requests (whole transcripts) may be large.
+    let model = Router::new()
+        .route("/v1/model/{provider}/{*rest}", any(model))
+        .layer(axum::extract::DefaultBodyLimit::max(policy.max_body_bytes));
     Router::new()
         .route(routes::SEND_MESSAGE, post(send_message))
         .route(routes::SCHEDULE_TASK, post(schedule_task))
@@ -133,13 +143,15 @@ fn routes_for(state: RunState) -> Router {
         .route(routes::REGISTER_GROUP, post(register_group))
         .route(routes::LIST_GROUPS, post(list_groups).get(list_groups))
         .route(routes::FETCH, post(fetch))
-        .route("/v1/model/{provider}/{*rest}", any(model))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            policy.socket.max_ipc_body_bytes,
+        ))
+        .merge(model)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             check_token,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
         .with_state(state)
 }
 
@@ -314,22 +326,23 @@ async fn fetch(State(state): State<RunState>, body: Bytes) -> Response {
 
 async fn model(
     State(state): State<RunState>,
-    UrlPath((provider, rest)): UrlPath<(String, String)>,
+    uri: Uri,
     RawQuery(query): RawQuery,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The raw path, not the decoded one: the proxy refuses every spelling but the plain one.
     state
         .gateway
         .proxy_model(ModelCall {
             run: state.who.run_id.as_str(),
-            provider: &provider,
-            rest: &rest,
+            path: uri.path(),
             query: query.as_deref(),
             method,
             headers: &headers,
             body,
+            meter: &state.meter,
         })
         .await
 }

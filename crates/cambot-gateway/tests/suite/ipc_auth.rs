@@ -11,6 +11,7 @@ use cambot_core::TaskStatus;
 use cambot_gateway::Gateway;
 use cambot_gateway::GatewayPolicy;
 use cambot_gateway::IpcService;
+use cambot_gateway::RunBudget;
 use cambot_gateway::RunIdentity;
 use cambot_gateway::RunSocket;
 use cambot_gateway::SendLimits;
@@ -114,6 +115,7 @@ impl World {
             },
             &path,
             None,
+            RunBudget::default(),
         )
         .unwrap();
         Run { socket }

@@ -1,1 +1,4 @@
 mod ipc_auth;
+mod model_proxy;
+mod proxy_world;
+mod socket_limits;

@@ -302,3 +302,38 @@ async fn the_main_group_gets_the_main_only_tools() {
         "{results:?}"
     );
 }
+
+#[tokio::test]
+async fn a_runner_past_its_run_budget_is_cut_off_at_the_gateway_and_does_not_retry() {
+    // The model asks for a tool forever and the runner's own per-turn limit (25 calls) is far
+    // away: only the gateway's budget of 2 requests stops it.
+    let mut host = Host::new(
+        Standin::anthropic().fallback(Script::tool_use("bash", json!({"command": "true"}))),
+    )
+    .await;
+    host.budget = cambot_gateway::RunBudget {
+        model_requests: 2,
+        ..cambot_gateway::RunBudget::default()
+    };
+    let mut run = host.spawn(FOLDER, CHAT, start("loop", None)).await;
+    let message = loop {
+        match run.next().await {
+            RunnerToHost::Error { message, .. } => break message,
+            RunnerToHost::Result { text, .. } => panic!("the turn ended: {text:?}"),
+            _ => {}
+        }
+    };
+    assert!(message.contains("budget"), "{message}");
+    assert_eq!(run.close().await, 1);
+    assert_eq!(
+        host.standin.request_count(),
+        2,
+        "nothing more reached the upstream"
+    );
+    let refused = host
+        .gateway
+        .stats()
+        .refused_by_budget
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(refused, 1, "the runner took the refusal as final: no retry");
+}

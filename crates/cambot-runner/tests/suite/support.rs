@@ -12,6 +12,7 @@ use cambot_gateway::Gateway;
 use cambot_gateway::GatewayPolicy;
 use cambot_gateway::IpcService;
 use cambot_gateway::ModelUpstream;
+use cambot_gateway::RunBudget;
 use cambot_gateway::RunIdentity;
 use cambot_gateway::RunSocket;
 use cambot_gateway::Secret;
@@ -40,6 +41,8 @@ pub(crate) struct Host {
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) standin: StandinHandle,
     pub(crate) layout: DataLayout,
+    /// The model budget the gateway enforces on each run this host starts.
+    pub(crate) budget: RunBudget,
 }
 
 impl Host {
@@ -119,6 +122,7 @@ impl Host {
             gateway,
             standin,
             layout,
+            budget: RunBudget::default(),
         }
     }
 
@@ -147,6 +151,7 @@ impl Host {
             },
             &path,
             None,
+            self.budget,
         )
         .unwrap();
         start.run_id = run_id.clone();

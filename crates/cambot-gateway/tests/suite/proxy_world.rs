@@ -1,0 +1,119 @@
+//! A gateway with model upstreams (loopback stand-ins) and one run's real socket, for the
+//! model-proxy and socket-limit suites.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cambot_core::SqliteStore;
+use cambot_core::Store;
+use cambot_gateway::Gateway;
+use cambot_gateway::GatewayPolicy;
+use cambot_gateway::IpcService;
+use cambot_gateway::ModelUpstream;
+use cambot_gateway::RunBudget;
+use cambot_gateway::RunIdentity;
+use cambot_gateway::RunSocket;
+use cambot_gateway::Secret;
+use cambot_gateway::SendLimits;
+use cambot_protocol::ChatJid;
+use cambot_protocol::DataLayout;
+use cambot_protocol::GroupFolder;
+use cambot_protocol::RUN_TOKEN_HEADER;
+use cambot_protocol::RunId;
+use cambot_protocol::TenantId;
+use cambot_testkit::uds;
+use cambot_testkit::uds::UdsResponse;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
+
+pub(crate) struct ProxyWorld {
+    _dir: tempfile::TempDir,
+    pub(crate) socket: RunSocket,
+}
+
+/// An upstream entry named `name` of `dialect` at `base_url`, with the host's key `sk-host`.
+pub(crate) fn upstream(name: &str, dialect: &str, base_url: &str) -> ModelUpstream {
+    ModelUpstream {
+        name: name.to_owned(),
+        dialect: dialect.to_owned(),
+        base_url: base_url.to_owned(),
+        api_key: Some(Secret::new("sk-host")),
+    }
+}
+
+impl ProxyWorld {
+    pub(crate) async fn new(upstreams: Vec<ModelUpstream>, budget: RunBudget) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("cambot.db")).unwrap());
+        let ipc = Arc::new(IpcService::new(
+            store,
+            DataLayout::new(dir.path()),
+            Arc::new(|| {}),
+            chrono_tz::UTC,
+            Arc::new(|_| Box::pin(async {})),
+            SendLimits::default(),
+        ));
+        let gateway = Gateway::new(ipc, upstreams, GatewayPolicy::standard()).unwrap();
+        let run_id = RunId::from_bytes(rand::random());
+        let socket = RunSocket::bind(
+            gateway,
+            RunIdentity {
+                run_id,
+                tenant: TenantId::default_tenant(),
+                folder: GroupFolder::new("main").unwrap(),
+                chat_jid: ChatJid::new("main@g.us").unwrap(),
+            },
+            &dir.path().join("host.sock"),
+            None,
+            budget,
+        )
+        .unwrap();
+        Self { _dir: dir, socket }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.socket.path()
+    }
+
+    /// One request with the run's token (plus `headers`), like the runner sends it.
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> UdsResponse {
+        let mut all = vec![(RUN_TOKEN_HEADER, self.socket.token())];
+        all.extend_from_slice(headers);
+        uds::request(self.socket.path(), method, path, &all, body)
+            .await
+            .unwrap()
+    }
+
+    /// Writes `head` (with the run token added, then a blank line) and `body` on a raw
+    /// connection while reading the answer; returns the answer's status. The server may answer
+    /// and hang up before the body is written: write errors are expected then.
+    pub(crate) async fn raw(&self, head: &str, body: Vec<u8>) -> u16 {
+        let stream = tokio::net::UnixStream::connect(self.path()).await.unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        let head = format!(
+            "{head}\r\n{RUN_TOKEN_HEADER}: {}\r\n\r\n",
+            self.socket.token()
+        );
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(head.as_bytes()).await;
+            let _ = wr.write_all(&body).await;
+            wr
+        });
+        let mut answer = Vec::new();
+        let _ = rd.read_to_end(&mut answer).await;
+        drop(writer.await.unwrap());
+        let text = String::from_utf8_lossy(&answer);
+        text.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"))
+    }
+}
