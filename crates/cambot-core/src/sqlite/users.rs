@@ -97,6 +97,17 @@ fn insert_refresh(conn: &Connection, row: &RefreshTokenRow, now_ms: i64) -> Resu
     Ok(())
 }
 
+/// A presented refresh token's row.
+struct Presented {
+    family: String,
+    tenant: String,
+    user_id: String,
+    expires_ms: i64,
+    used: bool,
+    revoked: bool,
+    family_start: i64,
+}
+
 /// Changes one user row and, when it existed and `revoke` says so, revokes every refresh token
 /// of the user in the same transaction.
 fn update_user(
@@ -366,26 +377,34 @@ impl UserStore for SqliteStore {
     ) -> StoreFuture<'a, RefreshRotation> {
         let (old_hash, new_hash) = (old_hash.to_owned(), new_hash.to_owned());
         self.transaction(move |tx| {
-            let row: Option<(String, String, String, i64, Option<i64>, bool, i64)> = tx
+            let row = tx
                 .query_row(
                     "SELECT family, tenant, user_id, expires_ms, used_ms, revoked,
                             family_created_ms
                      FROM web_refresh_tokens WHERE hash = ?1",
                     params![old_hash],
                     |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                        ))
+                        Ok(Presented {
+                            family: r.get(0)?,
+                            tenant: r.get(1)?,
+                            user_id: r.get(2)?,
+                            expires_ms: r.get(3)?,
+                            used: r.get::<_, Option<i64>>(4)?.is_some(),
+                            revoked: r.get(5)?,
+                            family_start: r.get(6)?,
+                        })
                     },
                 )
                 .optional()?;
-            let Some((family, tenant, user_id, expires_ms, used_ms, revoked, family_start)) = row
+            let Some(Presented {
+                family,
+                tenant,
+                user_id,
+                expires_ms,
+                used,
+                revoked,
+                family_start,
+            }) = row
             else {
                 return Ok(RefreshRotation::Invalid);
             };
@@ -393,7 +412,7 @@ impl UserStore for SqliteStore {
             if revoked || expires_ms <= now_ms || family_end <= now_ms {
                 return Ok(RefreshRotation::Invalid);
             }
-            if used_ms.is_some() {
+            if used {
                 // A used token presented again: a stolen token was replayed.
                 tx.execute(
                     "UPDATE web_refresh_tokens SET revoked = 1 WHERE family = ?1",
