@@ -310,13 +310,21 @@ pub struct RefreshTokenRow {
     pub tenant: TenantId,
     pub user_id: String,
     pub expires_ms: i64,
+    /// When the family's first token was issued (ms): the family ends at this plus its
+    /// absolute lifetime, however often it rotates.
+    pub family_created_ms: i64,
 }
 
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshRotation {
-    /// The token was valid and unused: it is now used, and the new one is stored.
-    Rotated { tenant: TenantId, user_id: String },
+    /// The token was valid and unused: it is now used, and the new one is stored with
+    /// `expires_ms` (the requested expiry, cut at the end of the family's lifetime).
+    Rotated {
+        tenant: TenantId,
+        user_id: String,
+        expires_ms: i64,
+    },
     /// The token was already used: its whole family is now revoked.
     Reused,
     /// Unknown, expired or revoked.

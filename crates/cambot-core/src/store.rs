@@ -308,6 +308,14 @@ pub trait UserStore: Send + Sync {
         disabled: bool,
     ) -> StoreFuture<'a, bool>;
 
+    /// Users (of every tenant) whose row changed at or after `since_ms`, by their `updated_ms`.
+    /// The web channel polls it to notice users disabled by another process (the admin CLI).
+    fn users_updated_since(&self, since_ms: i64) -> StoreFuture<'_, Vec<UserRow>>;
+
+    /// Bumped whenever this handle changes a user (disable, enable, password), so that open
+    /// connections of a disabled user end at once rather than at the next poll.
+    fn user_changes(&self) -> tokio::sync::watch::Receiver<u64>;
+
     /// Returns whether the user exists.
     fn set_user_password<'a>(
         &'a self,
@@ -336,12 +344,14 @@ pub trait UserStore: Send + Sync {
     fn insert_refresh<'a>(&'a self, row: &'a RefreshTokenRow) -> StoreFuture<'a, ()>;
 
     /// Presents a refresh token (by hash): when valid, marks it used and stores its successor;
-    /// when already used, revokes its whole family.
+    /// when already used, revokes its whole family. A family older than `family_lifetime_ms`
+    /// (from its first token) is invalid, and a successor never outlives it.
     fn rotate_refresh<'a>(
         &'a self,
         old_hash: &'a str,
         new_hash: &'a str,
         new_expires_ms: i64,
+        family_lifetime_ms: i64,
         now_ms: i64,
     ) -> StoreFuture<'a, RefreshRotation>;
 

@@ -1,11 +1,13 @@
 //! The HTTP API: sign-in and token refresh, sessions, history, messages, uploads, and the
 //! embedded page.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::ConnectInfo;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Path;
 use axum::extract::Query;
@@ -29,6 +31,8 @@ use crate::web::app::ApiError;
 use crate::web::app::App;
 use crate::web::app::Caller;
 use crate::web::history;
+use crate::web::limits::address_key;
+use crate::web::limits::client_ip;
 use crate::web::security;
 use crate::web::tokens::hash_refresh_token;
 use crate::web::tokens::new_refresh_token;
@@ -112,8 +116,12 @@ struct TokenResponse {
     user: String,
 }
 
+/// Sign-in. Throttled per source address (failed attempts; at most a few password checks in
+/// flight) and per user name (every attempt), before any password work is done.
 async fn login(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<LoginBody>,
 ) -> Result<Response, ApiError> {
     let tenant = match body.tenant.as_deref().filter(|t| !t.is_empty()) {
@@ -123,33 +131,51 @@ async fn login(
     if !valid_user_name(&body.user) || body.password.len() > 1024 {
         return Err(ApiError::Unauthorized);
     }
+    let address = address_key(client_ip(peer, &headers, &app.config.trusted_proxies));
+    if !app.sign_in_addresses.allow(&address) {
+        tracing::warn!(address = %address, "web: sign-ins from this address throttled");
+        return Err(ApiError::RateLimited(
+            app.sign_in_addresses.retry_after().as_secs(),
+        ));
+    }
     if !app.sign_ins.allow(&format!("{tenant}/{}", body.user)) {
         return Err(ApiError::RateLimited(app.sign_ins.retry_after().as_secs()));
     }
+    let Some(_slot) = app.sign_in_flight.try_enter(&address) else {
+        return Err(ApiError::RateLimited(1));
+    };
     let user = app
         .check_password(&tenant, &body.user, body.password)
         .await?
         .ok_or(ApiError::Unauthorized)?;
+    // Only failures count against the address: a shared address (NAT) keeps signing in.
+    app.sign_in_addresses.refund(&address);
     let refresh = new_refresh_token();
+    let now = now_ms();
+    let family_end = now.saturating_add(secs_to_ms(app.config.refresh_family_ttl_secs));
+    let expires_ms = refresh_expiry(&app).min(family_end);
     app.users
         .insert_refresh(&RefreshTokenRow {
             hash: hash_refresh_token(&refresh),
             family: random_id(),
             tenant: user.tenant.clone(),
             user_id: user.id.clone(),
-            expires_ms: refresh_expiry(&app),
+            expires_ms,
+            family_created_ms: now,
         })
         .await?;
     tracing::info!(tenant = %user.tenant, user = %user.id, "web: signed in");
-    token_response(&app, &user.tenant, &user.id, &refresh).await
+    token_response(&app, &user.tenant, &user.id, &refresh, expires_ms).await
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000)
 }
 
 fn refresh_expiry(app: &App) -> i64 {
-    now_ms().saturating_add(
-        i64::try_from(app.config.refresh_token_ttl_secs)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000),
-    )
+    now_ms().saturating_add(secs_to_ms(app.config.refresh_token_ttl_secs))
 }
 
 async fn token_response(
@@ -157,6 +183,7 @@ async fn token_response(
     tenant: &TenantId,
     user: &str,
     refresh: &str,
+    refresh_expires_ms: i64,
 ) -> Result<Response, ApiError> {
     let (access_token, expires_at) = app
         .tokens
@@ -171,19 +198,13 @@ async fn token_response(
         user: user.to_owned(),
     })
     .into_response();
-    set_cookie(
-        &mut response,
-        &refresh_cookie(app, refresh, app.config.refresh_token_ttl_secs),
-    );
+    let max_age = u64::try_from(refresh_expires_ms.saturating_sub(now_ms()) / 1000).unwrap_or(0);
+    set_cookie(&mut response, &refresh_cookie(app, refresh, max_age));
     Ok(response)
 }
 
 fn refresh_cookie(app: &App, value: &str, max_age: u64) -> String {
-    let secure = if app.config.cookie_secure {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if app.cookie_secure { "; Secure" } else { "" };
     format!(
         "{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/api/auth; Max-Age={max_age}{secure}"
     )
@@ -234,11 +255,16 @@ async fn refresh(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
             &hash_refresh_token(&old),
             &hash_refresh_token(&new),
             refresh_expiry(&app),
+            secs_to_ms(app.config.refresh_family_ttl_secs),
             now_ms(),
         )
         .await?;
     match rotation {
-        RefreshRotation::Rotated { tenant, user_id } => {
+        RefreshRotation::Rotated {
+            tenant,
+            user_id,
+            expires_ms,
+        } => {
             // A disabled (or deleted) user's refresh fails, and the new token dies with it.
             if app.check_user(&tenant, &user_id, false).await.is_err() {
                 app.users
@@ -246,7 +272,7 @@ async fn refresh(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
                     .await?;
                 return Ok(unauthorized_clearing_cookie(&app));
             }
-            token_response(&app, &tenant, &user_id, &new).await
+            token_response(&app, &tenant, &user_id, &new, expires_ms).await
         }
         RefreshRotation::Reused => {
             tracing::warn!(

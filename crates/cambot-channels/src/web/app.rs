@@ -29,9 +29,10 @@ use crate::channel::GroupRegistrationRequest;
 use crate::error::HostError;
 use crate::web::config::WebConfig;
 use crate::web::hub::Hub;
+use crate::web::limits::InFlight;
 use crate::web::limits::RateLimiter;
-use crate::web::passwords;
 use crate::web::passwords::PasswordError;
+use crate::web::passwords::PasswordPool;
 use crate::web::tokens::Identity;
 use crate::web::tokens::Tokens;
 use crate::web::tokens::now_ms;
@@ -56,7 +57,17 @@ pub(crate) struct App {
     pub(crate) epoch: String,
     pub(crate) requests: RateLimiter,
     pub(crate) messages: RateLimiter,
+    /// Sign-in attempts per user name.
     pub(crate) sign_ins: RateLimiter,
+    /// Failed sign-ins per source address ([`crate::web::limits::address_key`]).
+    pub(crate) sign_in_addresses: RateLimiter,
+    /// Password checks in flight per source address.
+    pub(crate) sign_in_flight: InFlight,
+    pub(crate) passwords: PasswordPool,
+    /// `config.cookie_secure` resolved against the listen address.
+    pub(crate) cookie_secure: bool,
+    /// Users just disabled: their open WebSockets close.
+    pub(crate) revoked: tokio::sync::broadcast::Sender<Arc<(TenantId, String)>>,
     pub(crate) connections: Arc<tokio::sync::Semaphore>,
     pub(crate) assistant_name: String,
     pub(crate) cancel: CancellationToken,
@@ -159,9 +170,15 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if let Self::RateLimited(secs) = self
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+            && let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if self == Self::Unavailable {
+            // Busy (password threads, connections): worth retrying shortly.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if self == Self::Unauthorized {
             response
@@ -215,7 +232,7 @@ impl App {
         }
     }
 
-    /// Checks a password on the password thread. `None` for an unknown user, a wrong
+    /// Checks a password on a password thread. `None` for an unknown user, a wrong
     /// password or a disabled user (the caller cannot tell which).
     pub(crate) async fn check_password(
         &self,
@@ -224,7 +241,9 @@ impl App {
         password: String,
     ) -> Result<Option<UserRow>, ApiError> {
         let row = self.users.user(tenant, user).await?;
-        let ok = passwords::check_password(password, row.as_ref().map(|r| r.password_hash.clone()))
+        let ok = self
+            .passwords
+            .check(password, row.as_ref().map(|r| r.password_hash.clone()))
             .await?;
         Ok(row.filter(|r| ok && !r.disabled))
     }

@@ -175,3 +175,68 @@ async fn tokens_are_signed_with_keys_kept_in_the_store() {
     assert_eq!((identity.tenant, identity.user.as_str()), (tenant, "alice"));
     assert!(!identity.external);
 }
+
+fn channel_with(config: &WebConfig) -> Result<WebChannel, crate::ChannelError> {
+    let dir = std::env::temp_dir();
+    let host = StoreHost {
+        store: Arc::new(SqliteStore::open_in_memory().unwrap()),
+        layout: DataLayout::new(&dir),
+    };
+    let opts = ChannelOpts {
+        host: Arc::new(host),
+        assistant_name: "Andy".into(),
+    };
+    WebChannel::new(opts, config)
+}
+
+/// The refresh cookie is Secure by default unless the listener is loopback; an explicit
+/// setting wins either way. (The channel is built, not connected: nothing listens.)
+#[test]
+fn the_secure_cookie_flag_follows_the_listen_address_unless_configured() {
+    for (listen, setting, secure) in [
+        ("0.0.0.0:8080", None, true),
+        ("[::]:8080", None, true),
+        ("192.0.2.10:443", None, true),
+        ("chat.example.com:443", None, true),
+        ("127.0.0.1:8080", None, false),
+        ("127.0.0.2:8080", None, false),
+        ("[::1]:8080", None, false),
+        ("[::ffff:127.0.0.1]:8080", None, false),
+        ("localhost:8080", None, false),
+        ("0.0.0.0:8080", Some(false), false),
+        ("127.0.0.1:8080", Some(true), true),
+    ] {
+        let config = WebConfig {
+            listen: listen.into(),
+            cookie_secure: setting,
+            ..WebConfig::default()
+        };
+        assert_eq!(
+            config.resolved_cookie_secure(),
+            secure,
+            "{listen} {setting:?}"
+        );
+        let channel = channel_with(&config).unwrap();
+        assert_eq!(channel.cookie_secure(), secure, "{listen} {setting:?}");
+    }
+}
+
+#[test]
+fn zero_lifetimes_are_refused_with_the_key_named() {
+    for (mutate, key) in [
+        (
+            (|c: &mut WebConfig| c.refresh_family_ttl_secs = 0) as fn(&mut WebConfig),
+            "refresh_family_ttl_secs",
+        ),
+        (|c: &mut WebConfig| c.user_check_secs = 0, "user_check_secs"),
+        (
+            |c: &mut WebConfig| c.sign_ins_in_flight_per_address = 0,
+            "sign_ins_in_flight_per_address",
+        ),
+    ] {
+        let mut config = WebConfig::default();
+        mutate(&mut config);
+        let err = channel_with(&config).unwrap_err().to_string();
+        assert!(err.contains(key), "{err}");
+    }
+}

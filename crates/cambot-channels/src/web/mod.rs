@@ -1,8 +1,10 @@
 //! The web chat channel: an HTTP API and a WebSocket (axum) plus an embedded single-page UI.
 //!
-//! - Users belong to a tenant and sign in with a password (Argon2id, checked on one dedicated
-//!   thread, see [`passwords`]); sign-in returns a short-lived EdDSA access JWT and sets a
-//!   rotating refresh token in an HttpOnly, SameSite=Strict cookie (see [`tokens`]).
+//! - Users belong to a tenant and sign in with a password (Argon2id, checked on a small pool of
+//!   dedicated threads, see [`passwords`]); sign-in is throttled per user name and per source
+//!   address; it returns a short-lived EdDSA access JWT and sets a rotating refresh token in an
+//!   HttpOnly, SameSite=Strict cookie (see [`tokens`]) whose family has an absolute lifetime.
+//! - A WebSocket closes when its access token expires or its user is disabled (see `revoke`).
 //! - Users, signing keys, refresh tokens and sessions live in cambot's store, reached through
 //!   [`cambot_core::UserStore`] ([`crate::ChannelHost::users`]); uploads are files under the
 //!   data directory ([`crate::ChannelHost::data_layout`]).
@@ -21,6 +23,7 @@ mod history;
 pub mod hub;
 mod limits;
 pub mod passwords;
+mod revoke;
 mod security;
 pub mod tokens;
 mod uploads;
@@ -53,6 +56,8 @@ use crate::web::app::App;
 
 const NAME: &str = "web";
 const JID_PREFIX: &str = "web:";
+/// Disabled-user notices queued per open socket (a socket that falls behind re-checks its user).
+const REVOKED_CAPACITY: usize = 64;
 
 /// The web chat channel.
 pub struct WebChannel {
@@ -60,6 +65,7 @@ pub struct WebChannel {
     connected: AtomicBool,
     local_addr: Mutex<Option<SocketAddr>>,
     server: Mutex<Option<JoinHandle<()>>>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for WebChannel {
@@ -84,7 +90,11 @@ impl WebChannel {
             .host
             .data_layout()
             .ok_or_else(|| missing("data directory"))?;
+        config.validate().map_err(ChannelError::Config)?;
         let tokens = tokens::Tokens::new(Arc::clone(&users), config)?;
+        let passwords =
+            passwords::PasswordPool::new(config.password_workers, config.password_queue)
+                .map_err(|e| ChannelError::Config(format!("web: {e}")))?;
         let app = App {
             host: opts.host,
             users,
@@ -96,6 +106,11 @@ impl WebChannel {
             requests: limits::RateLimiter::new(config.requests_per_minute),
             messages: limits::RateLimiter::new(config.messages_per_minute),
             sign_ins: limits::RateLimiter::new(config.sign_ins_per_minute),
+            sign_in_addresses: limits::RateLimiter::new(config.sign_ins_per_address_per_minute),
+            sign_in_flight: limits::InFlight::new(config.sign_ins_in_flight_per_address),
+            passwords,
+            cookie_secure: config.resolved_cookie_secure(),
+            revoked: tokio::sync::broadcast::channel(REVOKED_CAPACITY).0,
             connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
             assistant_name: opts.assistant_name,
             cancel: CancellationToken::new(),
@@ -105,7 +120,13 @@ impl WebChannel {
             connected: AtomicBool::new(false),
             local_addr: Mutex::new(None),
             server: Mutex::new(None),
+            watcher: Mutex::new(None),
         })
+    }
+
+    /// Whether the refresh cookie is marked `Secure` (configured, or resolved from `listen`).
+    pub fn cookie_secure(&self) -> bool {
+        self.app.cookie_secure
     }
 
     /// The address the server listens on (after `connect`).
@@ -145,7 +166,9 @@ impl Channel for WebChannel {
             let router = api::routes(Arc::clone(&self.app));
             let cancel = self.app.cancel.clone();
             let handle = tokio::spawn(async move {
-                let served = axum::serve(listener, router)
+                // The peer address is what sign-in throttling counts against.
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                let served = axum::serve(listener, service)
                     .with_graceful_shutdown(async move { cancel.cancelled().await })
                     .await;
                 if let Err(e) = served {
@@ -153,6 +176,8 @@ impl Channel for WebChannel {
                 }
             });
             *locks::lock("web server task", &self.server) = Some(handle);
+            let watcher = tokio::spawn(revoke::watch_users(Arc::clone(&self.app)));
+            *locks::lock("web user watcher", &self.watcher) = Some(watcher);
             *locks::lock("web local address", &self.local_addr) = Some(addr);
             self.connected.store(true, Ordering::SeqCst);
             tracing::info!(address = %addr, "web chat listening on http://{addr}/");
@@ -192,6 +217,13 @@ impl Channel for WebChannel {
     fn disconnect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {
         Box::pin(async move {
             self.app.cancel.cancel();
+            let watcher = locks::lock("web user watcher", &self.watcher).take();
+            if let Some(watcher) = watcher {
+                // It stops on the cancellation above; awaiting it only reaps the task.
+                if let Err(e) = watcher.await {
+                    tracing::warn!(error = %e, "web: user watcher failed");
+                }
+            }
             let handle = locks::lock("web server task", &self.server).take();
             if let Some(handle) = handle
                 && tokio::time::timeout(std::time::Duration::from_secs(5), handle)

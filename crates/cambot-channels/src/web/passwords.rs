@@ -1,6 +1,7 @@
-//! Web chat passwords: Argon2id PHC strings, checked on one dedicated thread.
+//! Web chat passwords: Argon2id PHC strings, checked on a small pool of dedicated threads.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::sync::mpsc::SyncSender;
 
@@ -46,7 +47,7 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 /// Most Argon2 memory a stored hash may ask for (blocks of 1 KiB): 256 MiB.
 const MAX_ARGON2_BLOCKS: usize = 256 * 1024;
 
-/// [`verify_password`] with caller-owned Argon2 working memory, reused across checks (the
+/// [`verify_password`] with caller-owned Argon2 working memory, reused across checks (each
 /// password thread keeps one buffer instead of allocating 19 MiB per sign-in).
 pub fn verify_password_with(password: &str, phc: &str, blocks: &mut Vec<argon2::Block>) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else {
@@ -97,64 +98,88 @@ fn dummy_hash() -> &'static str {
 
 type PasswordJob = Box<dyn FnOnce(&mut Vec<argon2::Block>) + Send>;
 
-/// Sign-ins waiting for the password thread; more are refused (503) rather than queued.
-const PASSWORD_QUEUE: usize = 64;
+/// The password threads: a fixed number of dedicated threads sharing one short queue. Argon2id
+/// needs 19 MiB per check: on the blocking pool, parallel checks would multiply that (a cheap
+/// memory attack), and each pool thread's allocator arena would keep its 19 MiB afterwards. A
+/// full queue refuses the check ([`PasswordError::Busy`]) instead of letting waits grow. The
+/// threads end when the pool is dropped (their queue closes).
+pub(crate) struct PasswordPool {
+    queue: SyncSender<PasswordJob>,
+    workers: usize,
+}
 
-/// Every password check runs on one dedicated thread. Argon2id needs 19 MiB per check: on the
-/// blocking pool, parallel checks would multiply that (a cheap memory attack), and each pool
-/// thread's allocator arena would keep its 19 MiB afterwards. The thread lives as long as the
-/// process and only ever waits on its queue.
-fn password_worker() -> Result<&'static SyncSender<PasswordJob>, PasswordError> {
-    static WORKER: OnceLock<Result<SyncSender<PasswordJob>, Arc<std::io::Error>>> = OnceLock::new();
-    WORKER
-        .get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<PasswordJob>(PASSWORD_QUEUE);
+impl std::fmt::Debug for PasswordPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordPool")
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordPool {
+    /// `workers` threads (0: one per core) and a queue of `queue` waiting checks.
+    pub(crate) fn new(workers: usize, queue: usize) -> Result<Self, PasswordError> {
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            workers
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<PasswordJob>(queue);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers {
+            let rx = Arc::clone(&rx);
             std::thread::Builder::new()
-                .name("cambot-password".into())
+                .name(format!("cambot-password-{i}"))
                 .spawn(move || {
                     let mut blocks = Vec::new();
-                    while let Ok(job) = rx.recv() {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(poisoned) => poisoned.into_inner().recv(),
+                        };
+                        let Ok(job) = job else { return };
                         job(&mut blocks);
                     }
                 })
-                .map(|_| tx)
-                .map_err(Arc::new)
-        })
-        .as_ref()
-        .map_err(|e| PasswordError::Thread(Arc::clone(e)))
-}
-
-async fn on_password_thread<T: Send + 'static>(
-    f: impl FnOnce(&mut Vec<argon2::Block>) -> T + Send + 'static,
-) -> Result<T, PasswordError> {
-    let worker = password_worker()?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    worker
-        .try_send(Box::new(move |blocks| {
-            let _ = tx.send(f(blocks));
-        }))
-        .map_err(|e| match e {
-            std::sync::mpsc::TrySendError::Full(_) => PasswordError::Busy,
-            std::sync::mpsc::TrySendError::Disconnected(_) => PasswordError::Stopped,
-        })?;
-    rx.await.map_err(|_| PasswordError::Stopped)
-}
-
-/// Checks `password` against a stored PHC string on the password thread. With no stored hash
-/// (unknown user) it checks against a dummy hash and answers false, so the caller cannot be
-/// told apart by timing.
-pub(crate) async fn check_password(
-    password: String,
-    stored: Option<String>,
-) -> Result<bool, PasswordError> {
-    on_password_thread(move |blocks| match stored {
-        Some(phc) => verify_password_with(&password, &phc, blocks),
-        None => {
-            verify_password_with(&password, dummy_hash(), blocks);
-            false
+                .map_err(|e| PasswordError::Thread(Arc::new(e)))?;
         }
-    })
-    .await
+        Ok(Self { queue: tx, workers })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Vec<argon2::Block>) -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue
+            .try_send(Box::new(move |blocks| {
+                let _ = tx.send(f(blocks));
+            }))
+            .map_err(|e| match e {
+                std::sync::mpsc::TrySendError::Full(_) => PasswordError::Busy,
+                std::sync::mpsc::TrySendError::Disconnected(_) => PasswordError::Stopped,
+            })?;
+        rx.await.map_err(|_| PasswordError::Stopped)
+    }
+
+    /// Checks `password` against a stored PHC string on a password thread. With no stored hash
+    /// (unknown user) it checks against a dummy hash and answers false, so the caller cannot be
+    /// told apart by timing.
+    pub(crate) async fn check(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        self.run(move |blocks| match stored {
+            Some(phc) => verify_password_with(&password, &phc, blocks),
+            None => {
+                verify_password_with(&password, dummy_hash(), blocks);
+                false
+            }
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

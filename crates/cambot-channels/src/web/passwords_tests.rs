@@ -29,18 +29,42 @@ fn passwords_hash_with_argon2id_and_verify() {
 }
 
 #[tokio::test]
-async fn checks_run_on_the_password_thread_and_unknown_users_fail() {
+async fn checks_run_on_the_password_threads_and_unknown_users_fail() {
+    let pool = PasswordPool::new(2, 4).unwrap();
     let phc = hash_password("correct horse").unwrap();
     assert!(
-        check_password("correct horse".into(), Some(phc.clone()))
+        pool.check("correct horse".into(), Some(phc.clone()))
             .await
             .unwrap()
     );
-    assert!(!check_password("wrong".into(), Some(phc)).await.unwrap());
+    assert!(!pool.check("wrong".into(), Some(phc)).await.unwrap());
     // No stored hash: checked against the dummy hash (same cost), never accepted.
     assert!(
-        !check_password("cambot-dummy-password".into(), None)
+        !pool
+            .check("cambot-dummy-password".into(), None)
             .await
             .unwrap()
     );
+}
+
+/// Beyond the threads and the queue, a check is refused at once rather than queued.
+#[tokio::test]
+async fn a_full_queue_refuses_instead_of_waiting() {
+    let pool = PasswordPool::new(1, 1).unwrap();
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    // Occupies the only thread until released (the first poll queues the job).
+    let mut busy = Box::pin(pool.run(move |_| {
+        let _ = started_tx.send(());
+        let _ = hold.recv();
+    }));
+    assert!(futures::poll!(&mut busy).is_pending());
+    started.await.unwrap();
+    // Fills the queue.
+    let mut queued = Box::pin(pool.run(|_| 1));
+    assert!(futures::poll!(&mut queued).is_pending());
+    assert!(matches!(pool.run(|_| 2).await, Err(PasswordError::Busy)));
+    release.send(()).unwrap();
+    busy.await.unwrap();
+    assert_eq!(queued.await.unwrap(), 1);
 }

@@ -2,7 +2,8 @@
 //!
 //! cambot's own access tokens are EdDSA (Ed25519) JWTs with a pinned algorithm: the header must
 //! say `EdDSA` and name a `kid` of a stored key, the key's tenant must equal the `tid` claim, and
-//! `iss`, `aud`, `exp`, `iat`, `sub`, `tid`, `jti` are all required. Each tenant has its own
+//! `iss`, `aud`, `exp`, `iat`, `sub`, `tid`, `jti` are all required; an `nbf` (own or external
+//! token) must not be in the future (both with [`LEEWAY_SECS`] of clock skew). Each tenant has its own
 //! keys; a key is replaced after `key_rotation_secs` and deleted once no token it signed can
 //! still be valid. Refresh tokens are 256 random bits, stored only as SHA-256 hashes.
 
@@ -34,7 +35,7 @@ use crate::locks;
 use crate::web::config::ExternalIssuer;
 use crate::web::config::WebConfig;
 
-/// Clock skew tolerated on `exp` and `iat` (seconds).
+/// Clock skew tolerated on `exp`, `nbf` and `iat` (seconds).
 pub const LEEWAY_SECS: u64 = 30;
 /// Longest lifetime (`exp - iat`) an accepted token may claim (seconds).
 const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
@@ -299,6 +300,8 @@ impl Tokens {
         let mut v = Validation::new(Algorithm::EdDSA);
         v.algorithms = vec![Algorithm::EdDSA];
         v.leeway = LEEWAY_SECS;
+        // A token that is not valid yet (`nbf` in the future) is refused; `nbf` is optional.
+        v.validate_nbf = true;
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -353,6 +356,8 @@ fn verify_external(ext: &External, token: &str, header: &Header) -> Result<Ident
     let mut v = Validation::new(*alg);
     v.algorithms = vec![*alg];
     v.leeway = LEEWAY_SECS;
+    // A token that is not valid yet (`nbf` in the future) is refused; `nbf` is optional.
+    v.validate_nbf = true;
     v.set_issuer(&[&ext.issuer]);
     v.set_audience(&[&ext.audience]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);

@@ -17,6 +17,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use cambot_protocol::ChatJid;
+use cambot_protocol::TenantId;
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast;
@@ -26,6 +27,7 @@ use crate::web::app::App;
 use crate::web::app::Caller;
 use crate::web::hub::StreamEvent;
 use crate::web::security;
+use crate::web::tokens::now_ms;
 use crate::web::tokens::now_secs;
 
 /// A socket must authenticate within this time.
@@ -84,11 +86,25 @@ struct Subscribed {
     last_seq: u64,
 }
 
+/// When a token that expires at `exp` (seconds since the epoch) stops being valid, as an
+/// instant of the runtime's clock.
+fn expiry_instant(exp: u64) -> tokio::time::Instant {
+    let exp_ms = i64::try_from(exp)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let left = u64::try_from(exp_ms.saturating_sub(now_ms())).unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_millis(left)
+}
+
 async fn serve(app: Arc<App>, mut socket: WebSocket, _permit: OwnedSemaphorePermit) {
     let mut caller: Option<Caller> = None;
     let mut sub: Option<Subscribed> = None;
+    let mut revoked = app.revoked.subscribe();
     let auth_deadline = tokio::time::sleep(AUTH_TIMEOUT);
     tokio::pin!(auth_deadline);
+    // Reset at each `auth` to the token's expiry; unarmed until then.
+    let expiry = tokio::time::sleep(AUTH_TIMEOUT);
+    tokio::pin!(expiry);
     loop {
         let live = async {
             match sub.as_mut() {
@@ -105,8 +121,25 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, _permit: OwnedSemaphorePerm
                 close(&mut socket, CLOSE_UNAUTHORIZED, "authenticate first").await;
                 return;
             }
+            () = &mut expiry, if caller.is_some() => {
+                close(&mut socket, CLOSE_UNAUTHORIZED, "token expired").await;
+                return;
+            }
+            notice = revoked.recv(), if caller.is_some() => {
+                if let Some(who) = caller.as_ref()
+                    && user_revoked(&app, who, notice).await
+                {
+                    close(&mut socket, CLOSE_UNAUTHORIZED, "user disabled").await;
+                    return;
+                }
+            }
             event = live => {
                 let Some(event) = event else { continue };
+                // Never a push past the token's expiry, even if the timer has not fired yet.
+                if caller.as_ref().is_some_and(|c| c.exp < now_secs()) {
+                    close(&mut socket, CLOSE_UNAUTHORIZED, "token expired").await;
+                    return;
+                }
                 if !forward_live(&app, &mut socket, &mut sub, event).await {
                     return;
                 }
@@ -117,7 +150,14 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, _permit: OwnedSemaphorePerm
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                     Some(Ok(_)) => continue,
                 };
-                match handle_frame(&app, &mut socket, &mut caller, &mut sub, text.as_str()).await {
+                let exp_before = caller.as_ref().map(|c| c.exp);
+                let flow = handle_frame(&app, &mut socket, &mut caller, &mut sub, text.as_str()).await;
+                if let Some(c) = caller.as_ref()
+                    && exp_before != Some(c.exp)
+                {
+                    expiry.as_mut().reset(expiry_instant(c.exp));
+                }
+                match flow {
                     Flow::Continue => {}
                     Flow::Close(code, reason) => {
                         close(&mut socket, code, reason).await;
@@ -204,6 +244,24 @@ async fn forward_live(
 
 fn error_json(e: &ApiError, client_id: Option<&str>) -> serde_json::Value {
     serde_json::json!({"type": "error", "code": e.code(), "message": e.message(), "client_id": client_id})
+}
+
+/// Does a disabled-user notice concern this socket's user? A socket that missed notices
+/// (lagged) re-reads its user.
+async fn user_revoked(
+    app: &App,
+    who: &Caller,
+    notice: Result<Arc<(TenantId, String)>, broadcast::error::RecvError>,
+) -> bool {
+    match notice {
+        Ok(n) => n.0 == who.tenant && n.1 == who.user,
+        Err(broadcast::error::RecvError::Lagged(_)) => app
+            .check_user(&who.tenant, &who.user, who.external)
+            .await
+            .is_err(),
+        // The sender lives in `App`, which outlives every socket.
+        Err(broadcast::error::RecvError::Closed) => false,
+    }
 }
 
 /// The caller may still act: token unexpired, user not disabled.

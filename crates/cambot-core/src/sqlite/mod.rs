@@ -62,6 +62,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "messages appended in insertion order, seq a column",
         sql: include_str!("migrations/0004_messages_append.sql"),
     },
+    Migration {
+        version: 5,
+        name: "refresh token families remember their start",
+        sql: include_str!("migrations/0005_refresh_family_start.sql"),
+    },
 ];
 
 type Shared = Arc<Mutex<Connection>>;
@@ -78,6 +83,8 @@ pub struct SqliteStore {
     /// would be another database).
     reader: Option<Shared>,
     writer: Arc<writer::Writer>,
+    /// Bumped by every user change made through this store (see `UserStore::user_changes`).
+    user_changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -147,6 +154,7 @@ impl SqliteStore {
             conn,
             reader: None,
             writer,
+            user_changes: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 

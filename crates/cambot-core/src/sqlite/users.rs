@@ -81,18 +81,31 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<WebSessionRow>>
 
 fn insert_refresh(conn: &Connection, row: &RefreshTokenRow, now_ms: i64) -> Result<()> {
     conn.execute(
-        "INSERT INTO web_refresh_tokens (hash, family, tenant, user_id, created_ms, expires_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO web_refresh_tokens
+             (hash, family, tenant, user_id, created_ms, expires_ms, family_created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             row.hash,
             row.family,
             row.tenant.as_str(),
             row.user_id,
             now_ms,
-            row.expires_ms
+            row.expires_ms,
+            row.family_created_ms
         ],
     )?;
     Ok(())
+}
+
+/// A presented refresh token's row.
+struct Presented {
+    family: String,
+    tenant: String,
+    user_id: String,
+    expires_ms: i64,
+    used: bool,
+    revoked: bool,
+    family_start: i64,
 }
 
 /// Changes one user row and, when it existed and `revoke` says so, revokes every refresh token
@@ -106,7 +119,8 @@ fn update_user(
     revoke: bool,
 ) -> StoreFuture<'static, bool> {
     let (tenant, id) = (tenant.clone(), id.to_owned());
-    store.transaction(move |tx| {
+    let changes = std::sync::Arc::clone(&store.user_changes);
+    let changed = store.transaction(move |tx| {
         let n = tx.execute(
             &format!(
                 "UPDATE web_users SET {set} = ?3, updated_ms = ?4 WHERE tenant = ?1 AND id = ?2"
@@ -120,6 +134,13 @@ fn update_user(
             )?;
         }
         Ok(n == 1)
+    });
+    Box::pin(async move {
+        let found = changed.await?;
+        if found {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(found)
     })
 }
 
@@ -230,6 +251,21 @@ impl UserStore for SqliteStore {
         })
     }
 
+    fn users_updated_since(&self, since_ms: i64) -> StoreFuture<'_, Vec<UserRow>> {
+        self.read(move |conn| {
+            query(
+                conn,
+                &format!("SELECT {USER_COLUMNS} FROM web_users WHERE updated_ms >= ?1"),
+                params![since_ms],
+                user_row,
+            )
+        })
+    }
+
+    fn user_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.user_changes.subscribe()
+    }
+
     /// Disabling also revokes every refresh token of the user.
     fn set_user_disabled<'a>(
         &'a self,
@@ -336,34 +372,47 @@ impl UserStore for SqliteStore {
         old_hash: &'a str,
         new_hash: &'a str,
         new_expires_ms: i64,
+        family_lifetime_ms: i64,
         now_ms: i64,
     ) -> StoreFuture<'a, RefreshRotation> {
         let (old_hash, new_hash) = (old_hash.to_owned(), new_hash.to_owned());
         self.transaction(move |tx| {
-            let row: Option<(String, String, String, i64, Option<i64>, bool)> = tx
+            let row = tx
                 .query_row(
-                    "SELECT family, tenant, user_id, expires_ms, used_ms, revoked
+                    "SELECT family, tenant, user_id, expires_ms, used_ms, revoked,
+                            family_created_ms
                      FROM web_refresh_tokens WHERE hash = ?1",
                     params![old_hash],
                     |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                        ))
+                        Ok(Presented {
+                            family: r.get(0)?,
+                            tenant: r.get(1)?,
+                            user_id: r.get(2)?,
+                            expires_ms: r.get(3)?,
+                            used: r.get::<_, Option<i64>>(4)?.is_some(),
+                            revoked: r.get(5)?,
+                            family_start: r.get(6)?,
+                        })
                     },
                 )
                 .optional()?;
-            let Some((family, tenant, user_id, expires_ms, used_ms, revoked)) = row else {
+            let Some(Presented {
+                family,
+                tenant,
+                user_id,
+                expires_ms,
+                used,
+                revoked,
+                family_start,
+            }) = row
+            else {
                 return Ok(RefreshRotation::Invalid);
             };
-            if revoked || expires_ms <= now_ms {
+            let family_end = family_start.saturating_add(family_lifetime_ms);
+            if revoked || expires_ms <= now_ms || family_end <= now_ms {
                 return Ok(RefreshRotation::Invalid);
             }
-            if used_ms.is_some() {
+            if used {
                 // A used token presented again: a stolen token was replayed.
                 tx.execute(
                     "UPDATE web_refresh_tokens SET revoked = 1 WHERE family = ?1",
@@ -381,10 +430,15 @@ impl UserStore for SqliteStore {
                 family,
                 tenant: tenant.clone(),
                 user_id: user_id.clone(),
-                expires_ms: new_expires_ms,
+                expires_ms: new_expires_ms.min(family_end),
+                family_created_ms: family_start,
             };
             insert_refresh(tx, &next, now_ms)?;
-            Ok(RefreshRotation::Rotated { tenant, user_id })
+            Ok(RefreshRotation::Rotated {
+                tenant,
+                user_id,
+                expires_ms: next.expires_ms,
+            })
         })
     }
 

@@ -10,6 +10,9 @@ use pretty_assertions::assert_eq;
 
 use super::*;
 
+/// A family lifetime longer than any test's clock.
+const LIFETIME: i64 = 1_000_000;
+
 fn refresh(hash: &str, family: &str, expires_ms: i64) -> RefreshTokenRow {
     RefreshTokenRow {
         hash: hash.into(),
@@ -17,6 +20,7 @@ fn refresh(hash: &str, family: &str, expires_ms: i64) -> RefreshTokenRow {
         tenant: tenant(),
         user_id: "alice".into(),
         expires_ms,
+        family_created_ms: 0,
     }
 }
 
@@ -40,7 +44,9 @@ async fn users_are_unique_per_tenant_and_disabling_revokes_their_refresh_tokens(
     assert!(s.user(&tenant(), "alice").await.unwrap().unwrap().disabled);
     assert!(!s.user(&acme, "alice").await.unwrap().unwrap().disabled);
     assert_eq!(
-        s.rotate_refresh("h1", "h2", i64::MAX, 1).await.unwrap(),
+        s.rotate_refresh("h1", "h2", i64::MAX, LIFETIME, 1)
+            .await
+            .unwrap(),
         RefreshRotation::Invalid
     );
     assert!(
@@ -48,6 +54,32 @@ async fn users_are_unique_per_tenant_and_disabling_revokes_their_refresh_tokens(
             .await
             .unwrap()
     );
+}
+
+/// A user change made through a handle is announced on it at once; changes of any handle (the
+/// admin CLI's) are found by their `updated_ms`.
+#[tokio::test]
+async fn user_changes_are_announced_and_found_by_time() {
+    let s = store();
+    let mut changes = s.user_changes();
+    let before = *changes.borrow_and_update();
+    assert!(s.add_user(&tenant(), "alice", "$argon2id$x").await.unwrap());
+    let t0 = s
+        .user(&tenant(), "alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .updated_ms;
+    assert!(s.set_user_disabled(&tenant(), "alice", true).await.unwrap());
+    assert!(changes.has_changed().unwrap());
+    assert_ne!(*changes.borrow_and_update(), before);
+    // An unknown user changes nothing and announces nothing.
+    assert!(!s.set_user_disabled(&tenant(), "bob", true).await.unwrap());
+    assert!(!changes.has_changed().unwrap());
+    let changed = s.users_updated_since(t0).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert!(changed[0].disabled);
+    assert!(s.users_updated_since(i64::MAX).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -60,33 +92,111 @@ async fn refresh_tokens_rotate_once_and_a_replay_revokes_the_family() {
         .await
         .unwrap();
     assert_eq!(
-        s.rotate_refresh("h1", "h2", 10_000, 5).await.unwrap(),
+        s.rotate_refresh("h1", "h2", 10_000, LIFETIME, 5)
+            .await
+            .unwrap(),
         RefreshRotation::Rotated {
             tenant: tenant(),
-            user_id: "alice".into()
+            user_id: "alice".into(),
+            expires_ms: 10_000,
         }
     );
     assert_eq!(
-        s.rotate_refresh("h1", "h3", 10_000, 6).await.unwrap(),
+        s.rotate_refresh("h1", "h3", 10_000, LIFETIME, 6)
+            .await
+            .unwrap(),
         RefreshRotation::Reused
     );
     // The successor is revoked with its family; another family is untouched.
     assert_eq!(
-        s.rotate_refresh("h2", "h4", 10_000, 7).await.unwrap(),
+        s.rotate_refresh("h2", "h4", 10_000, LIFETIME, 7)
+            .await
+            .unwrap(),
         RefreshRotation::Invalid
     );
     assert!(matches!(
-        s.rotate_refresh("other", "o2", 10_000, 7).await.unwrap(),
+        s.rotate_refresh("other", "o2", 10_000, LIFETIME, 7)
+            .await
+            .unwrap(),
         RefreshRotation::Rotated { .. }
     ));
     // Expired and unknown tokens.
     s.insert_refresh(&refresh("old", "f3", 100)).await.unwrap();
     assert_eq!(
-        s.rotate_refresh("old", "x", 10_000, 100).await.unwrap(),
+        s.rotate_refresh("old", "x", 10_000, LIFETIME, 100)
+            .await
+            .unwrap(),
         RefreshRotation::Invalid
     );
     assert_eq!(
-        s.rotate_refresh("nope", "y", 10_000, 1).await.unwrap(),
+        s.rotate_refresh("nope", "y", 10_000, LIFETIME, 1)
+            .await
+            .unwrap(),
+        RefreshRotation::Invalid
+    );
+}
+
+/// Rotation never extends a family past its first issue plus the lifetime: a successor's
+/// expiry is cut at the family's end, and past the end the family no longer rotates.
+#[tokio::test]
+async fn a_refresh_family_ends_at_its_absolute_lifetime_however_often_it_rotates() {
+    let s = store();
+    let start = 1_000;
+    s.insert_refresh(&RefreshTokenRow {
+        family_created_ms: start,
+        ..refresh("a1", "fam", start + 100)
+    })
+    .await
+    .unwrap();
+    // Each rotation asks for 100 ms more; the family (lifetime 250) ends at 1 250.
+    assert_eq!(
+        s.rotate_refresh("a1", "a2", start + 150, 250, start + 50)
+            .await
+            .unwrap(),
+        RefreshRotation::Rotated {
+            tenant: tenant(),
+            user_id: "alice".into(),
+            expires_ms: start + 150,
+        }
+    );
+    assert_eq!(
+        s.rotate_refresh("a2", "a3", start + 240, 250, start + 140)
+            .await
+            .unwrap(),
+        RefreshRotation::Rotated {
+            tenant: tenant(),
+            user_id: "alice".into(),
+            expires_ms: start + 240,
+        }
+    );
+    assert_eq!(
+        s.rotate_refresh("a3", "a4", start + 330, 250, start + 230)
+            .await
+            .unwrap(),
+        RefreshRotation::Rotated {
+            tenant: tenant(),
+            user_id: "alice".into(),
+            expires_ms: start + 250,
+        },
+        "cut at the family's end"
+    );
+    assert_eq!(
+        s.rotate_refresh("a4", "a5", start + 400, 250, start + 250)
+            .await
+            .unwrap(),
+        RefreshRotation::Invalid
+    );
+    // A token whose own expiry is far off is still refused once its family is over.
+    s.insert_refresh(&RefreshTokenRow {
+        family_created_ms: start,
+        ..refresh("b1", "old-family", i64::MAX)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.rotate_refresh("b1", "b2", i64::MAX, 250, start + 300)
+            .await
+            .unwrap(),
         RefreshRotation::Invalid
     );
 }

@@ -4,6 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cambot_channels::web::tokens::LEEWAY_SECS;
 use cambot_channels::web::tokens::now_secs;
 use cambot_protocol::TenantId;
 use jsonwebtoken::Algorithm;
@@ -250,6 +251,27 @@ async fn a_disabled_users_tokens_stop_working_at_once() {
     f.d.daemon_shutdown().await;
 }
 
+/// A token that is not valid yet (`nbf` beyond the clock-skew leeway) is refused; the same
+/// token with a past `nbf`, or one inside the leeway, is accepted.
+#[tokio::test]
+async fn a_token_with_nbf_in_the_future_is_refused() {
+    let f = fixture().await;
+    let now = now_secs();
+    let past = sign(&f, &claims(json!({"nbf": now - 5})));
+    assert_eq!(status(&f.d, &past).await, 200, "nbf in the past");
+    let within = sign(&f, &claims(json!({"nbf": now + LEEWAY_SECS / 2})));
+    assert_eq!(status(&f.d, &within).await, 200, "nbf within the leeway");
+    let future = sign(&f, &claims(json!({"nbf": now + LEEWAY_SECS + 60})));
+    assert_eq!(status(&f.d, &future).await, 401, "nbf in the future");
+    // Not on the WebSocket either.
+    let mut ws = super::support::Ws::connect(&f.d.ws_url(), None)
+        .await
+        .unwrap();
+    ws.send(json!({"type": "auth", "token": future})).await;
+    assert!(ws.recv().await.is_none(), "the socket is closed");
+    f.d.daemon_shutdown().await;
+}
+
 async fn refresh(d: &WebDaemon, cookie: &str) -> reqwest::Response {
     d.http
         .post(format!("{}/api/auth/refresh", d.base))
@@ -390,6 +412,13 @@ async fn an_external_issuer_with_a_shared_key_is_accepted_only_with_its_claims()
     let mut c = good.clone();
     c["sub"] = json!("disabled-one");
     assert_eq!(status(&d, &make(c)).await, 401, "disabled local user");
+    // `nbf`: within the leeway is accepted, beyond it is not valid yet.
+    let mut c = good.clone();
+    c["nbf"] = json!(now + 10);
+    assert_eq!(status(&d, &make(c)).await, 200, "nbf within the leeway");
+    let mut c = good.clone();
+    c["nbf"] = json!(now + 120);
+    assert_eq!(status(&d, &make(c)).await, 401, "nbf in the future");
     let wrong_key = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &good,

@@ -1,8 +1,10 @@
 //! Web channel tests through the real daemon, router and store, with a scripted runner.
 
 mod browser;
+mod expiry;
 mod hardening;
 mod isolation;
 mod jwt;
+mod sign_in;
 mod stream;
 pub(crate) mod support;
