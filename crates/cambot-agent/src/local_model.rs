@@ -6,7 +6,7 @@
 //! Landlock: unlike the runner, `llama-server` cannot confine itself, so the init shim
 //! (`cambot-sandbox-init`) applies it before exec. Without the shim the server runs with the
 //! namespaces, seccomp and its read-only mounts only; that is logged as a warning at every
-//! start (see [`landlock_shim`]), never silent.
+//! start (see `landlock_shim`), never silent.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
