@@ -66,6 +66,9 @@ pub(crate) struct LaunchOrder {
     pub rlimits: Vec<(u32, u64)>,
     /// (uid, gid) to become before exec.
     pub drop_to: Option<(u32, u32)>,
+    /// Where the run's stdin, stdout and stderr go instead of 0, 1 and 2 (which get
+    /// `/dev/null`): see [`stdio_moves`].
+    pub stdio: Option<[i32; 3]>,
 }
 
 /// The steps between fork (or the launcher's order) and exec, in this order: mount staging
@@ -144,6 +147,30 @@ unsafe fn place_fds(moves: &[(i32, i32)]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The moves that hand this process's stdin, stdout and stderr (the run's pipes) over on `to`
+/// and leave `/dev/null` (`null`) on 0, 1 and 2 for bwrap itself: bwrap's pid 1 keeps 0, 1
+/// and 2 for the whole run and the tools can reach it (it is dumpable), while it closes every
+/// other descriptor and the command inherits them (see [`crate::plan::RUNNER_STDIO_FDS`]).
+/// bwrap's own messages (a failed mount) are lost that way; the runner's log is not.
+pub(crate) fn stdio_moves(null: i32, to: [i32; 3]) -> [(i32, i32); 6] {
+    [
+        (0, to[0]),
+        (1, to[1]),
+        (2, to[2]),
+        (null, 0),
+        (null, 1),
+        (null, 2),
+    ]
+}
+
+/// `/dev/null` for reading and writing (close-on-exec), for [`stdio_moves`].
+pub(crate) fn dev_null() -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+}
+
 /// A sealed-off in-memory file holding `data`, positioned at its start (close-on-exec).
 pub(crate) fn memfd_with(data: &[u8]) -> Result<std::os::fd::OwnedFd, SandboxError> {
     use std::io::Seek;
@@ -201,7 +228,17 @@ fn carry_out(order: &[u8]) -> Result<Infallible, String> {
     for (target, data) in &order.data_fds {
         memfds.push((memfd_with(data).map_err(|e| e.to_string())?, *target));
     }
-    let moves: Vec<(i32, i32)> = memfds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+    let mut moves: Vec<(i32, i32)> = memfds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+    // Kept open until the exec closes it: its number may by now be one of the targets, so
+    // closing it here could close a run's pipe.
+    let _null = match order.stdio {
+        Some(to) => {
+            let null = dev_null().map_err(|e| format!("/dev/null: {e}"))?;
+            moves.extend(stdio_moves(null.as_raw_fd(), to));
+            Some(null)
+        }
+        None => None,
+    };
     let c = |b: &[u8]| std::ffi::CString::new(b).map_err(|e| format!("launch order: {e}"));
     let program = c(order.program.as_os_str().as_bytes())?;
     let mut argv = vec![program.clone()];
@@ -564,6 +601,7 @@ mod tests {
             }]),
             rlimits: vec![(libc::RLIMIT_CORE, 0)],
             drop_to: Some((10000, 10000)),
+            stdio: Some([6, 7, 8]),
         };
         let bytes = serde_json::to_vec(&order).unwrap();
         assert_eq!(
