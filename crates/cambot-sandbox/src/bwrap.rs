@@ -29,8 +29,10 @@ use crate::launch::Launched;
 use crate::launch::LauncherPool;
 use crate::launch::WarmLauncher;
 use crate::launch::child_setup;
+use crate::launch::dev_null;
 use crate::launch::drop_privileges;
 use crate::launch::memfd_with;
+use crate::launch::stdio_moves;
 use crate::plan::RunPlan;
 use crate::stage::Stage;
 
@@ -277,6 +279,7 @@ impl BwrapBackend {
             stage: stage.map(Stage::to_wire),
             rlimits: rlimits_for(plan, limits_degraded),
             drop_to,
+            stdio: plan.stdio_fds(),
         };
         let launched = warm.launch(&order).await?;
         self.launchers.count_launch();
@@ -299,7 +302,18 @@ impl BwrapBackend {
         let job = self.cgroups.take(plan.run_id.as_str(), &plan.limits);
         let limits_degraded = job.as_ref().is_none_or(|j| !j.complete);
         let procs_fds = job.as_ref().map(JobCgroup::procs_fds).unwrap_or_default();
-        let moves: Vec<(i32, i32)> = memfds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+        let mut moves: Vec<(i32, i32)> = memfds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+        let null = match plan.stdio_fds() {
+            Some(to) => {
+                let null = dev_null().map_err(|source| SandboxError::SpawnStep {
+                    step: "opening /dev/null for bwrap's stdio",
+                    source,
+                })?;
+                moves.extend(stdio_moves(null.as_raw_fd(), to));
+                Some(null)
+            }
+            None => None,
+        };
         let rlimits = rlimits_for(plan, limits_degraded);
         let mut cmd = Launched::command(&self.bwrap);
         cmd.args(&bw.args);
@@ -319,7 +333,7 @@ impl BwrapBackend {
             program: self.bwrap.clone(),
             source: e.into(),
         })?;
-        drop(memfds);
+        drop((memfds, null));
         let launched = Launched::from_child(child).map_err(SandboxError::SpawnIo)?;
         tracing::debug!(run = %plan.run_id, pid = ?launched.child.id(), "bwrap sandbox started");
         Ok(self.sandbox_child(plan, launched, job, limits_degraded))

@@ -68,7 +68,9 @@ pub struct SandboxConfig {
     /// Uid/gid a root daemon gives to root-owned group folders and runs the sandbox as.
     pub sandbox_uid: u32,
     pub sandbox_gid: u32,
-    /// Apply Landlock inside the sandbox when the kernel and the init shim allow it.
+    /// Apply Landlock inside the sandbox when the kernel supports it. An agent run's runner
+    /// confines itself (the init shim plays no part); an operator command or the local model
+    /// server is confined by the init shim, so those also need it to exist.
     pub landlock: bool,
     /// Apply the seccomp filter.
     pub seccomp: bool,

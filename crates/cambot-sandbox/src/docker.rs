@@ -108,8 +108,11 @@ pub fn container_spec(
         env: Some(
             plan.env
                 .iter()
-                // Landlock is not used here (see above): the runner must not try it.
-                .filter(|(k, _)| k != sandbox_paths::ENV_LANDLOCK_RW)
+                // Landlock is not used here (see above): the runner must not try it. Docker
+                // runs the runner on plain stdio (no bwrap pid 1 holding them).
+                .filter(|(k, _)| {
+                    k != sandbox_paths::ENV_LANDLOCK_RW && k != sandbox_paths::ENV_STDIO_FDS
+                })
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect(),
         ),

@@ -122,3 +122,34 @@ fn container_spec_applies_the_plan() {
     // Structured mounts only: no `-v a:b` strings that a `:` could inject into.
     assert!(h.binds.is_none());
 }
+
+#[test]
+fn a_runner_container_gets_neither_landlock_nor_handed_over_stdio() {
+    let input = PlanInput {
+        layout: DataLayout::new("/data"),
+        tenant: TenantId::new("acme").unwrap(),
+        group: GroupFolder::new("family").unwrap(),
+        is_main: false,
+        run_id: RunId::from_bytes([9; 16]),
+        container_config: None,
+        command: None,
+        timezone: "UTC".into(),
+        daemon_uid: 0,
+        daemon_gid: 0,
+        group_owner: Some((1500, 1600)),
+        home: None,
+        host: HostFs::merged_usr(),
+        init: None,
+    };
+    let p = build_plan(input, &SandboxConfig::default(), &MountAllowlist::none("x")).unwrap();
+    assert!(p.stdio_fds().is_some(), "the bwrap plan hands stdio over");
+    let env = container_spec(&p, "cambot-agent:local", &|_| true)
+        .env
+        .unwrap();
+    assert!(
+        env.iter()
+            .all(|e| !e.starts_with("CAMBOT_STDIO_FDS=") && !e.starts_with("CAMBOT_LANDLOCK_RW=")),
+        "{env:?}"
+    );
+    assert!(env.contains(&"HOME=/workspace/group".to_owned()));
+}

@@ -66,6 +66,9 @@ pub(crate) struct LaunchOrder {
     pub rlimits: Vec<(u32, u64)>,
     /// (uid, gid) to become before exec.
     pub drop_to: Option<(u32, u32)>,
+    /// Where the run's stdin, stdout and stderr go instead of 0, 1 and 2 (which get
+    /// `/dev/null`): see [`stdio_moves`].
+    pub stdio: Option<[i32; 3]>,
 }
 
 /// The steps between fork (or the launcher's order) and exec, in this order: mount staging
@@ -144,6 +147,30 @@ unsafe fn place_fds(moves: &[(i32, i32)]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The moves that hand this process's stdin, stdout and stderr (the run's pipes) over on `to`
+/// and leave `/dev/null` (`null`) on 0, 1 and 2 for bwrap itself: bwrap's pid 1 keeps 0, 1
+/// and 2 for the whole run and the tools can reach it (it is dumpable), while it closes every
+/// other descriptor and the command inherits them (see [`crate::plan::RUNNER_STDIO_FDS`]).
+/// bwrap's own messages (a failed mount) are lost that way; the runner's log is not.
+pub(crate) fn stdio_moves(null: i32, to: [i32; 3]) -> [(i32, i32); 6] {
+    [
+        (0, to[0]),
+        (1, to[1]),
+        (2, to[2]),
+        (null, 0),
+        (null, 1),
+        (null, 2),
+    ]
+}
+
+/// `/dev/null` for reading and writing (close-on-exec), for [`stdio_moves`].
+pub(crate) fn dev_null() -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+}
+
 /// A sealed-off in-memory file holding `data`, positioned at its start (close-on-exec).
 pub(crate) fn memfd_with(data: &[u8]) -> Result<std::os::fd::OwnedFd, SandboxError> {
     use std::io::Seek;
@@ -201,7 +228,17 @@ fn carry_out(order: &[u8]) -> Result<Infallible, String> {
     for (target, data) in &order.data_fds {
         memfds.push((memfd_with(data).map_err(|e| e.to_string())?, *target));
     }
-    let moves: Vec<(i32, i32)> = memfds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+    let mut moves: Vec<(i32, i32)> = memfds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+    // Kept open until the exec closes it: its number may by now be one of the targets, so
+    // closing it here could close a run's pipe.
+    let _null = match order.stdio {
+        Some(to) => {
+            let null = dev_null().map_err(|e| format!("/dev/null: {e}"))?;
+            moves.extend(stdio_moves(null.as_raw_fd(), to));
+            Some(null)
+        }
+        None => None,
+    };
     let c = |b: &[u8]| std::ffi::CString::new(b).map_err(|e| format!("launch order: {e}"));
     let program = c(order.program.as_os_str().as_bytes())?;
     let mut argv = vec![program.clone()];
@@ -547,34 +584,5 @@ impl Drop for LauncherPool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_order_survives_the_wire() {
-        let order = LaunchOrder {
-            program: PathBuf::from("/usr/bin/bwrap"),
-            args: vec!["--unshare-all".to_owned(), "--".to_owned(), "x".to_owned()],
-            data_fds: vec![(10, vec![0, 1, 255])],
-            stage: Some(vec![StagedMount {
-                source: b"/root/data/groups/a".to_vec(),
-                follow: false,
-                target: b"/tmp/0".to_vec(),
-                is_dir: true,
-            }]),
-            rlimits: vec![(libc::RLIMIT_CORE, 0)],
-            drop_to: Some((10000, 10000)),
-        };
-        let bytes = serde_json::to_vec(&order).unwrap();
-        assert_eq!(
-            serde_json::from_slice::<LaunchOrder>(&bytes).unwrap(),
-            order
-        );
-    }
-
-    #[test]
-    fn a_malformed_order_is_refused_with_the_reason() {
-        let err = carry_out(b"{\"program\": 5}").unwrap_err();
-        assert!(err.starts_with("invalid launch order:"), "{err}");
-    }
-}
+#[path = "launch_tests.rs"]
+mod tests;

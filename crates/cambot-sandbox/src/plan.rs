@@ -32,6 +32,11 @@ pub const MIN_OPEN_FILES: u64 = 32;
 pub const MAX_OPEN_FILES: u64 = 1 << 20;
 /// The seed's margin of the hard timeout over the idle timeout.
 pub const IDLE_MARGIN: Duration = Duration::from_secs(30);
+/// Where a runner plan's stdin, stdout and log arrive inside the sandbox (announced in
+/// `CAMBOT_STDIO_FDS`), while bwrap itself gets `/dev/null`: bwrap's pid 1 keeps 0, 1 and 2
+/// and is reachable from the tools, and it closes every other descriptor. Above the
+/// launcher's control socket (3), below the data descriptors (10 and up).
+pub const RUNNER_STDIO_FDS: [i32; 3] = [6, 7, 8];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountMode {
@@ -471,6 +476,11 @@ pub fn build_plan(
             writable.join(":"),
         ));
     }
+    // Only the runner reads it; operator commands and the local model keep plain stdio.
+    if runs_runner {
+        let fds = RUNNER_STDIO_FDS.map(|fd| fd.to_string()).join(",");
+        env.push((sandbox_paths::ENV_STDIO_FDS.to_owned(), fds));
+    }
 
     Ok(RunPlan {
         run_id: input.run_id.clone(),
@@ -510,6 +520,16 @@ impl RunPlan {
             .iter()
             .find(|m| m.dst == sandbox_paths::GROUP)
             .map(|m| m.src.as_path())
+    }
+
+    /// The descriptors the command takes its stdio from instead of 0, 1 and 2, when the plan
+    /// announces them (`CAMBOT_STDIO_FDS`, runner plans only): a backend that can hands the
+    /// pipes over there (see [`RUNNER_STDIO_FDS`]).
+    pub fn stdio_fds(&self) -> Option<[i32; 3]> {
+        self.env
+            .iter()
+            .any(|(k, _)| k == sandbox_paths::ENV_STDIO_FDS)
+            .then_some(RUNNER_STDIO_FDS)
     }
 
     /// argv actually exec'd inside: the shim (when set) in front of the command.

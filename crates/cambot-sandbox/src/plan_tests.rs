@@ -530,3 +530,44 @@ fn bwrap_options_are_handed_over_in_a_descriptor() {
     assert_eq!(&hidden.fds[..full.fds.len()], &full.fds[..]);
     assert!(full.fds.iter().all(|(f, _)| *f < fd));
 }
+
+#[test]
+fn an_agent_run_without_the_shim_still_confines_itself() {
+    let mut agent = input(0, Some((1500, 1500)));
+    agent.command = None;
+    agent.init = None;
+    let p = plan(agent);
+    assert_eq!(p.init, None);
+    assert!(p.mounts.iter().all(|m| m.dst != INIT_BIN));
+    assert_eq!(
+        p.env
+            .iter()
+            .find(|(k, _)| k == sandbox_paths::ENV_LANDLOCK_RW)
+            .map(|(_, v)| v.as_str()),
+        Some("/workspace:/tmp")
+    );
+}
+
+#[test]
+fn only_the_runner_takes_its_stdio_from_handed_over_descriptors() {
+    let stdio_env = |p: &RunPlan| {
+        p.env
+            .iter()
+            .find(|(k, _)| k == sandbox_paths::ENV_STDIO_FDS)
+            .map(|(_, v)| v.clone())
+    };
+    let mut agent = input(0, Some((1500, 1500)));
+    agent.command = None;
+    let p = plan(agent);
+    assert_eq!(stdio_env(&p).as_deref(), Some("6,7,8"));
+    assert_eq!(p.stdio_fds(), Some(RUNNER_STDIO_FDS));
+    // Nothing bwrap reads sits on them: its data descriptors (and `--args`) come after.
+    let cmd = bwrap_command(&p, &[vec![1, 2, 3]]).hide_options();
+    assert!(cmd.fds.iter().all(|(fd, _)| *fd > 8), "{:?}", cmd.fds);
+    assert!(!RUNNER_STDIO_FDS.contains(&crate::launch::CONTROL_FD));
+
+    // An operator's command (and the local model server) keeps plain stdio.
+    let p = plan(input(0, Some((1500, 1500))));
+    assert_eq!(stdio_env(&p), None);
+    assert_eq!(p.stdio_fds(), None);
+}

@@ -1,7 +1,7 @@
 //! The seccomp filters bwrap installs right before exec'ing the command (`--add-seccomp-fd`).
-//! Defence in depth under the namespaces: no tracing, no kernel keyrings, no BPF, no mounts, no
-//! new namespaces, no io_uring (it bypasses the syscall filter), and, for offline runs, no
-//! socket family other than `AF_UNIX`.
+//! Defence in depth under the namespaces: no tracing, no taking another process's descriptors
+//! or memory, no kernel keyrings, no BPF, no mounts, no new namespaces, no io_uring (it
+//! bypasses the syscall filter), and, for offline runs, no socket family other than `AF_UNIX`.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +20,9 @@ const DENIED: &[i64] = &[
     libc::SYS_ptrace,
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
+    // Takes a copy of another process's descriptor (a runner's stdout) under the same
+    // ptrace-class check only: a wall of its own besides non-dumpable and Landlock.
+    libc::SYS_pidfd_getfd,
     libc::SYS_bpf,
     libc::SYS_perf_event_open,
     libc::SYS_keyctl,

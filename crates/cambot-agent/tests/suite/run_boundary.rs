@@ -28,7 +28,10 @@ async fn start_hostile(script: &str, sandbox_toml: &str, extra_toml: &str) -> Op
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let runner = dir.path().join("hostile-runner.sh");
-    std::fs::write(&runner, format!("#!/bin/sh\n{script}\n")).unwrap();
+    // What the real runner does first: take the protocol from the descriptors the sandbox
+    // hands over (`CAMBOT_STDIO_FDS`); bwrap's own stdio is /dev/null.
+    let adopt = r#"if [ -n "$CAMBOT_STDIO_FDS" ]; then IFS=,; set -- $CAMBOT_STDIO_FDS; unset IFS; exec 0<&"$1" 1>&"$2" 2>&"$3"; fi"#;
+    std::fs::write(&runner, format!("#!/bin/sh\n{adopt}\n{script}\n")).unwrap();
     std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
     let toml_text = format!(
         "[sandbox]\nbackend = \"bwrap\"\nrunner_path = \"{}\"\ninit_path = \"{}\"\n\

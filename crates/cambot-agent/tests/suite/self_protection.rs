@@ -78,6 +78,7 @@ fn attack_command() -> String {
          for p in /proc/[0-9]*; do printf '%s\\n' '{lines}' > $p/fd/1; done 2>/dev/null\n\
          (ls /proc/$PPID/fd > /dev/null 2>&1 && echo listed || echo refused) > runner-fds.txt\n\
          ls /proc/$$/fd > tool-fds.txt\n\
+         (ls -l /proc/1/fd 2>/dev/null || echo refused) > init-fds.txt\n\
          (touch /dev/shm/probe 2>/dev/null && echo writable || echo refused) > shm.txt\n\
          echo attacked"
     )
@@ -194,23 +195,58 @@ async fn without_the_init_shim_the_runner_still_confines_its_tools_with_landlock
     drop(t.dir);
 }
 
-/// Known hole, kept as its proof: with Landlock off, bwrap's pid 1 inside the PID namespace
-/// still holds the runner's stdout and is dumpable, so `pidfd_getfd(1, 1)` from a tool takes it.
-/// Closing it needs the sandbox crate (the runner's stdout must not be bwrap's stdout).
+/// With Landlock off, bwrap's pid 1 inside the PID namespace is still dumpable and reachable
+/// (a tool can even open its memory), but it holds nothing of the run's: the backend gives
+/// bwrap `/dev/null` and hands the runner's pipes over on other descriptors
+/// (`CAMBOT_STDIO_FDS`), which pid 1 closes. The runner itself stays out of reach. Seccomp
+/// also refuses `pidfd_getfd`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "KNOWN FAILING until the sandbox keeps the runner's stdout away from bwrap's pid 1 (issue 24)"]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
 async fn with_landlock_off_bwraps_pid_1_cannot_be_used_to_forge_either() {
-    let Some(t) = start_e2e_with(scripts(), None, "landlock = false").await else {
+    let Some(attempts) = attack_without("landlock = false").await else {
         return;
     };
-    let group = attack(&t).await;
-    let attempts = attempts_on_runner_and_init(&group);
     assert!(
         attempts
             .iter()
-            .all(|l| !l.contains("WROTE") && !l.contains("OPENED")),
+            .all(|l| !l.contains("WROTE") && (l.starts_with("init ") || !l.contains("OPENED"))),
         "{attempts:#?}"
     );
+}
+
+/// The hand-over alone is a wall: without Landlock and seccomp the tool takes pid 1's
+/// descriptors and writes the forged lines, into `/dev/null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn without_landlock_and_seccomp_bwraps_pid_1_holds_only_dev_null() {
+    let Some(attempts) = attack_without("landlock = false\nseccomp = false").await else {
+        return;
+    };
+    assert!(
+        attempts
+            .iter()
+            .filter(|l| l.starts_with("runner "))
+            .all(|l| l.contains("refused")),
+        "{attempts:#?}"
+    );
+}
+
+/// The attack with `[sandbox]` settings `extra`; checks the chat (see [`attack`]) and that pid
+/// 1 holds /dev/null on 0, 1 and 2 and no pipe, as the tool saw it. Returns the attempts on
+/// pid 1 and the runner; `None`: skipped.
+async fn attack_without(extra: &str) -> Option<Vec<String>> {
+    let t = start_e2e_with(scripts(), None, extra).await?;
+    let group = attack(&t).await;
+    let init_fds = read(&group, "init-fds.txt");
+    for fd in 0..3 {
+        assert!(
+            init_fds.contains(&format!(" {fd} -> /dev/null")),
+            "{init_fds}"
+        );
+    }
+    assert!(!init_fds.contains("pipe:"), "{init_fds}");
+    let attempts = attempts_on_runner_and_init(&group);
     t.daemon.shutdown().await;
     drop(t.dir);
+    Some(attempts)
 }

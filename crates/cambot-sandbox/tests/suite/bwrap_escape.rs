@@ -403,6 +403,38 @@ async fn x32_system_calls_are_refused() {
     assert_ne!(out.expect("x32_getpid"), "EPERM", "{out:#?}");
 }
 
+/// `pidfd_getfd` on its own process (always allowed by the kernel's access check), so a
+/// refusal is the filter's.
+const PIDFD_GETFD: &str = r#"/usr/bin/python3 - <<'PY'
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+pfd = os.pidfd_open(os.getpid())
+r = libc.syscall(ctypes.c_long(438), pfd, 1, 0)
+print('pidfd_getfd=' + ('ok' if r >= 0 else errno.errorcode[ctypes.get_errno()]))
+PY"#;
+
+#[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn pidfd_getfd_is_refused() {
+    let test = "bwrap::pidfd_getfd_is_refused";
+    let env = Env::new();
+    for (seccomp, expected) in [(true, "EPERM"), (false, "ok")] {
+        let cfg = SandboxConfig {
+            seccomp,
+            ..test_config()
+        };
+        let Some(b) = bwrap(test, &cfg).await else {
+            return;
+        };
+        let out = run(&*b, &env.plan("pidfd", &cfg, PIDFD_GETFD)).await;
+        assert_eq!(
+            out.expect("pidfd_getfd"),
+            expected,
+            "seccomp {seccomp}: {out:#?}"
+        );
+    }
+}
+
 /// Every command line, environment and in-memory file (bwrap's data descriptors) of every
 /// process the sandbox can see.
 const PROC_DUMP: &str = r#"for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do

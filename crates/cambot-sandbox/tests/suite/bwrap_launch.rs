@@ -286,3 +286,62 @@ async fn dropping_the_backend_kills_its_launchers_and_removes_their_cgroups() {
         assert!(!d.exists(), "{} outlived the backend", d.display());
     }
 }
+
+/// What the runner does with `CAMBOT_STDIO_FDS=6,7,8` (takes them onto 0, 1 and 2), then what
+/// it holds and what bwrap's pid 1 holds.
+const TAKES_HANDED_OVER_STDIO: &str = r#"exec 0<&6 1>&7 2>&8 6<&- 7>&- 8>&-
+echo "mine=$(for f in 0 1 2; do readlink /proc/self/fd/$f | cut -d: -f1; done | tr '\n' ' ')"
+for f in /proc/1/fd/*; do echo "init_fd=${f##*/} $(readlink "$f")"; done
+echo "log line for the host" >&2
+echo done=1"#;
+
+#[tokio::test]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn a_runner_plan_keeps_its_pipes_away_from_bwraps_pid_1() {
+    let test = "bwrap::a_runner_plan_keeps_its_pipes_away_from_bwraps_pid_1";
+    // Landlock off: it would keep this script from reading pid 1's descriptors (and the
+    // runner confines itself; the shim in front of an operator command would not adopt them).
+    let warm_cfg = SandboxConfig {
+        landlock: false,
+        ..test_config()
+    };
+    let direct_cfg = SandboxConfig {
+        warm_launchers: 0,
+        ..warm_cfg.clone()
+    };
+    let env = Env::new();
+    for (name, cfg) in [("warm", &warm_cfg), ("direct", &direct_cfg)] {
+        let Some(b) = backend(test, cfg).await else {
+            return;
+        };
+        let mut plan = env.plan("stdio", cfg, TAKES_HANDED_OVER_STDIO);
+        // What a runner plan carries (an operator command does not).
+        plan.env.push((
+            cambot_protocol::layout::sandbox_paths::ENV_STDIO_FDS.to_owned(),
+            "6,7,8".to_owned(),
+        ));
+        let out = run(&b, &plan).await;
+        assert_eq!(b.warm_launches(), u64::from(name == "warm"), "{name}");
+        assert_eq!(out.expect("done"), "1", "{name}: {out:#?}");
+        assert_eq!(out.expect("mine"), "pipe pipe pipe ", "{name}: {out:#?}");
+        assert!(
+            out.exit.stderr_tail.contains("log line for the host"),
+            "{name}: the log did not reach the host: {out:#?}"
+        );
+        // Its stdio is /dev/null; anything else it holds is its own (an eventfd), no pipe.
+        let init: Vec<&str> = out
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("init_fd="))
+            .collect();
+        assert_eq!(
+            init[..3],
+            ["0 /dev/null", "1 /dev/null", "2 /dev/null"],
+            "{name}: {out:#?}"
+        );
+        assert!(
+            init.iter().all(|f| !f.contains("pipe:")),
+            "{name}: bwrap's pid 1 holds a pipe: {out:#?}"
+        );
+    }
+}
