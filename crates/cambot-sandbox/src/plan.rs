@@ -201,6 +201,7 @@ pub struct RunPlan {
     /// Paths Landlock leaves writable (everything else is read-only).
     pub writable: Vec<String>,
     pub seccomp: bool,
+    /// Extra mounts refused with why; the caller must log or print each (the plan does not).
     pub rejected_mounts: Vec<(AdditionalMount, MountRejection)>,
 }
 
@@ -434,16 +435,8 @@ pub fn build_plan(
                 optional: false,
                 create: false,
             }),
-            Err(e) => {
-                tracing::warn!(
-                    tenant = %input.tenant,
-                    group = %input.group,
-                    host_path = %req.host_path,
-                    reason = %e,
-                    "extra mount refused at run start"
-                );
-                rejected_mounts.push((req.clone(), e));
-            }
+            // The caller logs these with the run's id (or prints them, for an operator).
+            Err(e) => rejected_mounts.push((req.clone(), e)),
         }
     }
     // Read-only: a read-only bind does not stop connect() on host.sock, and nothing else in the

@@ -257,3 +257,99 @@ fn each_tenants_sandbox_sees_only_its_own_mounts_and_a_foreign_path_is_refused_b
         "{stderr}"
     );
 }
+
+/// The daemon's run start (not only `cambot sandbox run`): an acme agent whose stored settings
+/// name a mount under beta's root (written past the CLI, as if a root moved since) sees only
+/// acme's own mount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn an_agent_run_mounts_only_its_own_tenants_dirs() {
+    use cambot_protocol::ContainerConfig;
+    use cambot_protocol::TenantId;
+    use cambot_protocol::message::AdditionalMount;
+    use cambot_testkit::standin::Script;
+    use serde_json::json;
+
+    let env = Env::new();
+    let allowlist = format!(
+        "allowlist_path = \"{}\"",
+        env.top.join("mount-allowlist.json").display()
+    );
+    let Some(t) = super::sandboxed::start_e2e_with(
+        vec![
+            Script::tool_use(
+                "bash",
+                json!({"command": "ls /workspace/extra > extra.txt"}),
+            ),
+            Script::text("listed"),
+        ],
+        None,
+        &allowlist,
+    )
+    .await
+    else {
+        return;
+    };
+    let acme = TenantId::new("acme").unwrap();
+    let beta = TenantId::new("beta").unwrap();
+    t.channel
+        .register(&beta, "fake:beta-g1", "g1", Some(false))
+        .await
+        .unwrap();
+    let group = t
+        .channel
+        .register(&acme, "fake:acme-g1", "g1", Some(false))
+        .await
+        .unwrap();
+    let store = t.daemon.router().store();
+    store
+        .set_mount_root(&acme, &env.path("srv/acme"), false)
+        .await
+        .unwrap();
+    store
+        .set_mount_root(&beta, &env.path("srv/beta"), true)
+        .await
+        .unwrap();
+    let mount = |p: &str, name: &str| AdditionalMount {
+        host_path: env.path(p),
+        container_path: Some(name.to_owned()),
+        readonly: Some(true),
+    };
+    assert!(
+        store
+            .set_container_config(
+                &acme,
+                &group.jid,
+                Some(ContainerConfig {
+                    additional_mounts: vec![
+                        mount("srv/acme/notes", "notes"),
+                        mount("srv/beta/ledger", "ledger"),
+                    ],
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap()
+    );
+    // The CLI writes from another process, which the daemon notices by its data version;
+    // a write through the daemon's own handle is picked up by a refresh.
+    t.daemon.router().refresh_groups().await.unwrap();
+    t.channel
+        .inject(&acme, "fake:acme-g1", "Alice", "list your extra dirs")
+        .await
+        .unwrap();
+    let sent = t
+        .channel
+        .wait_sent(1, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(sent.len(), 1, "no reply");
+    let dir = t
+        .daemon
+        .layout()
+        .group_dir(&acme, &cambot_protocol::GroupFolder::new("g1").unwrap());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("extra.txt")).unwrap(),
+        "notes\n"
+    );
+    t.daemon.shutdown().await;
+}
