@@ -24,3 +24,4 @@ pub mod reply_caps;
 pub mod router;
 pub mod sandboxed;
 pub mod task_run;
+pub mod tenant_mounts;

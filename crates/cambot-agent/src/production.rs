@@ -94,5 +94,6 @@ pub async fn build_sandboxed_runner(
             config_file: config.source.clone(),
             budget: config.agent.run_budget(),
         },
+        Some(Arc::clone(&ctx.store) as Arc<dyn cambot_core::MountRootStore>),
     ))
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cambot_core::MountRootStore;
 use cambot_protocol::DataLayout;
 use cambot_protocol::HostToRunner;
 use cambot_protocol::ModelChoice;
@@ -19,7 +20,6 @@ use cambot_protocol::RunnerToHost;
 use cambot_protocol::StartInput;
 use cambot_protocol::ToolPolicy;
 use cambot_sandbox::ExitInfo;
-use cambot_sandbox::MountAllowlist;
 use cambot_sandbox::PlanInput;
 use cambot_sandbox::SandboxBackend;
 use cambot_sandbox::SandboxConfig;
@@ -69,6 +69,9 @@ pub struct SandboxedRunner {
 
 struct Inner {
     backend: Arc<dyn SandboxBackend>,
+    /// Each tenant's mount roots, read at every run start; `None` (tests without a store):
+    /// the `default` tenant keeps the operator allowlist, other tenants mount nothing.
+    mount_roots: Option<Arc<dyn MountRootStore>>,
     sandbox: SandboxConfig,
     layout: DataLayout,
     gateway: Arc<Gateway>,
@@ -91,10 +94,12 @@ impl SandboxedRunner {
         layout: DataLayout,
         gateway: Arc<Gateway>,
         settings: RunnerSettings,
+        mount_roots: Option<Arc<dyn MountRootStore>>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 backend,
+                mount_roots,
                 sandbox,
                 layout,
                 gateway,
@@ -141,9 +146,11 @@ impl Inner {
             source,
         })?;
 
-        let mut protected = vec![self.layout.root()];
-        protected.extend(self.settings.config_file.as_deref());
-        let allowlist = MountAllowlist::load(&self.sandbox.allowlist_path(), &protected);
+        let allowlist = crate::tenant_mounts::operator_allowlist(
+            &self.sandbox,
+            &self.layout,
+            self.settings.config_file.as_deref(),
+        );
         let mut input = PlanInput::new(
             self.layout.clone(),
             tenant.clone(),
@@ -152,6 +159,17 @@ impl Inner {
         );
         input.is_main = group.is_main();
         input.container_config = group.container_config.clone();
+        if let Some(store) = &self.mount_roots {
+            input.tenant_mounts = match crate::tenant_mounts::tenant_mounts(store.as_ref(), &tenant)
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(tenant = %tenant, error = %e, "reading the tenant's mount roots failed; no extra mount for this run");
+                    cambot_sandbox::TenantMounts::none(&tenant)
+                }
+            };
+        }
         input.timezone = self.settings.timezone.clone();
         // The runner applies Landlock to itself; the shim matters only for other commands.
         let init = self.sandbox.init_path();
@@ -167,6 +185,9 @@ impl Inner {
         };
         for (mount, why) in &plan.rejected_mounts {
             tracing::warn!(
+                run = %request.run_id,
+                tenant = %plan.tenant,
+                group = %plan.group,
                 host_path = %mount.host_path,
                 reason = %why,
                 "extra mount refused for this run"

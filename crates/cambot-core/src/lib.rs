@@ -30,6 +30,7 @@ pub use sqlite::SqliteStore;
 pub use sqlite::supported_schema_version;
 pub use store::GroupStore;
 pub use store::MessageStore;
+pub use store::MountRootStore;
 pub use store::SessionStore;
 pub use store::Store;
 pub use store::StoreFuture;

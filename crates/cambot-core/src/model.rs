@@ -429,3 +429,14 @@ pub struct NewReply {
     /// The chat's cursor moves here in the same transaction.
     pub advance_to: Option<i64>,
 }
+
+/// One mount root of a tenant: its groups' extra mounts must lie inside one of these (and
+/// inside the operator's allowlist). `path` is the resolved path at the time it was allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantMountRoot {
+    pub tenant: TenantId,
+    pub path: String,
+    /// Groups may mount below it read-write (still subject to the operator's root).
+    pub rw: bool,
+    pub added_at: String,
+}

@@ -33,7 +33,9 @@ use crate::model::*;
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 /// The whole store, as the binary wires it.
-pub trait Store: MessageStore + GroupStore + SessionStore + TaskStore + UserStore {
+pub trait Store:
+    MessageStore + GroupStore + SessionStore + TaskStore + UserStore + MountRootStore
+{
     /// A number that changes whenever another process (or another handle) has committed a
     /// write since the last call; the daemon polls it to notice admin-CLI changes.
     fn data_version(&self) -> StoreFuture<'_, i64>;
@@ -384,4 +386,29 @@ pub trait UserStore: Send + Sync {
         now_ms: i64,
         title_if_empty: Option<&'a str>,
     ) -> StoreFuture<'a, ()>;
+}
+
+/// Each tenant's mount roots (the operator's allowlist file stays the ceiling; callers validate
+/// paths before adding them and again at every run start).
+pub trait MountRootStore: Send + Sync {
+    /// One tenant's roots, or every tenant's (to check overlaps), ordered by tenant and path.
+    fn mount_roots<'a>(
+        &'a self,
+        tenant: Option<&'a TenantId>,
+    ) -> StoreFuture<'a, Vec<TenantMountRoot>>;
+
+    /// Adds a root or changes its read-write flag. Fails when the tenant does not exist.
+    fn set_mount_root<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        path: &'a str,
+        rw: bool,
+    ) -> StoreFuture<'a, TenantMountRoot>;
+
+    /// Removes a root. Returns whether it existed.
+    fn remove_mount_root<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        path: &'a str,
+    ) -> StoreFuture<'a, bool>;
 }

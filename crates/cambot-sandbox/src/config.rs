@@ -133,7 +133,8 @@ pub fn expand_tilde(path: &str, home: Option<&Path>) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
-pub(crate) fn home_dir() -> Option<PathBuf> {
+/// `$HOME`, for `~` in allowlist and mount paths.
+pub fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)

@@ -51,6 +51,29 @@ pub enum MountRejection {
     },
     #[error("host path {path} is mounted read-write and cannot be listed to check it: {reason}")]
     Unlistable { path: PathBuf, reason: String },
+    #[error(
+        "host path {path} is outside every mount root of tenant {tenant} (rule: a group's extra mount must lie inside a mount root of its own tenant; see `cambot tenants allow-mount`)"
+    )]
+    OutsideTenantRoots { path: PathBuf, tenant: String },
+    #[error(
+        "mount root {path} of tenant {tenant} overlaps {other_root}, a mount root of tenant {other_tenant} (rule: two tenants' mount roots may overlap only when both are read-only)"
+    )]
+    TenantOverlap {
+        path: PathBuf,
+        tenant: String,
+        other_tenant: String,
+        other_root: PathBuf,
+    },
+    #[error(
+        "mount root {path} cannot be read-write: the operator allowlist root {root} does not allow read-write"
+    )]
+    RootNotWritable { path: PathBuf, root: PathBuf },
+    #[error("mount root {path} of tenant {tenant} is no longer valid: {reason}")]
+    StaleTenantRoot {
+        path: PathBuf,
+        tenant: String,
+        reason: Box<MountRejection>,
+    },
 }
 
 /// Failures of a sandbox backend.

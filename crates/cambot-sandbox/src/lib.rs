@@ -7,7 +7,8 @@
 //!   timeouts. It is pure; every backend derives its invocation from it ([`bwrap_argv`],
 //!   [`docker::container_spec`]).
 //! - [`mounts`] is the extra-mount security of the seed (allowlist outside the data dir, realpath,
-//!   per-component blocked patterns, relative container paths without `..` or `:`).
+//!   per-component blocked patterns, relative container paths without `..` or `:`);
+//!   [`tenant_mounts`] narrows it to each tenant's own mount roots.
 //! - [`SandboxBackend`] starts a plan: [`BwrapBackend`] (default: tmpfs root, `/usr` read-only,
 //!   no network, no capabilities, dropped uid, cgroup limits, seccomp, Landlock applied by
 //!   `cambot-runner` to itself or, for other commands, by the `cambot-sandbox-init` shim, both
@@ -35,6 +36,7 @@ pub mod probe;
 pub mod seccomp;
 mod stage;
 mod supervise;
+pub mod tenant_mounts;
 
 pub use backend::BackendReport;
 pub use backend::ExitInfo;
@@ -60,3 +62,5 @@ pub use supervise::KillSwitch;
 pub use supervise::Supervised;
 pub use supervise::SupervisorEvent;
 pub use supervise::supervise;
+pub use tenant_mounts::TenantMounts;
+pub use tenant_mounts::TenantRoot;

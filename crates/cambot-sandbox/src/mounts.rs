@@ -193,11 +193,11 @@ pub fn blocked_pattern<'a>(path: &Path, patterns: &'a [String]) -> Option<&'a st
     })
 }
 
-fn overlaps(a: &Path, b: &Path) -> bool {
+pub(crate) fn overlaps(a: &Path, b: &Path) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-fn realpath(p: &Path) -> Option<PathBuf> {
+pub(crate) fn realpath(p: &Path) -> Option<PathBuf> {
     std::fs::canonicalize(p).ok()
 }
 
@@ -278,7 +278,10 @@ pub fn validate_mount(
 /// A read-write mount must not hold a blocked name directly inside it (a project root with
 /// its own `.env` or `.ssh/`): the run could read and rewrite it. Read-only mounts are not
 /// scanned: only the mounted path itself is matched, as before.
-fn blocked_one_level_down(real: &Path, blocked: &[String]) -> Result<(), MountRejection> {
+pub(crate) fn blocked_one_level_down(
+    real: &Path,
+    blocked: &[String],
+) -> Result<(), MountRejection> {
     if !real.is_dir() {
         return Ok(());
     }

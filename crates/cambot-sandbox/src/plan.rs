@@ -19,7 +19,8 @@ use crate::config::SandboxConfig;
 use crate::error::MountRejection;
 use crate::error::PlanError;
 use crate::mounts::MountAllowlist;
-use crate::mounts::validate_mount;
+use crate::tenant_mounts::TenantMounts;
+use crate::tenant_mounts::validate_tenant_mount;
 
 /// Where the Landlock shim is bound inside the sandbox.
 pub const INIT_BIN: &str = "/opt/cambot/cambot-sandbox-init";
@@ -200,6 +201,7 @@ pub struct RunPlan {
     /// Paths Landlock leaves writable (everything else is read-only).
     pub writable: Vec<String>,
     pub seccomp: bool,
+    /// Extra mounts refused with why; the caller must log or print each (the plan does not).
     pub rejected_mounts: Vec<(AdditionalMount, MountRejection)>,
 }
 
@@ -212,6 +214,10 @@ pub struct PlanInput {
     pub is_main: bool,
     pub run_id: RunId,
     pub container_config: Option<ContainerConfig>,
+    /// The tenant's mount roots (extra mounts must lie inside one of them). [`PlanInput::new`]
+    /// knows none: `default` keeps the operator allowlist alone, any other tenant mounts
+    /// nothing until the caller fills them in from the store.
+    pub tenant_mounts: TenantMounts,
     /// An operator command instead of the runner.
     pub command: Option<Vec<String>>,
     pub timezone: String,
@@ -236,6 +242,7 @@ impl PlanInput {
             .map(|m| (m.uid(), m.gid()));
         Self {
             is_main: group.is_main(),
+            tenant_mounts: TenantMounts::for_tenant(&tenant, Vec::new()),
             layout,
             tenant,
             group,
@@ -410,7 +417,13 @@ pub fn build_plan(
     ];
     let mut rejected_mounts = Vec::new();
     for req in &cc.additional_mounts {
-        match validate_mount(req, allowlist, input.is_main, input.home.as_deref()) {
+        match validate_tenant_mount(
+            req,
+            allowlist,
+            &input.tenant_mounts,
+            input.is_main,
+            input.home.as_deref(),
+        ) {
             Ok(m) => mounts.push(PlanMount {
                 src: m.host_path,
                 dst: format!("{}/{}", sandbox_paths::EXTRA, m.container_rel),
@@ -422,10 +435,8 @@ pub fn build_plan(
                 optional: false,
                 create: false,
             }),
-            Err(e) => {
-                tracing::warn!(host_path = %req.host_path, reason = %e, "extra mount refused");
-                rejected_mounts.push((req.clone(), e));
-            }
+            // The caller logs these with the run's id (or prints them, for an operator).
+            Err(e) => rejected_mounts.push((req.clone(), e)),
         }
     }
     // Read-only: a read-only bind does not stop connect() on host.sock, and nothing else in the

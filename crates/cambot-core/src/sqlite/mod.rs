@@ -11,6 +11,7 @@
 mod groups;
 mod legacy_journal;
 mod messages;
+mod mount_roots;
 mod tasks;
 mod users;
 mod writer;
@@ -66,6 +67,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "refresh token families remember their start",
         sql: include_str!("migrations/0005_refresh_family_start.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "tenant mount roots",
+        sql: include_str!("migrations/0007_tenant_mount_roots.sql"),
     },
 ];
 

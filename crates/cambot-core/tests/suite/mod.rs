@@ -3,6 +3,7 @@ mod db_seed;
 mod defects;
 mod durability;
 mod migrations;
+mod mount_roots;
 mod routing_seed;
 mod tasks;
 mod web;

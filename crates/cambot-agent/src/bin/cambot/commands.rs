@@ -48,6 +48,9 @@ pub(crate) enum GroupsCommand {
         #[arg(long, default_value = "default")]
         tenant: String,
     },
+    /// Change a registered chat's extra mounts, timeout or trigger (validated as a run start
+    /// validates them).
+    Update(crate::groups_update_cmd::UpdateArgs),
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -68,6 +71,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
             doctor(&config, &sandbox).await
         }
         Command::Groups(cmd) => groups(&config, cmd).await,
+        Command::Tenants(cmd) => crate::tenant_mounts_cmd::run_tenants(&config, cmd).await,
         Command::Users(cmd) => crate::users_cmd::run(&config, cmd).await,
         Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd).await,
         Command::Models(cmd) => crate::models_cmd::run(&config, cmd),
@@ -257,7 +261,12 @@ async fn groups(config: &Config, cmd: GroupsCommand) -> Result<ExitCode> {
                     g.trigger,
                     if required { "yes" } else { "no" }
                 )?;
+                crate::groups_update_cmd::print_settings(&mut out, &g)?;
             }
+        }
+        GroupsCommand::Update(args) => {
+            drop(out);
+            return crate::groups_update_cmd::update(config, args).await;
         }
         GroupsCommand::Register {
             jid,

@@ -5,11 +5,13 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod groups_update_cmd;
 mod logging;
 mod models_cmd;
 mod runtime;
 mod sandbox_cmd;
 mod tasks_cmd;
+mod tenant_mounts_cmd;
 mod users_cmd;
 
 use std::path::PathBuf;
@@ -51,6 +53,9 @@ enum Command {
     /// Manage registered groups.
     #[command(subcommand)]
     Groups(commands::GroupsCommand),
+    /// Manage tenants (mount roots).
+    #[command(subcommand)]
+    Tenants(tenant_mounts_cmd::TenantsCommand),
     /// Manage web chat users.
     #[command(subcommand)]
     Users(users_cmd::UsersCommand),

@@ -15,7 +15,6 @@ use cambot_protocol::TenantId;
 use cambot_sandbox::BackendChoice;
 use cambot_sandbox::BwrapBackend;
 use cambot_sandbox::DockerBackend;
-use cambot_sandbox::MountAllowlist;
 use cambot_sandbox::PlanInput;
 use cambot_sandbox::SandboxBackend;
 use cambot_sandbox::SandboxConfig;
@@ -98,18 +97,22 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
     input.is_main = args.main || group.is_main();
     input.command = Some(args.command);
     input.timezone = config.timezone.clone();
-    if layout.database().exists()
-        && let Ok(store) = cambot_agent::database::open_store(&layout).await
-        && let Ok(groups) = store.registered_groups(&tenant).await
-    {
-        input.container_config = groups
+    // The group's real settings and its tenant's mount roots, as a run start reads them.
+    if layout.database().exists() {
+        let store = cambot_agent::database::open_store(&layout).await?;
+        let tenant =
+            crate::tenant_mounts_cmd::known_tenant(store.as_ref(), tenant.as_str()).await?;
+        input.container_config = store
+            .registered_groups(&tenant)
+            .await?
             .into_iter()
             .find(|g| g.folder == group)
             .and_then(|g| g.container_config);
+        input.tenant_mounts =
+            cambot_agent::tenant_mounts::tenant_mounts(store.as_ref(), &tenant).await?;
     }
-    let mut protected = vec![layout.root()];
-    protected.extend(config.source.as_deref());
-    let allowlist = MountAllowlist::load(&cfg.allowlist_path(), &protected);
+    let allowlist =
+        cambot_agent::tenant_mounts::operator_allowlist(&cfg, &layout, config.source.as_deref());
     let plan = build_plan(input, &cfg, &allowlist)?;
     for (req, why) in &plan.rejected_mounts {
         eprintln!("warning: extra mount {} refused: {why}", req.host_path);
