@@ -357,3 +357,7 @@ pub fn check_jwks_url(url: &str) -> Result<(), String> {
         )),
     }
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

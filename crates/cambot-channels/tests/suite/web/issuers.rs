@@ -482,3 +482,54 @@ async fn the_daemon_refuses_to_start_with_an_issuer_for_an_unknown_tenant() {
     let d = start_in(dir, tagging_runner(), config).await.unwrap();
     d.daemon_shutdown().await;
 }
+
+#[tokio::test]
+async fn an_oversized_or_redirected_jwks_is_not_used() {
+    let key = es256_key("k");
+    let good = json!({ "keys": [key.jwk.clone()] });
+    // Valid JSON with the real key, padded past the 256 KiB cap.
+    let big = json!({ "keys": [key.jwk.clone()], "padding": "x".repeat(300 * 1024) });
+    let app = axum::Router::new()
+        .route(
+            "/good",
+            axum::routing::get(move || async move { axum::Json(good) }),
+        )
+        .route(
+            "/big",
+            axum::routing::get(move || async move { axum::Json(big) }),
+        )
+        .route(
+            "/moved",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/good") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let d = daemon(
+        vec![
+            issuer(ISS_A, "acme", &format!("{base}/good")),
+            issuer(ISS_B, "acme", &format!("{base}/big")),
+            issuer(ISS_C, "acme", &format!("{base}/moved")),
+        ],
+        &[("acme", "seed")],
+    )
+    .await;
+    assert_eq!(
+        status(&d, &token(&key, ISS_A, "alice", json!({}))).await,
+        200,
+        "control"
+    );
+    refused(
+        &d,
+        &token(&key, ISS_B, "alice", json!({})),
+        "JWKS over the size cap",
+    )
+    .await;
+    refused(
+        &d,
+        &token(&key, ISS_C, "alice", json!({})),
+        "JWKS behind a redirect",
+    )
+    .await;
+    d.daemon_shutdown().await;
+}
