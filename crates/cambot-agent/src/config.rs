@@ -266,7 +266,11 @@ impl Config {
         if let Err((key, message)) = raw.agent.validate() {
             return Err(invalid(key, message));
         }
-        let mut warnings = Vec::new();
+        raw.channels
+            .web
+            .validate()
+            .map_err(|m| invalid("channels.web", m))?;
+        let mut warnings = raw.channels.web.warnings();
         if raw.router.ingest_journal.is_some() {
             warnings.push(
                 "router.ingest_journal is deprecated and ignored: messages are stored straight \

@@ -215,3 +215,32 @@ fn a_zero_run_budget_is_refused_with_its_key() {
         assert!(err.contains("at least 1"), "{err}");
     }
 }
+
+#[test]
+fn web_issuers_are_checked_at_load_and_the_old_external_table_warns() {
+    let load = |text: &str| {
+        let raw: ConfigFile = toml::from_str(text).unwrap();
+        Config::resolve(raw, None, Some(Path::new("/tmp/d")), &env(&[("TZ", "UTC")]))
+    };
+    let entry = "[[channels.web.issuers]]\nissuer = \"https://idp.example\"\naudience = \"a\"\n\
+                 tenant = \"acme\"\njwks_url = \"https://idp.example/jwks.json\"\n";
+    let c = load(entry).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let err = load(&format!("{entry}{entry}")).unwrap_err().to_string();
+    assert!(err.contains("configured twice"), "{err}");
+    let err = load(&entry.replace("https://idp.example/jwks", "http://idp.example/jwks"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be https"), "{err}");
+    let c = load(
+        "[channels.web.external]\nissuer = \"https://idp.example\"\naudience = \"a\"\n\
+         shared_secret_file = \"/s\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.warnings.len(), 1);
+    assert!(
+        c.warnings[0].contains("[channels.web.external] is deprecated"),
+        "{}",
+        c.warnings[0]
+    );
+}

@@ -83,6 +83,11 @@ pub enum DaemonError {
     Trigger(#[from] regex::Error),
     #[error("agent runner: {0}")]
     Runner(#[from] RunStartError),
+    #[error(
+        "channels.web.issuers: issuer {issuer:?} names tenant {tenant:?}, which does not exist \
+         (create it first: `cambot tenants add {tenant}`)"
+    )]
+    UnknownIssuerTenant { issuer: String, tenant: String },
 }
 
 /// Capacity of the channel-event queue.
@@ -131,6 +136,9 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         let layout = DataLayout::new(&config.data_dir);
         let store: Arc<dyn Store> = crate::database::open_store(&layout).await?;
+        if config.channels.web.enabled {
+            check_issuer_tenants(config, &*store).await?;
+        }
         let outbox = Outbox::new();
         let cancel = CancellationToken::new();
         let background = TaskTracker::new();
@@ -390,4 +398,19 @@ async fn watch_external_changes(
             scheduler.wake();
         }
     }
+}
+
+/// Every web issuer's tenant must exist: only the store knows, so this runs at start, not at
+/// config load.
+async fn check_issuer_tenants(config: &Config, store: &dyn Store) -> Result<(), DaemonError> {
+    let tenants = store.tenants().await?;
+    for issuer in config.channels.web.all_issuers() {
+        if !tenants.contains(&issuer.tenant) {
+            return Err(DaemonError::UnknownIssuerTenant {
+                issuer: issuer.issuer,
+                tenant: issuer.tenant.to_string(),
+            });
+        }
+    }
+    Ok(())
 }

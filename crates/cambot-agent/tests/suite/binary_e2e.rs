@@ -123,3 +123,42 @@ fn doctor_lists_every_enabled_channel() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// External web users are `<issuer>|<sub>`: `users add` refuses a name with `|` (or any name
+/// an external identity could take), so no local user can shadow one.
+#[test]
+fn users_add_refuses_a_name_shaped_like_an_external_identity() {
+    let dir = data_dir();
+    let add = |name: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cambot"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["users", "add", "--tenant", "acme", name])
+            .env("CAMBOT_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"correct horse battery\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    for name in ["https://idp.example|alice", "idp|alice"] {
+        let out = add(name);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} was accepted");
+        assert!(stderr.contains("invalid user name"), "{stderr}");
+    }
+    // Control: the plain name is accepted.
+    let out = add("alice");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

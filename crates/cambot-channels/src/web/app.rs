@@ -217,17 +217,21 @@ impl App {
         })
     }
 
-    /// A disabled user's tokens stop working at once: checked on every call.
+    /// A disabled user's tokens stop working at once: checked on every call. An external
+    /// identity (`<iss>|<sub>`) is its issuer's to vouch for: it never reads a local user row,
+    /// so a local user named like its `sub` neither lends it access nor locks it out.
     pub(crate) async fn check_user(
         &self,
         tenant: &TenantId,
         user: &str,
         external: bool,
     ) -> Result<(), ApiError> {
+        if external {
+            return Ok(());
+        }
         match self.users.user(tenant, user).await? {
             Some(u) if u.disabled => Err(ApiError::Unauthorized),
             Some(_) => Ok(()),
-            None if external => Ok(()),
             None => Err(ApiError::Unauthorized),
         }
     }
@@ -393,8 +397,14 @@ fn valid_client_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// `web:<tenant>:<user>:<session>`. Neither part can contain `:` (validated names).
+/// `web:<tenant>:<user>:<session>`. Neither part can contain `:` (validated names); an
+/// external user (`<iss>|<sub>`, where `iss` is often a URL) is `x|<hash>` there instead,
+/// which no local name can be.
 pub fn session_jid(tenant: &TenantId, user: &str, session: &str) -> Option<ChatJid> {
+    if user.contains(crate::web::ISSUER_SEPARATOR) {
+        let digest = hex::encode(sha2::Sha256::digest(user.as_bytes()));
+        return ChatJid::new(&format!("web:{tenant}:x|{}:{session}", &digest[..32])).ok();
+    }
     ChatJid::new(&format!("web:{tenant}:{user}:{session}")).ok()
 }
 

@@ -73,8 +73,11 @@ pub struct WebConfig {
     pub max_message_chars: usize,
     /// Most open connections (HTTP and WebSocket). Default 4 096.
     pub max_connections: usize,
-    /// Also accept access tokens from an external issuer (sites that already have sign-in).
+    /// Deprecated: one external issuer. Read as an entry of `issuers` (with a warning).
     pub external: Option<ExternalIssuer>,
+    /// External identity providers whose access tokens are accepted, each for one tenant
+    /// (`[[channels.web.issuers]]`). Default: none.
+    pub issuers: Vec<IssuerConfig>,
 }
 
 impl Default for WebConfig {
@@ -106,6 +109,7 @@ impl Default for WebConfig {
             max_message_chars: 16_000,
             max_connections: 4_096,
             external: None,
+            issuers: Vec::new(),
         }
     }
 }
@@ -135,7 +139,43 @@ impl WebConfig {
         if self.sign_ins_in_flight_per_address == 0 {
             return Err("channels.web.sign_ins_in_flight_per_address must be at least 1".into());
         }
+        let issuers = self.all_issuers();
+        for (i, entry) in issuers.iter().enumerate() {
+            entry
+                .validate(&self.issuer)
+                .map_err(|m| format!("channels.web.issuers[{i}] ({:?}): {m}", entry.issuer))?;
+            if issuers[..i].iter().any(|e| e.issuer == entry.issuer) {
+                return Err(format!(
+                    "channels.web.issuers[{i}]: issuer {:?} is configured twice (one issuer \
+                     serves one tenant)",
+                    entry.issuer
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// `issuers`, then the deprecated `external` read as one more entry.
+    pub fn all_issuers(&self) -> Vec<IssuerConfig> {
+        let mut all = self.issuers.clone();
+        all.extend(self.external.as_ref().map(ExternalIssuer::to_issuer));
+        all
+    }
+
+    /// Deprecations to show at start.
+    pub fn warnings(&self) -> Vec<String> {
+        self.external
+            .as_ref()
+            .map(|e| {
+                format!(
+                    "[channels.web.external] is deprecated: it is read as a \
+                     [[channels.web.issuers]] entry for tenant {:?}, and the `tid` claim no \
+                     longer chooses the tenant; move it to [[channels.web.issuers]]",
+                    e.tenant.as_str()
+                )
+            })
+            .into_iter()
+            .collect()
     }
 }
 
@@ -148,10 +188,8 @@ pub fn listen_is_loopback(listen: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
 }
 
-/// `[channels.web.external]`: an external identity provider's tokens. Exactly one of
-/// `jwks_file` (RS256/ES256/EdDSA public keys, each with a `kid`) or `shared_secret_file`
-/// (HS256) must be set. Tokens need `iss`, `aud`, `exp`, `iat` and `sub`; the tenant comes from
-/// the `tid` claim, else `tenant`. A local user of that name that is disabled is refused.
+/// Deprecated `[channels.web.external]`: one external issuer, read as an `issuers` entry for
+/// `tenant` (its `tid` claim is ignored, as for every external token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalIssuer {
@@ -161,7 +199,165 @@ pub struct ExternalIssuer {
     pub jwks_file: Option<PathBuf>,
     #[serde(default)]
     pub shared_secret_file: Option<PathBuf>,
-    /// Tenant of tokens without a `tid` claim. Default `default`.
+    /// Tenant of the issuer's users. Default `default`.
     #[serde(default = "TenantId::default_tenant")]
     pub tenant: TenantId,
 }
+
+impl ExternalIssuer {
+    fn to_issuer(&self) -> IssuerConfig {
+        IssuerConfig {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            tenant: self.tenant.clone(),
+            jwks_url: None,
+            jwks_file: self.jwks_file.clone(),
+            key_file: None,
+            shared_secret_file: self.shared_secret_file.clone(),
+            // What `external` always accepted.
+            algorithms: if self.shared_secret_file.is_some() {
+                vec![jsonwebtoken::Algorithm::HS256]
+            } else {
+                vec![
+                    jsonwebtoken::Algorithm::RS256,
+                    jsonwebtoken::Algorithm::ES256,
+                    jsonwebtoken::Algorithm::EdDSA,
+                ]
+            },
+            jwks_min_refresh_secs: default_jwks_min_refresh_secs(),
+            jwks_max_age_secs: default_jwks_max_age_secs(),
+        }
+    }
+}
+
+/// `[[channels.web.issuers]]`: an external identity provider whose access tokens are accepted
+/// for one tenant. The tenant is the entry's, chosen by which issuer's key verified the token;
+/// a `tid` claim is ignored. Tokens need `iss`, `aud`, `exp`, `iat` and `sub`; the user is
+/// `<issuer>|<sub>`, which no local user name can be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The exact `iss` of the tokens (no `|`). One entry per issuer.
+    pub issuer: String,
+    /// The `aud` the tokens must carry.
+    pub audience: String,
+    /// The tenant of this issuer's users; it must exist when the daemon starts.
+    pub tenant: TenantId,
+    /// Keys from the issuer's JWKS endpoint (https, or http to a loopback address), fetched
+    /// on first use, again when a token names an unknown `kid` (at most every
+    /// `jwks_min_refresh_secs`) and when the copy is `jwks_max_age_secs` old.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Keys from a JWKS file read at start.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// One PEM public key (RSA or EC P-256/P-384, `BEGIN PUBLIC KEY`) read at start.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// A shared HS256/HS384/HS512 secret (at least 32 bytes) read at start.
+    #[serde(default)]
+    pub shared_secret_file: Option<PathBuf>,
+    /// Accepted `alg` values. Default `["RS256", "ES256"]` (`["HS256"]` with a shared secret).
+    #[serde(default)]
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Least time between two JWKS fetches caused by unknown `kid`s (seconds). Default 60.
+    #[serde(default = "default_jwks_min_refresh_secs")]
+    pub jwks_min_refresh_secs: u64,
+    /// A fetched JWKS is fetched again once this old (seconds). Default 3600.
+    #[serde(default = "default_jwks_max_age_secs")]
+    pub jwks_max_age_secs: u64,
+}
+
+fn default_jwks_min_refresh_secs() -> u64 {
+    60
+}
+
+fn default_jwks_max_age_secs() -> u64 {
+    3600
+}
+
+/// Longest `issuer` accepted (it is part of every external user name).
+const MAX_ISSUER_LEN: usize = 256;
+
+impl IssuerConfig {
+    /// The accepted algorithms, defaults applied.
+    pub fn accepted_algorithms(&self) -> Vec<jsonwebtoken::Algorithm> {
+        use jsonwebtoken::Algorithm;
+        match (
+            self.algorithms.is_empty(),
+            self.shared_secret_file.is_some(),
+        ) {
+            (false, _) => self.algorithms.clone(),
+            (true, true) => vec![Algorithm::HS256],
+            (true, false) => vec![Algorithm::RS256, Algorithm::ES256],
+        }
+    }
+
+    fn validate(&self, own_issuer: &str) -> Result<(), String> {
+        use jsonwebtoken::Algorithm;
+        if self.issuer.is_empty() || self.issuer.len() > MAX_ISSUER_LEN {
+            return Err(format!("issuer must be 1-{MAX_ISSUER_LEN} bytes"));
+        }
+        if self.issuer.contains('|') || self.issuer.chars().any(char::is_control) {
+            return Err("issuer must not contain `|` or control characters".into());
+        }
+        if self.issuer == own_issuer {
+            return Err("issuer must differ from channels.web.issuer (cambot's own)".into());
+        }
+        if self.audience.is_empty() {
+            return Err("audience must not be empty".into());
+        }
+        let sources = [
+            self.jwks_url.is_some(),
+            self.jwks_file.is_some(),
+            self.key_file.is_some(),
+            self.shared_secret_file.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(
+                "set exactly one of jwks_url, jwks_file, key_file and shared_secret_file".into(),
+            );
+        }
+        if let Some(url) = &self.jwks_url {
+            check_jwks_url(url)?;
+        }
+        if self.jwks_min_refresh_secs == 0 || self.jwks_max_age_secs == 0 {
+            return Err("jwks_min_refresh_secs and jwks_max_age_secs must be at least 1".into());
+        }
+        let hmac =
+            |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        let algorithms = self.accepted_algorithms();
+        if self.shared_secret_file.is_some() {
+            if let Some(a) = algorithms.iter().find(|a| !hmac(a)) {
+                return Err(format!(
+                    "algorithm {a:?} needs a public key, not a shared secret"
+                ));
+            }
+        } else if let Some(a) = algorithms.iter().find(|a| hmac(a)) {
+            return Err(format!("algorithm {a:?} needs shared_secret_file"));
+        }
+        Ok(())
+    }
+}
+
+/// A JWKS URL must be https, or http to a loopback address (a local identity provider).
+pub fn check_jwks_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("jwks_url {url:?}: {e}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!(
+            "jwks_url {url:?} must be https, or http to a loopback address"
+        )),
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

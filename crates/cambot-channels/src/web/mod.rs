@@ -19,6 +19,7 @@
 mod api;
 mod app;
 pub mod config;
+mod external;
 mod history;
 pub mod hub;
 mod limits;
@@ -43,7 +44,9 @@ pub use api::REFRESH_COOKIE;
 pub use app::session_folder;
 pub use app::session_jid;
 pub use config::ExternalIssuer;
+pub use config::IssuerConfig;
 pub use config::WebConfig;
+pub use external::ISSUER_SEPARATOR;
 pub use security::CSP;
 
 use crate::channel::BoxFuture;

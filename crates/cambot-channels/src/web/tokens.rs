@@ -3,7 +3,7 @@
 //! cambot's own access tokens are EdDSA (Ed25519) JWTs with a pinned algorithm: the header must
 //! say `EdDSA` and name a `kid` of a stored key, the key's tenant must equal the `tid` claim, and
 //! `iss`, `aud`, `exp`, `iat`, `sub`, `tid`, `jti` are all required; an `nbf` (own or external
-//! token) must not be in the future (both with [`LEEWAY_SECS`] of clock skew). Each tenant has its own
+//! token, see [`crate::web::external`]) must not be in the future (both with [`LEEWAY_SECS`] of clock skew). Each tenant has its own
 //! keys; a key is replaced after `key_rotation_secs` and deleted once no token it signed can
 //! still be valid. Refresh tokens are 256 random bits, stored only as SHA-256 hashes.
 
@@ -22,8 +22,6 @@ use jsonwebtoken::DecodingKey;
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::Header;
 use jsonwebtoken::Validation;
-use jsonwebtoken::jwk::AlgorithmParameters;
-use jsonwebtoken::jwk::JwkSet;
 use ring::signature::Ed25519KeyPair;
 use ring::signature::KeyPair;
 use serde::Deserialize;
@@ -32,8 +30,8 @@ use sha2::Digest;
 
 use crate::error::ChannelError;
 use crate::locks;
-use crate::web::config::ExternalIssuer;
 use crate::web::config::WebConfig;
+use crate::web::external::Issuers;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat` (seconds).
 pub const LEEWAY_SECS: u64 = 30;
@@ -56,16 +54,6 @@ pub struct Claims {
     pub jti: String,
 }
 
-/// Claims as read from an external token (`aud` may be a list there).
-#[derive(Debug, Deserialize)]
-struct ExternalClaims {
-    sub: String,
-    #[serde(default)]
-    tid: Option<String>,
-    exp: u64,
-    iat: Option<u64>,
-}
-
 /// Who a valid access token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -73,7 +61,7 @@ pub struct Identity {
     pub user: String,
     /// Expiry (seconds since the epoch).
     pub exp: u64,
-    /// Issued by the configured external issuer.
+    /// Issued by a configured external issuer (`user` is then `<iss>|<sub>`).
     pub external: bool,
 }
 
@@ -86,6 +74,8 @@ pub enum TokenError {
     Algorithm,
     #[error("unknown key id")]
     UnknownKey,
+    #[error("unknown issuer")]
+    UnknownIssuer,
     #[error("invalid token: {0}")]
     Invalid(String),
     #[error("invalid token: {0}")]
@@ -108,14 +98,6 @@ struct Signer {
     key: EncodingKey,
 }
 
-struct External {
-    issuer: String,
-    audience: String,
-    tenant: TenantId,
-    /// By `kid` (JWKS); a shared secret is stored under the empty kid.
-    keys: HashMap<String, (Algorithm, DecodingKey)>,
-}
-
 /// Issues and verifies access tokens.
 pub struct Tokens {
     store: Arc<dyn UserStore>,
@@ -125,7 +107,7 @@ pub struct Tokens {
     rotation_ms: i64,
     signers: Mutex<HashMap<TenantId, Arc<Signer>>>,
     verifiers: Mutex<HashMap<String, (TenantId, Arc<DecodingKey>)>>,
-    external: Option<External>,
+    external: Issuers,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -161,7 +143,7 @@ pub fn random_id() -> String {
 
 impl Tokens {
     pub fn new(store: Arc<dyn UserStore>, config: &WebConfig) -> Result<Self, ChannelError> {
-        let external = config.external.as_ref().map(load_external).transpose()?;
+        let external = Issuers::load(&config.all_issuers())?;
         Ok(Self {
             store,
             issuer: config.issuer.clone(),
@@ -252,10 +234,13 @@ impl Tokens {
         {
             return self.verify_local(token, &tenant, &key);
         }
-        match &self.external {
-            Some(ext) => verify_external(ext, token, &header),
-            None if header.alg != Algorithm::EdDSA => Err(TokenError::Algorithm),
-            None => Err(TokenError::UnknownKey),
+        if !self.external.is_empty() {
+            return self.external.verify(token, &header).await;
+        }
+        if header.alg == Algorithm::EdDSA {
+            Err(TokenError::UnknownKey)
+        } else {
+            Err(TokenError::Algorithm)
         }
     }
 
@@ -333,7 +318,7 @@ impl Tokens {
     }
 }
 
-fn check_times(iat: u64, exp: u64) -> Result<(), TokenError> {
+pub(crate) fn check_times(iat: u64, exp: u64) -> Result<(), TokenError> {
     if iat > now_secs() + LEEWAY_SECS {
         return Err(TokenError::FutureIat);
     }
@@ -343,47 +328,9 @@ fn check_times(iat: u64, exp: u64) -> Result<(), TokenError> {
     Ok(())
 }
 
-fn verify_external(ext: &External, token: &str, header: &Header) -> Result<Identity, TokenError> {
-    let kid = header.kid.clone().unwrap_or_default();
-    let (alg, key) = ext
-        .keys
-        .get(&kid)
-        .or_else(|| ext.keys.get(""))
-        .ok_or(TokenError::UnknownKey)?;
-    if header.alg != *alg {
-        return Err(TokenError::Algorithm);
-    }
-    let mut v = Validation::new(*alg);
-    v.algorithms = vec![*alg];
-    v.leeway = LEEWAY_SECS;
-    // A token that is not valid yet (`nbf` in the future) is refused; `nbf` is optional.
-    v.validate_nbf = true;
-    v.set_issuer(&[&ext.issuer]);
-    v.set_audience(&[&ext.audience]);
-    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let data = jsonwebtoken::decode::<ExternalClaims>(token, key, &v).map_err(TokenError::Jwt)?;
-    let c = data.claims;
-    let iat = c
-        .iat
-        .ok_or_else(|| TokenError::Invalid("missing iat".into()))?;
-    check_times(iat, c.exp)?;
-    let tenant = match c.tid {
-        Some(t) => TenantId::new(&t).map_err(|_| TokenError::BadSubject)?,
-        None => ext.tenant.clone(),
-    };
-    if !valid_user_name(&c.sub) {
-        return Err(TokenError::BadSubject);
-    }
-    Ok(Identity {
-        tenant,
-        user: c.sub,
-        exp: c.exp,
-        external: true,
-    })
-}
-
 /// User names: 1-64 characters from `A-Z a-z 0-9 _ . @ -`, starting with a letter or digit.
-/// No `:` (it separates the parts of a web chat jid) and nothing path-like.
+/// No `:` (it separates the parts of a web chat jid), nothing path-like, and no `|` (external
+/// users are `<iss>|<sub>`, so no local name can be one).
 pub fn valid_user_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 64
@@ -405,67 +352,5 @@ fn generate_key(tenant: &TenantId, now_ms: i64) -> Result<SigningKeyRow, TokenEr
         private_key: pkcs8.as_ref().to_vec(),
         public_key: pair.public_key().as_ref().to_vec(),
         created_ms: now_ms,
-    })
-}
-
-fn load_external(cfg: &ExternalIssuer) -> Result<External, ChannelError> {
-    const KEY: &str = "channels.web.external";
-    let bad = |m: String| ChannelError::Config(format!("{KEY}: {m}"));
-    let failed =
-        |m: String, e: Box<dyn std::error::Error + Send + Sync>| ChannelError::ConfigSource {
-            context: format!("{KEY}: {m}"),
-            source: e,
-        };
-    let mut keys = HashMap::new();
-    match (&cfg.jwks_file, &cfg.shared_secret_file) {
-        (Some(path), None) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| failed(format!("reading {}", path.display()), e.into()))?;
-            let set: JwkSet = serde_json::from_str(&text)
-                .map_err(|e| failed(format!("{} is not a JWKS", path.display()), e.into()))?;
-            for jwk in &set.keys {
-                let kid = jwk.common.key_id.clone().unwrap_or_default();
-                let alg = match &jwk.algorithm {
-                    AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                    AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                    AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
-                    AlgorithmParameters::OctetKey(_) => {
-                        return Err(bad(
-                            "symmetric keys do not belong in a JWKS file; use shared_secret_file"
-                                .into(),
-                        ));
-                    }
-                };
-                let key = DecodingKey::from_jwk(jwk)
-                    .map_err(|e| failed(format!("key {kid}"), e.into()))?;
-                keys.insert(kid, (alg, key));
-            }
-        }
-        (None, Some(path)) => {
-            let secret = std::fs::read(path)
-                .map_err(|e| failed(format!("reading {}", path.display()), e.into()))?;
-            let secret = secret.trim_ascii();
-            if secret.len() < 32 {
-                return Err(bad("the shared secret must be at least 32 bytes".into()));
-            }
-            keys.insert(
-                String::new(),
-                (Algorithm::HS256, DecodingKey::from_secret(secret)),
-            );
-        }
-        _ => {
-            return Err(bad(
-                "set exactly one of jwks_file and shared_secret_file".into()
-            ));
-        }
-    }
-    if keys.is_empty() {
-        return Err(bad("no keys".into()));
-    }
-    Ok(External {
-        issuer: cfg.issuer.clone(),
-        audience: cfg.audience.clone(),
-        tenant: cfg.tenant.clone(),
-        keys,
     })
 }

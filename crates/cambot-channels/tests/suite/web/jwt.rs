@@ -383,8 +383,12 @@ async fn an_external_issuer_with_a_shared_key_is_accepted_only_with_its_claims()
         shared_secret_file: Some(path),
         tenant: TenantId::new("acme").unwrap(),
     });
-    let d = start(tagging_runner(), config).await;
-    d.add_user("acme", "disabled-one").await;
+    // The issuer's tenant must exist before the daemon starts.
+    let data = tempfile::tempdir().unwrap();
+    super::support::seed_users(&data, &[("acme", "disabled-one")]).await;
+    let d = super::support::start_in(data, tagging_runner(), config)
+        .await
+        .unwrap();
     d.store()
         .set_user_disabled(&TenantId::new("acme").unwrap(), "disabled-one", true)
         .await
@@ -409,9 +413,13 @@ async fn an_external_issuer_with_a_shared_key_is_accepted_only_with_its_claims()
     let mut c = good.clone();
     c["iss"] = json!("cambot");
     assert_eq!(status(&d, &make(c)).await, 401, "wrong iss");
+    // The external `disabled-one` is `https://idp.example|disabled-one`, not the local user of
+    // that name: the local row neither lends it access nor locks it out.
     let mut c = good.clone();
     c["sub"] = json!("disabled-one");
-    assert_eq!(status(&d, &make(c)).await, 401, "disabled local user");
+    let token = make(c);
+    let me: Value = d.get(&token, "/api/me").await.json().await.unwrap();
+    assert_eq!(me["user"], "https://idp.example|disabled-one");
     // `nbf`: within the leeway is accepted, beyond it is not valid yet.
     let mut c = good.clone();
     c["nbf"] = json!(now + 10);
@@ -488,7 +496,11 @@ async fn an_external_issuer_with_a_jwks_is_accepted_only_with_the_key_its_kid_na
     with_tenant["tid"] = json!("acme");
     let token = make(Some("second"), &second, &with_tenant);
     let me: Value = d.get(&token, "/api/me").await.json().await.unwrap();
-    assert_eq!(me["tenant"], "acme", "the tid claim names the tenant");
+    assert_eq!(
+        me["tenant"], "default",
+        "a tid claim does not choose the tenant"
+    );
+    assert_eq!(me["user"], "https://idp.example|sso-user");
 
     let cases = [
         (

@@ -4,6 +4,7 @@ mod browser;
 mod expiry;
 mod hardening;
 mod isolation;
+mod issuers;
 mod jwt;
 mod sign_in;
 mod stream;

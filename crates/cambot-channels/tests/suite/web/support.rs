@@ -67,7 +67,29 @@ pub(crate) fn web_config() -> WebConfig {
 }
 
 pub(crate) async fn start(runner: Arc<dyn AgentRunner>, web: WebConfig) -> WebDaemon {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), runner, web)
+        .await
+        .unwrap()
+}
+
+/// Adds users (and so their tenants) to the store under `dir` before a daemon starts there.
+pub(crate) async fn seed_users(dir: &tempfile::TempDir, users: &[(&str, &str)]) {
+    let layout = cambot_protocol::DataLayout::new(dir.path());
+    use cambot_core::UserStore;
+    let store = cambot_agent::database::open_store(&layout).await.unwrap();
+    let hash = hash_password(PASSWORD).unwrap();
+    for (tenant, user) in users {
+        let tenant = TenantId::new(tenant).unwrap();
+        assert!(store.add_user(&tenant, user, &hash).await.unwrap());
+    }
+}
+
+/// Starts a daemon with its data under `dir`.
+pub(crate) async fn start_in(
+    dir: tempfile::TempDir,
+    runner: Arc<dyn AgentRunner>,
+    web: WebConfig,
+) -> Result<WebDaemon, cambot_agent::daemon::DaemonError> {
     let raw = toml::from_str("").unwrap();
     let mut config = Config::resolve(raw, None, Some(dir.path()), &|k| {
         (k == "TZ").then(|| "UTC".to_owned())
@@ -85,16 +107,16 @@ pub(crate) async fn start(runner: Arc<dyn AgentRunner>, web: WebConfig) -> WebDa
             Ok(vec![channel as Arc<dyn Channel>])
         })
     });
-    let daemon = Daemon::start(&config, runner, factory).await.unwrap();
+    let daemon = Daemon::start(&config, runner, factory).await?;
     let channel = slot.lock().unwrap().clone().unwrap();
     let base = format!("http://{}", channel.local_addr().unwrap());
-    WebDaemon {
+    Ok(WebDaemon {
         daemon,
         channel,
         base,
         http: reqwest::Client::new(),
         _dir: dir,
-    }
+    })
 }
 
 impl WebDaemon {
