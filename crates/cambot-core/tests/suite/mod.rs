@@ -5,6 +5,7 @@ mod durability;
 mod migrations;
 mod routing_seed;
 mod tasks;
+mod tenants;
 mod web;
 
 pub(crate) use cambot_core::GroupStore;
