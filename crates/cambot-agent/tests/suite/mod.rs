@@ -12,3 +12,5 @@ mod self_protection;
 mod support;
 mod task_lifecycle;
 mod task_run;
+mod tenant_state;
+mod tenants_cli;

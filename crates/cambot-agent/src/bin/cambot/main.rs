@@ -10,6 +10,7 @@ mod models_cmd;
 mod runtime;
 mod sandbox_cmd;
 mod tasks_cmd;
+mod tenants_cmd;
 mod users_cmd;
 
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Command {
     /// Manage registered groups.
     #[command(subcommand)]
     Groups(commands::GroupsCommand),
+    /// Manage tenants: add, list, show, disable, enable, remove.
+    #[command(subcommand)]
+    Tenants(tenants_cmd::TenantsCommand),
     /// Manage web chat users.
     #[command(subcommand)]
     Users(users_cmd::UsersCommand),

@@ -76,6 +76,18 @@ async fn backend_for(cfg: &SandboxConfig) -> Result<Arc<dyn SandboxBackend>> {
 }
 
 pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
+    // Without a database only `default` exists; with one, the tenant must be known there.
+    let layout = DataLayout::new(&config.data_dir);
+    let tenant = TenantId::new(&args.tenant)?;
+    if layout.database().exists() {
+        let store = cambot_agent::database::open_store(&layout).await?;
+        crate::tenants_cmd::known_tenant(store.as_ref(), tenant.as_str()).await?;
+    } else {
+        anyhow::ensure!(
+            tenant.is_default(),
+            "unknown tenant {tenant}: add it with `cambot tenants add {tenant}` (see `cambot tenants list`)"
+        );
+    }
     let mut cfg = sandbox_config(config)?;
     if let Some(b) = args.backend {
         cfg.backend = match b {
@@ -84,8 +96,6 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         };
     }
     let backend = backend_for(&cfg).await?;
-    let layout = DataLayout::new(&config.data_dir);
-    let tenant = TenantId::new(&args.tenant)?;
     let group = GroupFolder::new(&args.group)?;
     let run_id = RunId::from_bytes(rand::random());
     let mut input = PlanInput::new(
