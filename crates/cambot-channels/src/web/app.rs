@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use cambot_core::StoreError;
+use cambot_core::TenantState;
 use cambot_core::UserRow;
 use cambot_core::UserStore;
 use cambot_core::WebSessionRow;
@@ -85,6 +86,8 @@ pub(crate) enum ApiError {
     Expired,
     Unavailable,
     Internal,
+    /// The operator disabled the caller's tenant (`cambot tenants disable`).
+    TenantDisabled,
 }
 
 impl ApiError {
@@ -98,6 +101,7 @@ impl ApiError {
             Self::Expired => "expired",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::TenantDisabled => "tenant_disabled",
         }
     }
 
@@ -111,6 +115,7 @@ impl ApiError {
             Self::Expired => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TenantDisabled => StatusCode::FORBIDDEN,
         }
     }
 
@@ -118,6 +123,7 @@ impl ApiError {
         match self {
             Self::BadRequest(m) => m.clone(),
             Self::Expired => "this session has expired; its history is read-only".into(),
+            Self::TenantDisabled => "this tenant is disabled; ask the operator to enable it".into(),
             other => other.code().replace('_', " "),
         }
     }
@@ -217,18 +223,32 @@ impl App {
         })
     }
 
-    /// A disabled user's tokens stop working at once: checked on every call.
+    /// A disabled user's tokens, and those of a disabled tenant, stop working at once: checked
+    /// on every call.
     pub(crate) async fn check_user(
         &self,
         tenant: &TenantId,
         user: &str,
         external: bool,
     ) -> Result<(), ApiError> {
+        self.check_tenant(tenant).await?;
         match self.users.user(tenant, user).await? {
             Some(u) if u.disabled => Err(ApiError::Unauthorized),
             Some(_) => Ok(()),
             None if external => Ok(()),
             None => Err(ApiError::Unauthorized),
+        }
+    }
+
+    /// A disabled tenant accepts no sign-in and no token. A tenant without a row (data from
+    /// before tenants were administered) is served as before.
+    pub(crate) async fn check_tenant(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        match self.users.tenant(tenant).await? {
+            Some(row) if row.state == TenantState::Disabled => {
+                tracing::info!(tenant = %tenant, "web: refused: the tenant is disabled");
+                Err(ApiError::TenantDisabled)
+            }
+            _ => Ok(()),
         }
     }
 
