@@ -48,9 +48,11 @@ use cambot_protocol::reply::format_outbound;
 
 mod idle;
 mod live;
+mod tenants;
 
 use idle::IdleDeadline;
 use live::LiveRun;
+use tenants::DisabledTenants;
 
 /// Router settings (resolved from the config file).
 #[derive(Debug, Clone)]
@@ -72,6 +74,8 @@ pub struct Router {
     outbox: Outbox,
     channels: Arc<RwLock<Vec<Arc<dyn Channel>>>>,
     groups: RwLock<GroupCache>,
+    /// Tenants whose messages wait (see [`tenants`]).
+    disabled: DisabledTenants,
     /// Held across a refresh's read of the registrations and its swap, and across a
     /// registration's store write and cache insert: a refresh that read the table just before
     /// a registration committed would otherwise overwrite the cache without it (the chat's
@@ -110,6 +114,7 @@ impl Router {
         retry: crate::queue::RetryPolicy,
     ) -> Result<Arc<Self>, RouterError> {
         let groups = load_group_cache(store.as_ref()).await?;
+        let disabled = DisabledTenants::load(store.as_ref()).await?;
         let (typing_tx, typing_rx) = tokio::sync::mpsc::channel(TYPING_QUEUE);
         let router = Arc::new_cyclic(|weak: &std::sync::Weak<Router>| {
             let processor: std::sync::Weak<dyn MessageProcessor> = weak.clone();
@@ -121,6 +126,7 @@ impl Router {
                 outbox,
                 channels,
                 groups: RwLock::new(groups),
+                disabled,
                 registrations: tokio::sync::Mutex::new(()),
                 live: Mutex::new(HashMap::new()),
                 typing_tx,
@@ -155,12 +161,15 @@ impl Router {
             .cloned()
     }
 
-    /// Re-reads registrations after a change made outside the router (admin CLI, IPC).
+    /// Re-reads registrations and disabled tenants after a change made outside the router
+    /// (admin CLI, IPC).
     pub async fn refresh_groups(&self) -> Result<(), RouterError> {
-        let _serial = self.registrations.lock().await;
-        let fresh = load_group_cache(self.store.as_ref()).await?;
-        *locks::write("group cache", &self.groups) = fresh;
-        Ok(())
+        {
+            let _serial = self.registrations.lock().await;
+            let fresh = load_group_cache(self.store.as_ref()).await?;
+            *locks::write("group cache", &self.groups) = fresh;
+        }
+        self.refresh_disabled_tenants().await
     }
 
     /// Stores a registration with `write` and records it in the cache, with no refresh in
@@ -184,6 +193,10 @@ impl Router {
         let Some(group) = self.cached_group(&message.tenant, &message.chat_jid) else {
             return;
         };
+        if self.disabled.contains(&group.tenant) {
+            // Stored; answered once the tenant is enabled again.
+            return;
+        }
         let key = GroupKey::new(group.tenant.clone(), group.folder.clone());
         if self.try_pipe(&key, &group, arrival).await {
             return;
@@ -196,7 +209,7 @@ impl Router {
     pub async fn recover_pending(&self) -> Result<usize, RouterError> {
         let groups = self.store.all_registered_groups().await?;
         let mut queued = 0;
-        for g in groups {
+        for g in groups.iter().filter(|g| !self.disabled.contains(&g.tenant)) {
             let cursor = self.store.cursor(&g.tenant, &g.jid).await?;
             if self.store.latest_message_seq(&g.tenant, &g.jid).await? > cursor {
                 let key = GroupKey::new(g.tenant.clone(), g.folder.clone());
@@ -216,7 +229,8 @@ impl Router {
         let Ok(groups) = self.store.all_registered_groups().await else {
             return true;
         };
-        for g in groups {
+        // A disabled tenant's messages wait for it to be enabled, not for this process.
+        for g in groups.iter().filter(|g| !self.disabled.contains(&g.tenant)) {
             let key = GroupKey::new(g.tenant.clone(), g.folder.clone());
             if !matches!(self.next_batch(&key).await, Ok(None)) {
                 return true;
@@ -325,6 +339,17 @@ impl Router {
         &self,
         key: &GroupKey,
     ) -> Result<Option<(Arc<RegisteredGroup>, RunRequest, i64)>, ()> {
+        match self.tenant_serves(&key.tenant).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(group = %key, "tenant disabled: messages wait until it is enabled");
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "reading the tenant's state failed");
+                return Err(());
+            }
+        }
         let (group, batch) = match self.next_batch(key).await {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),

@@ -35,4 +35,5 @@ pub use store::SessionStore;
 pub use store::Store;
 pub use store::StoreFuture;
 pub use store::TaskStore;
+pub use store::TenantStore;
 pub use store::UserStore;

@@ -440,3 +440,76 @@ pub struct TenantMountRoot {
     pub rw: bool,
     pub added_at: String,
 }
+
+/// Whether a tenant is served. A disabled one starts no run, fires no task and accepts no
+/// sign-in; what arrives for it is stored and handled once it is enabled again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TenantState {
+    Active,
+    Disabled,
+}
+
+impl TenantState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for TenantState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TenantState {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "active" => Ok(Self::Active),
+            "disabled" => Ok(Self::Disabled),
+            other => Err(StoreError::Invalid(format!(
+                "unknown tenant state {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A tenant as administered by `cambot tenants`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRow {
+    pub id: TenantId,
+    /// Display name; empty when none was given.
+    pub name: String,
+    pub state: TenantState,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A tenant with how much it holds (`cambot tenants list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSummary {
+    pub tenant: TenantRow,
+    /// Registered chats.
+    pub groups: usize,
+    /// Web chat users.
+    pub users: usize,
+}
+
+/// What removing a tenant did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantRemoval {
+    /// The tenant and its remaining rows (chats, keys, tokens) are gone.
+    Removed,
+    NotFound,
+    /// `default` always exists.
+    Protected,
+    /// It still holds groups or users: only a purge removes those.
+    NotEmpty {
+        groups: usize,
+        users: usize,
+    },
+}

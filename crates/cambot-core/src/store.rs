@@ -34,7 +34,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a
 
 /// The whole store, as the binary wires it.
 pub trait Store:
-    MessageStore + GroupStore + SessionStore + TaskStore + UserStore + MountRootStore
+    MessageStore + GroupStore + SessionStore + TaskStore + UserStore + TenantStore + MountRootStore
 {
     /// A number that changes whenever another process (or another handle) has committed a
     /// write since the last call; the daemon polls it to notice admin-CLI changes.
@@ -224,7 +224,9 @@ pub trait TaskStore: Send + Sync {
     /// A task's run log, newest first.
     fn task_runs<'a>(&'a self, id: &'a TaskId, limit: usize) -> StoreFuture<'a, Vec<TaskRun>>;
 
-    /// The earliest `next_run_ms` of an active task.
+    /// The earliest `next_run_ms` of an active task. Here, in `due_tasks` and in `claim_firings`
+    /// the tasks of a disabled tenant do not exist: they stay `active` and fall due again once
+    /// the tenant is enabled (a slot missed meanwhile follows the task's missed-run policy).
     fn next_due_ms(&self) -> StoreFuture<'_, Option<i64>>;
 
     /// Active tasks due at `now_ms`, earliest first; an invalid row comes back as its error.
@@ -235,7 +237,8 @@ pub trait TaskStore: Send + Sync {
 
     /// Claims firings in one transaction: each moves its task's `next_run` only if it still
     /// holds the value the caller read (compare-and-swap) and writes the firing's run-log row.
-    /// Returns, per claim, the run-log id, or `None` when the task changed meanwhile.
+    /// Returns, per claim, the run-log id, or `None` when the task changed meanwhile (or its
+    /// tenant was disabled).
     fn claim_firings<'a>(&'a self, claims: &'a [Claim]) -> StoreFuture<'a, Vec<Option<i64>>>;
 
     /// Pauses a task whose stored definition cannot run, recording why in its log.
@@ -271,7 +274,7 @@ pub trait TaskStore: Send + Sync {
 /// What web chat keeps: users and their credentials, JWT signing keys, refresh tokens, web
 /// chat sessions, and the history reads of a session's chat. Every read made for a user is
 /// keyed by `(tenant, user)`: another user's rows are not found.
-pub trait UserStore: Send + Sync {
+pub trait UserStore: TenantStore + Send + Sync {
     /// The newest `limit` messages of a chat (bot messages included), oldest first.
     fn chat_history<'a>(
         &'a self,
@@ -411,4 +414,37 @@ pub trait MountRootStore: Send + Sync {
         tenant: &'a TenantId,
         path: &'a str,
     ) -> StoreFuture<'a, bool>;
+}
+
+/// Tenants: the top-level owners of groups, users and credentials. `default` always exists.
+/// A tenant's rows in the other tables carry its id; a tenant without a row here is unknown to
+/// the admin CLI but behaves as active (rows written before tenants were administered).
+pub trait TenantStore: Send + Sync {
+    /// Adds an active tenant. Returns false when the id is taken.
+    fn add_tenant<'a>(&'a self, id: &'a TenantId, name: &'a str) -> StoreFuture<'a, bool>;
+
+    fn tenant<'a>(&'a self, id: &'a TenantId) -> StoreFuture<'a, Option<TenantRow>>;
+
+    /// Every tenant with its counts of groups and users, by id (an invalid row is logged and
+    /// skipped).
+    fn tenant_summaries(&self) -> StoreFuture<'_, Vec<TenantSummary>>;
+
+    /// Ids of the disabled tenants (the daemon keeps them in memory, refreshed on change).
+    fn disabled_tenants(&self) -> StoreFuture<'_, Vec<TenantId>>;
+
+    /// Returns whether the tenant exists.
+    fn set_tenant_state<'a>(
+        &'a self,
+        id: &'a TenantId,
+        state: TenantState,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Removes a tenant that holds no groups and no users, with whatever rows it still has
+    /// (chats, keys, tokens), in one transaction.
+    fn remove_tenant<'a>(&'a self, id: &'a TenantId) -> StoreFuture<'a, TenantRemoval>;
+
+    /// Deletes the tenant and every row of it in every table, in one transaction; no row of
+    /// another tenant is touched. Returns how many rows went, `None` when the tenant is unknown.
+    /// Refuses `default`.
+    fn purge_tenant<'a>(&'a self, id: &'a TenantId) -> StoreFuture<'a, Option<usize>>;
 }

@@ -23,6 +23,10 @@ pub enum IdError {
         "{kind} {value:?} is invalid: use 1-64 characters from A-Z a-z 0-9 _ -, starting with a letter or digit"
     )]
     BadCharacters { kind: &'static str, value: String },
+    #[error(
+        "tenant id {value:?} is invalid: use 1-63 characters from a-z 0-9 -, starting with a letter or digit"
+    )]
+    BadTenant { value: String },
     #[error("{kind} {value:?} is reserved")]
     Reserved { kind: &'static str, value: String },
     #[error("{kind} {value:?} contains a control character")]
@@ -111,9 +115,26 @@ string_id!(
 impl TenantId {
     pub const DEFAULT: &'static str = "default";
 
+    /// Longest tenant id (a DNS label's length, so an id can name a subdomain).
+    pub const MAX_LEN: usize = 63;
+
+    /// Lowercase letters, digits and `-`, 1 to 63 characters, not starting with `-`: stricter
+    /// than a folder name, so two ids never differ by case alone and every id is a DNS label.
     pub fn new(value: &str) -> Result<Self, IdError> {
-        check_path_safe_name("tenant id", value)?;
+        if value.is_empty() {
+            return Err(IdError::Empty { kind: "tenant id" });
+        }
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if value.len() > Self::MAX_LEN || value.starts_with('-') || !value.chars().all(allowed) {
+            return Err(IdError::BadTenant {
+                value: value.to_owned(),
+            });
+        }
         Ok(Self(value.to_owned()))
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
     }
 
     pub fn default_tenant() -> Self {

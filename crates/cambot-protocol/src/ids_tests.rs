@@ -47,6 +47,30 @@ fn deserialize_validates() {
 }
 
 #[test]
+fn tenant_ids_are_lowercase_letters_digits_and_dashes() {
+    for ok in ["default", "acme", "a", "beta-2", "9lives", &"a".repeat(63)] {
+        assert!(TenantId::new(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "",
+        "Acme",
+        "acme_corp",
+        "-acme",
+        "a.b",
+        "a/b",
+        "a b",
+        "ac\u{e9}me",
+        &"a".repeat(64),
+    ] {
+        assert!(TenantId::new(bad).is_err(), "{bad:?}");
+    }
+    let err = TenantId::new("Acme").unwrap_err().to_string();
+    assert!(err.contains("a-z 0-9 -"), "{err}");
+    assert!(TenantId::default_tenant().is_default());
+    assert!(serde_json::from_str::<TenantId>("\"ACME\"").is_err());
+}
+
+#[test]
 fn chat_jid_rules() {
     assert!(ChatJid::new("cli:console").is_ok());
     assert!(ChatJid::new("120363@g.us").is_ok());

@@ -13,3 +13,5 @@ mod support;
 mod task_lifecycle;
 mod task_run;
 mod tenant_mounts_e2e;
+mod tenant_state;
+mod tenants_cli;

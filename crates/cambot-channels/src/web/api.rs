@@ -150,6 +150,8 @@ async fn login(
         .ok_or(ApiError::Unauthorized)?;
     // Only failures count against the address: a shared address (NAT) keeps signing in.
     app.sign_in_addresses.refund(&address);
+    // After the password check: only someone who holds the password learns the tenant's state.
+    app.check_tenant(&user.tenant).await?;
     let refresh = new_refresh_token();
     let now = now_ms();
     let family_end = now.saturating_add(secs_to_ms(app.config.refresh_family_ttl_secs));
@@ -265,11 +267,17 @@ async fn refresh(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
             user_id,
             expires_ms,
         } => {
-            // A disabled (or deleted) user's refresh fails, and the new token dies with it.
-            if app.check_user(&tenant, &user_id, false).await.is_err() {
+            // A disabled (or deleted) user's refresh fails, and the new token dies with it; so
+            // does a disabled tenant's (its users sign in again once it is enabled).
+            if let Err(e) = app.check_user(&tenant, &user_id, false).await {
                 app.users
                     .revoke_refresh_family(&hash_refresh_token(&new))
                     .await?;
+                if e == ApiError::TenantDisabled {
+                    let mut response = e.into_response();
+                    set_cookie(&mut response, &refresh_cookie(&app, "", 0));
+                    return Ok(response);
+                }
                 return Ok(unauthorized_clearing_cookie(&app));
             }
             token_response(&app, &tenant, &user_id, &new, expires_ms).await

@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use cambot_core::StoreError;
+use cambot_core::TenantState;
 use cambot_core::UserRow;
 use cambot_core::UserStore;
 use cambot_core::WebSessionRow;
@@ -85,6 +86,8 @@ pub(crate) enum ApiError {
     Expired,
     Unavailable,
     Internal,
+    /// The operator disabled the caller's tenant (`cambot tenants disable`).
+    TenantDisabled,
 }
 
 impl ApiError {
@@ -98,6 +101,7 @@ impl ApiError {
             Self::Expired => "expired",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::TenantDisabled => "tenant_disabled",
         }
     }
 
@@ -111,6 +115,7 @@ impl ApiError {
             Self::Expired => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TenantDisabled => StatusCode::FORBIDDEN,
         }
     }
 
@@ -118,6 +123,7 @@ impl ApiError {
         match self {
             Self::BadRequest(m) => m.clone(),
             Self::Expired => "this session has expired; its history is read-only".into(),
+            Self::TenantDisabled => "this tenant is disabled; ask the operator to enable it".into(),
             other => other.code().replace('_', " "),
         }
     }
@@ -217,15 +223,17 @@ impl App {
         })
     }
 
-    /// A disabled user's tokens stop working at once: checked on every call. An external
-    /// identity (`<iss>|<sub>`) is its issuer's to vouch for: it never reads a local user row,
-    /// so a local user named like its `sub` neither lends it access nor locks it out.
+    /// A disabled user's tokens, and those of a disabled tenant, stop working at once: checked
+    /// on every call. An external identity (`<iss>|<sub>`) is its issuer's to vouch for: it
+    /// never reads a local user row, so a local user named like its `sub` neither lends it
+    /// access nor locks it out; its tenant's state still counts.
     pub(crate) async fn check_user(
         &self,
         tenant: &TenantId,
         user: &str,
         external: bool,
     ) -> Result<(), ApiError> {
+        self.check_tenant(tenant).await?;
         if external {
             return Ok(());
         }
@@ -233,6 +241,18 @@ impl App {
             Some(u) if u.disabled => Err(ApiError::Unauthorized),
             Some(_) => Ok(()),
             None => Err(ApiError::Unauthorized),
+        }
+    }
+
+    /// A disabled tenant accepts no sign-in and no token. A tenant without a row (data from
+    /// before tenants were administered) is served as before.
+    pub(crate) async fn check_tenant(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        match self.users.tenant(tenant).await? {
+            Some(row) if row.state == TenantState::Disabled => {
+                tracing::info!(tenant = %tenant, "web: refused: the tenant is disabled");
+                Err(ApiError::TenantDisabled)
+            }
+            _ => Ok(()),
         }
     }
 

@@ -13,6 +13,7 @@ mod legacy_journal;
 mod messages;
 mod mount_roots;
 mod tasks;
+mod tenants;
 mod users;
 mod writer;
 
@@ -67,6 +68,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "refresh token families remember their start",
         sql: include_str!("migrations/0005_refresh_family_start.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "tenants get a name and a state",
+        sql: include_str!("migrations/0006_tenant_admin.sql"),
     },
     Migration {
         version: 7,

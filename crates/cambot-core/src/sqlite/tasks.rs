@@ -218,7 +218,8 @@ impl TaskStore for SqliteStore {
             Ok(conn
                 .prepare_cached(
                     "SELECT MIN(next_run_ms) FROM scheduled_tasks
-                     WHERE status = 'active' AND next_run_ms IS NOT NULL",
+                     WHERE status = 'active' AND next_run_ms IS NOT NULL
+                       AND tenant NOT IN (SELECT id FROM tenants WHERE state = 'disabled')",
                 )?
                 .query_row([], |r| r.get(0))?)
         })
@@ -230,6 +231,7 @@ impl TaskStore for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {TASK_COLUMNS} FROM scheduled_tasks
                      WHERE status = 'active' AND next_run_ms IS NOT NULL AND next_run_ms <= ?1
+                       AND tenant NOT IN (SELECT id FROM tenants WHERE state = 'disabled')
                      ORDER BY next_run_ms, id LIMIT ?2"
                 ))?
                 .query_map(params![now_ms, limit(max)], |r| {
@@ -263,7 +265,8 @@ impl TaskStore for SqliteStore {
                 let changed = tx
                     .prepare_cached(
                         "UPDATE scheduled_tasks SET next_run_ms = ?2
-                         WHERE id = ?1 AND status = 'active' AND next_run_ms = ?3",
+                         WHERE id = ?1 AND status = 'active' AND next_run_ms = ?3
+                           AND tenant NOT IN (SELECT id FROM tenants WHERE state = 'disabled')",
                     )?
                     .execute(params![
                         c.task_id.as_str(),

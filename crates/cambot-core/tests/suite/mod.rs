@@ -6,6 +6,7 @@ mod migrations;
 mod mount_roots;
 mod routing_seed;
 mod tasks;
+mod tenants;
 mod web;
 
 pub(crate) use cambot_core::GroupStore;

@@ -15,13 +15,14 @@ use cambot_core::Store;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
-use cambot_protocol::TenantId;
 use clap::Subcommand;
 
 use crate::Cli;
 use crate::Command;
 use crate::logging;
 use crate::runtime;
+use crate::tenants_cmd::known_tenant;
+use crate::tenants_cmd::known_tenant_opt;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupsCommand {
@@ -71,7 +72,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
             doctor(&config, &sandbox).await
         }
         Command::Groups(cmd) => groups(&config, cmd).await,
-        Command::Tenants(cmd) => crate::tenant_mounts_cmd::run_tenants(&config, cmd).await,
+        Command::Tenants(cmd) => crate::tenants_cmd::run(&config, cmd).await,
         Command::Users(cmd) => crate::users_cmd::run(&config, cmd).await,
         Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd).await,
         Command::Models(cmd) => crate::models_cmd::run(&config, cmd),
@@ -236,8 +237,9 @@ async fn groups(config: &Config, cmd: GroupsCommand) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cmd {
         GroupsCommand::List { tenant } => {
+            let tenant = known_tenant_opt(store.as_ref(), tenant.as_deref()).await?;
             let groups = match tenant {
-                Some(t) => store.registered_groups(&TenantId::new(&t)?).await?,
+                Some(t) => store.registered_groups(&t).await?,
                 None => store.all_registered_groups().await?,
             };
             if groups.is_empty() {
@@ -277,7 +279,7 @@ async fn groups(config: &Config, cmd: GroupsCommand) -> Result<ExitCode> {
             tenant,
         } => {
             let reg = GroupRegistration {
-                tenant: TenantId::new(&tenant)?,
+                tenant: known_tenant(store.as_ref(), &tenant).await?,
                 jid: ChatJid::new(&jid)?,
                 name,
                 folder: GroupFolder::new(&folder)?,

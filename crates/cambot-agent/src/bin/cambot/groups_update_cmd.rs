@@ -89,7 +89,7 @@ fn parse_mount(spec: &str) -> Result<AdditionalMount> {
 pub(crate) async fn update(config: &Config, args: UpdateArgs) -> Result<ExitCode> {
     let layout = DataLayout::new(&config.data_dir);
     let store = cambot_agent::database::open_store(&layout).await?;
-    let tenant = crate::tenant_mounts_cmd::known_tenant(store.as_ref(), &args.tenant).await?;
+    let tenant = crate::tenants_cmd::known_tenant(store.as_ref(), &args.tenant).await?;
     let jid = ChatJid::new(&args.jid)?;
     let group: RegisteredGroup = store
         .registered_group(&tenant, &jid)

@@ -12,6 +12,7 @@ mod runtime;
 mod sandbox_cmd;
 mod tasks_cmd;
 mod tenant_mounts_cmd;
+mod tenants_cmd;
 mod users_cmd;
 
 use std::path::PathBuf;
@@ -53,9 +54,9 @@ enum Command {
     /// Manage registered groups.
     #[command(subcommand)]
     Groups(commands::GroupsCommand),
-    /// Manage tenants (mount roots).
+    /// Manage tenants: add, list, show, disable, enable, remove.
     #[command(subcommand)]
-    Tenants(tenant_mounts_cmd::TenantsCommand),
+    Tenants(tenants_cmd::TenantsCommand),
     /// Manage web chat users.
     #[command(subcommand)]
     Users(users_cmd::UsersCommand),

@@ -75,6 +75,20 @@ async fn backend_for(cfg: &SandboxConfig) -> Result<Arc<dyn SandboxBackend>> {
 }
 
 pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
+    // Without a database only `default` exists; with one, the tenant must be known there.
+    let layout = DataLayout::new(&config.data_dir);
+    let tenant = TenantId::new(&args.tenant)?;
+    let store = if layout.database().exists() {
+        let store = cambot_agent::database::open_store(&layout).await?;
+        crate::tenants_cmd::known_tenant(store.as_ref(), tenant.as_str()).await?;
+        Some(store)
+    } else {
+        anyhow::ensure!(
+            tenant.is_default(),
+            "unknown tenant {tenant}: add it with `cambot tenants add {tenant}` (see `cambot tenants list`)"
+        );
+        None
+    };
     let mut cfg = sandbox_config(config)?;
     if let Some(b) = args.backend {
         cfg.backend = match b {
@@ -83,8 +97,6 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         };
     }
     let backend = backend_for(&cfg).await?;
-    let layout = DataLayout::new(&config.data_dir);
-    let tenant = TenantId::new(&args.tenant)?;
     let group = GroupFolder::new(&args.group)?;
     let run_id = RunId::from_bytes(rand::random());
     let mut input = PlanInput::new(
@@ -98,10 +110,7 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
     input.command = Some(args.command);
     input.timezone = config.timezone.clone();
     // The group's real settings and its tenant's mount roots, as a run start reads them.
-    if layout.database().exists() {
-        let store = cambot_agent::database::open_store(&layout).await?;
-        let tenant =
-            crate::tenant_mounts_cmd::known_tenant(store.as_ref(), tenant.as_str()).await?;
+    if let Some(store) = &store {
         input.container_config = store
             .registered_groups(&tenant)
             .await?

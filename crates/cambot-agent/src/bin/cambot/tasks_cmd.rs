@@ -16,7 +16,6 @@ use cambot_core::Store;
 use cambot_core::TaskStatus;
 use cambot_protocol::DataLayout;
 use cambot_protocol::TaskId;
-use cambot_protocol::TenantId;
 use cambot_scheduler::Change;
 use cambot_scheduler::TaskChangeError;
 use cambot_scheduler::cancel_task;
@@ -169,7 +168,10 @@ async fn list(
         Some(other) => bail!("unknown status {other:?} (use active, paused or completed)"),
     };
     let tasks = match tenant {
-        Some(t) => store.tasks(&TenantId::new(&t)?, None).await?,
+        Some(t) => {
+            let tenant = crate::tenants_cmd::known_tenant(store, &t).await?;
+            store.tasks(&tenant, None).await?
+        }
         None => store.all_tasks().await?,
     };
     let tasks: Vec<_> = tasks

@@ -12,9 +12,7 @@ use cambot_agent::tenant_mounts::all_roots;
 use cambot_agent::tenant_mounts::operator_allowlist;
 use cambot_core::GroupStore;
 use cambot_core::MountRootStore;
-use cambot_core::Store;
 use cambot_protocol::DataLayout;
-use cambot_protocol::TenantId;
 use cambot_sandbox::TenantMounts;
 use cambot_sandbox::tenant_mounts::validate_new_root;
 use cambot_sandbox::tenant_mounts::validate_tenant_mount;
@@ -42,27 +40,6 @@ pub(crate) enum TenantMountCommand {
     },
 }
 
-/// `cambot tenants` until the administration verbs land beside these.
-#[derive(Debug, Subcommand)]
-pub(crate) enum TenantsCommand {
-    #[command(flatten)]
-    Mounts(TenantMountCommand),
-}
-
-pub(crate) async fn run_tenants(config: &Config, cmd: TenantsCommand) -> Result<ExitCode> {
-    let TenantsCommand::Mounts(cmd) = cmd;
-    run(config, cmd).await
-}
-
-/// The tenant, or a clear error when the store does not know it.
-pub(crate) async fn known_tenant(store: &dyn Store, id: &str) -> Result<TenantId> {
-    let tenant = TenantId::new(id)?;
-    if !store.tenants().await?.contains(&tenant) {
-        bail!("unknown tenant {tenant} (create it with `cambot tenants add {tenant}`)");
-    }
-    Ok(tenant)
-}
-
 pub(crate) async fn run(config: &Config, cmd: TenantMountCommand) -> Result<ExitCode> {
     let layout = DataLayout::new(&config.data_dir);
     let store = cambot_agent::database::open_store(&layout).await?;
@@ -71,7 +48,7 @@ pub(crate) async fn run(config: &Config, cmd: TenantMountCommand) -> Result<Exit
     let mut out = std::io::stdout().lock();
     match cmd {
         TenantMountCommand::AllowMount { id, path, rw } => {
-            let tenant = known_tenant(store.as_ref(), &id).await?;
+            let tenant = crate::tenants_cmd::known_tenant(store.as_ref(), &id).await?;
             let roots = all_roots(store.as_ref()).await?;
             let root = validate_new_root(&tenant, &path, rw, &allowlist, &roots, home.as_deref())
                 .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
@@ -84,7 +61,7 @@ pub(crate) async fn run(config: &Config, cmd: TenantMountCommand) -> Result<Exit
             )?;
         }
         TenantMountCommand::DenyMount { id, path } => {
-            let tenant = known_tenant(store.as_ref(), &id).await?;
+            let tenant = crate::tenants_cmd::known_tenant(store.as_ref(), &id).await?;
             let stored = store.mount_roots(Some(&tenant)).await?;
             let resolved = cambot_sandbox::config::expand_tilde(&path, home.as_deref())
                 .and_then(|p| std::fs::canonicalize(p).ok());

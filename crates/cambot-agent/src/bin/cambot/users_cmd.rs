@@ -12,8 +12,10 @@ use cambot_channels::web::passwords::hash_password;
 use cambot_channels::web::tokens::valid_user_name;
 use cambot_core::UserStore;
 use cambot_protocol::DataLayout;
-use cambot_protocol::TenantId;
 use clap::Subcommand;
+
+use crate::tenants_cmd::known_tenant;
+use crate::tenants_cmd::known_tenant_opt;
 
 /// Shortest password accepted.
 const MIN_PASSWORD_CHARS: usize = 8;
@@ -70,7 +72,7 @@ pub(crate) async fn run(config: &Config, cmd: UsersCommand) -> Result<ExitCode> 
     let mut out = std::io::stdout().lock();
     match cmd {
         UsersCommand::Add { user, tenant } => {
-            let tenant = TenantId::new(&tenant)?;
+            let tenant = known_tenant(store.as_ref(), &tenant).await?;
             let user = user_name(&user)?;
             anyhow::ensure!(
                 store.user(&tenant, user).await?.is_none(),
@@ -84,7 +86,7 @@ pub(crate) async fn run(config: &Config, cmd: UsersCommand) -> Result<ExitCode> 
             writeln!(out, "added {user} (tenant {tenant})")?;
         }
         UsersCommand::List { tenant } => {
-            let tenant = tenant.as_deref().map(TenantId::new).transpose()?;
+            let tenant = known_tenant_opt(store.as_ref(), tenant.as_deref()).await?;
             let users = store.users(tenant.as_ref()).await?;
             writeln!(out, "{:<16} {:<32} STATUS", "TENANT", "USER")?;
             for u in users {
@@ -99,7 +101,7 @@ pub(crate) async fn run(config: &Config, cmd: UsersCommand) -> Result<ExitCode> 
             set_disabled(store.as_ref(), &mut out, &tenant, &user, false).await?
         }
         UsersCommand::Passwd { user, tenant } => {
-            let tenant = TenantId::new(&tenant)?;
+            let tenant = known_tenant(store.as_ref(), &tenant).await?;
             let user = user_name(&user)?;
             anyhow::ensure!(
                 store.user(&tenant, user).await?.is_some(),
@@ -123,7 +125,7 @@ async fn set_disabled(
     user: &str,
     disabled: bool,
 ) -> Result<()> {
-    let tenant = TenantId::new(tenant)?;
+    let tenant = known_tenant(store, tenant).await?;
     let user = user_name(user)?;
     anyhow::ensure!(
         store.set_user_disabled(&tenant, user, disabled).await?,

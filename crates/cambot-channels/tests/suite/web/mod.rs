@@ -9,3 +9,4 @@ mod jwt;
 mod sign_in;
 mod stream;
 pub(crate) mod support;
+mod tenant_state;

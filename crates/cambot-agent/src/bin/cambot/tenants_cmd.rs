@@ -1,0 +1,211 @@
+//! `cambot tenants add|list|show|disable|enable|rm`. Works while the daemon runs: it notices a
+//! state change (SQLite `data_version`) within a second; a disabled tenant starts no run, fires
+//! no task and accepts no sign-in, and its messages wait until it is enabled.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use anyhow::Result;
+use cambot_agent::config::Config;
+use cambot_core::GroupStore;
+use cambot_core::TenantRemoval;
+use cambot_core::TenantState;
+use cambot_core::TenantStore;
+use cambot_core::UserStore;
+use cambot_protocol::DataLayout;
+use cambot_protocol::TenantId;
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantsCommand {
+    /// Add a tenant (id: 1-63 characters from a-z 0-9 -).
+    Add {
+        id: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tenants with their state and how many groups and users they have.
+    List,
+    /// A tenant's groups, users and web issuers.
+    Show { id: String },
+    /// Stop serving a tenant: no run, no task firing, no sign-in; messages wait.
+    Disable { id: String },
+    /// Serve a disabled tenant again; what waited is answered.
+    Enable { id: String },
+    /// Remove a tenant without groups or users; with `--purge --yes`, everything it has.
+    Rm {
+        id: String,
+        /// Delete every row of the tenant and its directory.
+        #[arg(long)]
+        purge: bool,
+        /// Confirm `--purge`.
+        #[arg(long)]
+        yes: bool,
+    },
+    #[command(flatten)]
+    Mounts(crate::tenant_mounts_cmd::TenantMountCommand),
+}
+
+/// Parses `id` and checks that the tenant exists: what every `--tenant` flag goes through.
+pub(crate) async fn known_tenant(store: &dyn TenantStore, id: &str) -> Result<TenantId> {
+    let tenant = TenantId::new(id)?;
+    anyhow::ensure!(
+        store.tenant(&tenant).await?.is_some(),
+        "unknown tenant {tenant}: add it with `cambot tenants add {tenant}` (see `cambot tenants list`)"
+    );
+    Ok(tenant)
+}
+
+/// [`known_tenant`] for an optional flag.
+pub(crate) async fn known_tenant_opt(
+    store: &dyn TenantStore,
+    id: Option<&str>,
+) -> Result<Option<TenantId>> {
+    match id {
+        Some(id) => Ok(Some(known_tenant(store, id).await?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) async fn run(config: &Config, cmd: TenantsCommand) -> Result<ExitCode> {
+    if let TenantsCommand::Mounts(cmd) = cmd {
+        return crate::tenant_mounts_cmd::run(config, cmd).await;
+    }
+    let layout = DataLayout::new(&config.data_dir);
+    let store = cambot_agent::database::open_store(&layout).await?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        TenantsCommand::Add { id, name } => {
+            let tenant = TenantId::new(&id)?;
+            anyhow::ensure!(
+                !name.chars().any(char::is_control),
+                "the tenant name must not contain control characters"
+            );
+            anyhow::ensure!(
+                store.add_tenant(&tenant, &name).await?,
+                "tenant {tenant} already exists"
+            );
+            writeln!(out, "added tenant {tenant}")?;
+        }
+        TenantsCommand::List => {
+            writeln!(
+                out,
+                "{:<24} {:<24} {:<9} {:>6} {:>6}",
+                "TENANT", "NAME", "STATE", "GROUPS", "USERS"
+            )?;
+            for t in store.tenant_summaries().await? {
+                writeln!(
+                    out,
+                    "{:<24} {:<24} {:<9} {:>6} {:>6}",
+                    t.tenant.id, t.tenant.name, t.tenant.state, t.groups, t.users
+                )?;
+            }
+        }
+        TenantsCommand::Show { id } => {
+            let tenant = known_tenant(store.as_ref(), &id).await?;
+            let row = store
+                .tenant(&tenant)
+                .await?
+                .with_context(|| format!("tenant {tenant} was removed meanwhile"))?;
+            writeln!(out, "tenant:    {}", row.id)?;
+            writeln!(out, "name:      {}", row.name)?;
+            writeln!(out, "state:     {}", row.state)?;
+            writeln!(out, "created:   {}", row.created_at)?;
+            writeln!(out, "directory: {}", layout.tenant_dir(&tenant).display())?;
+            let groups = store.registered_groups(&tenant).await?;
+            writeln!(out, "groups:    {}", groups.len())?;
+            for g in groups {
+                writeln!(out, "  {} -> {} ({})", g.jid, g.folder, g.name)?;
+            }
+            let users = store.users(Some(&tenant)).await?;
+            writeln!(out, "users:     {}", users.len())?;
+            for u in users {
+                let status = if u.disabled { " (disabled)" } else { "" };
+                writeln!(out, "  {}{status}", u.id)?;
+            }
+            let issuers = web_issuers_of(config, &tenant);
+            writeln!(out, "web issuers: {}", issuers.len())?;
+            for issuer in issuers {
+                writeln!(out, "  {issuer}")?;
+            }
+        }
+        TenantsCommand::Disable { id } => {
+            let tenant = known_tenant(store.as_ref(), &id).await?;
+            anyhow::ensure!(
+                !tenant.is_default(),
+                "the default tenant cannot be disabled"
+            );
+            store
+                .set_tenant_state(&tenant, TenantState::Disabled)
+                .await?;
+            writeln!(
+                out,
+                "tenant {tenant} disabled: no runs, task firings or sign-ins until `cambot tenants enable {tenant}`"
+            )?;
+        }
+        TenantsCommand::Enable { id } => {
+            let tenant = known_tenant(store.as_ref(), &id).await?;
+            store.set_tenant_state(&tenant, TenantState::Active).await?;
+            writeln!(out, "tenant {tenant} enabled")?;
+        }
+        // Dispatched above, before this store is opened.
+        TenantsCommand::Mounts(_) => {}
+        TenantsCommand::Rm { id, purge, yes } => {
+            let tenant = TenantId::new(&id)?;
+            anyhow::ensure!(!tenant.is_default(), "the default tenant cannot be removed");
+            if purge {
+                anyhow::ensure!(
+                    yes,
+                    "--purge deletes every message, group, task, user and file of tenant {tenant}: add --yes to confirm"
+                );
+                let rows = store
+                    .purge_tenant(&tenant)
+                    .await?
+                    .with_context(|| format!("unknown tenant {tenant}"))?;
+                let dir = layout.tenant_dir(&tenant);
+                remove_tenant_dir(&dir)?;
+                writeln!(
+                    out,
+                    "purged tenant {tenant}: {rows} rows and {} deleted",
+                    dir.display()
+                )?;
+            } else {
+                match store.remove_tenant(&tenant).await? {
+                    TenantRemoval::Removed => writeln!(out, "removed tenant {tenant}")?,
+                    TenantRemoval::NotFound => anyhow::bail!("unknown tenant {tenant}"),
+                    TenantRemoval::Protected => {
+                        anyhow::bail!("the default tenant cannot be removed")
+                    }
+                    TenantRemoval::NotEmpty { groups, users } => anyhow::bail!(
+                        "tenant {tenant} still has {groups} group(s) and {users} user(s): remove them, or delete everything of it with `cambot tenants rm {tenant} --purge --yes`"
+                    ),
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The external token issuers whose tokens sign in to `tenant`.
+fn web_issuers_of(config: &Config, tenant: &TenantId) -> Vec<String> {
+    let web = &config.channels.web;
+    web.external
+        .iter()
+        .filter(|e| &e.tenant == tenant)
+        .map(|e| format!("{} (audience {})", e.issuer, e.audience))
+        .collect()
+}
+
+/// Deletes a purged tenant's directory. A symlink in its place is removed, never followed.
+fn remove_tenant_dir(dir: &std::path::Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(dir)
+            .with_context(|| format!("deleting {} (its rows are gone)", dir.display())),
+        Ok(_) => std::fs::remove_file(dir)
+            .with_context(|| format!("deleting {} (its rows are gone)", dir.display())),
+    }
+}
