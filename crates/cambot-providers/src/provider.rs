@@ -264,13 +264,7 @@ impl<T: HttpTransport> Call<T> {
                         Err(_) => Err(ProviderError::Timeout(idle)),
                         Ok(Some(Err(e))) => Err(e),
                         Ok(Some(Ok(chunk))) => decode_chunk(framer, decoder, &chunk, &mut events),
-                        Ok(None) => {
-                            let mut frames = Vec::new();
-                            framer
-                                .finish(&mut frames)
-                                .and_then(|()| feed(decoder, &frames, &mut events))
-                                .and_then(|()| decoder.finish(&mut events))
-                        }
+                        Ok(None) => decode_end(framer, decoder, &mut events),
                     };
                     let finished = decoder.is_done();
                     self.accept(events);
@@ -379,7 +373,7 @@ impl<T: HttpTransport> Call<T> {
     }
 }
 
-fn decode_chunk(
+pub(crate) fn decode_chunk(
     framer: &mut Framer,
     decoder: &mut Decoder,
     chunk: &[u8],
@@ -388,6 +382,18 @@ fn decode_chunk(
     let mut frames = Vec::new();
     framer.push(chunk, &mut frames)?;
     feed(decoder, &frames, events)
+}
+
+/// The body ended: flushes the framer and tells the decoder.
+pub(crate) fn decode_end(
+    framer: &mut Framer,
+    decoder: &mut Decoder,
+    events: &mut Vec<StreamEvent>,
+) -> Result<(), ProviderError> {
+    let mut frames = Vec::new();
+    framer.finish(&mut frames)?;
+    feed(decoder, &frames, events)?;
+    decoder.finish(events)
 }
 
 fn feed(
