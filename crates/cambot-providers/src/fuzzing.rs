@@ -45,3 +45,7 @@ pub fn decode_body(
     let end = decode_end(&mut framer, &mut decoder, &mut events);
     (events, end)
 }
+
+#[cfg(test)]
+#[path = "fuzzing_tests.rs"]
+mod tests;

@@ -380,8 +380,14 @@ pub(crate) fn decode_chunk(
     events: &mut Vec<StreamEvent>,
 ) -> Result<(), ProviderError> {
     let mut frames = Vec::new();
-    framer.push(chunk, &mut frames)?;
-    feed(decoder, &frames, events)
+    // Frames completed before a bad line are decoded first, and bytes after the end-of-message
+    // marker are ignored, so what a call yields never depends on where the network split it.
+    let framed = framer.push(chunk, &mut frames);
+    feed(decoder, &frames, events)?;
+    if decoder.is_done() {
+        return Ok(());
+    }
+    framed
 }
 
 /// The body ended: flushes the framer and tells the decoder.

@@ -313,3 +313,31 @@ fn canonical_values_reparse_to_the_same_schedule() {
         assert_eq!(again, schedule.clone().anchored_at(later));
     }
 }
+
+// Found by the `cron` fuzz target: a one-shot after year 9999 has no RFC 3339 form, so its
+// stored value ("+17225-03-03T23:25:19Z") could never be read back.
+#[test]
+fn once_times_without_a_four_digit_year_are_out_of_range() {
+    let far = DateTime::from_timestamp(481_406_838_591, 0).unwrap();
+    assert_eq!(
+        Schedule::parse("once", "+2h", chrono_tz::UTC, far),
+        Err(ScheduleError::Once {
+            value: "+2h".into(),
+            reason: OnceError::OutOfRange
+        })
+    );
+    assert_eq!(
+        parse("once", "+3000000d"),
+        Err(ScheduleError::Once {
+            value: "+3000000d".into(),
+            reason: OnceError::OutOfRange
+        })
+    );
+    assert!(parse("once", "+10000-01-01T00:00:00Z").is_err());
+    assert!(parse("once", "10000-01-01T09:00").is_err());
+    let last = parse("once", "9999-12-31T23:59:59Z").unwrap();
+    assert_eq!(
+        Schedule::parse("once", &last.canonical_value(), NY, now()).unwrap(),
+        last
+    );
+}

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::DateTime;
+use chrono::Datelike;
 use chrono::NaiveDateTime;
 use chrono::TimeDelta;
 use chrono::Utc;
@@ -91,6 +92,17 @@ pub fn parse_interval(value: &str) -> Result<Duration, IntervalError> {
 /// of the module docs (a repeated time means its first occurrence, a skipped one the end of
 /// the gap).
 pub fn parse_once(value: &str, tz: Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>, OnceError> {
+    let at = read_once(value, tz, now)?;
+    // The stored form is RFC 3339, which has four-digit years only: a later time could be
+    // scheduled but never read back.
+    if (0..=9999).contains(&at.year()) {
+        Ok(at)
+    } else {
+        Err(OnceError::OutOfRange)
+    }
+}
+
+fn read_once(value: &str, tz: Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>, OnceError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(OnceError::Empty);
