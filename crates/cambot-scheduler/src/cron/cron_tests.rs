@@ -341,3 +341,21 @@ fn once_times_without_a_four_digit_year_are_out_of_range() {
         last
     );
 }
+
+// Found by the `cron` fuzz target: a leap second in a zone whose offset has seconds (LMT) was
+// stored as an RFC 3339 value one second earlier than the scheduled instant.
+#[test]
+fn once_leap_seconds_are_the_next_second_and_read_back_unchanged() {
+    assert_eq!(once_at("2026-06-30T23:59:60Z"), utc("2026-07-01T00:00:00Z"));
+    for tz in chrono_tz::TZ_VARIANTS {
+        let Ok(schedule) = Schedule::parse("once", "5-12- 2T9:00:60.000301", tz, now()) else {
+            continue;
+        };
+        let canonical = schedule.canonical_value();
+        assert_eq!(
+            Schedule::parse("once", &canonical, tz, now()),
+            Ok(schedule),
+            "{tz}: {canonical}"
+        );
+    }
+}
