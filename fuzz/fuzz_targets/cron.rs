@@ -18,7 +18,9 @@ use cambot_scheduler::cron::next_after;
 use chrono::DateTime;
 use chrono::Datelike;
 use chrono::NaiveDateTime;
+use chrono::Offset;
 use chrono::TimeDelta;
+use chrono::TimeZone;
 use chrono::Utc;
 use chrono_tz::Tz;
 use libfuzzer_sys::fuzz_target;
@@ -83,7 +85,14 @@ fn instant(mode: u8, raw: i64) -> DateTime<Utc> {
 
 fn check_cron(expr: &CronExpr, tz: Tz, after: DateTime<Utc>) {
     assert_eq!(CronExpr::parse(expr.as_str()).as_ref(), Ok(expr));
-    let local = after.with_timezone(&tz).naive_local();
+    let Some(local) = local_time(after, tz) else {
+        assert_eq!(
+            next_after(expr, after, tz),
+            None,
+            "no wall clock at {after} in {tz}"
+        );
+        return;
+    };
     match expr.next_local_match(local) {
         Some(m) => {
             assert!(m >= local, "local match {m} before its start {local}");
@@ -106,7 +115,7 @@ fn check_cron(expr: &CronExpr, tz: Tz, after: DateTime<Utc>) {
             return;
         };
         assert!(next > t, "firing {next} is not after {t}");
-        let wall = next.with_timezone(&tz).naive_local();
+        let wall = local_time(next, tz).expect("a firing has a wall-clock time");
         assert!(
             expr.matches(wall) || gap_ends_at(next, wall, tz),
             "firing {next} ({wall} in {tz}) neither matches {:?} nor ends a gap",
@@ -121,5 +130,11 @@ fn gap_ends_at(t: DateTime<Utc>, wall: NaiveDateTime, tz: Tz) -> bool {
     let Some(before) = t.checked_sub_signed(TimeDelta::seconds(1)) else {
         return false;
     };
-    before.with_timezone(&tz).naive_local() + TimeDelta::seconds(1) != wall
+    local_time(before, tz).is_some_and(|b| b + TimeDelta::seconds(1) != wall)
+}
+
+/// The wall-clock time of `t`, `None` past the ends of chrono's calendar.
+fn local_time(t: DateTime<Utc>, tz: Tz) -> Option<NaiveDateTime> {
+    let offset = tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    t.naive_utc().checked_add_offset(offset)
 }

@@ -359,3 +359,21 @@ fn once_leap_seconds_are_the_next_second_and_read_back_unchanged() {
         );
     }
 }
+
+// Found by the `cron` fuzz target: next_after panicked (chrono's `naive_local`) when a zone's
+// offset pushed the start instant past the end of chrono's calendar, instead of returning None.
+#[test]
+fn next_firing_at_the_ends_of_the_calendar_is_none_not_a_panic() {
+    let yearly = CronExpr::parse("@yearly").unwrap();
+    for tz in [chrono_tz::TZ_VARIANTS[0], chrono_tz::Asia::Tokyo, NY] {
+        for after in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            if let Some(next) = next_after(&yearly, after, tz) {
+                assert!(next > after, "{tz} {after}: {next}");
+            }
+        }
+    }
+    assert_eq!(
+        next_after(&yearly, DateTime::<Utc>::MAX_UTC, chrono_tz::Asia::Tokyo),
+        None
+    );
+}
