@@ -140,6 +140,13 @@ pub struct ConfigFile {
     pub sandbox: cambot_sandbox::SandboxConfig,
 }
 
+impl ConfigFile {
+    /// Parses the file's text (no defaults applied, no validation: see [`Config::resolve`]).
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -314,7 +321,7 @@ fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    ConfigFile::from_toml(&text).map_err(|source| ConfigError::Parse {
         path: path.to_owned(),
         source,
     })

@@ -60,6 +60,8 @@ pub use ipc::RunIdentity;
 pub use ipc::SendLimits;
 pub use listener::SocketLimits;
 pub use server::RunSocket;
+#[doc(hidden)]
+pub use server::parse as parse_ipc_body;
 pub use upstream::ModelUpstream;
 pub use upstream::Secret;
 pub use upstream::is_local_url;

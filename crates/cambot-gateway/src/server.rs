@@ -188,7 +188,10 @@ fn ipc_error(state: &RunState, route: &str, e: &HostToolError) -> Response {
     resp
 }
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, HostToolError> {
+/// Decodes a host-tool request body; an empty body is `{}`. Public (hidden) for the fuzz
+/// targets under `fuzz/`.
+#[doc(hidden)]
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, HostToolError> {
     let raw: &[u8] = if body.is_empty() { b"{}" } else { body };
     serde_json::from_slice(raw).map_err(HostToolError::MalformedBody)
 }

@@ -23,6 +23,8 @@ pub mod config;
 mod dialect;
 mod error;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod models;
 mod provider;
 pub mod retry;

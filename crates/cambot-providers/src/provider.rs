@@ -264,13 +264,7 @@ impl<T: HttpTransport> Call<T> {
                         Err(_) => Err(ProviderError::Timeout(idle)),
                         Ok(Some(Err(e))) => Err(e),
                         Ok(Some(Ok(chunk))) => decode_chunk(framer, decoder, &chunk, &mut events),
-                        Ok(None) => {
-                            let mut frames = Vec::new();
-                            framer
-                                .finish(&mut frames)
-                                .and_then(|()| feed(decoder, &frames, &mut events))
-                                .and_then(|()| decoder.finish(&mut events))
-                        }
+                        Ok(None) => decode_end(framer, decoder, &mut events),
                     };
                     let finished = decoder.is_done();
                     self.accept(events);
@@ -379,15 +373,33 @@ impl<T: HttpTransport> Call<T> {
     }
 }
 
-fn decode_chunk(
+pub(crate) fn decode_chunk(
     framer: &mut Framer,
     decoder: &mut Decoder,
     chunk: &[u8],
     events: &mut Vec<StreamEvent>,
 ) -> Result<(), ProviderError> {
     let mut frames = Vec::new();
-    framer.push(chunk, &mut frames)?;
-    feed(decoder, &frames, events)
+    // Frames completed before a bad line are decoded first, and bytes after the end-of-message
+    // marker are ignored, so what a call yields never depends on where the network split it.
+    let framed = framer.push(chunk, &mut frames);
+    feed(decoder, &frames, events)?;
+    if decoder.is_done() {
+        return Ok(());
+    }
+    framed
+}
+
+/// The body ended: flushes the framer and tells the decoder.
+pub(crate) fn decode_end(
+    framer: &mut Framer,
+    decoder: &mut Decoder,
+    events: &mut Vec<StreamEvent>,
+) -> Result<(), ProviderError> {
+    let mut frames = Vec::new();
+    framer.finish(&mut frames)?;
+    feed(decoder, &frames, events)?;
+    decoder.finish(events)
 }
 
 fn feed(

@@ -28,6 +28,8 @@ pub mod docker;
 pub mod docker_image;
 mod error;
 mod etc_dir;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod launch;
 mod locks;
 pub mod mounts;

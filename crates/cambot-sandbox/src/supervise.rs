@@ -100,12 +100,12 @@ async fn send(tx: &mpsc::Sender<SupervisorEvent>, ev: SupervisorEvent, gone: &mu
 }
 
 #[derive(Debug, Default)]
-struct StdoutStats {
+pub(crate) struct StdoutStats {
     had_output: bool,
     truncated: bool,
 }
 
-async fn read_stdout(
+pub(crate) async fn read_stdout(
     mut out: Box<dyn AsyncRead + Send + Unpin>,
     tx: mpsc::Sender<SupervisorEvent>,
     activity: watch::Sender<u64>,

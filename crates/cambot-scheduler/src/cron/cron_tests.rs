@@ -313,3 +313,67 @@ fn canonical_values_reparse_to_the_same_schedule() {
         assert_eq!(again, schedule.clone().anchored_at(later));
     }
 }
+
+// Found by the `cron` fuzz target: a one-shot after year 9999 has no RFC 3339 form, so its
+// stored value ("+17225-03-03T23:25:19Z") could never be read back.
+#[test]
+fn once_times_without_a_four_digit_year_are_out_of_range() {
+    let far = DateTime::from_timestamp(481_406_838_591, 0).unwrap();
+    assert_eq!(
+        Schedule::parse("once", "+2h", chrono_tz::UTC, far),
+        Err(ScheduleError::Once {
+            value: "+2h".into(),
+            reason: OnceError::OutOfRange
+        })
+    );
+    assert_eq!(
+        parse("once", "+3000000d"),
+        Err(ScheduleError::Once {
+            value: "+3000000d".into(),
+            reason: OnceError::OutOfRange
+        })
+    );
+    assert!(parse("once", "+10000-01-01T00:00:00Z").is_err());
+    assert!(parse("once", "10000-01-01T09:00").is_err());
+    let last = parse("once", "9999-12-31T23:59:59Z").unwrap();
+    assert_eq!(
+        Schedule::parse("once", &last.canonical_value(), NY, now()).unwrap(),
+        last
+    );
+}
+
+// Found by the `cron` fuzz target: a leap second in a zone whose offset has seconds (LMT) was
+// stored as an RFC 3339 value one second earlier than the scheduled instant.
+#[test]
+fn once_leap_seconds_are_the_next_second_and_read_back_unchanged() {
+    assert_eq!(once_at("2026-06-30T23:59:60Z"), utc("2026-07-01T00:00:00Z"));
+    for tz in chrono_tz::TZ_VARIANTS {
+        let Ok(schedule) = Schedule::parse("once", "5-12- 2T9:00:60.000301", tz, now()) else {
+            continue;
+        };
+        let canonical = schedule.canonical_value();
+        assert_eq!(
+            Schedule::parse("once", &canonical, tz, now()),
+            Ok(schedule),
+            "{tz}: {canonical}"
+        );
+    }
+}
+
+// Found by the `cron` fuzz target: next_after panicked (chrono's `naive_local`) when a zone's
+// offset pushed the start instant past the end of chrono's calendar, instead of returning None.
+#[test]
+fn next_firing_at_the_ends_of_the_calendar_is_none_not_a_panic() {
+    let yearly = CronExpr::parse("@yearly").unwrap();
+    for tz in [chrono_tz::TZ_VARIANTS[0], chrono_tz::Asia::Tokyo, NY] {
+        for after in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            if let Some(next) = next_after(&yearly, after, tz) {
+                assert!(next > after, "{tz} {after}: {next}");
+            }
+        }
+    }
+    assert_eq!(
+        next_after(&yearly, DateTime::<Utc>::MAX_UTC, chrono_tz::Asia::Tokyo),
+        None
+    );
+}

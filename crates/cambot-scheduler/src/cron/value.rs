@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use chrono::DateTime;
+use chrono::Datelike;
 use chrono::NaiveDateTime;
 use chrono::TimeDelta;
+use chrono::Timelike;
 use chrono::Utc;
 use chrono_tz::Tz;
 
@@ -91,6 +93,25 @@ pub fn parse_interval(value: &str) -> Result<Duration, IntervalError> {
 /// of the module docs (a repeated time means its first occurrence, a skipped one the end of
 /// the gap).
 pub fn parse_once(value: &str, tz: Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>, OnceError> {
+    let mut at = read_once(value, tz, now)?;
+    // A leap second (`:60`) is the next second: the stored RFC 3339 form of an instant keeps no
+    // leap second once it is shifted off `:59` into UTC, so it would read back a second early.
+    if let Some(nanos) = at.nanosecond().checked_sub(1_000_000_000) {
+        at = at
+            .with_nanosecond(nanos)
+            .and_then(|t| t.checked_add_signed(TimeDelta::seconds(1)))
+            .ok_or(OnceError::OutOfRange)?;
+    }
+    // The stored form is RFC 3339, which has four-digit years only: a later time could be
+    // scheduled but never read back.
+    if (0..=9999).contains(&at.year()) {
+        Ok(at)
+    } else {
+        Err(OnceError::OutOfRange)
+    }
+}
+
+fn read_once(value: &str, tz: Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>, OnceError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(OnceError::Empty);

@@ -4,6 +4,7 @@
 use chrono::DateTime;
 use chrono::LocalResult;
 use chrono::NaiveDateTime;
+use chrono::Offset;
 use chrono::TimeDelta;
 use chrono::TimeZone;
 use chrono::Utc;
@@ -20,7 +21,7 @@ const MAX_REJECTED: usize = 20_000;
 /// `None` only when no firing exists before the end of chrono's calendar (expressions that can
 /// never match are rejected when parsed).
 pub fn next_after(expr: &CronExpr, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-    let local = after.with_timezone(&tz).naive_local();
+    let local = local_time(after, tz)?;
     let found = scan(expr, local, after, tz);
     if !expr.every_hour() {
         return found;
@@ -75,7 +76,7 @@ fn scan(
                     return Some(end);
                 }
                 // Every wall time in this gap maps to `end` (or nothing): jump past it.
-                let resume = end.with_timezone(&tz).naive_local();
+                let resume = local_time(end, tz)?;
                 if resume > wall {
                     cursor = resume;
                     continue;
@@ -101,7 +102,9 @@ pub fn resolve_local(local: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
 /// instant whose local time is later than `wall`.
 fn gap_end(wall: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
     let later = |secs: i64| {
-        DateTime::from_timestamp(secs, 0).is_some_and(|t| t.with_timezone(&tz).naive_local() > wall)
+        // Past the calendar's end the local time is later than anything, before its start earlier.
+        DateTime::from_timestamp(secs, 0)
+            .is_some_and(|t| local_time(t, tz).map_or(secs > 0, |local| local > wall))
     };
     // UTC offsets lie within -12h..=+14h, so the local time of `lo` is before `wall` and that
     // of `hi` after it; bisect on whole seconds (transitions fall on whole seconds).
@@ -120,4 +123,11 @@ fn gap_end(wall: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
         }
     }
     DateTime::from_timestamp(hi, 0)
+}
+
+/// The wall-clock time of `t` in `tz`; `None` when the zone's offset pushes it past the end (or
+/// the start) of chrono's calendar, where `naive_local` would panic.
+fn local_time(t: DateTime<Utc>, tz: Tz) -> Option<NaiveDateTime> {
+    let offset = tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    t.naive_utc().checked_add_offset(offset)
 }
