@@ -27,6 +27,9 @@ pub(crate) struct Framer {
     framing: Framing,
     /// Bytes not yet forming a complete line.
     buf: Vec<u8>,
+    /// How much of `buf` was already scanned without finding a line end, so a long line sent
+    /// in many small chunks is scanned once, not once per chunk.
+    scanned: usize,
     /// SSE state of the event being assembled.
     event: Option<String>,
     data: Option<String>,
@@ -37,6 +40,7 @@ impl Framer {
         Self {
             framing,
             buf: Vec::new(),
+            scanned: 0,
             event: None,
             data: None,
         }
@@ -46,7 +50,7 @@ impl Framer {
     pub(crate) fn push(&mut self, chunk: &[u8], out: &mut Vec<Frame>) -> Result<(), ProviderError> {
         self.buf.extend_from_slice(chunk);
         let mut start = 0;
-        let mut i = 0;
+        let mut i = self.scanned;
         while i < self.buf.len() {
             match self.buf[i] {
                 b'\n' => {
@@ -69,6 +73,7 @@ impl Framer {
             }
         }
         self.buf.drain(..start);
+        self.scanned = i - start;
         if self.buf.len() > MAX_LINE {
             return Err(ProviderError::Decode(format!(
                 "a line exceeded {MAX_LINE} bytes"
@@ -81,6 +86,7 @@ impl Framer {
     /// without its blank line).
     pub(crate) fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), ProviderError> {
         let rest = std::mem::take(&mut self.buf);
+        self.scanned = 0;
         let line = line_str(&rest)?.trim_end_matches('\r').to_owned();
         if !line.is_empty() {
             self.line(&line, out);
@@ -158,6 +164,20 @@ mod tests {
             event: event.map(str::to_owned),
             data: data.to_owned(),
         }
+    }
+
+    #[test]
+    fn a_long_line_in_one_byte_chunks_is_scanned_once() -> Result<(), ProviderError> {
+        // Rescanning the buffered partial line per chunk would take ~10^10 steps here.
+        let line = format!("{{\"pad\":\"{}\"}}\r\n", "x".repeat(256 * 1024));
+        let mut f = Framer::new(Framing::Ndjson);
+        let mut out = Vec::new();
+        for b in line.as_bytes() {
+            f.push(std::slice::from_ref(b), &mut out)?;
+        }
+        f.finish(&mut out)?;
+        assert_eq!(out, vec![ev(None, line.trim_end())]);
+        Ok(())
     }
 
     #[test]
