@@ -256,3 +256,60 @@ async fn purge_removes_one_tenants_rows_and_directory_and_nothing_else() {
         "unknown tenant acme",
     );
 }
+
+#[tokio::test]
+async fn doctor_reports_each_tenant_and_a_mount_root_that_went_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    populated(d, "acme");
+    populated(d, "beta");
+    ok(cambot(d, &["tenants", "disable", "beta"]));
+    let root = tempfile::tempdir().unwrap();
+    let root_path = std::fs::canonicalize(root.path()).unwrap();
+    {
+        use cambot_core::MountRootStore;
+        let store = SqliteStore::open(&d.join("cambot.db")).unwrap();
+        store
+            .set_mount_root(
+                &TenantId::new("acme").unwrap(),
+                root_path.to_str().unwrap(),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    // The doctor's other checks (sandbox, model) depend on the machine: only its tenant lines
+    // are asserted.
+    let line = |out: &str, tenant: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("] tenant {tenant}:")))
+            .unwrap_or_else(|| panic!("no line for {tenant} in:\n{out}"))
+            .to_owned()
+    };
+    let out = cambot(d, &["doctor"]).stdout;
+    let acme = line(&out, "acme");
+    assert!(acme.starts_with("[ ok ]"), "{acme}");
+    assert!(
+        acme.contains("active, 1 group(s), 1 user(s), 1 mount root(s)"),
+        "{acme}"
+    );
+    let beta = line(&out, "beta");
+    assert!(
+        beta.starts_with("[ ok ]") && beta.contains("disabled"),
+        "{beta}"
+    );
+    assert!(line(&out, "default").starts_with("[ ok ]"));
+
+    drop(root);
+    let out = cambot(d, &["doctor"]).stdout;
+    let acme = line(&out, "acme");
+    assert!(acme.starts_with("[FAIL]"), "{acme}");
+    assert!(
+        acme.contains(&format!(
+            "missing or moved since allowed: {}",
+            root_path.display()
+        )),
+        "{acme}"
+    );
+    assert!(line(&out, "beta").starts_with("[ ok ]"));
+}

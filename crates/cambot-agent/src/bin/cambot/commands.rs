@@ -163,16 +163,20 @@ async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<E
             )
         },
     ));
+    let mut tenant_lines = Vec::new();
     checks.push(match cambot_agent::database::open_store(&layout).await {
-        Ok(store) => (
-            true,
-            "database",
-            format!(
-                "{} (schema v{})",
-                layout.database().display(),
-                store.schema_version().await.unwrap_or(0)
-            ),
-        ),
+        Ok(store) => {
+            tenant_lines = crate::tenants_cmd::doctor_lines(config, &layout, store.as_ref()).await;
+            (
+                true,
+                "database",
+                format!(
+                    "{} (schema v{})",
+                    layout.database().display(),
+                    store.schema_version().await.unwrap_or(0)
+                ),
+            )
+        }
         Err(e) => (false, "database", e.to_string()),
     });
     let mut enabled = Vec::new();
@@ -215,7 +219,15 @@ async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<E
             if *ok { " ok " } else { "FAIL" }
         )?;
     }
-    let failures = checks.iter().filter(|(ok, _, _)| !ok).count();
+    for (ok, what, detail) in &tenant_lines {
+        writeln!(
+            out,
+            "[{}] {what}: {detail}",
+            if *ok { " ok " } else { "FAIL" }
+        )?;
+    }
+    let failures = checks.iter().filter(|(ok, _, _)| !ok).count()
+        + tenant_lines.iter().filter(|(ok, _, _)| !ok).count();
     if failures == 0 {
         writeln!(out, "all checks passed")?;
         Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@ use anyhow::Context;
 use anyhow::Result;
 use cambot_agent::config::Config;
 use cambot_core::GroupStore;
+use cambot_core::Store;
 use cambot_core::TenantRemoval;
 use cambot_core::TenantState;
 use cambot_core::TenantStore;
@@ -189,10 +190,12 @@ pub(crate) async fn run(config: &Config, cmd: TenantsCommand) -> Result<ExitCode
 }
 
 /// The external token issuers whose tokens sign in to `tenant`.
-fn web_issuers_of(config: &Config, tenant: &TenantId) -> Vec<String> {
-    let web = &config.channels.web;
-    web.external
-        .iter()
+pub(crate) fn web_issuers_of(config: &Config, tenant: &TenantId) -> Vec<String> {
+    config
+        .channels
+        .web
+        .all_issuers()
+        .into_iter()
         .filter(|e| &e.tenant == tenant)
         .map(|e| format!("{} (audience {})", e.issuer, e.audience))
         .collect()
@@ -208,4 +211,68 @@ fn remove_tenant_dir(dir: &std::path::Path) -> Result<()> {
         Ok(_) => std::fs::remove_file(dir)
             .with_context(|| format!("deleting {} (its rows are gone)", dir.display())),
     }
+}
+
+/// `cambot doctor`, per tenant: its state and size, and what would break its runs (a mount
+/// root gone or moved since it was allowed, a web issuer naming a tenant that does not exist).
+pub(crate) async fn doctor_lines(
+    config: &Config,
+    layout: &DataLayout,
+    store: &dyn Store,
+) -> Vec<(bool, String, String)> {
+    let mut lines = Vec::new();
+    let summaries = match store.tenant_summaries().await {
+        Ok(s) => s,
+        Err(e) => return vec![(false, "tenants".to_owned(), e.to_string())],
+    };
+    let roots = store.mount_roots(None).await.unwrap_or_default();
+    for t in &summaries {
+        let id = &t.tenant.id;
+        let mine: Vec<_> = roots.iter().filter(|r| &r.tenant == id).collect();
+        let broken: Vec<&str> = mine
+            .iter()
+            .filter(|r| {
+                std::fs::canonicalize(&r.path).map_or(true, |p| p != std::path::Path::new(&r.path))
+            })
+            .map(|r| r.path.as_str())
+            .collect();
+        let issuers = web_issuers_of(config, id);
+        let mut detail = format!(
+            "{}, {} group(s), {} user(s), {} mount root(s), dir {}",
+            t.tenant.state,
+            t.groups,
+            t.users,
+            mine.len(),
+            layout.tenant_dir(id).display()
+        );
+        if !issuers.is_empty() {
+            detail.push_str(&format!(", web issuers: {}", issuers.join(", ")));
+        }
+        if !broken.is_empty() {
+            detail.push_str(&format!(
+                "; mount root(s) missing or moved since allowed: {} (their mounts are refused; \
+                 `cambot tenants deny-mount {id} PATH`)",
+                broken.join(", ")
+            ));
+        }
+        lines.push((broken.is_empty(), format!("tenant {id}"), detail));
+    }
+    let issuers = if config.channels.web.enabled {
+        config.channels.web.all_issuers()
+    } else {
+        Vec::new()
+    };
+    for issuer in issuers {
+        if !summaries.iter().any(|t| t.tenant.id == issuer.tenant) {
+            lines.push((
+                false,
+                "web issuer".to_owned(),
+                format!(
+                    "{} names tenant {}, which does not exist (cambot tenants add {})",
+                    issuer.issuer, issuer.tenant, issuer.tenant
+                ),
+            ));
+        }
+    }
+    lines
 }
