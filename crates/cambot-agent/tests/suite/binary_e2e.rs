@@ -129,6 +129,14 @@ fn doctor_lists_every_enabled_channel() {
 #[test]
 fn users_add_refuses_a_name_shaped_like_an_external_identity() {
     let dir = data_dir();
+    let created = Command::new(env!("CARGO_BIN_EXE_cambot"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["tenants", "add", "acme"])
+        .env("CAMBOT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
     let add = |name: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cambot"))
             .arg("--data-dir")

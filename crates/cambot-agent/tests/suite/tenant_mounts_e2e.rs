@@ -98,8 +98,8 @@ fn each_tenants_sandbox_sees_only_its_own_mounts_and_a_foreign_path_is_refused_b
         return;
     };
     let env = Env::new();
-    // Registering a group creates its tenant (`cambot tenants add` does it too).
     for t in ["acme", "beta"] {
+        env.ok(&["tenants", "add", t]);
         env.ok(&[
             "groups",
             "register",

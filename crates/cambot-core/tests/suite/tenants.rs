@@ -6,6 +6,7 @@ use cambot_core::Claim;
 use cambot_core::ContextMode;
 use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
+use cambot_core::MountRootStore;
 use cambot_core::NewReply;
 use cambot_core::RefreshTokenRow;
 use cambot_core::ScheduledTask;
@@ -129,6 +130,9 @@ async fn seed(s: &SqliteStore, t: &TenantId) {
     })
     .await
     .unwrap();
+    s.set_mount_root(t, &format!("/srv/roots/{t}"), false)
+        .await
+        .unwrap();
 }
 
 /// Rows of `tenant` per table (every table with a `tenant` column, the task run log through
