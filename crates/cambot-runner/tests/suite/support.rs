@@ -280,7 +280,12 @@ impl Runner {
 
     /// Sends `close`, waits for the exit, returns the exit code and closes the socket.
     pub(crate) async fn close(mut self) -> i32 {
-        self.send(&HostToRunner::Close).await;
+        // A runner that already exited (after an `error`) has closed its stdin.
+        if let Some(stdin) = self.stdin.as_mut() {
+            let line = HostToRunner::Close.to_line();
+            let _ = stdin.write_all(line.as_bytes()).await;
+            let _ = stdin.flush().await;
+        }
         self.stdin.take();
         let status = self.child.wait().await.unwrap();
         while let Ok(Some(line)) = self.stdout.next_line().await {

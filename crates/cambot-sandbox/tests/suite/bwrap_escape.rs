@@ -531,9 +531,11 @@ async fn protected_and_credential_holding_mounts_never_reach_the_sandbox() {
         container_path: Some(name.to_owned()),
         readonly: Some(false),
     };
+    // The default tenant: only the operator's allowlist applies (no tenant mount roots), so
+    // every refusal below is the operator-level rule under test.
     let mut input = cambot_sandbox::PlanInput::new(
         env.layout.clone(),
-        env.tenant.clone(),
+        cambot_protocol::TenantId::default_tenant(),
         GroupFolder::main(),
         fresh_run_id(),
     );
