@@ -56,6 +56,14 @@ pub enum MountRejection {
     )]
     OutsideTenantRoots { path: PathBuf, tenant: String },
     #[error(
+        "host path {path} overlaps {other_root}, a mount root of tenant {other_tenant} (rule: another tenant's mount roots are its own; only a read-only mount of a read-only root may share them)"
+    )]
+    OtherTenantsRoot {
+        path: PathBuf,
+        other_tenant: String,
+        other_root: PathBuf,
+    },
+    #[error(
         "mount root {path} of tenant {tenant} overlaps {other_root}, a mount root of tenant {other_tenant} (rule: two tenants' mount roots may overlap only when both are read-only)"
     )]
     TenantOverlap {

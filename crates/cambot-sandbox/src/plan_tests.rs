@@ -12,7 +12,7 @@ fn input(daemon_uid: u32, owner: Option<(u32, u32)>) -> PlanInput {
         is_main: false,
         run_id: RunId::from_bytes([7; 16]),
         container_config: None,
-        tenant_mounts: crate::TenantMounts::OperatorOnly,
+        tenant_mounts: crate::TenantMounts::OperatorOnly { others: Vec::new() },
         command: Some(vec!["/bin/sh".into(), "-c".into(), "id".into()]),
         timezone: "Europe/Paris".into(),
         daemon_uid,

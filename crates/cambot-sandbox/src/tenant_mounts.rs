@@ -32,9 +32,9 @@ pub struct TenantRoot {
 /// Which roots bind a tenant's extra mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TenantMounts {
-    /// The `default` tenant with no roots of its own: the operator allowlist alone (the
-    /// behaviour before tenants had roots).
-    OperatorOnly,
+    /// The `default` tenant with no roots of its own: the operator allowlist (the behaviour
+    /// before tenants had roots), minus what lies inside or holds another tenant's root.
+    OperatorOnly { others: Vec<TenantRoot> },
     /// Mounts must lie inside one of `own`; `others` are every other tenant's roots (the
     /// overlap rule).
     Roots {
@@ -50,7 +50,7 @@ impl TenantMounts {
     pub fn for_tenant(tenant: &TenantId, all: Vec<TenantRoot>) -> Self {
         let (own, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| &r.tenant == tenant);
         if own.is_empty() && tenant.as_str() == TenantId::DEFAULT {
-            return Self::OperatorOnly;
+            return Self::OperatorOnly { others };
         }
         Self::Roots {
             tenant: tenant.clone(),
@@ -183,13 +183,27 @@ pub fn validate_tenant_mount(
     home: Option<&Path>,
 ) -> Result<ValidatedMount, MountRejection> {
     let mount = validate_mount(req, allowlist, is_main, home)?;
-    let TenantMounts::Roots {
-        tenant,
-        own,
-        others,
-    } = tenant_mounts
-    else {
-        return Ok(mount);
+    let (tenant, own, others) = match tenant_mounts {
+        TenantMounts::OperatorOnly { others } => {
+            // Another tenant's data stays its own, even from the operator's tenant: only a
+            // read-only mount of a read-only root may share it (the overlap rule of roots).
+            for other in others {
+                let other_real = realpath(&other.path).unwrap_or_else(|| other.path.clone());
+                if overlaps(&mount.host_path, &other_real) && (other.rw || !mount.readonly) {
+                    return Err(MountRejection::OtherTenantsRoot {
+                        path: mount.host_path,
+                        other_tenant: other.tenant.to_string(),
+                        other_root: other.path.clone(),
+                    });
+                }
+            }
+            return Ok(mount);
+        }
+        TenantMounts::Roots {
+            tenant,
+            own,
+            others,
+        } => (tenant, own, others),
     };
     let mut stale = None;
     for root in own {

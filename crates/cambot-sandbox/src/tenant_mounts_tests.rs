@@ -219,11 +219,9 @@ fn a_tenant_without_roots_mounts_nothing_and_default_keeps_the_operator_list() {
         validate_tenant_mount(&r, &f.list, &gamma, false, None),
         Err(MountRejection::OutsideTenantRoots { .. })
     ));
-    assert_eq!(
-        TenantMounts::for_tenant(&TenantId::default_tenant(), two_tenants(&f)),
-        TenantMounts::OperatorOnly
-    );
-    assert!(validate_tenant_mount(&r, &f.list, &TenantMounts::OperatorOnly, false, None).is_ok());
+    let default = TenantMounts::for_tenant(&TenantId::default_tenant(), two_tenants(&f));
+    assert!(matches!(default, TenantMounts::OperatorOnly { .. }));
+    assert!(validate_tenant_mount(&r, &f.list, &default, false, None).is_ok());
     // A store that could not be read: nothing.
     assert!(
         validate_tenant_mount(
@@ -324,4 +322,35 @@ fn the_plan_mounts_the_tenants_own_extra_dirs_and_records_the_refused_ones() {
         plan.rejected_mounts[0].1,
         MountRejection::OutsideTenantRoots { .. }
     ));
+}
+
+#[test]
+fn the_default_tenant_never_mounts_into_another_tenants_roots() {
+    let f = fixture();
+    let default = TenantMounts::for_tenant(&TenantId::default_tenant(), two_tenants(&f));
+    let check = |path: &Path, rw: bool| {
+        validate_tenant_mount(&req(path, rw), &f.list, &default, true, None)
+    };
+    // beta's root is read-write: nothing of it, not even read-only.
+    for rw in [false, true] {
+        let err = check(&f.top.join("srv/beta/ledger"), rw).unwrap_err();
+        assert!(
+            matches!(&err, MountRejection::OtherTenantsRoot { other_tenant, .. } if other_tenant == "beta"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("a mount root of tenant beta"),
+            "{err}"
+        );
+    }
+    // A parent holding both roots exposes them (here it holds the data dir too).
+    assert!(check(&f.top.join("srv"), false).is_err());
+    // acme's root is read-only: a read-only mount may share it, a read-write one may not.
+    assert!(check(&f.top.join("srv/acme/notes"), false).is_ok());
+    assert!(matches!(
+        check(&f.top.join("srv/acme/notes"), true),
+        Err(MountRejection::OtherTenantsRoot { .. })
+    ));
+    // Control: what belongs to no tenant stays the operator's to give.
+    assert!(check(&f.top.join("srv/shared"), true).is_ok());
 }
