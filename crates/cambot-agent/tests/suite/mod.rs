@@ -2,6 +2,8 @@ mod airgap;
 mod binary_e2e;
 mod cli_e2e;
 mod crash;
+mod cross_tenant;
+mod cross_tenant_web;
 mod fetch_sandboxed;
 mod local_model;
 mod router;
