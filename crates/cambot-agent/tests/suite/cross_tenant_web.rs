@@ -263,11 +263,7 @@ async fn acme_web_user_cannot_reach_betas_sessions_uploads_or_pushes() {
     assert_eq!(frames.last().unwrap()["text"], "beta web reply", "{all}");
     let r = tool_results(&w.standin.request(before + 1).unwrap().body);
     for id in ["b-ls", "b-abs", "b-dotdot"] {
-        assert!(
-            !r[id].contains("ACME-UPLOAD-CONTENT"),
-            "{id}: {}",
-            r[id]
-        );
+        assert!(!r[id].contains("ACME-UPLOAD-CONTENT"), "{id}: {}", r[id]);
     }
     assert!(
         !r["b-abs"].contains("rc=0") && !r["b-dotdot"].contains("rc=0"),

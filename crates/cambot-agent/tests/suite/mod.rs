@@ -3,6 +3,7 @@ mod binary_e2e;
 mod cli_e2e;
 mod crash;
 mod cross_tenant;
+mod cross_tenant_sandbox;
 mod cross_tenant_web;
 mod fetch_sandboxed;
 mod local_model;
