@@ -12,3 +12,4 @@ mod self_protection;
 mod support;
 mod task_lifecycle;
 mod task_run;
+mod tenant_routing;

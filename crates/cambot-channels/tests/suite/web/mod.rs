@@ -8,3 +8,4 @@ mod jwt;
 mod sign_in;
 mod stream;
 pub(crate) mod support;
+mod tenant_delivery;
