@@ -8,7 +8,7 @@
 //! - a `web:` jid: web sessions are registered by the web channel alone;
 //! - a jid another tenant has registered (logged with both tenants);
 //! - moving a registered chat to a different folder: that would hand its history, memory and
-//!   files to another group, so only the operator does it (`cambot groups`). Re-registering
+//!   files to another group, so only the operator does it (`cambot groups register`). Re-registering
 //!   into the same folder updates its name and trigger.
 
 use cambot_core::GroupRegistration;
@@ -80,7 +80,7 @@ impl IpcService {
         match self.store.registered_group(&who.tenant, &jid).await? {
             Some(existing) if existing.folder != folder => {
                 return Err(HostToolError::Forbidden(format!(
-                    "{jid} is registered to folder {}; only the operator moves a chat to another folder (cambot groups)",
+                    "{jid} is registered to folder {}; only the operator moves a chat to another folder (cambot groups register)",
                     existing.folder
                 )));
             }
