@@ -8,8 +8,8 @@
 //! - a `web:` jid: web sessions are registered by the web channel alone;
 //! - a jid another tenant has registered (logged with both tenants);
 //! - moving a registered chat to a different folder: that would hand its history, memory and
-//!   files to another group, so only the operator does it (`cambot groups register`). Re-registering
-//!   into the same folder updates its name and trigger.
+//!   files to another group, so only the operator does it (`cambot groups register`).
+//!   Re-registering into the same folder updates its name and trigger.
 
 use cambot_core::GroupRegistration;
 use cambot_protocol::ChatJid;
