@@ -90,18 +90,22 @@ pub async fn deliver_pending(store: &dyn Store, channels: &RwLock<Vec<Arc<dyn Ch
             }
             let channel = crate::locks::read("channels", channels)
                 .iter()
-                .find(|c| c.owns_jid(&row.chat_jid))
+                .find(|c| c.owns_jid(&row.tenant, &row.chat_jid))
                 .cloned();
             let result = match channel {
                 Some(channel) => channel
                     .send_message(Outbound {
                         delivery_id: row.id,
+                        tenant: &row.tenant,
                         chat_jid: &row.chat_jid,
                         text: &row.text,
                     })
                     .await
                     .map_err(|e| e.to_string()),
-                None => Err(format!("no channel owns {}", row.chat_jid)),
+                None => Err(format!(
+                    "no channel owns {} for tenant {}",
+                    row.chat_jid, row.tenant
+                )),
             };
             match result {
                 Ok(()) => {
@@ -113,7 +117,7 @@ pub async fn deliver_pending(store: &dyn Store, channels: &RwLock<Vec<Arc<dyn Ch
                 Err(reason) => {
                     // Later replies to this chat wait, so the order people see never changes.
                     if row.attempts == 0 || row.attempts % 10 == 0 {
-                        tracing::warn!(outbox_id = row.id, chat = %row.chat_jid, error = %reason, "reply not delivered yet; will retry");
+                        tracing::warn!(outbox_id = row.id, tenant = %row.tenant, chat = %row.chat_jid, error = %reason, "reply not delivered yet; will retry");
                     }
                     if let Err(e) = store.mark_delivery_failed(row.id, &reason).await {
                         tracing::error!(outbox_id = row.id, error = %e, "recording a failed delivery failed");

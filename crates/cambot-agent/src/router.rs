@@ -83,7 +83,7 @@ pub struct Router {
     registrations: tokio::sync::Mutex<()>,
     live: Mutex<HashMap<GroupKey, LiveRun>>,
     /// Typing indicator changes, applied in order by one background task.
-    typing_tx: tokio::sync::mpsc::Sender<(ChatJid, bool)>,
+    typing_tx: tokio::sync::mpsc::Sender<(TenantId, ChatJid, bool)>,
     /// Our own `Arc`, for futures that must own the router.
     me: std::sync::Weak<Router>,
 }
@@ -239,16 +239,18 @@ impl Router {
         false
     }
 
-    fn find_channel(&self, jid: &ChatJid) -> Option<Arc<dyn Channel>> {
+    /// The channel of a tenant's chat: by `(tenant, jid)`, since two tenants may each have a
+    /// chat with the same jid.
+    fn find_channel(&self, tenant: &TenantId, jid: &ChatJid) -> Option<Arc<dyn Channel>> {
         locks::read("channels", &self.channels)
             .iter()
-            .find(|c| c.owns_jid(jid))
+            .find(|c| c.owns_jid(tenant, jid))
             .cloned()
     }
 
     /// Queues a typing indicator change; a full queue drops it (indicators are best effort).
-    fn typing(&self, jid: &ChatJid, on: bool) {
-        let _ = self.typing_tx.try_send((jid.clone(), on));
+    fn typing(&self, tenant: &TenantId, jid: &ChatJid, on: bool) {
+        let _ = self.typing_tx.try_send((tenant.clone(), jid.clone(), on));
     }
 
     /// The chat of this folder whose oldest pending message is oldest, with its pending batch.
@@ -301,10 +303,10 @@ impl Router {
         if let Some(run) = self.live().get_mut(&key) {
             run.first_batch(&group.jid, last_seq);
         }
-        self.typing(&group.jid, true);
+        self.typing(&group.tenant, &group.jid, true);
         let ok = self.drive_run(&key, &group, request, &slot).await;
         let leftover = self.live().remove(&key).map_or(0, |run| run.unanswered());
-        self.typing(&group.jid, false);
+        self.typing(&group.tenant, &group.jid, false);
         if !ok {
             return false;
         }
@@ -358,7 +360,7 @@ impl Router {
                 return Err(());
             }
         };
-        if self.find_channel(&group.jid).is_none() {
+        if self.find_channel(&group.tenant, &group.jid).is_none() {
             // Nothing can deliver the reply; leave the messages for when a channel owns the chat.
             tracing::warn!(chat = %group.jid, "no channel owns this chat; messages stay pending");
             return Ok(None);
@@ -445,15 +447,15 @@ impl Router {
                         run.control.kill().await;
                         continue;
                     }
-                    self.typing(&group.jid, false);
+                    self.typing(&group.tenant, &group.jid, false);
                     if self.unanswered(key) == 0 {
                         slot.notify_idle();
                         idle.set(Instant::now() + self.settings.idle_timeout);
                     }
                 }
                 RunEvent::TextDelta(text) => {
-                    if let Some(channel) = self.find_channel(&group.jid) {
-                        channel.stream_delta(&group.jid, &text).await;
+                    if let Some(channel) = self.find_channel(&group.tenant, &group.jid) {
+                        channel.stream_delta(&group.tenant, &group.jid, &text).await;
                     }
                 }
                 RunEvent::Error { message, retryable } => {
@@ -535,23 +537,25 @@ const TYPING_QUEUE: usize = 1024;
 /// router.
 async fn typing_loop(
     router: std::sync::Weak<Router>,
-    mut rx: tokio::sync::mpsc::Receiver<(ChatJid, bool)>,
+    mut rx: tokio::sync::mpsc::Receiver<(TenantId, ChatJid, bool)>,
 ) {
-    let mut shown: HashMap<ChatJid, bool> = HashMap::new();
-    while let Some((jid, on)) = rx.recv().await {
-        if shown.get(&jid) == Some(&on) {
+    let mut shown: HashMap<(TenantId, ChatJid), bool> = HashMap::new();
+    while let Some((tenant, jid, on)) = rx.recv().await {
+        let chat = (tenant, jid);
+        if shown.get(&chat) == Some(&on) {
             continue;
         }
-        let Some(channel) = router.upgrade().and_then(|r| r.find_channel(&jid)) else {
+        let (tenant, jid) = &chat;
+        let Some(channel) = router.upgrade().and_then(|r| r.find_channel(tenant, jid)) else {
             continue;
         };
-        if let Err(e) = channel.set_typing(&jid, on).await {
-            tracing::debug!(chat = %jid, error = %e, "typing indicator failed");
+        if let Err(e) = channel.set_typing(tenant, jid, on).await {
+            tracing::debug!(tenant = %tenant, chat = %jid, error = %e, "typing indicator failed");
         }
         if on {
-            shown.insert(jid, true);
+            shown.insert(chat, true);
         } else {
-            shown.remove(&jid);
+            shown.remove(&chat);
         }
     }
 }

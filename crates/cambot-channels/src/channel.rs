@@ -26,6 +26,9 @@ pub struct Outbound<'a> {
     /// (idempotency keys, client message ids) should use it so a redelivery after a crash is not
     /// shown twice.
     pub delivery_id: i64,
+    /// The tenant the reply was committed for: a channel delivers it only to that tenant's chat
+    /// (two tenants may each have a chat with the same jid).
+    pub tenant: &'a TenantId,
     pub chat_jid: &'a ChatJid,
     pub text: &'a str,
 }
@@ -39,7 +42,10 @@ pub struct Outbound<'a> {
 ///   as received only after `on_message` returned `Ok` (it is then durably stored).
 /// - `send_message` returns `Ok` only when the channel accepted the text for delivery; an `Err`
 ///   keeps the reply pending and it is retried later.
-/// - `owns_jid` must be cheap and pure: the router calls it on every reply.
+/// - `owns_jid` must be cheap and pure: the router calls it on every reply. It answers for a
+///   `(tenant, jid)` pair: a channel that serves one tenant, or whose jids name their tenant,
+///   owns nothing of another tenant, so a reply, a delta or an indicator of tenant B never
+///   reaches tenant A's chat even when both have a chat with the same jid.
 pub trait Channel: Send + Sync {
     /// Short lower-case name (`cli`, `web`).
     fn name(&self) -> &str;
@@ -51,13 +57,14 @@ pub trait Channel: Send + Sync {
 
     fn is_connected(&self) -> bool;
 
-    fn owns_jid(&self, jid: &ChatJid) -> bool;
+    fn owns_jid(&self, tenant: &TenantId, jid: &ChatJid) -> bool;
 
     fn disconnect(&self) -> BoxFuture<'_, Result<(), ChannelError>>;
 
     /// Shows or hides a typing indicator. Failures are not fatal; the default does nothing.
     fn set_typing<'a>(
         &'a self,
+        _tenant: &'a TenantId,
         _jid: &'a ChatJid,
         _on: bool,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
@@ -71,7 +78,12 @@ pub trait Channel: Send + Sync {
 
     /// Streams reply text as the model produces it (before the final reply arrives through
     /// `send_message`). Channels that cannot stream ignore it.
-    fn stream_delta<'a>(&'a self, _jid: &'a ChatJid, _text: &'a str) -> BoxFuture<'a, ()> {
+    fn stream_delta<'a>(
+        &'a self,
+        _tenant: &'a TenantId,
+        _jid: &'a ChatJid,
+        _text: &'a str,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 }

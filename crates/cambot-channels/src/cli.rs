@@ -166,6 +166,13 @@ impl Channel for CliChannel {
                     channel: NAME.to_owned(),
                 });
             }
+            if !self.owns_jid(message.tenant, message.chat_jid) {
+                return Err(ChannelError::Delivery {
+                    channel: NAME.into(),
+                    jid: message.chat_jid.to_string(),
+                    reason: format!("the terminal does not speak for tenant {}", message.tenant),
+                });
+            }
             let line = format!(
                 "{}: {}\n{}",
                 self.opts.assistant_name,
@@ -180,8 +187,9 @@ impl Channel for CliChannel {
         self.connected.load(Ordering::SeqCst)
     }
 
-    fn owns_jid(&self, jid: &ChatJid) -> bool {
-        jid.as_str().starts_with(JID_PREFIX)
+    /// The terminal speaks for one tenant: another tenant's `cli:` chat is not its own.
+    fn owns_jid(&self, tenant: &TenantId, jid: &ChatJid) -> bool {
+        *tenant == self.tenant && jid.as_str().starts_with(JID_PREFIX)
     }
 
     fn disconnect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {

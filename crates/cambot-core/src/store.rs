@@ -160,6 +160,13 @@ pub trait GroupStore: Send + Sync {
     /// Every tenant's registrations (an invalid row is logged and skipped).
     fn all_registered_groups(&self) -> StoreFuture<'_, Vec<RegisteredGroup>>;
 
+    /// The registrations of one jid in every tenant (the one cross-tenant lookup: the host
+    /// tools use it to refuse a chat another tenant has registered).
+    fn registrations_of_jid<'a>(
+        &'a self,
+        jid: &'a ChatJid,
+    ) -> StoreFuture<'a, Vec<RegisteredGroup>>;
+
     /// The registrations of one folder of a tenant.
     fn groups_in_folder<'a>(
         &'a self,

@@ -2,6 +2,12 @@
 //! tenant-aware: the caller is the run whose socket the request arrived on ([`RunIdentity`]);
 //! a tenant's main group may act on any group of its own tenant, every other group only on
 //! itself; nothing ever crosses tenants; identity claims inside a payload are ignored.
+//!
+//! Across tenants: a chat registered to another tenant is refused (403) to every verb and the
+//! attempt is logged with both tenants; another tenant's task id answers exactly like a task
+//! that does not exist (404), so its existence does not leak.
+
+mod groups;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,7 +17,6 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use cambot_core::ContextMode;
-use cambot_core::GroupRegistration;
 use cambot_core::MissedRunPolicy;
 use cambot_core::NewReply;
 use cambot_core::ScheduledTask;
@@ -26,10 +31,7 @@ use cambot_protocol::RegisteredGroup;
 use cambot_protocol::RunId;
 use cambot_protocol::TaskId;
 use cambot_protocol::TenantId;
-use cambot_protocol::ipc::GroupSummary;
-use cambot_protocol::ipc::ListGroupsResponse;
 use cambot_protocol::ipc::ListTasksResponse;
-use cambot_protocol::ipc::RegisterGroupRequest;
 use cambot_protocol::ipc::ScheduleTaskRequest;
 use cambot_protocol::ipc::ScheduleTaskResponse;
 use cambot_protocol::ipc::SendMessageRequest;
@@ -264,25 +266,50 @@ impl IpcService {
             Some(_) => Err(HostToolError::Forbidden(format!(
                 "{target} belongs to another group; only the main group may write there"
             ))),
-            None if who.is_main() => {
-                // Main may reach unregistered chats, but never one another tenant has registered.
-                let elsewhere = self
-                    .store
-                    .all_registered_groups()
-                    .await?
-                    .into_iter()
-                    .any(|g| g.jid == *target && g.tenant != who.tenant);
-                if elsewhere {
-                    Err(HostToolError::Forbidden(format!(
-                        "{target} belongs to another tenant"
-                    )))
-                } else {
+            None => {
+                self.refuse_other_tenants(who, target, "send_message")
+                    .await?;
+                if who.is_main() {
+                    // Main may reach unregistered chats of its own tenant.
                     Ok(())
+                } else {
+                    Err(HostToolError::Forbidden(format!(
+                        "{target} is not registered to this group"
+                    )))
                 }
             }
-            None => Err(HostToolError::Forbidden(format!(
-                "{target} is not registered to this group"
-            ))),
+        }
+    }
+
+    /// Refuses (403, logged with both tenants) a chat that another tenant has registered; the
+    /// caller has already found it unregistered in its own tenant.
+    async fn refuse_other_tenants(
+        &self,
+        who: &RunIdentity,
+        target: &ChatJid,
+        verb: &str,
+    ) -> Result<(), HostToolError> {
+        let owner = self
+            .store
+            .registrations_of_jid(target)
+            .await?
+            .into_iter()
+            .find(|g| g.tenant != who.tenant);
+        match owner {
+            Some(g) => {
+                tracing::warn!(
+                    verb,
+                    tenant = %who.tenant,
+                    group = %who.folder,
+                    target_tenant = %g.tenant,
+                    chat = %target,
+                    "refused a host-tool call on another tenant's chat"
+                );
+                Err(HostToolError::Forbidden(format!(
+                    "{target} belongs to another tenant"
+                )))
+            }
+            None => Ok(()),
         }
     }
 
@@ -326,13 +353,13 @@ impl IpcService {
             None => (who.folder.clone(), who.chat_jid.clone()),
             Some(j) => {
                 let jid = ChatJid::new(j)?;
-                let group = self
-                    .store
-                    .registered_group(&who.tenant, &jid)
-                    .await?
-                    .ok_or_else(|| {
-                        HostToolError::NotFound(format!("no registered group has chat {jid}"))
-                    })?;
+                let Some(group) = self.store.registered_group(&who.tenant, &jid).await? else {
+                    self.refuse_other_tenants(who, &jid, "schedule_task")
+                        .await?;
+                    return Err(HostToolError::NotFound(format!(
+                        "no registered group has chat {jid}"
+                    )));
+                };
                 if group.folder != who.folder && !who.is_main() {
                     return Err(HostToolError::Forbidden(
                         "only the main group may schedule tasks for another group".into(),
@@ -397,12 +424,21 @@ impl IpcService {
         req: &TaskIdRequest,
     ) -> Result<ScheduledTask, HostToolError> {
         let id = TaskId::new(&req.task_id)?;
-        let task = self
-            .store
-            .task(&id)
-            .await?
-            .filter(|t| t.tenant == who.tenant)
-            .ok_or_else(|| HostToolError::NotFound(format!("no task {id}")))?;
+        let task = match self.store.task(&id).await? {
+            Some(t) if t.tenant == who.tenant => t,
+            Some(t) => {
+                // Logged for the operator; the caller gets the answer of a missing task.
+                tracing::warn!(
+                    tenant = %who.tenant,
+                    group = %who.folder,
+                    target_tenant = %t.tenant,
+                    task = %id,
+                    "refused a task verb on another tenant's task"
+                );
+                return Err(HostToolError::NotFound(format!("no task {id}")));
+            }
+            None => return Err(HostToolError::NotFound(format!("no task {id}"))),
+        };
         if !who.is_main() && task.group_folder != who.folder {
             return Err(HostToolError::Forbidden(format!(
                 "task {id} belongs to another group"
@@ -450,74 +486,6 @@ impl IpcService {
             .map_err(change_error)?;
         self.tasks_changed();
         Ok(())
-    }
-
-    /// `register_group`: main only, within its own tenant.
-    pub async fn register_group(
-        &self,
-        who: &RunIdentity,
-        req: RegisterGroupRequest,
-    ) -> Result<RegisteredGroup, HostToolError> {
-        if !who.is_main() {
-            return Err(HostToolError::Forbidden(
-                "only the main group may register groups".into(),
-            ));
-        }
-        for (field, value) in [
-            ("jid", &req.jid),
-            ("name", &req.name),
-            ("folder", &req.folder),
-            ("trigger", &req.trigger),
-        ] {
-            if value.trim().is_empty() {
-                return Err(HostToolError::BadRequest(format!("{field} is required")));
-            }
-        }
-        let jid = ChatJid::new(&req.jid)?;
-        let folder = GroupFolder::new(&req.folder)?;
-        let dir = self.layout.group_dir(&who.tenant, &folder);
-        if let Err(source) = tokio::fs::create_dir_all(&dir).await {
-            return Err(HostToolError::GroupDir { path: dir, source });
-        }
-        let group = self
-            .store
-            .register_group(GroupRegistration {
-                tenant: who.tenant.clone(),
-                jid,
-                name: req.name,
-                folder,
-                trigger: req.trigger,
-                requires_trigger: req.requires_trigger,
-                container_config: None,
-            })
-            .await?;
-        (self.on_registered)(group.clone()).await;
-        Ok(group)
-    }
-
-    /// `list_groups`: main only; the tenant's group chats, newest activity first.
-    pub async fn list_groups(
-        &self,
-        who: &RunIdentity,
-    ) -> Result<ListGroupsResponse, HostToolError> {
-        if !who.is_main() {
-            return Err(HostToolError::Forbidden(
-                "only the main group may list groups".into(),
-            ));
-        }
-        let groups = self.store.available_groups(&who.tenant).await?;
-        Ok(ListGroupsResponse {
-            groups: groups
-                .into_iter()
-                .map(|g| GroupSummary {
-                    jid: g.jid,
-                    name: g.name,
-                    last_activity: g.last_activity,
-                    is_registered: g.is_registered,
-                    folder: g.folder,
-                })
-                .collect(),
-        })
     }
 }
 

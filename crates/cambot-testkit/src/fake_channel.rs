@@ -1,4 +1,4 @@
-//! A channel for tests: owns every jid with a given prefix, records what it was asked to send,
+//! A channel for tests: owns every jid with a given prefix (of one tenant or all), records what it was asked to send,
 //! optionally appends each delivery to a file (for tests that watch a child process), and lets
 //! the test inject inbound messages through the real host callbacks.
 
@@ -28,6 +28,7 @@ use cambot_protocol::TenantId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
     pub delivery_id: i64,
+    pub tenant: String,
     pub chat_jid: String,
     pub text: String,
 }
@@ -35,6 +36,8 @@ pub struct Delivered {
 pub struct FakeChannel {
     opts: ChannelOpts,
     prefix: String,
+    /// When set, only this tenant's chats are owned (a channel bound to one tenant's account).
+    tenant: Option<TenantId>,
     connected: AtomicBool,
     /// While set, every send fails (a disconnected remote service).
     refuse: AtomicBool,
@@ -60,6 +63,13 @@ impl FakeChannel {
         Arc::new(Self::build(opts, prefix, None))
     }
 
+    /// Owns the jids starting with `prefix` of `tenant` only.
+    pub fn for_tenant(opts: ChannelOpts, prefix: &str, tenant: TenantId) -> Arc<Self> {
+        let mut channel = Self::build(opts, prefix, None);
+        channel.tenant = Some(tenant);
+        Arc::new(channel)
+    }
+
     /// Like [`FakeChannel::new`], and appends `<delivery_id>\t<jid>\t<text>` per accepted send to
     /// `path` (one `write` per line, so a killed process never leaves half a line).
     pub fn with_delivery_log(opts: ChannelOpts, prefix: &str, path: PathBuf) -> Arc<Self> {
@@ -70,6 +80,7 @@ impl FakeChannel {
         Self {
             opts,
             prefix: prefix.to_owned(),
+            tenant: None,
             connected: AtomicBool::new(false),
             refuse: AtomicBool::new(false),
             sent: Mutex::new(Vec::new()),
@@ -214,6 +225,13 @@ impl Channel for FakeChannel {
                     channel: "fake".into(),
                 });
             }
+            if !self.owns_jid(message.tenant, message.chat_jid) {
+                return Err(ChannelError::Delivery {
+                    channel: "fake".into(),
+                    jid: message.chat_jid.to_string(),
+                    reason: format!("not a chat of tenant {}", message.tenant),
+                });
+            }
             if let Some(path) = &self.delivery_log {
                 let line = format!(
                     "{}\t{}\t{}\n",
@@ -237,6 +255,7 @@ impl Channel for FakeChannel {
             }
             crate::locks::lock("fake channel sends", &self.sent).push(Delivered {
                 delivery_id: message.delivery_id,
+                tenant: message.tenant.to_string(),
                 chat_jid: message.chat_jid.to_string(),
                 text: message.text.to_owned(),
             });
@@ -249,8 +268,8 @@ impl Channel for FakeChannel {
         self.connected.load(Ordering::SeqCst)
     }
 
-    fn owns_jid(&self, jid: &ChatJid) -> bool {
-        jid.as_str().starts_with(&self.prefix)
+    fn owns_jid(&self, tenant: &TenantId, jid: &ChatJid) -> bool {
+        self.tenant.as_ref().is_none_or(|t| t == tenant) && jid.as_str().starts_with(&self.prefix)
     }
 
     fn disconnect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {
@@ -260,6 +279,7 @@ impl Channel for FakeChannel {
 
     fn set_typing<'a>(
         &'a self,
+        _tenant: &'a TenantId,
         jid: &'a ChatJid,
         on: bool,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
@@ -267,7 +287,12 @@ impl Channel for FakeChannel {
         Box::pin(async { Ok(()) })
     }
 
-    fn stream_delta<'a>(&'a self, jid: &'a ChatJid, text: &'a str) -> BoxFuture<'a, ()> {
+    fn stream_delta<'a>(
+        &'a self,
+        _tenant: &'a TenantId,
+        jid: &'a ChatJid,
+        text: &'a str,
+    ) -> BoxFuture<'a, ()> {
         crate::locks::lock("fake channel deltas", &self.deltas)
             .push((jid.to_string(), text.to_owned()));
         Box::pin(async {})

@@ -92,7 +92,7 @@ impl Router {
                         self.pipe_batch(key, group, run, std::slice::from_ref(&arrival.message));
                     drop(live);
                     if piped {
-                        self.typing(&group.jid, true);
+                        self.typing(&group.tenant, &group.jid, true);
                     }
                     return piped;
                 }
@@ -148,7 +148,7 @@ impl Router {
             self.pipe_batch(key, group, run, &pending)
         };
         if piped {
-            self.typing(&group.jid, true);
+            self.typing(&group.tenant, &group.jid, true);
         }
         piped
     }

@@ -18,3 +18,4 @@ mod task_run;
 mod tenant_mounts_e2e;
 mod tenant_state;
 mod tenants_cli;
+mod tenant_routing;

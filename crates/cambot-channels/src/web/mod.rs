@@ -37,6 +37,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 
 use cambot_protocol::ChatJid;
+use cambot_protocol::TenantId;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -192,7 +193,7 @@ impl Channel for WebChannel {
         &'a self,
         message: Outbound<'a>,
     ) -> BoxFuture<'a, Result<(), ChannelError>> {
-        let result = if self.owns_jid(message.chat_jid) {
+        let result = if self.owns_jid(message.tenant, message.chat_jid) {
             // The reply is already durable (it is the session's history); this only pushes it
             // to the sockets watching the session.
             self.app
@@ -203,7 +204,7 @@ impl Channel for WebChannel {
             Err(ChannelError::Delivery {
                 channel: NAME.into(),
                 jid: message.chat_jid.to_string(),
-                reason: "not a web chat".into(),
+                reason: format!("not a web chat of tenant {}", message.tenant),
             })
         };
         Box::pin(async move { result })
@@ -213,8 +214,13 @@ impl Channel for WebChannel {
         self.connected.load(Ordering::SeqCst)
     }
 
-    fn owns_jid(&self, jid: &ChatJid) -> bool {
-        jid.as_str().starts_with(JID_PREFIX)
+    /// A web jid names its tenant (`web:<tenant>:...`, see [`session_jid`]): the jid alone
+    /// would let a reply committed for another tenant reach this tenant's session.
+    fn owns_jid(&self, tenant: &TenantId, jid: &ChatJid) -> bool {
+        jid.as_str()
+            .strip_prefix(JID_PREFIX)
+            .and_then(|rest| rest.strip_prefix(tenant.as_str()))
+            .is_some_and(|rest| rest.starts_with(':'))
     }
 
     fn disconnect(&self) -> BoxFuture<'_, Result<(), ChannelError>> {
@@ -240,8 +246,13 @@ impl Channel for WebChannel {
         })
     }
 
-    fn stream_delta<'a>(&'a self, jid: &'a ChatJid, text: &'a str) -> BoxFuture<'a, ()> {
-        if self.owns_jid(jid) {
+    fn stream_delta<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        jid: &'a ChatJid,
+        text: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        if self.owns_jid(tenant, jid) {
             self.app.hub.publish_delta(jid, text);
         }
         Box::pin(async {})

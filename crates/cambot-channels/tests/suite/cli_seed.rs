@@ -129,14 +129,24 @@ async fn wait_for(host: &RecordingHost, pred: impl Fn(&Recorded) -> bool) {
 async fn name_and_jid_ownership() {
     let h = harness();
     assert_eq!(h.channel.name(), "cli");
-    assert!(h.channel.owns_jid(&ChatJid::new("cli:console").unwrap()));
-    assert!(h.channel.owns_jid(&ChatJid::new("cli:other").unwrap()));
-    assert!(!h.channel.owns_jid(&ChatJid::new("123@g.us").unwrap()));
+    let t = TenantId::default_tenant();
+    assert!(
+        h.channel
+            .owns_jid(&t, &ChatJid::new("cli:console").unwrap())
+    );
+    assert!(h.channel.owns_jid(&t, &ChatJid::new("cli:other").unwrap()));
+    assert!(!h.channel.owns_jid(&t, &ChatJid::new("123@g.us").unwrap()));
     assert!(
         !h.channel
-            .owns_jid(&ChatJid::new("123@s.whatsapp.net").unwrap())
+            .owns_jid(&t, &ChatJid::new("123@s.whatsapp.net").unwrap())
     );
-    assert!(!h.channel.owns_jid(&ChatJid::new("tg:123").unwrap()));
+    assert!(!h.channel.owns_jid(&t, &ChatJid::new("tg:123").unwrap()));
+    // The terminal speaks for one tenant: another tenant's `cli:console` is not its chat.
+    let beta = TenantId::new("beta").unwrap();
+    assert!(
+        !h.channel
+            .owns_jid(&beta, &ChatJid::new("cli:console").unwrap())
+    );
 }
 
 #[tokio::test]
@@ -199,6 +209,7 @@ async fn send_prints_the_assistant_prefix() {
     h.channel
         .send_message(Outbound {
             delivery_id: 1,
+            tenant: &TenantId::default_tenant(),
             chat_jid: &jid,
             text: "Hello user!",
         })
@@ -206,6 +217,32 @@ async fn send_prints_the_assistant_prefix() {
         .unwrap();
     let out = read_available(&mut h.output, "Andy> ").await;
     assert_eq!(out, "Andy: Hello user!\nAndy> ");
+    // A reply committed for another tenant's `cli:console` is refused, never printed.
+    let err = h
+        .channel
+        .send_message(Outbound {
+            delivery_id: 2,
+            tenant: &TenantId::new("beta").unwrap(),
+            chat_jid: &jid,
+            text: "for beta",
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("tenant beta"), "{err}");
+    h.channel
+        .send_message(Outbound {
+            delivery_id: 3,
+            tenant: &TenantId::default_tenant(),
+            chat_jid: &jid,
+            text: "next",
+        })
+        .await
+        .unwrap();
+    let out = read_available(&mut h.output, "Andy> ").await;
+    assert_eq!(
+        out, "Andy: next\nAndy> ",
+        "nothing of beta's reply was printed"
+    );
 }
 
 #[tokio::test]
@@ -223,6 +260,7 @@ async fn disconnect_sets_not_connected_and_stops_reading() {
         .channel
         .send_message(Outbound {
             delivery_id: 1,
+            tenant: &TenantId::default_tenant(),
             chat_jid: &jid,
             text: "x",
         })
@@ -249,6 +287,7 @@ async fn end_of_input_is_reported_and_output_keeps_working() {
     h.channel
         .send_message(Outbound {
             delivery_id: 2,
+            tenant: &TenantId::default_tenant(),
             chat_jid: &jid,
             text: "still here",
         })

@@ -216,6 +216,22 @@ impl GroupStore for SqliteStore {
         })
     }
 
+    fn registrations_of_jid<'a>(
+        &'a self,
+        jid: &'a ChatJid,
+    ) -> StoreFuture<'a, Vec<RegisteredGroup>> {
+        let jid = jid.clone();
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {GROUP_COLUMNS} FROM registered_groups WHERE jid = ?1 ORDER BY tenant"
+                ))?
+                .query_map(params![jid.as_str()], raw_group)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(collect_valid(rows))
+        })
+    }
+
     fn groups_in_folder<'a>(
         &'a self,
         tenant: &'a TenantId,

@@ -521,10 +521,7 @@ async fn tenants_never_meet() {
     }
     assert_eq!(w.task_status(&default_task).await, Some(TaskStatus::Active));
     let (s, _) = schedule(&acme_main, Some("other@g.us")).await;
-    assert_eq!(
-        s, 404,
-        "a chat of another tenant is not a registered target"
-    );
+    assert_eq!(s, 403, "a chat of another tenant is refused");
     let (_, b) = acme_main.call("/v1/ipc/list_tasks", json!({})).await;
     assert!(b["tasks"].as_array().unwrap().is_empty());
 }

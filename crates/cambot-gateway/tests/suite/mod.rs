@@ -2,3 +2,4 @@ mod ipc_auth;
 mod model_proxy;
 mod proxy_world;
 mod socket_limits;
+mod tenant_ipc;

@@ -95,7 +95,9 @@ async fn a_socket_closes_at_its_tokens_expiry_and_gets_no_push_after_it() {
     let (token, exp) = login_with_expiry(&d, "alice").await;
     let (mut ws, jid) = subscribed(&d, &token, "alice").await;
     // Control: a push before the expiry arrives.
-    d.channel.stream_delta(&jid, "before").await;
+    d.channel
+        .stream_delta(&TenantId::default_tenant(), &jid, "before")
+        .await;
     let delta = ws.next_of("delta").await;
     assert_eq!(delta["text"], "before");
 
@@ -103,7 +105,9 @@ async fn a_socket_closes_at_its_tokens_expiry_and_gets_no_push_after_it() {
     assert!(texts.is_empty(), "{texts:?}");
     assert_eq!(close, Some((4401, "token expired".to_owned())));
     assert!(now_secs() >= exp, "closed before the expiry");
-    d.channel.stream_delta(&jid, "after").await;
+    d.channel
+        .stream_delta(&TenantId::default_tenant(), &jid, "after")
+        .await;
     nothing_more(&mut ws).await;
     d.daemon_shutdown().await;
 }
@@ -142,7 +146,9 @@ async fn a_fresh_token_extends_an_open_socket() {
     while now_secs() <= first_exp {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    d.channel.stream_delta(&jid, "still here").await;
+    d.channel
+        .stream_delta(&TenantId::default_tenant(), &jid, "still here")
+        .await;
     assert_eq!(ws.next_of("delta").await["text"], "still here");
     d.daemon_shutdown().await;
 }
@@ -169,9 +175,13 @@ async fn disabling_a_user_closes_their_open_sockets() {
         assert!(texts.is_empty(), "{texts:?}");
         assert_eq!(close, Some((4401, "user disabled".to_owned())));
     }
-    d.channel.stream_delta(&jid_a, "for alice").await;
+    d.channel
+        .stream_delta(&TenantId::default_tenant(), &jid_a, "for alice")
+        .await;
     nothing_more(&mut a1).await;
-    d.channel.stream_delta(&jid_b, "for bob").await;
+    d.channel
+        .stream_delta(&TenantId::default_tenant(), &jid_b, "for bob")
+        .await;
     assert_eq!(b.next_of("delta").await["text"], "for bob");
     d.daemon_shutdown().await;
 }
@@ -201,7 +211,9 @@ async fn a_user_disabled_by_another_process_loses_their_sockets() {
     );
     let (_, close) = until_closed(&mut ws).await;
     assert_eq!(close, Some((4401, "user disabled".to_owned())));
-    d.channel.stream_delta(&jid, "late").await;
+    d.channel
+        .stream_delta(&TenantId::default_tenant(), &jid, "late")
+        .await;
     nothing_more(&mut ws).await;
     d.daemon_shutdown().await;
 }

@@ -10,3 +10,4 @@ mod sign_in;
 mod stream;
 pub(crate) mod support;
 mod tenant_state;
+mod tenant_delivery;
