@@ -16,6 +16,6 @@ mod support;
 mod task_lifecycle;
 mod task_run;
 mod tenant_mounts_e2e;
+mod tenant_routing;
 mod tenant_state;
 mod tenants_cli;
-mod tenant_routing;

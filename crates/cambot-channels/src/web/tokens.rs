@@ -3,7 +3,7 @@
 //! cambot's own access tokens are EdDSA (Ed25519) JWTs with a pinned algorithm: the header must
 //! say `EdDSA` and name a `kid` of a stored key, the key's tenant must equal the `tid` claim, and
 //! `iss`, `aud`, `exp`, `iat`, `sub`, `tid`, `jti` are all required; an `nbf` (own or external
-//! token, see [`crate::web::external`]) must not be in the future (both with [`LEEWAY_SECS`] of clock skew). Each tenant has its own
+//! token, see `web::external`) must not be in the future (both with [`LEEWAY_SECS`] of clock skew). Each tenant has its own
 //! keys; a key is replaced after `key_rotation_secs` and deleted once no token it signed can
 //! still be valid. Refresh tokens are 256 random bits, stored only as SHA-256 hashes.
 

@@ -9,5 +9,5 @@ mod jwt;
 mod sign_in;
 mod stream;
 pub(crate) mod support;
-mod tenant_state;
 mod tenant_delivery;
+mod tenant_state;
