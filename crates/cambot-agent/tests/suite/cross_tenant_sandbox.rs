@@ -7,11 +7,11 @@ use std::process::Command;
 use cambot_testkit::standin::Script;
 use cambot_testkit::standin::ToolCall;
 
-use super::cross_tenant::WAIT;
-use super::cross_tenant::World;
-use super::cross_tenant::bash;
-use super::cross_tenant::g1;
-use super::cross_tenant::tid;
+use super::cross_tenant_world::WAIT;
+use super::cross_tenant_world::World;
+use super::cross_tenant_world::bash;
+use super::cross_tenant_world::g1;
+use super::cross_tenant_world::tid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs bwrap and root: run by scripts/test.sh"]

@@ -9,12 +9,12 @@ use serde_json::Value;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::cross_tenant::PASSWORD;
-use super::cross_tenant::World;
-use super::cross_tenant::bash;
-use super::cross_tenant::call;
-use super::cross_tenant::tid;
-use super::cross_tenant::tool_results;
+use super::cross_tenant_world::PASSWORD;
+use super::cross_tenant_world::World;
+use super::cross_tenant_world::bash;
+use super::cross_tenant_world::call;
+use super::cross_tenant_world::tid;
+use super::cross_tenant_world::tool_results;
 use cambot_testkit::standin::Script;
 
 impl World {

@@ -5,6 +5,7 @@ mod crash;
 mod cross_tenant;
 mod cross_tenant_sandbox;
 mod cross_tenant_web;
+mod cross_tenant_world;
 mod fetch_sandboxed;
 mod local_model;
 mod router;
