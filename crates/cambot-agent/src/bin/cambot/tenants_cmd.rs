@@ -225,7 +225,13 @@ pub(crate) async fn doctor_lines(
         Ok(s) => s,
         Err(e) => return vec![(false, "tenants".to_owned(), e.to_string())],
     };
-    let roots = store.mount_roots(None).await.unwrap_or_default();
+    let roots = match store.mount_roots(None).await {
+        Ok(r) => r,
+        Err(e) => {
+            lines.push((false, "tenant mount roots".to_owned(), e.to_string()));
+            Vec::new()
+        }
+    };
     for t in &summaries {
         let id = &t.tenant.id;
         let mine: Vec<_> = roots.iter().filter(|r| &r.tenant == id).collect();
