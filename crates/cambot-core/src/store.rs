@@ -129,6 +129,15 @@ pub trait GroupStore: Send + Sync {
     /// stored value. Never touches another chat's registration.
     fn register_group(&self, reg: GroupRegistration) -> StoreFuture<'_, RegisteredGroup>;
 
+    /// [`GroupStore::register_group`] unless another tenant holds the jid and this one does not
+    /// (an operator may have registered one jid in several tenants), checked in the same write
+    /// transaction: two tenants registering one new jid at once cannot both win. `None` when
+    /// another tenant holds it.
+    fn register_group_unclaimed(
+        &self,
+        reg: GroupRegistration,
+    ) -> StoreFuture<'_, Option<RegisteredGroup>>;
+
     /// Replaces a group's container settings. Returns whether the group exists.
     fn set_container_config<'a>(
         &'a self,

@@ -84,54 +84,33 @@ fn collect_valid(rows: Vec<RawGroup>) -> Vec<RegisteredGroup> {
 }
 
 impl GroupStore for SqliteStore {
-    /// Seed DEFECT 2: a second chat registered into an existing folder used to delete the
-    /// first; seed DEFECT 1: re-registering wiped the container config.
     fn register_group(&self, reg: GroupRegistration) -> StoreFuture<'_, RegisteredGroup> {
-        let config_json = match reg
-            .container_config
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-        {
+        let config_json = match config_json(&reg) {
             Ok(json) => json,
-            Err(e) => {
-                let e = StoreError::ContainerConfig(Box::new(e));
-                return Box::pin(async move { Err(e) });
-            }
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        self.transaction(move |tx| upsert_group(tx, &reg, config_json))
+    }
+
+    fn register_group_unclaimed(
+        &self,
+        reg: GroupRegistration,
+    ) -> StoreFuture<'_, Option<RegisteredGroup>> {
+        let config_json = match config_json(&reg) {
+            Ok(json) => json,
+            Err(e) => return Box::pin(async move { Err(e) }),
         };
         self.transaction(move |tx| {
-            let now = crate::time::now_rfc3339();
-            tx.execute(
-                "INSERT INTO registered_groups
-                     (tenant, jid, name, folder, trigger_pattern, requires_trigger, added_at, container_config)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (tenant, jid) DO UPDATE SET
-                     name = excluded.name,
-                     folder = excluded.folder,
-                     trigger_pattern = excluded.trigger_pattern,
-                     requires_trigger = COALESCE(excluded.requires_trigger, registered_groups.requires_trigger),
-                     container_config = COALESCE(excluded.container_config, registered_groups.container_config)",
-                params![
-                    reg.tenant.as_str(),
-                    reg.jid.as_str(),
-                    reg.name,
-                    reg.folder.as_str(),
-                    reg.trigger,
-                    reg.requires_trigger,
-                    now,
-                    config_json
-                ],
+            let claimed: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM registered_groups WHERE jid = ?1 AND tenant <> ?2)
+                    AND NOT EXISTS (SELECT 1 FROM registered_groups WHERE jid = ?1 AND tenant = ?2)",
+                params![reg.jid.as_str(), reg.tenant.as_str()],
+                |row| row.get(0),
             )?;
-            tx.execute(
-                "INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?1, ?2)",
-                params![reg.tenant.as_str(), now],
-            )?;
-            let raw = tx.query_row(
-                &format!("SELECT {GROUP_COLUMNS} FROM registered_groups WHERE tenant = ?1 AND jid = ?2"),
-                params![reg.tenant.as_str(), reg.jid.as_str()],
-                raw_group,
-            )?;
-            build_group(raw)
+            if claimed {
+                return Ok(None);
+            }
+            upsert_group(tx, &reg, config_json).map(Some)
         })
     }
 
@@ -261,4 +240,53 @@ impl GroupStore for SqliteStore {
                 .collect())
         })
     }
+}
+
+fn config_json(reg: &GroupRegistration) -> Result<Option<String>> {
+    reg.container_config
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::ContainerConfig(Box::new(e)))
+}
+
+/// Seed DEFECT 2: a second chat registered into an existing folder used to delete the first;
+/// seed DEFECT 1: re-registering wiped the container config.
+fn upsert_group(
+    tx: &rusqlite::Transaction<'_>,
+    reg: &GroupRegistration,
+    config_json: Option<String>,
+) -> Result<RegisteredGroup> {
+    let now = crate::time::now_rfc3339();
+    tx.execute(
+        "INSERT INTO registered_groups
+             (tenant, jid, name, folder, trigger_pattern, requires_trigger, added_at, container_config)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (tenant, jid) DO UPDATE SET
+             name = excluded.name,
+             folder = excluded.folder,
+             trigger_pattern = excluded.trigger_pattern,
+             requires_trigger = COALESCE(excluded.requires_trigger, registered_groups.requires_trigger),
+             container_config = COALESCE(excluded.container_config, registered_groups.container_config)",
+        params![
+            reg.tenant.as_str(),
+            reg.jid.as_str(),
+            reg.name,
+            reg.folder.as_str(),
+            reg.trigger,
+            reg.requires_trigger,
+            now,
+            config_json
+        ],
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO tenants (id, created_at) VALUES (?1, ?2)",
+        params![reg.tenant.as_str(), now],
+    )?;
+    let raw = tx.query_row(
+        &format!("SELECT {GROUP_COLUMNS} FROM registered_groups WHERE tenant = ?1 AND jid = ?2"),
+        params![reg.tenant.as_str(), reg.jid.as_str()],
+        raw_group,
+    )?;
+    build_group(raw)
 }

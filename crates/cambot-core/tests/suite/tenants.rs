@@ -421,3 +421,41 @@ async fn the_upgrade_makes_tenants_of_existing_rows_known() {
         .collect();
     assert_eq!(ids, ["acme active 1", "beta active 1", "default active 0"]);
 }
+
+#[tokio::test]
+async fn a_chat_held_by_one_tenant_is_not_claimed_by_another() {
+    use cambot_core::GroupStore;
+    let (_dir, _path, s) = file_store();
+    let reg = |tenant: &str, folder: &str| GroupRegistration {
+        tenant: id(tenant),
+        jid: jid("shared@g.us"),
+        name: "x".into(),
+        folder: GroupFolder::new(folder).unwrap(),
+        trigger: "@Andy".into(),
+        requires_trigger: None,
+        container_config: None,
+    };
+    let acme = s.register_group_unclaimed(reg("acme", "g1")).await.unwrap();
+    assert_eq!(acme.map(|g| g.tenant), Some(id("acme")));
+    assert_eq!(
+        s.register_group_unclaimed(reg("beta", "g1")).await.unwrap(),
+        None,
+        "beta may not claim acme's chat"
+    );
+    assert_eq!(
+        s.registered_group(&id("beta"), &jid("shared@g.us"))
+            .await
+            .unwrap(),
+        None
+    );
+    // The holder itself may update its registration.
+    let again = s
+        .register_group_unclaimed(GroupRegistration {
+            name: "renamed".into(),
+            ..reg("acme", "g1")
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.name, "renamed");
+}

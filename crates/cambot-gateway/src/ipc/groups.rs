@@ -94,18 +94,30 @@ impl IpcService {
         if let Err(source) = tokio::fs::create_dir_all(&dir).await {
             return Err(HostToolError::GroupDir { path: dir, source });
         }
-        let group = self
+        // The check above names the owner for the common case; this one closes the race with
+        // another tenant registering the same jid between that read and this write.
+        let Some(group) = self
             .store
-            .register_group(GroupRegistration {
+            .register_group_unclaimed(GroupRegistration {
                 tenant: who.tenant.clone(),
-                jid,
+                jid: jid.clone(),
                 name: req.name,
                 folder,
                 trigger: req.trigger,
                 requires_trigger: req.requires_trigger,
                 container_config: None,
             })
-            .await?;
+            .await?
+        else {
+            tracing::warn!(
+                tenant = %who.tenant,
+                chat = %jid,
+                "register_group lost a race to another tenant registering the same chat"
+            );
+            return Err(HostToolError::Forbidden(format!(
+                "{jid} belongs to another tenant"
+            )));
+        };
         (self.on_registered)(group.clone()).await;
         Ok(group)
     }
