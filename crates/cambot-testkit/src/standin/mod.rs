@@ -115,14 +115,16 @@ impl State {
 
     /// Records a request; returns its 1-based sequence number.
     pub(crate) fn record(&self, request: RecordedRequest) -> usize {
+        // Stored before the count moves: a waiter woken by the count must find the request.
+        let mut requests = Self::lock(&self.requests);
+        if self.record {
+            requests.push(request);
+        }
         let mut seq = 0;
         self.count.send_modify(|c| {
             *c += 1;
             seq = *c;
         });
-        if self.record {
-            Self::lock(&self.requests).push(request);
-        }
         seq
     }
 
