@@ -1,124 +1,41 @@
 //! The seed's ipc-auth.test.ts cases, against the real gateway over real Unix sockets: each run
 //! gets its own socket, and the socket is the caller's identity.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use cambot_core::GroupRegistration;
-use cambot_core::SqliteStore;
-use cambot_core::Store;
 use cambot_core::TaskStatus;
-use cambot_gateway::Gateway;
-use cambot_gateway::GatewayPolicy;
-use cambot_gateway::IpcService;
-use cambot_gateway::RunBudget;
-use cambot_gateway::RunIdentity;
-use cambot_gateway::RunSocket;
-use cambot_gateway::SendLimits;
 use cambot_protocol::ChatJid;
-use cambot_protocol::DataLayout;
-use cambot_protocol::GroupFolder;
 use cambot_protocol::RUN_TOKEN_HEADER;
-use cambot_protocol::RunId;
 use cambot_protocol::TaskId;
-use cambot_protocol::TenantId;
 use cambot_testkit::uds;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
 use serde_json::json;
 
-struct Run {
-    socket: RunSocket,
-}
-
-impl Run {
-    async fn call(&self, route: &str, body: Value) -> (u16, Value) {
-        let r = uds::request(
-            self.socket.path(),
-            "POST",
-            route,
-            &[(RUN_TOKEN_HEADER, self.socket.token())],
-            Some(&body),
-        )
-        .await
-        .unwrap();
-        (r.status, r.body)
-    }
-}
+use super::ipc_world::*;
 
 struct World {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    gateway: Arc<Gateway>,
-    runs_dir: PathBuf,
+    rig: IpcRig,
 }
 
-fn tenant(t: &str) -> TenantId {
-    TenantId::new(t).unwrap()
+impl std::ops::Deref for World {
+    type Target = IpcRig;
+    fn deref(&self) -> &IpcRig {
+        &self.rig
+    }
 }
 
 impl World {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = DataLayout::new(dir.path());
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("cambot.db")).unwrap());
-        for (t, jid, folder) in [
+        let rig = IpcRig::new();
+        for (t, chat, folder) in [
             ("default", "main@g.us", "main"),
             ("default", "other@g.us", "other-group"),
             ("default", "third@g.us", "third-group"),
             ("acme", "acme-main@g.us", "main"),
             ("acme", "acme-team@g.us", "team"),
         ] {
-            store
-                .register_group(GroupRegistration {
-                    tenant: tenant(t),
-                    jid: ChatJid::new(jid).unwrap(),
-                    name: folder.into(),
-                    folder: GroupFolder::new(folder).unwrap(),
-                    trigger: "@Andy".into(),
-                    requires_trigger: None,
-                    container_config: None,
-                })
-                .await
-                .unwrap();
+            rig.register(t, chat, folder, folder).await;
         }
-        let ipc = Arc::new(IpcService::new(
-            Arc::clone(&store),
-            layout,
-            Arc::new(|| {}),
-            chrono_tz::UTC,
-            Arc::new(|_| Box::pin(async {})),
-            SendLimits::default(),
-        ));
-        let gateway = Gateway::new(ipc, Vec::new(), GatewayPolicy::standard()).unwrap();
-        let runs_dir = dir.path().join("runs");
-        std::fs::create_dir_all(&runs_dir).unwrap();
-        Self {
-            _dir: dir,
-            store,
-            gateway,
-            runs_dir,
-        }
-    }
-
-    fn run(&self, t: &str, folder: &str, jid: &str) -> Run {
-        let run_id = RunId::from_bytes(rand::random());
-        let path = self.runs_dir.join(format!("{run_id}.sock"));
-        let socket = RunSocket::bind(
-            Arc::clone(&self.gateway),
-            RunIdentity {
-                run_id,
-                tenant: tenant(t),
-                folder: GroupFolder::new(folder).unwrap(),
-                chat_jid: ChatJid::new(jid).unwrap(),
-            },
-            &path,
-            None,
-            RunBudget::default(),
-        )
-        .unwrap();
-        Run { socket }
+        Self { rig }
     }
 
     fn main(&self) -> Run {

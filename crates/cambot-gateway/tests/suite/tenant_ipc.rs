@@ -5,47 +5,23 @@
 //! every case also runs its allowed same-tenant control.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 
-use cambot_core::GroupRegistration;
-use cambot_core::SqliteStore;
-use cambot_core::Store;
 use cambot_core::TaskStatus;
-use cambot_gateway::Gateway;
-use cambot_gateway::GatewayPolicy;
-use cambot_gateway::IpcService;
-use cambot_gateway::RunBudget;
-use cambot_gateway::RunIdentity;
-use cambot_gateway::RunSocket;
-use cambot_gateway::SendLimits;
-use cambot_protocol::ChatJid;
 use cambot_protocol::ChatMetadata;
-use cambot_protocol::DataLayout;
-use cambot_protocol::GroupFolder;
-use cambot_protocol::RUN_TOKEN_HEADER;
 use cambot_protocol::RegisteredGroup;
-use cambot_protocol::RunId;
 use cambot_protocol::TaskId;
-use cambot_protocol::TenantId;
-use cambot_testkit::uds;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
 use serde_json::json;
+
+use super::ipc_world::*;
 
 /// A web session's registration as the web channel makes it (`web:<tenant>:<user>:<session>`,
 /// folder `web-<hash>`).
 const ACME_WEB_JID: &str = "web:acme:alice:s1";
 const ACME_WEB_FOLDER: &str = "web-0123456789abcdef0123456789abcdef";
-
-fn tenant(t: &str) -> TenantId {
-    TenantId::new(t).unwrap()
-}
-
-fn jid(j: &str) -> ChatJid {
-    ChatJid::new(j).unwrap()
-}
 
 /// Everything logged while a test runs (the tests run on one thread, so a thread-local
 /// subscriber sees the gateway's tasks too).
@@ -81,24 +57,7 @@ impl Write for Logs {
     }
 }
 
-struct Run {
-    socket: RunSocket,
-}
-
 impl Run {
-    async fn call(&self, route: &str, body: Value) -> (u16, Value) {
-        let r = uds::request(
-            self.socket.path(),
-            "POST",
-            route,
-            &[(RUN_TOKEN_HEADER, self.socket.token())],
-            Some(&body),
-        )
-        .await
-        .unwrap();
-        (r.status, r.body)
-    }
-
     async fn send(&self, to: &str) -> (u16, Value) {
         self.call(
             "/v1/ipc/send_message",
@@ -126,12 +85,16 @@ impl Run {
 }
 
 struct World {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    gateway: Arc<Gateway>,
-    runs_dir: PathBuf,
+    rig: IpcRig,
     logs: Logs,
     _log_guard: tracing::subscriber::DefaultGuard,
+}
+
+impl std::ops::Deref for World {
+    type Target = IpcRig;
+    fn deref(&self) -> &IpcRig {
+        &self.rig
+    }
 }
 
 impl World {
@@ -144,9 +107,7 @@ impl World {
             .with_max_level(tracing::Level::WARN)
             .finish();
         let log_guard = tracing::subscriber::set_default(subscriber);
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("cambot.db")).unwrap());
+        let rig = IpcRig::new();
         for (t, j, folder) in [
             ("acme", "acme-main@g.us", "main"),
             ("acme", "acme-team@g.us", "team"),
@@ -157,20 +118,9 @@ impl World {
             ("beta", "both@g.us", "team"),
             ("default", "main@g.us", "main"),
         ] {
-            store
-                .register_group(GroupRegistration {
-                    tenant: tenant(t),
-                    jid: jid(j),
-                    name: format!("{t} {folder}"),
-                    folder: GroupFolder::new(folder).unwrap(),
-                    trigger: "@Andy".into(),
-                    requires_trigger: None,
-                    container_config: None,
-                })
-                .await
-                .unwrap();
+            rig.register(t, j, folder, &format!("{t} {folder}")).await;
             // Group chats are what `list_groups` shows.
-            store
+            rig.store
                 .store_chat_metadata(ChatMetadata {
                     tenant: tenant(t),
                     chat_jid: jid(j),
@@ -182,44 +132,11 @@ impl World {
                 .await
                 .unwrap();
         }
-        let ipc = Arc::new(IpcService::new(
-            Arc::clone(&store),
-            DataLayout::new(dir.path()),
-            Arc::new(|| {}),
-            chrono_tz::UTC,
-            Arc::new(|_| Box::pin(async {})),
-            SendLimits::default(),
-        ));
-        let gateway = Gateway::new(ipc, Vec::new(), GatewayPolicy::standard()).unwrap();
-        let runs_dir = dir.path().join("runs");
-        std::fs::create_dir_all(&runs_dir).unwrap();
         Self {
-            _dir: dir,
-            store,
-            gateway,
-            runs_dir,
+            rig,
             logs,
             _log_guard: log_guard,
         }
-    }
-
-    fn run(&self, t: &str, folder: &str, chat: &str) -> Run {
-        let run_id = RunId::from_bytes(rand::random());
-        let path = self.runs_dir.join(format!("{run_id}.sock"));
-        let socket = RunSocket::bind(
-            Arc::clone(&self.gateway),
-            RunIdentity {
-                run_id,
-                tenant: tenant(t),
-                folder: GroupFolder::new(folder).unwrap(),
-                chat_jid: jid(chat),
-            },
-            &path,
-            None,
-            RunBudget::default(),
-        )
-        .unwrap();
-        Run { socket }
     }
 
     fn acme_main(&self) -> Run {
