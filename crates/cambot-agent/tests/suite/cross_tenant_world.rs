@@ -3,11 +3,8 @@
 //! loopback, and helpers to script tool calls and read their results.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -30,7 +27,9 @@ use serde_json::Value;
 use serde_json::json;
 
 use super::sandboxed::sandbox_tools;
+use super::support::CliOut;
 use super::support::config;
+use super::support::run_cambot;
 
 pub(crate) const WAIT: Duration = Duration::from_secs(60);
 pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -323,43 +322,18 @@ pub(crate) struct Cli {
     top: PathBuf,
 }
 
-pub(crate) struct Out {
-    pub ok: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 impl Cli {
     pub(crate) fn path(&self, rel: &str) -> String {
         self.top.join(rel).to_string_lossy().into_owned()
     }
 
-    pub(crate) fn run(&self, args: &[&str], stdin: &str) -> Out {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cambot"))
-            .arg("--config")
-            .arg(self.top.join("cambot.toml"))
-            .arg("--data-dir")
-            .arg(self.top.join("data"))
-            .args(args)
-            .env_remove("CAMBOT_CONFIG")
-            .env("CAMBOT_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Out {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+    pub(crate) fn run(&self, args: &[&str], stdin: &str) -> CliOut {
+        run_cambot(
+            Some(&self.top.join("cambot.toml")),
+            &self.top.join("data"),
+            args,
+            stdin,
+        )
     }
 
     #[track_caller]

@@ -112,3 +112,47 @@ pub(crate) async fn start_with_main(
         .unwrap();
     (daemon, channel)
 }
+
+/// What a run of the real `cambot` binary printed.
+pub(crate) struct CliOut {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs the real `cambot` binary on `data_dir` (and `config`, if any) with `stdin` fed in.
+pub(crate) fn run_cambot(
+    config: Option<&Path>,
+    data_dir: &Path,
+    args: &[&str],
+    stdin: &str,
+) -> CliOut {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cambot"));
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let mut child = cmd
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("CAMBOT_CONFIG")
+        .env("CAMBOT_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    CliOut {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

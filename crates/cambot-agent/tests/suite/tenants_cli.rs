@@ -1,46 +1,20 @@
 //! `cambot tenants` through the real binary: add, list, show, disable, enable, rm and purge, and
 //! every `--tenant` flag refusing a tenant that does not exist.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Command;
-use std::process::Stdio;
 
 use cambot_core::SqliteStore;
 use cambot_core::TenantState;
 use cambot_core::TenantStore;
 use cambot_protocol::TenantId;
 
-struct Cli {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
+use super::support::CliOut;
+use super::support::run_cambot;
+
+type Cli = CliOut;
 
 fn cambot_with_stdin(data_dir: &Path, args: &[&str], stdin: &str) -> Cli {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cambot"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("CAMBOT_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Cli {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    run_cambot(None, data_dir, args, stdin)
 }
 
 fn cambot(data_dir: &Path, args: &[&str]) -> Cli {
