@@ -12,6 +12,7 @@ use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
 use cambot_agent::daemon::RunnerFactory;
 use cambot_agent::production::build_sandboxed_runner;
+use cambot_gateway::GatewayStats;
 use cambot_protocol::GroupFolder;
 use cambot_testkit::standin::Script;
 use cambot_testkit::standin::Standin;
@@ -73,25 +74,7 @@ async fn an_air_gapped_run_has_no_way_out_and_the_gateway_stays_local() {
         .await
         .unwrap();
     let cfg = air_gapped_config(dir.path(), &runner_bin, &init_bin);
-    let base = standin.root_url();
-    let env = move |k: &str| match k {
-        "ANTHROPIC_API_KEY" => Some("k".to_owned()),
-        "ANTHROPIC_BASE_URL" => Some(base.clone()),
-        "ANTHROPIC_MODEL" => Some("m".to_owned()),
-        _ => None,
-    };
-    let stats = Arc::new(Mutex::new(None));
-    let factory: RunnerFactory = {
-        let cfg = cfg.clone();
-        let stats = Arc::clone(&stats);
-        Box::new(move |ctx| {
-            Box::pin(async move {
-                let runner = build_sandboxed_runner(&cfg, &ctx, &env).await?;
-                *stats.lock().unwrap() = Some(Arc::clone(runner.gateway().stats()));
-                Ok(Arc::new(runner) as Arc<dyn AgentRunner>)
-            })
-        })
-    };
+    let (factory, stats) = sandboxed_runner_with_stats(&cfg, standin.root_url());
     let (daemon, channel) = start_with_main(&cfg, factory).await;
     channel
         .inject(&tenant(), "fake:main", "Alice", "probe the network")
@@ -145,4 +128,31 @@ async fn air_gapped_start_refuses_a_remote_upstream_and_names_it() {
         err.contains("air-gapped") && err.contains("https://api.anthropic.com"),
         "{err}"
     );
+}
+
+/// The production runner against the stand-in at `base`, with a slot that receives its
+/// gateway's connection counters once the daemon built it.
+pub(crate) fn sandboxed_runner_with_stats(
+    cfg: &Config,
+    base: String,
+) -> (RunnerFactory, Arc<Mutex<Option<Arc<GatewayStats>>>>) {
+    let env = move |k: &str| match k {
+        "ANTHROPIC_API_KEY" => Some("k".to_owned()),
+        "ANTHROPIC_BASE_URL" => Some(base.clone()),
+        "ANTHROPIC_MODEL" => Some("m".to_owned()),
+        _ => None,
+    };
+    let stats = Arc::new(Mutex::new(None));
+    let factory: RunnerFactory = {
+        let cfg = cfg.clone();
+        let stats = Arc::clone(&stats);
+        Box::new(move |ctx| {
+            Box::pin(async move {
+                let runner = build_sandboxed_runner(&cfg, &ctx, &env).await?;
+                *stats.lock().unwrap() = Some(Arc::clone(runner.gateway().stats()));
+                Ok(Arc::new(runner) as Arc<dyn AgentRunner>)
+            })
+        })
+    };
+    (factory, stats)
 }

@@ -4,13 +4,8 @@
 //! opted in) are refused with their reason, and nothing but the opted-in port is connected to.
 
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use cambot_agent::agent_run::AgentRunner;
-use cambot_agent::daemon::RunnerFactory;
-use cambot_agent::production::build_sandboxed_runner;
 use cambot_testkit::http_target::Answer;
 use cambot_testkit::http_target::HttpTarget;
 use cambot_testkit::standin::Script;
@@ -19,6 +14,7 @@ use cambot_testkit::standin::ToolCall;
 use serde_json::Value;
 use serde_json::json;
 
+use super::airgap::sandboxed_runner_with_stats;
 use super::sandboxed::sandbox_tools;
 use super::support::*;
 
@@ -80,25 +76,7 @@ async fn a_sandboxed_agent_fetches_the_opt_in_and_nothing_else() {
             init_bin.display()
         ),
     );
-    let base = standin.root_url();
-    let env = move |k: &str| match k {
-        "ANTHROPIC_API_KEY" => Some("k".to_owned()),
-        "ANTHROPIC_BASE_URL" => Some(base.clone()),
-        "ANTHROPIC_MODEL" => Some("m".to_owned()),
-        _ => None,
-    };
-    let stats = Arc::new(Mutex::new(None));
-    let factory: RunnerFactory = {
-        let cfg = cfg.clone();
-        let stats = Arc::clone(&stats);
-        Box::new(move |ctx| {
-            Box::pin(async move {
-                let runner = build_sandboxed_runner(&cfg, &ctx, &env).await?;
-                *stats.lock().unwrap() = Some(Arc::clone(runner.gateway().stats()));
-                Ok(Arc::new(runner) as Arc<dyn AgentRunner>)
-            })
-        })
-    };
+    let (factory, stats) = sandboxed_runner_with_stats(&cfg, standin.root_url());
     let (daemon, channel) = start_with_main(&cfg, factory).await;
     channel
         .inject(&tenant(), "fake:main", "Alice", "fetch these")
