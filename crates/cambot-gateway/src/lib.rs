@@ -35,6 +35,7 @@ mod ipc;
 mod listener;
 mod proxy;
 mod response;
+mod secrets;
 mod server;
 mod upstream;
 mod usage;
@@ -59,6 +60,10 @@ pub use ipc::OnTasksChanged;
 pub use ipc::RunIdentity;
 pub use ipc::SendLimits;
 pub use listener::SocketLimits;
+pub use secrets::FoundSecret;
+pub use secrets::SecretFuture;
+pub use secrets::SecretsError;
+pub use secrets::TenantSecrets;
 pub use server::RunSocket;
 #[doc(hidden)]
 pub use server::parse as parse_ipc_body;

@@ -1,14 +1,14 @@
 //! The model upstreams the gateway forwards to, and their credentials. Built by the binary
 //! from its config; never sent into a sandbox.
 
-/// A credential: never printed.
+/// A credential: never printed, wiped from memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(zeroize::Zeroizing<String>);
 
 impl Secret {
     /// Wraps a credential read by the host (from the environment or the vault).
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(zeroize::Zeroizing::new(value.into()))
     }
 
     /// The value, for the one place that sends it upstream.
