@@ -9,6 +9,7 @@ use cambot_core::Store;
 use cambot_gateway::Gateway;
 use cambot_gateway::GatewayPolicy;
 use cambot_gateway::IpcService;
+use cambot_gateway::ModelCredential;
 use cambot_gateway::ModelUpstream;
 use cambot_gateway::RunBudget;
 use cambot_gateway::RunIdentity;
@@ -38,7 +39,7 @@ pub(crate) fn upstream(name: &str, dialect: &str, base_url: &str) -> ModelUpstre
         name: name.to_owned(),
         dialect: dialect.to_owned(),
         base_url: base_url.to_owned(),
-        api_key: Some(Secret::new("sk-host")),
+        credential: Some(ModelCredential::with_legacy(name, Some(Secret::new("sk-host")))),
     }
 }
 
