@@ -73,6 +73,9 @@ impl GatewayStats {
     }
 }
 
+/// Held while one (tenant, rule) token is refreshed.
+pub(crate) type RefreshLock = Arc<tokio::sync::Mutex<()>>;
+
 /// What every run's server shares.
 pub struct Gateway {
     pub(crate) ipc: Arc<IpcService>,
@@ -84,7 +87,7 @@ pub struct Gateway {
     pub(crate) secrets: Arc<dyn TenantSecrets>,
     pub(crate) fetch_credentials: HashMap<TenantId, Vec<FetchCredential>>,
     /// One lock per (tenant, access-token secret): concurrent refreshes collapse into one.
-    pub(crate) refresh_locks: Mutex<HashMap<(TenantId, String), Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) refresh_locks: Mutex<HashMap<(TenantId, String), RefreshLock>>,
 }
 
 impl std::fmt::Debug for Gateway {

@@ -85,9 +85,15 @@ fn only_a_possible_prefix_is_held_back() {
     let r = redactor(&[KEY]);
     let mut s = StreamRedactor::new(r);
     // Nothing that could start the value: everything goes on at once.
-    assert_eq!(&s.push(Bytes::from_static(b"hello world ")).to_vec(), b"hello world ");
+    assert_eq!(
+        &s.push(Bytes::from_static(b"hello world ")).to_vec(),
+        b"hello world "
+    );
     // The tail may be the value's start: held.
-    assert_eq!(&s.push(Bytes::from_static(b"ab sk-ant-te")).to_vec(), b"ab ");
+    assert_eq!(
+        &s.push(Bytes::from_static(b"ab sk-ant-te")).to_vec(),
+        b"ab "
+    );
     assert_eq!(s.held.len(), "sk-ant-te".len());
     // It was not: released with the next chunk.
     assert_eq!(&s.push(Bytes::from_static(b"xt")).to_vec(), b"sk-ant-text");

@@ -72,7 +72,11 @@ impl TenantSecrets for NoSecrets {
         _value: Secret,
         _expires_ms: Option<i64>,
     ) -> SecretFuture<'a, ()> {
-        Box::pin(async { Err(SecretsError("this gateway has no vault to store into".into())) })
+        Box::pin(async {
+            Err(SecretsError(
+                "this gateway has no vault to store into".into(),
+            ))
+        })
     }
 }
 

@@ -105,7 +105,9 @@ impl FetchCredential {
         let header = HeaderName::from_bytes(spec.header.as_bytes())
             .map_err(|_| fail(format!("{:?} is not an HTTP header name", spec.header)))?;
         if RESERVED.contains(&header.as_str()) {
-            return Err(fail(format!("the header {header} cannot carry a credential")));
+            return Err(fail(format!(
+                "the header {header} cannot carry a credential"
+            )));
         }
         let (prefix, secret, suffix) = split_template(&spec.value).map_err(fail)?;
         let oauth = spec
@@ -148,12 +150,8 @@ impl FetchCredential {
 
     /// The header value around `secret`; `None` when the secret cannot go in a header.
     pub(crate) fn header_value(&self, secret: &Secret) -> Option<HeaderValue> {
-        let text = zeroize::Zeroizing::new(format!(
-            "{}{}{}",
-            self.prefix,
-            secret.expose(),
-            self.suffix
-        ));
+        let text =
+            zeroize::Zeroizing::new(format!("{}{}{}", self.prefix, secret.expose(), self.suffix));
         let mut value = HeaderValue::from_str(&text).ok()?;
         value.set_sensitive(true);
         Some(value)
@@ -180,7 +178,10 @@ fn split_template(value: &str) -> Result<(&str, &str, &str), String> {
     };
     let (prefix, rest) = value.split_at(at);
     let rest = &rest[SECRET_PREFIX.len()..];
-    let end = rest.bytes().position(|b| !is_name_byte(b)).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|b| !is_name_byte(b))
+        .unwrap_or(rest.len());
     let (name, suffix) = rest.split_at(end);
     check_secret_name(name)?;
     if (prefix.chars().chain(suffix.chars())).any(|c| !(c == ' ' || c.is_ascii_graphic())) {

@@ -57,18 +57,39 @@ fn a_rule_names_origin_header_and_one_secret() {
 #[test]
 fn bad_rules_are_refused_with_the_reason() {
     for (s, wanted) in [
-        (spec("api.x.com/path", "authorization", "Bearer secret:x"), "no user, path or query"),
-        (spec("ftp://x.com", "authorization", "secret:x"), "only http and https"),
-        (spec("x.com", "bad header", "secret:x"), "not an HTTP header name"),
-        (spec("x.com", "Host", "secret:x"), "cannot carry a credential"),
-        (spec("x.com", "content-length", "secret:x"), "cannot carry a credential"),
-        (spec("x.com", "authorization", "Bearer abc"), "holds 0 `secret:NAME`"),
+        (
+            spec("api.x.com/path", "authorization", "Bearer secret:x"),
+            "no user, path or query",
+        ),
+        (
+            spec("ftp://x.com", "authorization", "secret:x"),
+            "only http and https",
+        ),
+        (
+            spec("x.com", "bad header", "secret:x"),
+            "not an HTTP header name",
+        ),
+        (
+            spec("x.com", "Host", "secret:x"),
+            "cannot carry a credential",
+        ),
+        (
+            spec("x.com", "content-length", "secret:x"),
+            "cannot carry a credential",
+        ),
+        (
+            spec("x.com", "authorization", "Bearer abc"),
+            "holds 0 `secret:NAME`",
+        ),
         (
             spec("x.com", "authorization", "secret:a secret:b"),
             "holds 2 `secret:NAME`",
         ),
         (spec("x.com", "authorization", "Bearer secret:"), "1 to 64"),
-        (spec("x.com", "authorization", "Bearer\tsecret:x"), "printable ASCII"),
+        (
+            spec("x.com", "authorization", "Bearer\tsecret:x"),
+            "printable ASCII",
+        ),
     ] {
         let err = FetchCredential::parse(&s).unwrap_err().to_string();
         assert!(err.contains(wanted), "{s:?}: {err}");
@@ -91,13 +112,19 @@ fn oauth_settings_are_checked() {
         (oauth("https://u:p@auth.x.com/t", "secret:r"), "http(s) URL"),
         (oauth("http://2130706433/t", "secret:r"), "non-canonical"),
         (oauth("not a url", "secret:r"), "oauth.token_url"),
-        (oauth("https://auth.x.com/t", "raw-refresh-token-value"), "expected secret:NAME"),
+        (
+            oauth("https://auth.x.com/t", "raw-refresh-token-value"),
+            "expected secret:NAME",
+        ),
     ] {
         let mut s = s.clone();
         s.oauth = Some(o);
         let err = FetchCredential::parse(&s).unwrap_err().to_string();
         assert!(err.contains(wanted), "{err}");
-        assert!(!err.contains("raw-refresh-token-value"), "never quoted: {err}");
+        assert!(
+            !err.contains("raw-refresh-token-value"),
+            "never quoted: {err}"
+        );
     }
 }
 

@@ -102,11 +102,7 @@ impl Gateway {
             .refresh_locks
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(
-            locks
-                .entry((tenant.clone(), name.to_owned()))
-                .or_default(),
-        )
+        Arc::clone(locks.entry((tenant.clone(), name.to_owned())).or_default())
     }
 
     /// A fresh access token for `rule` in place of `stale`, refreshed by the token endpoint
@@ -134,7 +130,10 @@ impl Gateway {
         {
             return Ok(found.value);
         }
-        let refresh = self.tenant_secret(tenant, &oauth.refresh_token).await?.value;
+        let refresh = self
+            .tenant_secret(tenant, &oauth.refresh_token)
+            .await?
+            .value;
         let client_secret = match &oauth.client_secret {
             Some(n) => Some(self.tenant_secret(tenant, n).await?.value),
             None => None,
@@ -195,9 +194,8 @@ impl Gateway {
                 error_code(&body)
             )));
         }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
-            FetchError::OAuth(format!("{what} answered without an access_token"))
-        })?;
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|_| FetchError::OAuth(format!("{what} answered without an access_token")))?;
         let expires_ms = answer
             .expires_in
             .map(|secs| now_ms().saturating_add(secs.saturating_mul(1000)));
