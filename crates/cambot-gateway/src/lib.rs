@@ -11,14 +11,22 @@
 //!   resume / cancel tasks, register and list groups, under the seed's authorization made
 //!   tenant-aware (a tenant's main group may act on its tenant's groups, every other group
 //!   only on itself, nothing crosses tenants);
-//! - the model proxy (`/v1/model/<provider>/<path>`): the host adds the credential
-//!   ([`Secret`]) and forwards to the [`ModelUpstream`], so the runner never holds a key; only
-//!   the dialect's own routes, never a redirect, and within the run's [`RunBudget`];
+//! - the model proxy (`/v1/model/<provider>/<path>`): the host adds the run tenant's key
+//!   ([`ModelCredential`]: a secret of the tenant's vault, [`TenantSecrets`]; the environment's
+//!   legacy key for the `default` tenant only) and forwards to the [`ModelUpstream`], so the
+//!   runner never holds a key; a tenant without the key gets "tenant T has no secret 'NAME'"
+//!   and nothing is sent; only the dialect's own routes, never a redirect, and within the
+//!   run's [`RunBudget`];
 //! - a policy-checked outbound fetch (`/v1/fetch`, [`FetchPolicy`]): allowed only for the
 //!   scheme + host + port triples of the allowlist, to public addresses (or an address an entry
 //!   names literally), with the name resolved once and the connection pinned to the checked
 //!   addresses, redirects re-checked hop by hop, a body cap and a deadline; always refused in
-//!   air-gapped mode.
+//!   air-gapped mode. A hop to exactly the origin of one of the run tenant's
+//!   [`FetchCredential`]s carries its header (OAuth tokens refreshed on the host).
+//!
+//! What goes back to a sandbox (model streams, fetched bodies, the headers passed on) has every
+//! secret value of the run's tenant (of 8 bytes or more) replaced by `[REDACTED]`, also when a
+//! value straddles two chunks.
 //!
 //! Every socket is served within [`SocketLimits`] (connections at once, head and body sizes).
 //!

@@ -1,6 +1,8 @@
 //! A tenant's fetch credentials (`[[tenants.<id>.fetch_credentials]]`): a header added to a
 //! fetch hop whose scheme + host + port is exactly the rule's, its value built around one of
-//! the tenant's secrets, optionally refreshed by OAuth.
+//! the tenant's secrets, optionally refreshed by OAuth. A rule allows nothing by itself: its
+//! host must also be in `fetch_allow_hosts` (only its OAuth token endpoint is allowed by
+//! being named, and only for the refresh).
 //!
 //! ```toml
 //! [[tenants.acme.fetch_credentials]]
