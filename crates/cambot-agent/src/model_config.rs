@@ -22,6 +22,7 @@ use serde::Deserialize;
 use cambot_gateway::FetchAllow;
 use cambot_gateway::FetchPolicy;
 use cambot_gateway::GatewayPolicy;
+use cambot_gateway::ModelCredential;
 use cambot_gateway::ModelUpstream;
 use cambot_gateway::RunBudget;
 use cambot_gateway::Secret;
@@ -341,7 +342,11 @@ pub fn resolve_model(
             name: e.name.clone(),
             dialect: e.dialect.as_str().to_owned(),
             base_url: e.base_url().to_owned(),
-            api_key: e.api_key(env_lookup).map(Secret::new),
+            // Every tenant's key is the vault's secret named after the entry; the environment's
+            // key serves the default tenant only.
+            credential: (e.auth_style() != cambot_providers::AuthStyle::None).then(|| {
+                ModelCredential::with_legacy(e.name.clone(), e.api_key(env_lookup).map(Secret::new))
+            }),
         })
         .collect();
 
@@ -372,7 +377,7 @@ pub fn resolve_model(
                 name: LOCAL_PROVIDER.to_owned(),
                 dialect: Dialect::OpenAi.as_str().to_owned(),
                 base_url: format!("unix:{}", spec.socket.display()),
-                api_key: None,
+                credential: None,
             });
             (
                 ModelChoice {

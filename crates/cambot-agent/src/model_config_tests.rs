@@ -46,7 +46,9 @@ fn anthropic_key_in_env_selects_anthropic_with_env_model_and_key() {
     assert!(r.local.is_none());
     let up = &r.upstreams[0];
     assert_eq!(up.base_url, "http://127.0.0.1:9/");
-    assert_eq!(up.api_key.as_ref().unwrap().expose(), "sk-test");
+    let cred = up.credential.as_ref().unwrap();
+    assert_eq!(cred.secret, up.name);
+    assert_eq!(cred.legacy.as_ref().unwrap().expose(), "sk-test");
 }
 
 #[test]
@@ -71,7 +73,9 @@ fn config_file_entry_wins_over_env() {
     assert_eq!(r.choice.provider, "fast");
     assert_eq!(r.choice.model, "gpt-4.1");
     assert_eq!(r.upstreams.len(), 1);
-    assert_eq!(r.upstreams[0].api_key.as_ref().unwrap().expose(), "sk-o");
+    let cred = r.upstreams[0].credential.as_ref().unwrap();
+    assert_eq!(cred.secret, "fast");
+    assert_eq!(cred.legacy.as_ref().unwrap().expose(), "sk-o");
 }
 
 #[test]
@@ -130,7 +134,7 @@ fn no_key_falls_back_to_the_local_model_over_a_unix_socket() {
     .unwrap();
     assert_eq!(r.choice.provider, LOCAL_PROVIDER);
     assert_eq!(r.upstreams[0].base_url, "unix:/data/models/local.sock");
-    assert!(r.upstreams[0].api_key.is_none());
+    assert!(r.upstreams[0].credential.is_none());
     assert_eq!(
         r.local.unwrap().socket,
         Path::new("/data/models/local.sock")

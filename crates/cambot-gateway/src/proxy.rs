@@ -1,13 +1,15 @@
-//! The model proxy: forwards a run's model request to the configured upstream, adding the
-//! credential on the way, and streams the answer back unchanged (status, body, the retry and
-//! rate-limit headers the runner's provider code needs).
+//! The model proxy: forwards a run's model request to the configured upstream, adding the run
+//! tenant's credential on the way, and streams the answer back (status, body, the retry and
+//! rate-limit headers the runner's provider code needs) with the tenant's secret values
+//! redacted.
 //!
 //! What a run may ask is narrow: only the methods and paths its provider's dialect uses
 //! ([`ALLOWED`], spelled exactly: no percent-encoding, no `.`/`..` or empty segments), only the
 //! headers of [`PASS_REQUEST`] (never the run token, a client credential or a cookie), within
 //! the run's [`RunBudget`](crate::RunBudget). An upstream's redirect is never followed: it
 //! becomes a 502, so a compromised or misconfigured upstream cannot bounce the host's
-//! credential-bearing request elsewhere.
+//! credential-bearing request elsewhere. A tenant without the key its upstream needs gets a
+//! clear, non-retryable refusal and nothing leaves the host.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,10 +26,16 @@ use futures::TryStreamExt;
 use futures::stream::BoxStream;
 use http_body_util::BodyExt;
 
+use cambot_protocol::TenantId;
+
 use crate::budget::RunMeter;
+use crate::credential::credential_refusal;
 use crate::gateway::Gateway;
+use crate::redact::Redacted;
+use crate::redact::Redactor;
 use crate::response::error_response;
 use crate::upstream::ModelUpstream;
+use crate::upstream::Secret;
 use crate::upstream::is_local_url;
 use crate::usage::Metered;
 use crate::usage::UsageScanner;
@@ -87,8 +95,8 @@ const PASS_RESPONSE: &[&str] = &[
     "x-request-id",
 ];
 
-fn auth_headers(upstream: &ModelUpstream, headers: &mut HeaderMap) {
-    let Some(key) = &upstream.api_key else {
+fn auth_headers(upstream: &ModelUpstream, key: Option<&Secret>, headers: &mut HeaderMap) {
+    let Some(key) = key else {
         return;
     };
     let value = match upstream.dialect.as_str() {
@@ -134,6 +142,7 @@ struct Upstream {
 /// One model request as the run sent it.
 pub(crate) struct ModelCall<'a> {
     pub(crate) run: &'a str,
+    pub(crate) tenant: &'a TenantId,
     /// The request's path as received (`/v1/model/<provider>/<path>`, still percent-encoded).
     pub(crate) path: &'a str,
     pub(crate) query: Option<&'a str>,
@@ -147,6 +156,7 @@ impl Gateway {
     pub(crate) async fn proxy_model(&self, call: ModelCall<'_>) -> Response {
         let ModelCall {
             run,
+            tenant,
             path: full_path,
             query,
             method,
@@ -183,6 +193,15 @@ impl Gateway {
                 &format!("{method} {full_path} refused: {why}"),
             );
         }
+        // Before the budget: a refused call costs the run nothing.
+        let key = match self.model_key(tenant, upstream).await {
+            Ok(key) => key,
+            Err(e) => return credential_refusal(&e),
+        };
+        let redactor = match self.redactor(tenant, key.as_ref()).await {
+            Ok(r) => r,
+            Err(e) => return credential_refusal(&e),
+        };
         if let Err(spent) = meter.admit() {
             self.stats.refused_by_budget.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(run, provider, budget = %spent, "model call refused: budget exhausted");
@@ -205,7 +224,8 @@ impl Gateway {
         if upstream.dialect == "anthropic" && !out.contains_key("anthropic-version") {
             out.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
         }
-        auth_headers(upstream, &mut out);
+        auth_headers(upstream, key.as_ref(), &mut out);
+        drop(key);
         let path = match query {
             Some(q) if !q.is_empty() => format!("/{rest}?{q}"),
             _ => format!("/{rest}"),
@@ -265,7 +285,9 @@ impl Gateway {
             .get("content-type")
             .and_then(|v| v.to_str().ok());
         let scanner = UsageScanner::new(content_type);
+        // Metered first: the usage reports are read from the upstream's own bytes.
         let body = Metered::new(answer.body, scanner, Arc::clone(meter));
+        let body = Redacted::new(body, redactor.clone(), Arc::clone(&self.stats));
         let mut response = Response::new(Body::from_stream(body));
         *response.status_mut() = answer.status;
         for (name, value) in &answer.headers {
@@ -274,10 +296,22 @@ impl Gateway {
                 || n.starts_with("anthropic-ratelimit-")
                 || n.starts_with("x-ratelimit-")
             {
-                response.headers_mut().insert(name.clone(), value.clone());
+                let value = self.redact_header(&redactor, value);
+                response.headers_mut().insert(name.clone(), value);
             }
         }
         response
+    }
+}
+
+impl Gateway {
+    /// `value` with the tenant's secret values redacted.
+    fn redact_header(&self, redactor: &Redactor, value: &HeaderValue) -> HeaderValue {
+        let Some(clean) = redactor.redact(value.as_bytes()) else {
+            return value.clone();
+        };
+        self.stats.redacted.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_bytes(&clean).unwrap_or_else(|_| HeaderValue::from_static("[REDACTED]"))
     }
 }
 

@@ -321,7 +321,7 @@ async fn fetch(State(state): State<RunState>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return ipc_error(&state, routes::FETCH, &e),
     };
-    match state.gateway.fetch(&req.url).await {
+    match state.gateway.fetch(&state.who.tenant, &req.url).await {
         Ok(r) => ok(r),
         Err(e) => ipc_error(&state, routes::FETCH, &e.into()),
     }
@@ -340,6 +340,7 @@ async fn model(
         .gateway
         .proxy_model(ModelCall {
             run: state.who.run_id.as_str(),
+            tenant: &state.who.tenant,
             path: uri.path(),
             query: query.as_deref(),
             method,

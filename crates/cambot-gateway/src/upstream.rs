@@ -1,5 +1,5 @@
-//! The model upstreams the gateway forwards to, and their credentials. Built by the binary
-//! from its config; never sent into a sandbox.
+//! The model upstreams the gateway forwards to, and where their credentials come from. Built
+//! by the binary from its config; never sent into a sandbox.
 
 /// A credential: never printed, wiped from memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,7 +32,39 @@ pub struct ModelUpstream {
     pub dialect: String,
     /// `http(s)://host[:port][/prefix]`, or `unix:/path/to.sock` for a local model server.
     pub base_url: String,
-    pub api_key: Option<Secret>,
+    /// How the host authenticates to it; `None` for an upstream that takes no key (a local
+    /// model, `auth = "none"`).
+    pub credential: Option<ModelCredential>,
+}
+
+/// Where a model upstream's key comes from: the run tenant's vault, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelCredential {
+    /// The secret's name in the run tenant's vault (`api_key = "secret:NAME"`; by default the
+    /// provider entry's name).
+    pub secret: String,
+    /// The operator's key from the environment (`ANTHROPIC_API_KEY`, ...). Used only for runs
+    /// of the `default` tenant, and only while that tenant's vault has no `secret`; never for
+    /// another tenant.
+    pub legacy: Option<Secret>,
+}
+
+impl ModelCredential {
+    /// The vault's secret `name`, with no environment fallback.
+    pub fn vault(name: impl Into<String>) -> Self {
+        Self {
+            secret: name.into(),
+            legacy: None,
+        }
+    }
+
+    /// The vault's secret `name`, falling back to `legacy` for the default tenant only.
+    pub fn with_legacy(name: impl Into<String>, legacy: Option<Secret>) -> Self {
+        Self {
+            secret: name.into(),
+            legacy,
+        }
+    }
 }
 
 /// Whether a URL points at this machine: loopback addresses, `localhost`, or a Unix socket.

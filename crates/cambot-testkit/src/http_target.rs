@@ -71,6 +71,7 @@ pub struct HttpTarget {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     paths: Arc<Mutex<Vec<String>>>,
+    heads: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -92,9 +93,14 @@ impl HttpTarget {
         let route = make(addr.port());
         let accepted = Arc::new(AtomicUsize::new(0));
         let paths = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let route: Arc<Route> = Arc::new(route);
         let task = {
-            let (accepted, paths) = (Arc::clone(&accepted), Arc::clone(&paths));
+            let (accepted, paths, heads) = (
+                Arc::clone(&accepted),
+                Arc::clone(&paths),
+                Arc::clone(&heads),
+            );
             tokio::spawn(async move {
                 // Connections live in the set: aborting the accept task ends them all.
                 let mut conns = tokio::task::JoinSet::new();
@@ -103,7 +109,11 @@ impl HttpTarget {
                         continue;
                     };
                     accepted.fetch_add(1, Ordering::SeqCst);
-                    conns.spawn(serve(stream, Arc::clone(&route), Arc::clone(&paths)));
+                    let log = Log {
+                        paths: Arc::clone(&paths),
+                        heads: Arc::clone(&heads),
+                    };
+                    conns.spawn(serve(stream, Arc::clone(&route), log));
                     while conns.try_join_next().is_some() {}
                 }
             })
@@ -112,6 +122,7 @@ impl HttpTarget {
             addr,
             accepted,
             paths,
+            heads,
             task,
         })
     }
@@ -129,6 +140,11 @@ impl HttpTarget {
     pub fn paths(&self) -> Vec<String> {
         crate::locks::lock("http target paths", &self.paths).clone()
     }
+
+    /// The request heads (request line and header lines, as received) served so far.
+    pub fn heads(&self) -> Vec<String> {
+        crate::locks::lock("http target heads", &self.heads).clone()
+    }
 }
 
 impl Drop for HttpTarget {
@@ -137,11 +153,13 @@ impl Drop for HttpTarget {
     }
 }
 
-async fn serve(
-    mut stream: tokio::net::TcpStream,
-    route: Arc<Route>,
+/// Where one connection records what it received.
+struct Log {
     paths: Arc<Mutex<Vec<String>>>,
-) {
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+async fn serve(mut stream: tokio::net::TcpStream, route: Arc<Route>, log: Log) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
@@ -152,7 +170,9 @@ async fn serve(
     }
     let text = String::from_utf8_lossy(&head);
     let path = text.split(' ').nth(1).unwrap_or_default().to_owned();
-    crate::locks::lock("http target paths", &paths).push(path.clone());
+    crate::locks::lock("http target paths", &log.paths).push(path.clone());
+    let head_only = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    crate::locks::lock("http target heads", &log.heads).push(head_only);
     match route(&path) {
         Answer::Full(bytes) => {
             // The client may hang up early (a capped body): that is not an error here.

@@ -80,6 +80,15 @@ impl FetchAllow {
         })
     }
 
+    /// The scheme + host + port of `url` (an operator's OAuth token endpoint).
+    pub(crate) fn of_url(url: &Url) -> Option<Self> {
+        Some(Self {
+            scheme: url.scheme().to_owned(),
+            host: url.host()?.to_owned(),
+            port: url.port_or_known_default()?,
+        })
+    }
+
     /// Whether this entry allows `url` (canonical): same scheme, host and port.
     pub(crate) fn allows(&self, url: &Url) -> bool {
         url.scheme() == self.scheme

@@ -3,15 +3,25 @@
 //! to the checked addresses (no second lookup for a rebinding name to answer differently).
 //! Redirects are followed here, at most [`MAX_REDIRECTS`], each hop checked like the first;
 //! the body is capped and the whole fetch has one deadline.
+//!
+//! A hop whose scheme + host + port is exactly one of the run tenant's [`FetchCredential`]
+//! origins carries that rule's header (its value from the tenant's vault, refreshed by OAuth
+//! when configured); no other hop does. The agent sends no headers of its own, and what comes
+//! back (body and shown headers) has the tenant's secret values redacted.
 
 mod addr;
 mod allow;
+mod credential;
+mod oauth;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use cambot_protocol::TenantId;
 use cambot_protocol::ipc::FetchResponse;
 use futures::future::BoxFuture;
 use url::Host;
@@ -19,9 +29,18 @@ use url::Url;
 
 pub use allow::FetchAllow;
 pub use allow::FetchAllowError;
+pub use credential::FetchCredential;
+pub use credential::FetchCredentialError;
+pub use credential::FetchCredentialSpec;
+pub use credential::OAuthSpec;
 
+use crate::credential::CredentialError;
 use crate::gateway::Gateway;
 use crate::ipc::HostToolError;
+use crate::redact::Redactor;
+use crate::redact::StreamRedactor;
+use crate::secrets::SecretsError;
+use crate::secrets::missing_message;
 use addr::classify;
 use allow::host_ip;
 use allow::non_canonical;
@@ -107,12 +126,31 @@ pub enum FetchError {
     },
     #[error("fetch failed: no complete answer within {} s (fetch_timeout_secs)", .0.as_secs_f64())]
     Deadline(Duration),
+    /// The run's tenant lacks the secret a credential rule of this hop needs.
+    #[error("fetch refused: {}", missing_message(.tenant, .name))]
+    MissingSecret { tenant: TenantId, name: String },
+    #[error("fetch failed: {0}")]
+    Vault(#[source] SecretsError),
+    /// Refreshing an OAuth access token failed; the message names the rule and the answer.
+    #[error("fetch failed: {0}")]
+    OAuth(String),
+}
+
+impl From<CredentialError> for FetchError {
+    fn from(e: CredentialError) -> Self {
+        match e {
+            CredentialError::Missing { tenant, name } => Self::MissingSecret { tenant, name },
+            CredentialError::Vault(e) => Self::Vault(e),
+        }
+    }
 }
 
 impl From<FetchError> for HostToolError {
     fn from(e: FetchError) -> Self {
         match e {
-            FetchError::Refused(_) => Self::Forbidden(e.to_string()),
+            FetchError::Refused(_) | FetchError::MissingSecret { .. } => {
+                Self::Forbidden(e.to_string())
+            }
             FetchError::BadUrl(_) => Self::BadRequest(e.to_string()),
             other => Self::Fetch(other),
         }
@@ -141,15 +179,20 @@ struct Target {
 }
 
 impl Gateway {
-    /// The fetch route: checks, fetches and shapes the answer; counts refusals.
-    pub(crate) async fn fetch(&self, url: &str) -> Result<FetchResponse, FetchError> {
+    /// The fetch route for a run of `tenant`: checks, fetches and shapes the answer; counts
+    /// refusals.
+    pub(crate) async fn fetch(
+        &self,
+        tenant: &TenantId,
+        url: &str,
+    ) -> Result<FetchResponse, FetchError> {
         let result = if self.policy.air_gapped {
             Err(FetchError::Refused(
                 "air-gapped: outbound fetch is disabled".into(),
             ))
         } else {
             let timeout = self.policy.fetch.timeout;
-            tokio::time::timeout(timeout, self.fetch_hops(url))
+            tokio::time::timeout(timeout, self.fetch_hops(tenant, url))
                 .await
                 .unwrap_or(Err(FetchError::Deadline(timeout)))
         };
@@ -159,19 +202,16 @@ impl Gateway {
         result
     }
 
-    async fn fetch_hops(&self, url: &str) -> Result<FetchResponse, FetchError> {
-        let mut target = self.check(url, None).await?;
+    async fn fetch_hops(&self, tenant: &TenantId, url: &str) -> Result<FetchResponse, FetchError> {
+        // Read before anything is sent: a vault that cannot be read stops the fetch here.
+        let redactor = self.redactor(tenant, None).await?;
+        let mut target = self.check(url, None, None).await?;
         let mut hops = 0;
         loop {
-            if target.addrs.iter().any(|a| !a.ip().is_loopback()) {
-                self.stats
-                    .non_local_upstream_requests
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            let resp = send(&target).await?;
+            let resp = self.send_hop(tenant, &target).await?;
             let location = resp.headers().get(reqwest::header::LOCATION);
             let (true, Some(location)) = (is_redirect(resp.status()), location) else {
-                return self.read(resp, &target.url).await;
+                return self.read(resp, &target.url, &redactor).await;
             };
             hops += 1;
             let location = location.to_str().map_err(|_| {
@@ -187,7 +227,7 @@ impl Gateway {
                     "more than {MAX_REDIRECTS} redirects (the last to {shown})"
                 )));
             }
-            target = match self.check(location, Some(&target.url)).await {
+            target = match self.check(location, Some(&target.url), None).await {
                 Err(FetchError::Refused(why)) => {
                     return Err(FetchError::Refused(format!(
                         "redirect {hops} to {shown}: {why}"
@@ -198,8 +238,14 @@ impl Gateway {
         }
     }
 
-    /// Checks one hop completely; `base` is the URL a redirect came from.
-    async fn check(&self, input: &str, base: Option<&Url>) -> Result<Target, FetchError> {
+    /// Checks one hop completely; `base` is the URL a redirect came from; `also` an origin the
+    /// operator named elsewhere (an OAuth token endpoint), allowed like an allowlist entry.
+    async fn check(
+        &self,
+        input: &str,
+        base: Option<&Url>,
+        also: Option<&FetchAllow>,
+    ) -> Result<Target, FetchError> {
         let refuse = |why: String| Err(FetchError::Refused(why));
         let input = input.trim_matches(|c: char| c.is_ascii_whitespace());
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -226,7 +272,7 @@ impl Gateway {
             return refuse(format!("{url} has no host"));
         };
         let allow = &self.policy.fetch.allow;
-        let allowed = allow.iter().any(|a| a.allows(&url));
+        let allowed = allow.iter().chain(also).any(|a| a.allows(&url));
         if let Some(ip) = host_ip(&host) {
             // An address literal: allowed by an entry naming exactly it, else by its class.
             if !allowed && let Some(class) = classify(ip) {
@@ -275,11 +321,13 @@ impl Gateway {
         })
     }
 
-    /// Reads at most `max_bytes` of the body, then drops the connection.
+    /// Reads at most `max_bytes` of the body (counted after redaction), then drops the
+    /// connection.
     async fn read(
         &self,
         mut resp: reqwest::Response,
         url: &Url,
+        redactor: &Redactor,
     ) -> Result<FetchResponse, FetchError> {
         let max = self.policy.fetch.max_bytes;
         let status = resp.status().as_u16();
@@ -292,22 +340,43 @@ impl Gateway {
                 .filter_map(|v| v.to_str().ok())
                 .collect();
             if !values.is_empty() {
-                headers.insert(name.to_owned(), values.join(", "));
+                let joined = values.join(", ");
+                let shown = match redactor.redact(joined.as_bytes()) {
+                    Some(clean) => {
+                        self.stats.redacted.fetch_add(1, Ordering::Relaxed);
+                        String::from_utf8_lossy(&clean).into_owned()
+                    }
+                    None => joined,
+                };
+                headers.insert(name.to_owned(), shown);
             }
         }
+        let mut scan = StreamRedactor::new(redactor.clone());
         let mut body = Vec::new();
         let mut truncated = false;
-        while let Some(chunk) = resp.chunk().await.map_err(|source| FetchError::Request {
-            url: url.to_string(),
-            source,
-        })? {
+        loop {
+            let chunk = resp.chunk().await.map_err(|source| FetchError::Request {
+                url: url.to_string(),
+                source,
+            })?;
+            // Bytes held back (a possible start of a value) are dropped with a cut body.
+            let (clean, last) = match chunk {
+                Some(chunk) => (scan.push(chunk), false),
+                None => (scan.finish(), true),
+            };
             let room = max - body.len();
-            if chunk.len() > room {
-                body.extend_from_slice(&chunk[..room]);
+            if clean.len() > room {
+                body.extend_from_slice(&clean[..room]);
                 truncated = true;
                 break;
             }
-            body.extend_from_slice(&chunk);
+            body.extend_from_slice(&clean);
+            if last {
+                break;
+            }
+        }
+        if scan.found > 0 {
+            self.stats.redacted.fetch_add(scan.found, Ordering::Relaxed);
         }
         Ok(FetchResponse {
             status,
@@ -317,11 +386,33 @@ impl Gateway {
             headers,
         })
     }
+
+    /// Sends one checked hop; counts connections leaving the machine.
+    async fn send(
+        &self,
+        target: &Target,
+        extra: Outbound,
+    ) -> Result<reqwest::Response, FetchError> {
+        if target.addrs.iter().any(|a| !a.ip().is_loopback()) {
+            self.stats
+                .non_local_upstream_requests
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        send(target, extra).await
+    }
 }
 
-/// One GET on a client pinned to the target's checked addresses (it never resolves the name
-/// again), without proxies or redirects of its own.
-async fn send(target: &Target) -> Result<reqwest::Response, FetchError> {
+/// What a hop sends besides the request line: the credential headers, and for an OAuth
+/// refresh a form body (which makes it a POST).
+#[derive(Default)]
+struct Outbound {
+    headers: HeaderMap,
+    form: Option<zeroize::Zeroizing<String>>,
+}
+
+/// One GET (a POST with a form) on a client pinned to the target's checked addresses (it never
+/// resolves the name again), without proxies or redirects of its own.
+async fn send(target: &Target, extra: Outbound) -> Result<reqwest::Response, FetchError> {
     let request_err = |source| FetchError::Request {
         url: target.url.to_string(),
         source,
@@ -336,8 +427,19 @@ async fn send(target: &Target) -> Result<reqwest::Response, FetchError> {
         builder = builder.resolve_to_addrs(domain, &target.addrs);
     }
     let client = builder.build().map_err(request_err)?;
-    client
-        .get(target.url.clone())
+    let request = match extra.form {
+        Some(form) => client
+            .post(target.url.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(Bytes::copy_from_slice(form.as_bytes())),
+        None => client.get(target.url.clone()),
+    };
+    request
+        .headers(extra.headers)
         .send()
         .await
         .map_err(request_err)

@@ -22,7 +22,7 @@ async fn a_checked_name_is_connected_at_its_checked_address_without_a_second_loo
         domain: Some("pinned.invalid".into()),
         addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
     };
-    let resp = send(&target).await.unwrap();
+    let resp = send(&target, super::Outbound::default()).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "pinned");
     assert_eq!(server.paths(), ["/x"]);

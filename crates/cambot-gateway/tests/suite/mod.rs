@@ -1,6 +1,9 @@
+mod fetch_credentials;
 mod ipc_auth;
 mod ipc_world;
 mod model_proxy;
+mod oauth_refresh;
 mod proxy_world;
 mod socket_limits;
 mod tenant_ipc;
+mod tenant_keys;

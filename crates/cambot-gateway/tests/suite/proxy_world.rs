@@ -7,8 +7,10 @@ use std::sync::Arc;
 use cambot_core::SqliteStore;
 use cambot_core::Store;
 use cambot_gateway::Gateway;
+use cambot_gateway::GatewayBuilder;
 use cambot_gateway::GatewayPolicy;
 use cambot_gateway::IpcService;
+use cambot_gateway::ModelCredential;
 use cambot_gateway::ModelUpstream;
 use cambot_gateway::RunBudget;
 use cambot_gateway::RunIdentity;
@@ -28,7 +30,8 @@ use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 
 pub(crate) struct ProxyWorld {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    pub(crate) gateway: Arc<Gateway>,
     pub(crate) socket: RunSocket,
 }
 
@@ -38,12 +41,29 @@ pub(crate) fn upstream(name: &str, dialect: &str, base_url: &str) -> ModelUpstre
         name: name.to_owned(),
         dialect: dialect.to_owned(),
         base_url: base_url.to_owned(),
-        api_key: Some(Secret::new("sk-host")),
+        credential: Some(ModelCredential::with_legacy(
+            name,
+            Some(Secret::new("sk-host")),
+        )),
     }
 }
 
 impl ProxyWorld {
     pub(crate) async fn new(upstreams: Vec<ModelUpstream>, budget: RunBudget) -> Self {
+        Self::with(
+            |ipc| Gateway::builder(ipc, upstreams, GatewayPolicy::standard()),
+            "default",
+            budget,
+        )
+        .await
+    }
+
+    /// A gateway made by `make` (from the world's host tools) and one run of `tenant`.
+    pub(crate) async fn with(
+        make: impl FnOnce(Arc<IpcService>) -> GatewayBuilder,
+        tenant: &str,
+        budget: RunBudget,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("cambot.db")).unwrap());
@@ -55,22 +75,18 @@ impl ProxyWorld {
             Arc::new(|_| Box::pin(async {})),
             SendLimits::default(),
         ));
-        let gateway = Gateway::new(ipc, upstreams, GatewayPolicy::standard()).unwrap();
-        let run_id = RunId::from_bytes(rand::random());
-        let socket = RunSocket::bind(
+        let gateway = make(ipc).build().unwrap();
+        let socket = bind(&gateway, dir.path(), tenant, budget);
+        Self {
+            dir,
             gateway,
-            RunIdentity {
-                run_id,
-                tenant: TenantId::default_tenant(),
-                folder: GroupFolder::new("main").unwrap(),
-                chat_jid: ChatJid::new("main@g.us").unwrap(),
-            },
-            &dir.path().join("host.sock"),
-            None,
-            budget,
-        )
-        .unwrap();
-        Self { _dir: dir, socket }
+            socket,
+        }
+    }
+
+    /// Another run, of `tenant`, on the same gateway.
+    pub(crate) fn run(&self, tenant: &str, budget: RunBudget) -> RunSocket {
+        bind(&self.gateway, self.dir.path(), tenant, budget)
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -85,11 +101,7 @@ impl ProxyWorld {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> UdsResponse {
-        let mut all = vec![(RUN_TOKEN_HEADER, self.socket.token())];
-        all.extend_from_slice(headers);
-        uds::request(self.socket.path(), method, path, &all, body)
-            .await
-            .unwrap()
+        call_on(&self.socket, method, path, headers, body).await
     }
 
     /// Writes `head` (with the run token added, then a blank line) and `body` on a raw
@@ -116,4 +128,38 @@ impl ProxyWorld {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"))
     }
+}
+
+/// Binds a run of `tenant` on `gateway`, its socket in `dir`.
+fn bind(gateway: &Arc<Gateway>, dir: &Path, tenant: &str, budget: RunBudget) -> RunSocket {
+    let run_id = RunId::from_bytes(rand::random());
+    let path = dir.join(format!("{}.sock", &run_id.as_str()[..8]));
+    RunSocket::bind(
+        Arc::clone(gateway),
+        RunIdentity {
+            run_id,
+            tenant: TenantId::new(tenant).unwrap(),
+            folder: GroupFolder::new("main").unwrap(),
+            chat_jid: ChatJid::new("main@g.us").unwrap(),
+        },
+        &path,
+        None,
+        budget,
+    )
+    .unwrap()
+}
+
+/// One request on `socket` with its token (plus `headers`), like the runner sends it.
+pub(crate) async fn call_on(
+    socket: &RunSocket,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> UdsResponse {
+    let mut all = vec![(RUN_TOKEN_HEADER, socket.token())];
+    all.extend_from_slice(headers);
+    uds::request(socket.path(), method, path, &all, body)
+        .await
+        .unwrap()
 }

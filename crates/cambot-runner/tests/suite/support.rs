@@ -11,6 +11,7 @@ use cambot_core::Store;
 use cambot_gateway::Gateway;
 use cambot_gateway::GatewayPolicy;
 use cambot_gateway::IpcService;
+use cambot_gateway::ModelCredential;
 use cambot_gateway::ModelUpstream;
 use cambot_gateway::RunBudget;
 use cambot_gateway::RunIdentity;
@@ -110,7 +111,10 @@ impl Host {
                 name: "claude".into(),
                 dialect: "anthropic".into(),
                 base_url: standin.root_url(),
-                api_key: Some(Secret::new(API_KEY)),
+                credential: Some(ModelCredential::with_legacy(
+                    "claude",
+                    Some(Secret::new(API_KEY)),
+                )),
             }],
             policy,
             resolver,
