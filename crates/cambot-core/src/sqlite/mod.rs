@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "tenant mount roots",
         sql: include_str!("migrations/0007_tenant_mount_roots.sql"),
     },
+    Migration {
+        version: 9,
+        name: "tenants may choose their model provider",
+        sql: include_str!("migrations/0009_tenant_provider.sql"),
+    },
 ];
 
 type Shared = Arc<Mutex<Connection>>;
@@ -305,7 +310,13 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             supported,
         });
     }
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    // Every migration not yet recorded, not only those above the newest: numbers are handed
+    // out ahead of merging, so a database may hold 9 before 8 exists.
+    let applied: std::collections::BTreeSet<u32> = conn
+        .prepare("SELECT version FROM schema_migrations")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         // Some rewrite a whole table (version 4 copies every message: ~20 s per million here),
         // so say so before, not only after.
         tracing::info!(
