@@ -24,4 +24,5 @@ pub mod reply_caps;
 pub mod router;
 pub mod sandboxed;
 pub mod task_run;
+pub mod tenant_model;
 pub mod tenant_mounts;

@@ -17,6 +17,7 @@ mod support;
 mod task_lifecycle;
 mod task_run;
 mod tenant_mounts_e2e;
+mod tenant_provider;
 mod tenant_routing;
 mod tenant_state;
 mod tenants_cli;

@@ -479,5 +479,9 @@ async fn a_tenant_provider_is_stored_shown_and_cleared() {
     assert_eq!(default.tenant.provider, None);
     assert!(s.set_tenant_provider(&acme, None).await.unwrap());
     assert_eq!(s.tenant(&acme).await.unwrap().unwrap().provider, None);
-    assert!(!s.set_tenant_provider(&id("nobody"), Some("x")).await.unwrap());
+    assert!(
+        !s.set_tenant_provider(&id("nobody"), Some("x"))
+            .await
+            .unwrap()
+    );
 }

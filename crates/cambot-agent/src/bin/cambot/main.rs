@@ -54,7 +54,7 @@ enum Command {
     /// Manage registered groups.
     #[command(subcommand)]
     Groups(commands::GroupsCommand),
-    /// Manage tenants: add, list, show, disable, enable, remove.
+    /// Manage tenants: add, list, show, update (provider), disable, enable, remove.
     #[command(subcommand)]
     Tenants(tenants_cmd::TenantsCommand),
     /// Manage web chat users.
