@@ -341,3 +341,22 @@ fn a_tenant_switches_provider_to_a_configured_entry_and_back() {
     ok(run(&["tenants", "update", "acme", "--clear-provider"]));
     assert!(ok(run(&["tenants", "show", "acme"])).contains("provider:  global choice"));
 }
+
+#[test]
+fn chat_refuses_an_unknown_or_disabled_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fails_with(
+        cambot(d, &["chat", "--tenant", "nope"]),
+        "unknown tenant nope",
+    );
+    ok(cambot(d, &["tenants", "add", "beta"]));
+    ok(cambot(d, &["tenants", "disable", "beta"]));
+    fails_with(
+        cambot_with_stdin(d, &["chat", "--tenant", "beta"], "hello\n"),
+        "tenant beta is disabled",
+    );
+    // Nothing was registered for either.
+    let groups = ok(cambot(d, &["groups", "list"]));
+    assert!(!groups.contains("cli:"), "{groups}");
+}

@@ -12,6 +12,7 @@ use cambot_channels::ChannelEvent;
 use cambot_core::GroupRegistration;
 use cambot_core::GroupStore;
 use cambot_core::Store;
+use cambot_core::TenantStore;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
@@ -66,7 +67,13 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let config = load_config(&cli)?;
     match cli.command {
         Command::Run => run(config, false).await,
-        Command::Chat => run(config, true).await,
+        Command::Chat { tenant } => {
+            let mut config = config;
+            if let Some(tenant) = tenant {
+                chat_tenant(&mut config, &tenant).await?;
+            }
+            run(config, true).await
+        }
         Command::Doctor => {
             let sandbox = crate::sandbox_cmd::doctor_checks(&config).await;
             doctor(&config, &sandbox).await
@@ -125,6 +132,25 @@ async fn run(mut config: Config, chat: bool) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Points the terminal at `tenant`'s terminal group after checking the tenant exists and is
+/// served. The default tenant keeps its terminal chat as before (`cli:console`, folder `main`).
+async fn chat_tenant(config: &mut Config, tenant: &str) -> Result<()> {
+    let layout = DataLayout::new(&config.data_dir);
+    let store = cambot_agent::database::open_store(&layout).await?;
+    let tenant = known_tenant(store.as_ref(), tenant).await?;
+    let row = store
+        .tenant(&tenant)
+        .await?
+        .with_context(|| format!("tenant {tenant} was removed meanwhile"))?;
+    anyhow::ensure!(
+        row.state == cambot_core::TenantState::Active,
+        "tenant {tenant} is disabled: nothing would answer (`cambot tenants enable {tenant}`)"
+    );
+    config.channels.cli.terminal_group = !tenant.is_default();
+    config.channels.cli.tenant = tenant;
+    Ok(())
 }
 
 /// Chat mode after end of input: every message that will be answered has its reply
