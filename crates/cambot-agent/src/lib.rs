@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_run;
+pub mod at_rest;
 pub mod config;
 pub mod daemon;
 pub mod database;

@@ -120,6 +120,10 @@ impl SqliteStore {
             path: path.to_owned(),
             source: Box::new(source),
         };
+        create_private(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -221,6 +225,22 @@ impl Store for SqliteStore {
 
     fn schema_version(&self) -> StoreFuture<'_, u32> {
         self.read(current_version)
+    }
+}
+
+/// Creates a missing database file 0600 before SQLite opens it: SQLite would create it with
+/// the umask's mode, and gives its `-wal` and `-shm` files the database file's mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

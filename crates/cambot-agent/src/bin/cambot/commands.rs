@@ -175,8 +175,10 @@ async fn wait_idle(router: &cambot_agent::router::Router) {
 async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<ExitCode> {
     let layout = DataLayout::new(&config.data_dir);
     let mut checks: Vec<(bool, &str, String)> = Vec::new();
-    let dir_ok =
-        std::fs::create_dir_all(layout.root()).is_ok() && tempfile_in(layout.root()).is_ok();
+    // Read before opening the store tightens them: a loose mode is reported once.
+    let mode_lines = cambot_agent::at_rest::doctor_lines(&layout);
+    let dir_ok = cambot_agent::at_rest::secure_data_dir(&layout).is_ok()
+        && tempfile_in(layout.root()).is_ok();
     checks.push((
         dir_ok,
         "data directory",
@@ -189,10 +191,19 @@ async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<E
             )
         },
     ));
+    for (ok, what, detail) in &mode_lines {
+        checks.push((*ok, what.as_str(), detail.clone()));
+    }
     let mut tenant_lines = Vec::new();
     checks.push(match cambot_agent::database::open_store(&layout).await {
         Ok(store) => {
             tenant_lines = crate::tenants_cmd::doctor_lines(config, &layout, store.as_ref()).await;
+            // The files SQLite just created (a fresh install) are reported too.
+            for (ok, what, detail) in cambot_agent::at_rest::doctor_lines(&layout) {
+                if what == "database file modes" && !mode_lines.iter().any(|l| l.1 == what) {
+                    tenant_lines.push((ok, what, detail));
+                }
+            }
             (
                 true,
                 "database",
