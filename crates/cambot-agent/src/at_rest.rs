@@ -242,10 +242,10 @@ mod tests {
         changed.sort();
         let mut expected = vec![
             (dir.path().to_owned(), 0o755, 0o700),
-            (db.clone(), 0o644, 0o600),
-            (wal.clone(), 0o644, 0o600),
+            (db, 0o644, 0o600),
+            (wal, 0o644, 0o600),
             (layout.logs_dir(), 0o755, 0o700),
-            (log.clone(), 0o666, 0o600),
+            (log, 0o666, 0o600),
         ];
         expected.sort();
         assert_eq!(changed, expected);
