@@ -1,6 +1,6 @@
-//! `cambot tenants add|list|show|update|disable|enable|rm`. Works while the daemon runs: it notices a
-//! state change (SQLite `data_version`) within a second; a disabled tenant starts no run, fires
-//! no task and accepts no sign-in, and its messages wait until it is enabled.
+//! `cambot tenants add|list|show|update|disable|enable|rm`. Works while the daemon runs: it
+//! notices a state change (SQLite `data_version`) within a second; a disabled tenant starts no
+//! run, fires no task and accepts no sign-in, and its messages wait until it is enabled.
 
 use std::io::Write;
 use std::process::ExitCode;
