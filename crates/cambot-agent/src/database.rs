@@ -1,5 +1,6 @@
-//! Opening the store off the async runtime: opening creates the data directory, migrates the
-//! schema (a large database takes a while) and may import an old version's ingest journal.
+//! Opening the store off the async runtime: opening creates (or tightens) the data directory
+//! and the database files (see [`crate::at_rest`]), migrates the schema (a large database takes
+//! a while) and may import an old version's ingest journal.
 
 use std::sync::Arc;
 
@@ -9,12 +10,8 @@ use cambot_protocol::DataLayout;
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenStoreError {
-    #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    DataDir(#[from] crate::at_rest::AtRestError),
     #[error(transparent)]
     Store(#[from] cambot_core::StoreError),
     #[error("opening the database stopped: {0}")]
@@ -25,10 +22,7 @@ pub enum OpenStoreError {
 pub async fn open_store(layout: &DataLayout) -> Result<Arc<SqliteStore>, OpenStoreError> {
     let layout = layout.clone();
     tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(layout.root()).map_err(|source| OpenStoreError::DataDir {
-            path: layout.root().to_owned(),
-            source,
-        })?;
+        crate::at_rest::secure_data_dir(&layout)?;
         Ok(Arc::new(SqliteStore::open(&layout.database())?))
     })
     .await?

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_run;
+pub mod at_rest;
 pub mod config;
 pub mod daemon;
 pub mod database;
@@ -24,4 +25,5 @@ pub mod reply_caps;
 pub mod router;
 pub mod sandboxed;
 pub mod task_run;
+pub mod tenant_model;
 pub mod tenant_mounts;

@@ -273,12 +273,24 @@ pub struct LocalModelSpec {
 /// The resolved model setup.
 #[derive(Debug, Clone)]
 pub struct ResolvedModel {
-    /// What every run is told to use.
+    /// What a run is told to use when its tenant chose no provider.
     pub choice: ModelChoice,
-    /// Every upstream the gateway may forward to.
+    /// What a run is told to use per provider a tenant may choose: every `[providers.*]`
+    /// entry that names a model, and [`LOCAL_PROVIDER`] when the embedded model is installed.
+    pub choices: BTreeMap<String, ModelChoice>,
+    /// Every upstream the gateway may forward to: one per entry of `choices` (and per entry
+    /// without a model), whichever is the global choice.
     pub upstreams: Vec<ModelUpstream>,
-    /// Set when the embedded local model is in use.
+    /// The embedded local model, when it is the global choice or installed (a tenant may
+    /// choose it).
     pub local: Option<LocalModelSpec>,
+}
+
+impl ResolvedModel {
+    /// Whether the global choice is the embedded local model (started with the daemon).
+    pub fn uses_local(&self) -> bool {
+        self.choice.provider == LOCAL_PROVIDER
+    }
 }
 
 /// Resolves the model sections. `data_dir` places the local model's socket; `cache_dir` is
@@ -349,47 +361,39 @@ pub fn resolve_model(
             }),
         })
         .collect();
+    let mut choices: BTreeMap<String, ModelChoice> = entries
+        .iter()
+        .filter_map(|e| Some((e.name.clone(), entry_choice(e, e.model.clone()?))))
+        .collect();
 
-    let (choice, local_spec) = match chosen {
-        Some(entry) => {
-            let model_name = entry.model.clone().ok_or_else(|| {
-                invalid(
-                    &format!("providers.{}.model", entry.name),
-                    format!(
-                        "no model named (set it in the file or {})",
-                        model_env_var(entry.dialect)
-                    ),
-                )
-            })?;
-            (
-                ModelChoice {
-                    provider: entry.name.clone(),
-                    dialect: entry.dialect.as_str().to_owned(),
-                    model: model_name,
-                    max_tokens: entry.max_tokens,
-                },
-                None,
+    let choice = match &chosen {
+        Some(entry) => choices.get(&entry.name).cloned().ok_or_else(|| {
+            invalid(
+                &format!("providers.{}.model", entry.name),
+                format!(
+                    "no model named (set it in the file or {})",
+                    model_env_var(entry.dialect)
+                ),
             )
-        }
-        None => {
-            let spec = local_model_spec(local, data_dir, env_lookup)?;
-            upstreams.push(ModelUpstream {
-                name: LOCAL_PROVIDER.to_owned(),
-                dialect: Dialect::OpenAi.as_str().to_owned(),
-                base_url: format!("unix:{}", spec.socket.display()),
-                credential: None,
-            });
-            (
-                ModelChoice {
-                    provider: LOCAL_PROVIDER.to_owned(),
-                    dialect: Dialect::OpenAi.as_str().to_owned(),
-                    model: "smollm2".to_owned(),
-                    max_tokens: 512,
-                },
-                Some(spec),
-            )
-        }
+        })?,
+        None => local_choice(),
     };
+    // The embedded model is the fallback, and a choice for tenants when it is installed (an
+    // entry named `local` takes its name).
+    let local_spec = match chosen {
+        None => Some(local_model_spec(local, data_dir, env_lookup)?),
+        Some(_) if choices.contains_key(LOCAL_PROVIDER) => None,
+        Some(_) => local_model_spec(local, data_dir, env_lookup).ok(),
+    };
+    if let Some(spec) = &local_spec {
+        upstreams.push(ModelUpstream {
+            name: LOCAL_PROVIDER.to_owned(),
+            dialect: Dialect::OpenAi.as_str().to_owned(),
+            base_url: format!("unix:{}", spec.socket.display()),
+            credential: None,
+        });
+        choices.insert(LOCAL_PROVIDER.to_owned(), local_choice());
+    }
 
     if model.air_gapped
         && let Some(bad) = upstreams.iter().find(|u| !is_local_url(&u.base_url))
@@ -404,9 +408,28 @@ pub fn resolve_model(
     }
     Ok(ResolvedModel {
         choice,
+        choices,
         upstreams,
         local: local_spec,
     })
+}
+
+fn entry_choice(entry: &ProviderConfig, model: String) -> ModelChoice {
+    ModelChoice {
+        provider: entry.name.clone(),
+        dialect: entry.dialect.as_str().to_owned(),
+        model,
+        max_tokens: entry.max_tokens,
+    }
+}
+
+fn local_choice() -> ModelChoice {
+    ModelChoice {
+        provider: LOCAL_PROVIDER.to_owned(),
+        dialect: Dialect::OpenAi.as_str().to_owned(),
+        model: "smollm2".to_owned(),
+        max_tokens: 512,
+    }
 }
 
 fn model_env_var(dialect: Dialect) -> &'static str {

@@ -239,3 +239,56 @@ fn the_gateways_run_budget_derives_from_the_turn_limits_unless_set() {
         (5, 70, 9)
     );
 }
+
+#[test]
+fn every_entry_is_an_upstream_and_a_choice_whichever_is_global() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = providers(
+        r#"
+        [first]
+        dialect = "anthropic"
+        base_url = "http://127.0.0.1:9001"
+        model = "one"
+        [second]
+        dialect = "openai"
+        base_url = "http://127.0.0.1:9002/v1"
+        model = "two"
+        [bare]
+        dialect = "ollama"
+        base_url = "http://127.0.0.1:9003"
+    "#,
+    );
+    let section = ModelSection {
+        provider: Some("first".into()),
+        ..ModelSection::default()
+    };
+    let r = resolve_model(
+        &section,
+        &p,
+        &local_files(dir.path()),
+        Path::new("/data"),
+        &lookup(&[]),
+    )
+    .unwrap();
+    assert_eq!(r.choice.provider, "first");
+    assert!(!r.uses_local());
+    let names: Vec<&str> = r.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["bare", "first", "second", LOCAL_PROVIDER]);
+    // An entry without a model is reachable but no tenant can run on it.
+    let choices: Vec<&str> = r.choices.keys().map(String::as_str).collect();
+    assert_eq!(choices, ["first", LOCAL_PROVIDER, "second"]);
+    assert_eq!(r.choices["second"].model, "two");
+    assert_eq!(r.choices["second"].dialect, "openai");
+    assert_eq!(r.choices[LOCAL_PROVIDER].model, "smollm2");
+    // Not installed: no local choice, and no error while a remote provider is global.
+    let r = resolve_model(
+        &section,
+        &p,
+        &LocalModelSection::default(),
+        Path::new("/data"),
+        &lookup(&[("HOME", "/nonexistent-home")]),
+    )
+    .unwrap();
+    assert!(r.local.is_none());
+    assert!(!r.choices.contains_key(LOCAL_PROVIDER));
+}

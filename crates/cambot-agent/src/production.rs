@@ -15,6 +15,8 @@ use crate::local_model::LocalModelServer;
 use crate::model_config::resolve_model;
 use crate::sandboxed::RunnerSettings;
 use crate::sandboxed::SandboxedRunner;
+use crate::tenant_model::LocalModelStarter;
+use crate::tenant_model::TenantModels;
 
 /// Reads an environment variable (the process environment in production, a map in tests).
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -57,7 +59,14 @@ pub async fn build_sandboxed_runner(
         model = %model.choice.model,
         "agents run sandboxed"
     );
-    if let Some(spec) = &model.local {
+    let configured_tools = config.agent.tools;
+    let uses_local = model.uses_local();
+    let mut tenant_models = TenantModels::new(
+        Arc::clone(&ctx.store) as Arc<dyn cambot_core::TenantStore>,
+        model.choices.clone(),
+        configured_tools,
+    );
+    if let Some(spec) = model.local.as_ref().filter(|_| uses_local) {
         LocalModelServer::start(
             Arc::clone(&backend),
             sandbox,
@@ -69,6 +78,16 @@ pub async fn build_sandboxed_runner(
         )
         .await
         .map_err(RunStartError::LocalModel)?;
+    } else if let Some(spec) = &model.local {
+        tenant_models = tenant_models.with_local_starter(LocalModelStarter::new(
+            Arc::clone(&backend),
+            sandbox.clone(),
+            ctx.layout.clone(),
+            spec.clone(),
+            config.model.air_gapped,
+            ctx.background.clone(),
+            ctx.cancel.clone(),
+        ));
     }
     let policy = config.model.gateway_policy();
     let gateway = Gateway::new(Arc::clone(&ctx.ipc), model.upstreams, policy)
@@ -84,7 +103,7 @@ pub async fn build_sandboxed_runner(
             model: model.choice,
             // A 135M-parameter model cannot drive tools, and their schemas would fill its
             // context: the embedded model chats.
-            tools: if model.local.is_some() {
+            tools: if uses_local {
                 cambot_protocol::ToolPolicy::None
             } else {
                 config.agent.tools
@@ -95,5 +114,6 @@ pub async fn build_sandboxed_runner(
             budget: config.agent.run_budget(),
         },
         Some(Arc::clone(&ctx.store) as Arc<dyn cambot_core::MountRootStore>),
-    ))
+    )
+    .with_tenant_models(tenant_models))
 }

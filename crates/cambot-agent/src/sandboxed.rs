@@ -42,6 +42,7 @@ use crate::agent_run::RunRequest;
 use crate::agent_run::RunStartError;
 use crate::reply_caps::ReplyCaps;
 use crate::reply_caps::ReplyMeter;
+use crate::tenant_model::TenantModels;
 use cambot_gateway::Gateway;
 use cambot_gateway::RunBudget;
 use cambot_gateway::RunIdentity;
@@ -76,6 +77,8 @@ struct Inner {
     layout: DataLayout,
     gateway: Arc<Gateway>,
     settings: RunnerSettings,
+    /// Each tenant's provider, read at every run start; `None`: every run uses `settings`.
+    models: Option<TenantModels>,
     pumps: TaskTracker,
 }
 
@@ -104,9 +107,21 @@ impl SandboxedRunner {
                 layout,
                 gateway,
                 settings,
+                models: None,
                 pumps: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Runs use their tenant's provider when it chose one (`cambot tenants update --provider`).
+    #[must_use]
+    pub fn with_tenant_models(mut self, models: TenantModels) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.models = Some(models),
+            // Unreachable right after `new`: nothing else holds the runner yet.
+            None => tracing::error!("tenant models set on a runner already in use; ignored"),
+        }
+        self
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -140,6 +155,11 @@ impl Inner {
                 source,
             })?;
         }
+        let (model, tools) = match &self.models {
+            Some(models) => models.for_tenant(&tenant).await?,
+            None => None,
+        }
+        .unwrap_or_else(|| (self.settings.model.clone(), self.settings.tools));
         let run_dir = self.layout.run_dir(&request.run_id);
         std::fs::create_dir_all(&run_dir).map_err(|source| RunStartError::Io {
             what: format!("cannot create {}", run_dir.display()),
@@ -218,6 +238,7 @@ impl Inner {
                 return Err(RunStartError::Socket(e));
             }
         };
+        let provider = model.provider.clone();
         let start = HostToRunner::Start(Box::new(StartInput {
             run_id: request.run_id.clone(),
             tenant,
@@ -231,8 +252,8 @@ impl Inner {
             timezone: self.settings.timezone.clone(),
             local_clock: local_clock(&self.settings.timezone),
             host_token: socket.token().to_owned(),
-            model: self.settings.model.clone(),
-            tools: self.settings.tools,
+            model,
+            tools,
             limits: self.settings.limits,
         }));
         let child = match self.backend.spawn(&plan).await {
@@ -260,6 +281,7 @@ impl Inner {
             run = %request.run_id,
             backend = self.backend.name(),
             uid,
+            provider = %provider,
             "run started"
         );
         self.pumps.spawn(pump(

@@ -1,5 +1,9 @@
 //! The terminal channel: one chat (`cli:console`), the tenant's main group, no trigger needed.
 //! Each non-blank line typed is a message; replies are printed as `<AssistantName>: <text>`.
+//!
+//! `cambot chat --tenant T` talks as T's terminal group instead ([`CliChannel::terminal_group`]):
+//! its own folder `terminal` and chat `cli:console@T`, so trying a tenant's setup from a shell
+//! never shares the session or memory of the tenant's main group.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -33,6 +37,13 @@ use crate::locks;
 pub const CLI_JID: &str = "cli:console";
 const JID_PREFIX: &str = "cli:";
 const NAME: &str = "cli";
+/// The folder of a tenant's terminal group (see the module docs).
+pub const TERMINAL_FOLDER: &str = "terminal";
+
+/// The chat of `tenant`'s terminal group: unique per tenant, never the default's `cli:console`.
+pub fn terminal_jid(tenant: &TenantId) -> String {
+    format!("{CLI_JID}@{tenant}")
+}
 
 /// `[channels.cli]` in the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +54,10 @@ pub struct CliConfig {
     pub enabled: bool,
     /// Tenant the terminal speaks for. Default: `default`.
     pub tenant: TenantId,
+    /// Talk as the tenant's terminal group instead of its main group: what
+    /// `cambot chat --tenant T` sets (not a config key).
+    #[serde(skip)]
+    pub terminal_group: bool,
 }
 
 impl Default for CliConfig {
@@ -50,6 +65,7 @@ impl Default for CliConfig {
         Self {
             enabled: true,
             tenant: TenantId::default_tenant(),
+            terminal_group: false,
         }
     }
 }
@@ -62,6 +78,8 @@ pub struct CliChannel {
     opts: ChannelOpts,
     tenant: TenantId,
     jid: ChatJid,
+    folder: GroupFolder,
+    group_name: &'static str,
     reader: Mutex<Option<Reader>>,
     writer: Arc<tokio::sync::Mutex<Writer>>,
     connected: Arc<AtomicBool>,
@@ -80,12 +98,26 @@ impl std::fmt::Debug for CliChannel {
 impl CliChannel {
     /// The terminal channel on the process's stdin and stdout.
     pub fn stdio(opts: ChannelOpts, config: &CliConfig) -> Result<Self, ChannelError> {
-        Self::with_io(
+        let channel = Self::with_io(
             opts,
             config.tenant.clone(),
             Box::new(tokio::io::BufReader::new(tokio::io::stdin())),
             Box::new(tokio::io::stdout()),
-        )
+        )?;
+        if config.terminal_group {
+            channel.terminal_group()
+        } else {
+            Ok(channel)
+        }
+    }
+
+    /// Talks as the tenant's terminal group (folder [`TERMINAL_FOLDER`], chat
+    /// [`terminal_jid`]), registered on connect when it is new.
+    pub fn terminal_group(mut self) -> Result<Self, ChannelError> {
+        self.jid = ChatJid::new(&terminal_jid(&self.tenant)).map_err(ChannelError::InvalidId)?;
+        self.folder = GroupFolder::new(TERMINAL_FOLDER).map_err(ChannelError::InvalidId)?;
+        self.group_name = "Terminal";
+        Ok(self)
     }
 
     /// The terminal channel over the given reader and writer.
@@ -100,6 +132,8 @@ impl CliChannel {
             opts,
             tenant,
             jid,
+            folder: GroupFolder::main(),
+            group_name: "CLI",
             reader: Mutex::new(Some(reader)),
             writer: Arc::new(tokio::sync::Mutex::new(writer)),
             connected: Arc::new(AtomicBool::new(false)),
@@ -134,8 +168,8 @@ impl Channel for CliChannel {
                 .register_group(GroupRegistrationRequest {
                     tenant: self.tenant.clone(),
                     jid: self.jid.clone(),
-                    name: "CLI".to_owned(),
-                    folder: GroupFolder::main(),
+                    name: self.group_name.to_owned(),
+                    folder: self.folder.clone(),
                     trigger: format!("@{}", self.opts.assistant_name),
                     requires_trigger: Some(false),
                 })

@@ -484,6 +484,9 @@ pub struct TenantRow {
     /// Display name; empty when none was given.
     pub name: String,
     pub state: TenantState,
+    /// The model provider its runs use (a `[providers.<name>]` entry or `local`); `None`: the
+    /// global choice.
+    pub provider: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     pub updated_at: String,

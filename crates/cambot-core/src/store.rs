@@ -455,6 +455,14 @@ pub trait TenantStore: Send + Sync {
         state: TenantState,
     ) -> StoreFuture<'a, bool>;
 
+    /// Sets the model provider the tenant's runs use (`None`: the global choice). The caller
+    /// checks the name against the configuration. Returns whether the tenant exists.
+    fn set_tenant_provider<'a>(
+        &'a self,
+        id: &'a TenantId,
+        provider: Option<&'a str>,
+    ) -> StoreFuture<'a, bool>;
+
     /// Removes a tenant that holds no groups and no users, with whatever rows it still has
     /// (chats, keys, tokens), in one transaction.
     fn remove_tenant<'a>(&'a self, id: &'a TenantId) -> StoreFuture<'a, TenantRemoval>;

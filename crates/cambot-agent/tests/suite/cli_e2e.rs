@@ -117,3 +117,108 @@ async fn cambot_chat_answers_through_the_sandboxed_runner_and_the_key_stays_outs
     let view = std::fs::read_to_string(group.join("view.txt")).unwrap();
     assert!(view.contains("group"), "{view}");
 }
+
+/// `cambot chat` through the real binary with the stand-in as the upstream.
+fn chat(data: &std::path::Path, args: &[&str], base_url: &str, line: &str) -> (bool, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cambot"))
+        .arg("chat")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TZ", "UTC")
+        .env("CAMBOT_LOG", "warn")
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_BASE_URL", base_url)
+        .env("ANTHROPIC_MODEL", "claude-e2e")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bwrap and root: run by scripts/test.sh"]
+async fn cambot_chat_with_a_tenant_talks_as_that_tenants_terminal_group() {
+    let Some(_) = sandbox_tools() else {
+        return;
+    };
+    let standin = Standin::anthropic()
+        .reply(Script::text("hello from acme's terminal"))
+        .reply(Script::text("hello from the default terminal"))
+        .start_tcp()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data");
+    let cli = |args: &[&str]| super::support::run_cambot(None, &data, args, "");
+    assert!(cli(&["tenants", "add", "acme"]).ok);
+
+    let base = standin.root_url();
+    let (ok, out) = tokio::task::spawn_blocking({
+        let (data, base) = (data.clone(), base.clone());
+        move || chat(&data, &["--tenant", "acme"], &base, "ACMEPROMPT\n")
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("Andy: hello from acme's terminal"), "{out}");
+    assert!(
+        standin.requests()[0]
+            .body
+            .to_string()
+            .contains("ACMEPROMPT"),
+        "the prompt did not reach the model"
+    );
+    // Created on first use, under acme only, in its own folder.
+    let acme = cli(&["groups", "list", "--tenant", "acme"]).stdout;
+    let line = acme
+        .lines()
+        .find(|l| l.contains("cli:console@acme"))
+        .unwrap_or_else(|| panic!("no terminal group in:\n{acme}"));
+    assert_eq!(line.split_whitespace().nth(2), Some("terminal"), "{line}");
+    assert!(data.join("tenants/acme/groups/terminal").is_dir());
+    assert!(!data.join("tenants/acme/groups/main").exists());
+    let default = cli(&["groups", "list", "--tenant", "default"]).stdout;
+    assert!(!default.contains("cli:"), "{default}");
+
+    // Without --tenant, the default tenant's terminal is its main group, as before.
+    let (ok, out) = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || chat(&data, &[], &base, "DEFAULTPROMPT\n")
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Andy: hello from the default terminal"),
+        "{out}"
+    );
+    let default = cli(&["groups", "list", "--tenant", "default"]).stdout;
+    let line = default
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("cli:console"))
+        .unwrap_or_else(|| panic!("no default terminal in:\n{default}"));
+    assert_eq!(line.split_whitespace().nth(2), Some("main"), "{line}");
+    // The second chat did not see acme's conversation.
+    let second = standin.requests()[1].body.to_string();
+    assert!(second.contains("DEFAULTPROMPT") && !second.contains("ACMEPROMPT"));
+}

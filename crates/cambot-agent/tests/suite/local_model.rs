@@ -165,3 +165,86 @@ fn models_verify_cli_accepts_the_real_files_and_refuses_a_tampered_copy() {
     assert!(!bad.status.success(), "{text}");
     assert!(text.contains("refusing to load it"), "{text}");
 }
+
+/// A remote provider is the global choice; a tenant that chose `local` gets the embedded model,
+/// started on its first run, while the default tenant stays on the remote upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs bwrap, root and the local model: run by scripts/test.sh"]
+async fn a_tenant_on_local_gets_the_embedded_model_started_on_first_need() {
+    use cambot_testkit::standin::Script;
+    use cambot_testkit::standin::Standin;
+    let Some((runner_bin, init_bin)) = sandbox_tools() else {
+        return;
+    };
+    let Some((server, model, template)) = local_model_files() else {
+        return;
+    };
+    let remote = Standin::anthropic()
+        .fallback(Script::text("from the remote"))
+        .start_tcp()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"
+            [providers.remote]
+            dialect = "anthropic"
+            base_url = "{}"
+            model = "remote-model"
+            [sandbox]
+            backend = "bwrap"
+            runner_path = "{}"
+            init_path = "{}"
+            [local_model]
+            llama_server = "{}"
+            model_file = "{}"
+            chat_template = "{}"
+            "#,
+            remote.root_url(),
+            runner_bin.display(),
+            init_bin.display(),
+            server.display(),
+            model.display(),
+            template.display()
+        ),
+    );
+    let env = |k: &str| (k == "ANTHROPIC_API_KEY").then(|| "sk-remote".to_owned());
+    let (daemon, channel) = start_with_main(&cfg, production_runner(&cfg, Arc::new(env))).await;
+    let store = Arc::clone(daemon.router().store());
+    let acme = cambot_protocol::TenantId::new("acme").unwrap();
+    assert!(store.add_tenant(&acme, "").await.unwrap());
+    assert!(
+        store
+            .set_tenant_provider(&acme, Some("local"))
+            .await
+            .unwrap()
+    );
+    channel
+        .register(&acme, "fake:acme", "g1", Some(false))
+        .await
+        .unwrap();
+    channel
+        .inject(
+            &acme,
+            "fake:acme",
+            "Alice",
+            "What is the capital of France?",
+        )
+        .await
+        .unwrap();
+    let sent = channel.wait_sent(1, Duration::from_secs(180)).await;
+    assert_eq!(sent.len(), 1, "no reply from the local model");
+    assert_ne!(sent[0].text, "from the remote");
+    assert_eq!(remote.request_count(), 0, "acme's run went to the remote");
+
+    channel
+        .inject(&tenant(), "fake:main", "Bob", "hello")
+        .await
+        .unwrap();
+    let sent = channel.wait_sent(2, Duration::from_secs(60)).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].text, "from the remote");
+    daemon.shutdown().await;
+}

@@ -174,6 +174,16 @@ async fn a_message_runs_a_tool_in_the_sandbox_and_the_reply_comes_back() {
         t.standin.request_count()
     );
     assert_eq!(sent[0].text, "All done.");
+    // The run worked with the data dir private to root (bind mounts, not traversal).
+    let data_mode = std::fs::metadata(t.dir.path()).unwrap().mode() & 0o7777;
+    assert_eq!(data_mode, 0o700);
+    assert_eq!(
+        std::fs::metadata(t.daemon.layout().database())
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o600
+    );
 
     // The agent's file landed in the group folder, written by a non-root uid.
     let group = t.daemon.layout().group_dir(&tenant(), &GroupFolder::main());

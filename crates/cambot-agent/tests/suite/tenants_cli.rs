@@ -78,11 +78,11 @@ fn tenants_are_added_listed_shown_disabled_enabled_and_removed() {
     let listing = ok(cambot(d, &["tenants", "list"]));
     assert_eq!(
         list_line(&listing, "acme"),
-        ["acme", "AcmeCorp", "active", "0", "0"]
+        ["acme", "AcmeCorp", "active", "0", "0", "-"]
     );
     assert_eq!(
         list_line(&listing, "beta"),
-        ["beta", "active", "1", "1"],
+        ["beta", "active", "1", "1", "-"],
         "no name: the column is empty"
     );
     assert_eq!(list_line(&listing, "default")[1], "active");
@@ -286,4 +286,77 @@ async fn doctor_reports_each_tenant_and_a_mount_root_that_went_missing() {
         "{acme}"
     );
     assert!(line(&out, "beta").starts_with("[ ok ]"));
+}
+
+const TWO_PROVIDERS: &str = r#"
+[model]
+provider = "first"
+
+[providers.first]
+dialect = "anthropic"
+base_url = "http://127.0.0.1:9"
+model = "one"
+
+[providers.second]
+dialect = "openai"
+base_url = "http://127.0.0.1:9/v1"
+model = "two"
+"#;
+
+#[test]
+fn a_tenant_switches_provider_to_a_configured_entry_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let config = dir.path().join("cambot.toml");
+    std::fs::write(&config, TWO_PROVIDERS).unwrap();
+    let run = |args: &[&str]| run_cambot(Some(&config), &d, args, "");
+    ok(run(&["tenants", "add", "acme"]));
+    let shown = ok(run(&["tenants", "show", "acme"]));
+    assert!(shown.contains("provider:  global choice"), "{shown}");
+
+    ok(run(&["tenants", "update", "acme", "--provider", "second"]));
+    let shown = ok(run(&["tenants", "show", "acme"]));
+    assert!(shown.contains("provider:  second"), "{shown}");
+    let listing = ok(run(&["tenants", "list"]));
+    assert_eq!(list_line(&listing, "acme").last(), Some(&"second"));
+    assert_eq!(list_line(&listing, "default").last(), Some(&"-"));
+
+    // An unknown name is refused with the names a tenant may use; nothing changes.
+    fails_with(
+        run(&["tenants", "update", "acme", "--provider", "third"]),
+        "unknown provider \"third\": a tenant may use first, second, local",
+    );
+    assert!(ok(run(&["tenants", "show", "acme"])).contains("provider:  second"));
+    fails_with(
+        run(&["tenants", "update", "nope", "--provider", "second"]),
+        "unknown tenant nope",
+    );
+    fails_with(run(&["tenants", "update", "acme"]), "nothing to update");
+
+    ok(run(&["tenants", "update", "acme", "--provider", "local"]));
+    assert!(ok(run(&["tenants", "show", "acme"])).contains("provider:  local"));
+    ok(run(&["tenants", "update", "acme", "--provider", "default"]));
+    assert!(ok(run(&["tenants", "show", "acme"])).contains("provider:  global choice"));
+    ok(run(&["tenants", "update", "acme", "--provider", "first"]));
+    ok(run(&["tenants", "update", "acme", "--clear-provider"]));
+    assert!(ok(run(&["tenants", "show", "acme"])).contains("provider:  global choice"));
+}
+
+#[test]
+fn chat_refuses_an_unknown_or_disabled_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fails_with(
+        cambot(d, &["chat", "--tenant", "nope"]),
+        "unknown tenant nope",
+    );
+    ok(cambot(d, &["tenants", "add", "beta"]));
+    ok(cambot(d, &["tenants", "disable", "beta"]));
+    fails_with(
+        cambot_with_stdin(d, &["chat", "--tenant", "beta"], "hello\n"),
+        "tenant beta is disabled",
+    );
+    // Nothing was registered for either.
+    let groups = ok(cambot(d, &["groups", "list"]));
+    assert!(!groups.contains("cli:"), "{groups}");
 }

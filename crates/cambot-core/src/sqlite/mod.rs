@@ -79,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "tenant mount roots",
         sql: include_str!("migrations/0007_tenant_mount_roots.sql"),
     },
+    Migration {
+        version: 9,
+        name: "tenants may choose their model provider",
+        sql: include_str!("migrations/0009_tenant_provider.sql"),
+    },
 ];
 
 type Shared = Arc<Mutex<Connection>>;
@@ -115,6 +120,10 @@ impl SqliteStore {
             path: path.to_owned(),
             source: Box::new(source),
         };
+        create_private(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -219,6 +228,22 @@ impl Store for SqliteStore {
     }
 }
 
+/// Creates a missing database file 0600 before SQLite opens it: SQLite would create it with
+/// the umask's mode, and gives its `-wal` and `-shm` files the database file's mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -305,7 +330,13 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             supported,
         });
     }
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    // Every migration not yet recorded, not only those above the newest: numbers are handed
+    // out ahead of merging, so a database may hold 9 before 8 exists.
+    let applied: std::collections::BTreeSet<u32> = conn
+        .prepare("SELECT version FROM schema_migrations")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         // Some rewrite a whole table (version 4 copies every message: ~20 s per million here),
         // so say so before, not only after.
         tracing::info!(

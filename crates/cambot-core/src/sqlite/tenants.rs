@@ -16,12 +16,13 @@ use crate::model::TenantSummary;
 use crate::store::StoreFuture;
 use crate::store::TenantStore;
 
-const TENANT_COLUMNS: &str = "id, name, state, created_at, COALESCE(updated_at, created_at)";
+const TENANT_COLUMNS: &str =
+    "id, name, state, created_at, COALESCE(updated_at, created_at), provider";
 
 fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TenantRow>> {
     let id: String = r.get(0)?;
     let state: String = r.get(2)?;
-    let (name, created_at, updated_at) = (r.get(1)?, r.get(3)?, r.get(4)?);
+    let (name, created_at, updated_at, provider) = (r.get(1)?, r.get(3)?, r.get(4)?, r.get(5)?);
     Ok((|| {
         Ok(TenantRow {
             id: TenantId::new(&id).map_err(|e| StoreError::CorruptRow {
@@ -31,6 +32,7 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TenantRow>> {
             })?,
             name,
             state: state.parse()?,
+            provider,
             created_at,
             updated_at,
         })
@@ -113,7 +115,7 @@ impl TenantStore for SqliteStore {
                             (SELECT COUNT(*) FROM web_users u WHERE u.tenant = tenants.id)
                      FROM tenants ORDER BY id"
                 ))?
-                .query_map([], |r| Ok((tenant_row(r)?, r.get(5)?, r.get(6)?)))?
+                .query_map([], |r| Ok((tenant_row(r)?, r.get(6)?, r.get(7)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows
                 .into_iter()
@@ -155,6 +157,20 @@ impl TenantStore for SqliteStore {
             let changed = conn
                 .prepare_cached("UPDATE tenants SET state = ?2, updated_at = ?3 WHERE id = ?1")?
                 .execute(params![id, state.as_str(), crate::time::now_rfc3339()])?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn set_tenant_provider<'a>(
+        &'a self,
+        id: &'a TenantId,
+        provider: Option<&'a str>,
+    ) -> StoreFuture<'a, bool> {
+        let (id, provider) = (id.to_string(), provider.map(str::to_owned));
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE tenants SET provider = ?2, updated_at = ?3 WHERE id = ?1")?
+                .execute(params![id, provider, crate::time::now_rfc3339()])?;
             Ok(changed == 1)
         })
     }

@@ -177,3 +177,67 @@ async fn messages_keep_their_seqs_across_the_upgrade_to_an_appended_table() {
         .unwrap();
     assert_eq!(in_table_order, [1, 2, 3, 5]);
 }
+
+/// Migration numbers are handed out before the branches merge: a database that already holds a
+/// higher version still gets a lower one it lacks.
+#[tokio::test]
+async fn a_missing_lower_migration_is_applied_after_a_higher_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    drop(SqliteStore::open(&path).unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        // As if migration 7 had arrived after 9 was applied.
+        conn.execute_batch(
+            "DROP TABLE tenant_mount_roots; DELETE FROM schema_migrations WHERE version = 7;",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'tenant_mount_roots'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1);
+    assert_eq!(
+        s.schema_version().await.unwrap(),
+        supported_schema_version()
+    );
+}
+
+/// The database is created 0600 before SQLite opens it, and SQLite gives its WAL and
+/// shared-memory files the database file's mode (checked with a 0640 file too, so the test
+/// shows the inheritance rather than the umask).
+#[tokio::test]
+async fn the_database_and_its_wal_and_shm_take_the_private_mode() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.store_message(msg("g@g.us", "m1", "x", "2024-01-01T00:00:01.000Z"))
+        .await
+        .unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let p = dir.path().join(format!("cambot.db{suffix}"));
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    drop(s);
+
+    let other = dir.path().join("other.db");
+    std::fs::write(&other, b"").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let s = SqliteStore::open(&other).unwrap();
+    s.store_message(msg("g@g.us", "m1", "x", "2024-01-01T00:00:01.000Z"))
+        .await
+        .unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let p = dir.path().join(format!("other.db{suffix}"));
+        assert_eq!(mode(&p), 0o640, "{}", p.display());
+    }
+}

@@ -459,3 +459,29 @@ async fn a_chat_held_by_one_tenant_is_not_claimed_by_another() {
         .unwrap();
     assert_eq!(again.name, "renamed");
 }
+
+#[tokio::test]
+async fn a_tenant_provider_is_stored_shown_and_cleared() {
+    let (_dir, _path, s) = file_store();
+    let acme = id("acme");
+    assert!(s.add_tenant(&acme, "Acme").await.unwrap());
+    assert_eq!(s.tenant(&acme).await.unwrap().unwrap().provider, None);
+    assert!(s.set_tenant_provider(&acme, Some("second")).await.unwrap());
+    assert_eq!(
+        s.tenant(&acme).await.unwrap().unwrap().provider.as_deref(),
+        Some("second")
+    );
+    let listed = s.tenant_summaries().await.unwrap();
+    let row = listed.iter().find(|t| t.tenant.id == acme).unwrap();
+    assert_eq!(row.tenant.provider.as_deref(), Some("second"));
+    // Another tenant keeps the global choice.
+    let default = listed.iter().find(|t| t.tenant.id.is_default()).unwrap();
+    assert_eq!(default.tenant.provider, None);
+    assert!(s.set_tenant_provider(&acme, None).await.unwrap());
+    assert_eq!(s.tenant(&acme).await.unwrap().unwrap().provider, None);
+    assert!(
+        !s.set_tenant_provider(&id("nobody"), Some("x"))
+            .await
+            .unwrap()
+    );
+}

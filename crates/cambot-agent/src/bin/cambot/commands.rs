@@ -12,6 +12,7 @@ use cambot_channels::ChannelEvent;
 use cambot_core::GroupRegistration;
 use cambot_core::GroupStore;
 use cambot_core::Store;
+use cambot_core::TenantStore;
 use cambot_protocol::ChatJid;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
@@ -66,7 +67,13 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let config = load_config(&cli)?;
     match cli.command {
         Command::Run => run(config, false).await,
-        Command::Chat => run(config, true).await,
+        Command::Chat { tenant } => {
+            let mut config = config;
+            if let Some(tenant) = tenant {
+                chat_tenant(&mut config, &tenant).await?;
+            }
+            run(config, true).await
+        }
         Command::Doctor => {
             let sandbox = crate::sandbox_cmd::doctor_checks(&config).await;
             doctor(&config, &sandbox).await
@@ -127,6 +134,25 @@ async fn run(mut config: Config, chat: bool) -> Result<ExitCode> {
     })
 }
 
+/// Points the terminal at `tenant`'s terminal group after checking the tenant exists and is
+/// served. The default tenant keeps its terminal chat as before (`cli:console`, folder `main`).
+async fn chat_tenant(config: &mut Config, tenant: &str) -> Result<()> {
+    let layout = DataLayout::new(&config.data_dir);
+    let store = cambot_agent::database::open_store(&layout).await?;
+    let tenant = known_tenant(store.as_ref(), tenant).await?;
+    let row = store
+        .tenant(&tenant)
+        .await?
+        .with_context(|| format!("tenant {tenant} was removed meanwhile"))?;
+    anyhow::ensure!(
+        row.state == cambot_core::TenantState::Active,
+        "tenant {tenant} is disabled: nothing would answer (`cambot tenants enable {tenant}`)"
+    );
+    config.channels.cli.terminal_group = !tenant.is_default();
+    config.channels.cli.tenant = tenant;
+    Ok(())
+}
+
 /// Chat mode after end of input: every message that will be answered has its reply
 /// delivered (a live run that is only waiting for follow-ups is closed by the shutdown), or
 /// nothing is running or queued any more (a run that gave up).
@@ -149,8 +175,10 @@ async fn wait_idle(router: &cambot_agent::router::Router) {
 async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<ExitCode> {
     let layout = DataLayout::new(&config.data_dir);
     let mut checks: Vec<(bool, &str, String)> = Vec::new();
-    let dir_ok =
-        std::fs::create_dir_all(layout.root()).is_ok() && tempfile_in(layout.root()).is_ok();
+    // Read before opening the store tightens them: a loose mode is reported once.
+    let mode_lines = cambot_agent::at_rest::doctor_lines(&layout);
+    let dir_ok = cambot_agent::at_rest::secure_data_dir(&layout).is_ok()
+        && tempfile_in(layout.root()).is_ok();
     checks.push((
         dir_ok,
         "data directory",
@@ -163,10 +191,19 @@ async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<E
             )
         },
     ));
+    for (ok, what, detail) in &mode_lines {
+        checks.push((*ok, what.as_str(), detail.clone()));
+    }
     let mut tenant_lines = Vec::new();
     checks.push(match cambot_agent::database::open_store(&layout).await {
         Ok(store) => {
             tenant_lines = crate::tenants_cmd::doctor_lines(config, &layout, store.as_ref()).await;
+            // The files SQLite just created (a fresh install) are reported too.
+            for (ok, what, detail) in cambot_agent::at_rest::doctor_lines(&layout) {
+                if what == "database file modes" && !mode_lines.iter().any(|l| l.1 == what) {
+                    tenant_lines.push((ok, what, detail));
+                }
+            }
             (
                 true,
                 "database",

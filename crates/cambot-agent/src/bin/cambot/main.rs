@@ -48,13 +48,18 @@ enum Command {
     /// Run the daemon with the channels the config enables.
     Run,
     /// Talk to cambot in this terminal (the daemon in the foreground with the terminal channel).
-    Chat,
+    Chat {
+        /// Talk as this tenant's terminal group (folder `terminal`, created on first use),
+        /// to try the tenant's setup. Default: the configured terminal tenant's main group.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Check the installation and explain what is missing.
     Doctor,
     /// Manage registered groups.
     #[command(subcommand)]
     Groups(commands::GroupsCommand),
-    /// Manage tenants: add, list, show, disable, enable, remove.
+    /// Manage tenants: add, list, show, update (provider), disable, enable, remove.
     #[command(subcommand)]
     Tenants(tenants_cmd::TenantsCommand),
     /// Manage web chat users.

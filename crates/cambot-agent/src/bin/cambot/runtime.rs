@@ -27,7 +27,7 @@ pub(crate) fn model_check(config: &Config) -> Result<String> {
         &config.data_dir,
         &env,
     )?;
-    Ok(match &model.local {
+    Ok(match model.local.as_ref().filter(|_| model.uses_local()) {
         Some(spec) => format!(
             "embedded local model {} (llama-server {})",
             spec.model_file.display(),
@@ -37,7 +37,10 @@ pub(crate) fn model_check(config: &Config) -> Result<String> {
             "provider {} ({}), model {}",
             model.choice.provider, model.choice.dialect, model.choice.model
         ),
-    })
+    } + &format!(
+        "; tenants may choose: {}",
+        model.choices.keys().cloned().collect::<Vec<_>>().join(", ")
+    ))
 }
 
 /// Waits for SIGINT/SIGTERM (or for `until` to finish), then shuts the daemon down; a second

@@ -1,6 +1,6 @@
-//! `cambot tenants add|list|show|disable|enable|rm`. Works while the daemon runs: it notices a
-//! state change (SQLite `data_version`) within a second; a disabled tenant starts no run, fires
-//! no task and accepts no sign-in, and its messages wait until it is enabled.
+//! `cambot tenants add|list|show|update|disable|enable|rm`. Works while the daemon runs: it
+//! notices a state change (SQLite `data_version`) within a second; a disabled tenant starts no
+//! run, fires no task and accepts no sign-in, and its messages wait until it is enabled.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,6 +31,17 @@ pub(crate) enum TenantsCommand {
     List,
     /// A tenant's groups, users and web issuers.
     Show { id: String },
+    /// Change a tenant's settings: the model provider its runs use.
+    Update {
+        id: String,
+        /// A `[providers.<name>]` entry, `local` (the embedded model), or `default` (the
+        /// global choice again).
+        #[arg(long, conflicts_with = "clear_provider")]
+        provider: Option<String>,
+        /// Use the global choice (`[model] provider`) again.
+        #[arg(long)]
+        clear_provider: bool,
+    },
     /// Stop serving a tenant: no run, no task firing, no sign-in; messages wait.
     Disable { id: String },
     /// Serve a disabled tenant again; what waited is answered.
@@ -93,15 +104,53 @@ pub(crate) async fn run(config: &Config, cmd: TenantsCommand) -> Result<ExitCode
         TenantsCommand::List => {
             writeln!(
                 out,
-                "{:<24} {:<24} {:<9} {:>6} {:>6}",
+                "{:<24} {:<24} {:<9} {:>6} {:>6}  PROVIDER",
                 "TENANT", "NAME", "STATE", "GROUPS", "USERS"
             )?;
             for t in store.tenant_summaries().await? {
                 writeln!(
                     out,
-                    "{:<24} {:<24} {:<9} {:>6} {:>6}",
-                    t.tenant.id, t.tenant.name, t.tenant.state, t.groups, t.users
+                    "{:<24} {:<24} {:<9} {:>6} {:>6}  {}",
+                    t.tenant.id,
+                    t.tenant.name,
+                    t.tenant.state,
+                    t.groups,
+                    t.users,
+                    t.tenant.provider.as_deref().unwrap_or("-")
                 )?;
+            }
+        }
+        TenantsCommand::Update {
+            id,
+            provider,
+            clear_provider,
+        } => {
+            let tenant = known_tenant(store.as_ref(), &id).await?;
+            let provider = match (provider, clear_provider) {
+                (Some(name), false) if name != "default" => Some(checked_provider(config, name)?),
+                (Some(_), false) | (None, true) => None,
+                (None, false) => {
+                    anyhow::bail!("nothing to update: give --provider NAME or --clear-provider")
+                }
+                (Some(_), true) => {
+                    anyhow::bail!("--provider and --clear-provider exclude each other")
+                }
+            };
+            anyhow::ensure!(
+                store
+                    .set_tenant_provider(&tenant, provider.as_deref())
+                    .await?,
+                "tenant {tenant} was removed meanwhile"
+            );
+            match provider {
+                Some(name) => writeln!(
+                    out,
+                    "tenant {tenant} now uses provider {name} (from its next run)"
+                )?,
+                None => writeln!(
+                    out,
+                    "tenant {tenant} now uses the global provider (from its next run)"
+                )?,
             }
         }
         TenantsCommand::Show { id } => {
@@ -113,6 +162,11 @@ pub(crate) async fn run(config: &Config, cmd: TenantsCommand) -> Result<ExitCode
             writeln!(out, "tenant:    {}", row.id)?;
             writeln!(out, "name:      {}", row.name)?;
             writeln!(out, "state:     {}", row.state)?;
+            writeln!(
+                out,
+                "provider:  {}",
+                row.provider.as_deref().unwrap_or("global choice")
+            )?;
             writeln!(out, "created:   {}", row.created_at)?;
             writeln!(out, "directory: {}", layout.tenant_dir(&tenant).display())?;
             let groups = store.registered_groups(&tenant).await?;
@@ -187,6 +241,25 @@ pub(crate) async fn run(config: &Config, cmd: TenantsCommand) -> Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `name` when a tenant may choose it: a `[providers.<name>]` entry or the embedded model.
+fn checked_provider(config: &Config, name: String) -> Result<String> {
+    let local = cambot_agent::model_config::LOCAL_PROVIDER;
+    if name == local || config.providers.contains_key(&name) {
+        return Ok(name);
+    }
+    let known: Vec<&str> = config
+        .providers
+        .keys()
+        .map(String::as_str)
+        .chain([local])
+        .collect();
+    anyhow::bail!(
+        "unknown provider {name:?}: a tenant may use {} (the [providers.*] entries of the config, \
+         and `local` for the embedded model), or `default` for the global choice",
+        known.join(", ")
+    )
 }
 
 /// The external token issuers whose tokens sign in to `tenant`.
