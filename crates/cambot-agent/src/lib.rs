@@ -11,6 +11,7 @@ pub mod agent_run;
 pub mod config;
 pub mod daemon;
 pub mod database;
+pub mod documents;
 pub mod formatting;
 mod group_cache;
 pub mod host;
