@@ -26,7 +26,9 @@ pub fn pdf_from_objects(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
         pdf.extend_from_slice(b"\nendobj\n");
     }
     let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for o in offsets {
         pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
@@ -41,7 +43,11 @@ pub fn pdf_from_objects(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
 }
 
 fn stream(content: &str) -> Vec<u8> {
-    format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes()
+    format!(
+        "<< /Length {} >>\nstream\n{content}\nendstream",
+        content.len()
+    )
+    .into_bytes()
 }
 
 /// A content stream drawing each `(x, y, text)` in Helvetica 11.
@@ -152,9 +158,8 @@ pub fn pdf_encrypted() -> Vec<u8> {
     ];
     let o = "A1".repeat(32);
     let u = "5B".repeat(32);
-    objects.push(
-        format!("<< /Filter /Standard /V 1 /R 2 /O <{o}> /U <{u}> /P -44 >>").into_bytes(),
-    );
+    objects
+        .push(format!("<< /Filter /Standard /V 1 /R 2 /O <{o}> /U <{u}> /P -44 >>").into_bytes());
     let id = "0123456789ABCDEF0123456789ABCDEF";
     pdf_from_objects(&objects, &format!("/Encrypt 5 0 R /ID [<{id}> <{id}>]"))
 }
@@ -305,7 +310,13 @@ pub fn xlsx_raw(sheets: &[(&str, String)]) -> Vec<u8> {
     let entries: String = sheets
         .iter()
         .enumerate()
-        .map(|(i, (n, _))| format!(r#"<sheet name="{n}" sheetId="{}" r:id="rId{}"/>"#, i + 1, i + 1))
+        .map(|(i, (n, _))| {
+            format!(
+                r#"<sheet name="{n}" sheetId="{}" r:id="rId{}"/>"#,
+                i + 1,
+                i + 1
+            )
+        })
         .collect();
     let workbook = format!(
         r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
