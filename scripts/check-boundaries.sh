@@ -51,6 +51,14 @@ if [ -n "$bad" ]; then
   echo "FAIL: cambot-gateway links $(tr '\n' ' ' <<<"$bad")" >&2
   fail=1
 fi
+# Untrusted documents are parsed only inside a sandbox (ARCHITECTURE.md rule 6): the `cambot`
+# binary links no document parser, archive reader or XML/HTML parser; `cambot-runner extract`
+# does the parsing in the box. (infer, which only matches magic bytes, is allowed.)
+bad=$(grep -xE 'zip|quick-xml|calamine|html2text|html5ever|xml5ever|markup5ever|roxmltree|xml-rs|lopdf|pdf|pdf-extract|pdfium-render|mupdf|poppler-rs|docx-rs|docx-rust|ooxmlsdk|scraper|flate2|cfb' <<<"$agent" || true)
+if [ -n "$bad" ]; then
+  echo "FAIL: cambot-agent links document parsers (they belong in cambot-runner, inside the sandbox): $(tr '\n' ' ' <<<"$bad")" >&2
+  fail=1
+fi
 # SQLite is cambot-core's business: no other crate depends on rusqlite directly (its async Store
 # traits are the seam; clippy.toml bans opening a connection elsewhere).
 for toml in crates/*/Cargo.toml; do
@@ -60,5 +68,5 @@ for toml in crates/*/Cargo.toml; do
     fail=1
   fi
 done
-[ $fail = 0 ] && echo "boundaries: ok (SQLite only in cambot-core; no channel code in cambot-agent; runner links no host crates; scheduler and gateway link no agent, channel, sandbox or runner crate)"
+[ $fail = 0 ] && echo "boundaries: ok (SQLite only in cambot-core; no channel code in cambot-agent; runner links no host crates; no document parser on the host; scheduler and gateway link no agent, channel, sandbox or runner crate)"
 exit $fail

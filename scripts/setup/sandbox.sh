@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sandbox tools for cambot and its tests: bubblewrap (the default backend) and Docker (the second
-# backend, started here because this kind of machine has no systemd). See
+# Sandbox tools for cambot and its tests: bubblewrap (the default backend), Docker (the second
+# backend, started here because this kind of machine has no systemd), and poppler-utils
+# (`pdftotext`, run by the document extractor inside the sandbox, seen there through the
+# read-only /usr). See
 # shared/reference/sandbox-probes.md sections 3, 6 and 11 for why these exact flags.
 #
 # Idempotent, needs root on a fresh Debian 12. Runs as a script or sourced by scripts/test.sh;
@@ -17,7 +19,7 @@ cambot_sandbox_setup() {
     _sb_log() { printf '\033[1m==> sandbox: %s\033[0m\n' "$*" >&2; }
 
     local missing=() p
-    for p in bubblewrap docker.io python3-minimal; do
+    for p in bubblewrap docker.io python3-minimal poppler-utils; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then

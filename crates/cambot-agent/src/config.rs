@@ -138,6 +138,8 @@ pub struct ConfigFile {
     pub agent: AgentSection,
     #[serde(default)]
     pub sandbox: cambot_sandbox::SandboxConfig,
+    #[serde(default)]
+    pub documents: crate::documents::DocumentsConfig,
 }
 
 impl ConfigFile {
@@ -166,6 +168,8 @@ pub struct Config {
     pub agent: AgentSection,
     /// `[sandbox]`: backend, limits, timeouts, uid for root-owned group folders.
     pub sandbox: cambot_sandbox::SandboxConfig,
+    /// `[documents]`: limits of sandboxed document extraction.
+    pub documents: crate::documents::DocumentsConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
     /// Keys that were accepted but should be changed (deprecated ones), one line each; the
@@ -300,6 +304,7 @@ impl Config {
             local_model: raw.local_model,
             agent: raw.agent,
             sandbox: raw.sandbox,
+            documents: raw.documents,
             source,
         })
     }

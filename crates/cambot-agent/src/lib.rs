@@ -12,6 +12,7 @@ pub mod at_rest;
 pub mod config;
 pub mod daemon;
 pub mod database;
+pub mod documents;
 pub mod formatting;
 mod group_cache;
 pub mod host;

@@ -9,11 +9,14 @@
 //! - [`ipc`]: request and response bodies of the per-run host socket.
 //! - [`message`]: chat records channels produce and the store keeps.
 //! - [`layout`]: the data directory layout; every group-scoped path is computed there.
+//! - [`documents`]: the contract of the sandboxed document extractor (arguments, status line,
+//!   exit codes).
 //! - [`reply`]: reply clean-up before a reply is sent (`<internal>` blocks removed).
 //!
 //! This crate does no I/O and has no async runtime: it is data and validation only.
 #![forbid(unsafe_code)]
 
+pub mod documents;
 pub mod ids;
 pub mod ipc;
 pub mod layout;

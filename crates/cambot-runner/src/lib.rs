@@ -14,6 +14,7 @@
 //! - [`session`]: the JSONL transcript per session under `/workspace/session`.
 //! - [`compact`]: summarising older turns and archiving them under `conversations/`.
 //! - [`memory`]: the system prompt with the group's and the tenant's `CLAUDE.md`.
+//! - [`documents`]: document extraction (`cambot-runner extract`), in the sandbox only.
 //! - [`confine`]: Landlock, applied by the runner to itself (and by `cambot-sandbox-init`).
 //!
 //! The runner never holds a provider credential: every model call goes to the host gateway on
@@ -25,6 +26,7 @@
 pub mod agent;
 pub mod compact;
 pub mod confine;
+pub mod documents;
 pub mod driver;
 pub mod env;
 pub mod error;

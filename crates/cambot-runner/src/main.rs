@@ -1,5 +1,6 @@
 //! `cambot-runner`: the agent inside a cambot sandbox. Reads JSON Lines on stdin, writes JSON
-//! Lines on stdout, logs to stderr. Exit codes: 0 after `close` or end of input, 1 when the run
+//! Lines on stdout, logs to stderr. (`cambot-runner extract ...` is the document extractor
+//! instead: see `cambot_runner::documents` and `cambot_protocol::documents`.) Exit codes: 0 after `close` or end of input, 1 when the run
 //! failed (an `error` event was sent), 2 when input ended before `start`, 3 when the
 //! self-protection below could not be applied (an `error` event was sent, nothing was read).
 //!
@@ -39,6 +40,23 @@ use cambot_runner::io;
 const EXIT_UNPROTECTED: u8 = 3;
 
 fn main() -> ExitCode {
+    // `cambot-runner extract ...`: the document extractor (see `cambot_runner::documents`). It
+    // writes its status line as the last line of stderr, so no logger is set up for it.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(cambot_protocol::documents::EXTRACT_SUBCOMMAND) {
+        if let Err(e) = confine::protect_self(|k| std::env::var(k).ok()) {
+            let line = cambot_protocol::documents::StatusLine {
+                status: cambot_protocol::documents::ExtractStatus::Internal,
+                format: None,
+                parts: None,
+                truncated: false,
+                detail: Some(e),
+            };
+            let _ = std::io::stderr().write_all(line.to_line().as_bytes());
+            return ExitCode::from(line.status.exit_code());
+        }
+        return ExitCode::from(cambot_runner::documents::main(&args[1..]));
+    }
     // First, before any input is read or any thread or child exists: no access to this
     // process through /proc, then the Landlock confinement the sandbox plan asked for.
     let protected = confine::protect_self(|k| std::env::var(k).ok());

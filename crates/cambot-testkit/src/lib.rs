@@ -4,6 +4,7 @@
 //! speak the exact wire formats (`standin`), a fake channel, a scripted fake agent runner, a
 //! map-backed tenant vault (`secrets`) and temporary data directories. Nothing here is linked into the `cambot` binary.
 
+pub mod documents;
 pub mod fake_channel;
 pub mod fake_runner;
 pub mod http_target;

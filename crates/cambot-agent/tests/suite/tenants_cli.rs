@@ -162,6 +162,15 @@ fn every_tenant_flag_refuses_an_unknown_tenant() {
         vec![
             "sandbox", "run", "--tenant", "nope", "--group", "g1", "--", "true",
         ],
+        vec![
+            "documents",
+            "extract",
+            "--tenant",
+            "nope",
+            "--group",
+            "g1",
+            "/dev/null",
+        ],
     ];
     for args in &cases {
         let cli = cambot_with_stdin(d, args, "correct horse battery\n");

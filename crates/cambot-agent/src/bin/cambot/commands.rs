@@ -87,6 +87,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
             crate::sandbox_cmd::run(&config, args).await
         }
         Command::Image(cmd) => crate::sandbox_cmd::image(&config, cmd).await,
+        Command::Documents(cmd) => crate::documents_cmd::run(&config, cmd).await,
     }
 }
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod documents_cmd;
 mod groups_update_cmd;
 mod logging;
 mod models_cmd;
@@ -74,6 +75,9 @@ enum Command {
     /// Run commands in a group's sandbox (what an agent can see and do).
     #[command(subcommand)]
     Sandbox(sandbox_cmd::SandboxCommand),
+    /// Extract a document's text inside a group's sandbox.
+    #[command(subcommand)]
+    Documents(documents_cmd::DocumentsCommand),
     /// Build the Docker backend's agent image locally.
     #[command(subcommand)]
     Image(sandbox_cmd::ImageCommand),

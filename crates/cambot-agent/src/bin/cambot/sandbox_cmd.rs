@@ -15,6 +15,7 @@ use cambot_protocol::TenantId;
 use cambot_sandbox::BackendChoice;
 use cambot_sandbox::BwrapBackend;
 use cambot_sandbox::DockerBackend;
+use cambot_sandbox::MountAllowlist;
 use cambot_sandbox::PlanInput;
 use cambot_sandbox::SandboxBackend;
 use cambot_sandbox::SandboxConfig;
@@ -74,10 +75,18 @@ async fn backend_for(cfg: &SandboxConfig) -> Result<Arc<dyn SandboxBackend>> {
     Ok(cambot_sandbox::select_backend(cfg).await?)
 }
 
-pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
-    // Without a database only `default` exists; with one, the tenant must be known there.
+/// A group's plan input, sandbox config and operator allowlist, as a run start reads them:
+/// the tenant must be known (only `default` without a database), and the group's container
+/// config and its tenant's mount roots come from the store.
+pub(crate) async fn group_plan_input(
+    config: &Config,
+    tenant: &str,
+    group: &str,
+    main: bool,
+    backend: Option<BackendFlag>,
+) -> Result<(PlanInput, SandboxConfig, MountAllowlist)> {
     let layout = DataLayout::new(&config.data_dir);
-    let tenant = TenantId::new(&args.tenant)?;
+    let tenant = TenantId::new(tenant)?;
     let store = if layout.database().exists() {
         let store = cambot_agent::database::open_store(&layout).await?;
         crate::tenants_cmd::known_tenant(store.as_ref(), tenant.as_str()).await?;
@@ -90,14 +99,13 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         None
     };
     let mut cfg = sandbox_config(config)?;
-    if let Some(b) = args.backend {
+    if let Some(b) = backend {
         cfg.backend = match b {
             BackendFlag::Bwrap => BackendChoice::Bwrap,
             BackendFlag::Docker => BackendChoice::Docker,
         };
     }
-    let backend = backend_for(&cfg).await?;
-    let group = GroupFolder::new(&args.group)?;
+    let group = GroupFolder::new(group)?;
     let run_id = RunId::from_bytes(rand::random());
     let mut input = PlanInput::new(
         layout.clone(),
@@ -106,8 +114,7 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         run_id.clone(),
     )
     .with_init_from(&cfg);
-    input.is_main = args.main || group.is_main();
-    input.command = Some(args.command);
+    input.is_main = main || group.is_main();
     input.timezone = config.timezone.clone();
     // The group's real settings and its tenant's mount roots, as a run start reads them.
     if let Some(store) = &store {
@@ -122,6 +129,16 @@ pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
     }
     let allowlist =
         cambot_agent::tenant_mounts::operator_allowlist(&cfg, &layout, config.source.as_deref());
+    Ok((input, cfg, allowlist))
+}
+
+pub(crate) async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
+    let (mut input, cfg, allowlist) =
+        group_plan_input(config, &args.tenant, &args.group, args.main, args.backend).await?;
+    let backend = backend_for(&cfg).await?;
+    let layout = input.layout.clone();
+    let run_id = input.run_id.clone();
+    input.command = Some(args.command);
     let plan = build_plan(input, &cfg, &allowlist)?;
     for (req, why) in &plan.rejected_mounts {
         eprintln!("warning: extra mount {} refused: {why}", req.host_path);
