@@ -224,6 +224,7 @@ impl Inner {
             tenant: tenant.clone(),
             folder: folder.clone(),
             chat_jid: request.chat_jid.clone(),
+            model_provider: Some(model.provider.clone()),
         };
         let socket = match RunSocket::bind(
             Arc::clone(&self.gateway),

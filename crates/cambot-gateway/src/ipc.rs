@@ -55,6 +55,9 @@ pub struct RunIdentity {
     pub folder: GroupFolder,
     /// The chat the run answers (the default target of `send_message` and `schedule_task`).
     pub chat_jid: ChatJid,
+    /// The provider entry the run's model choice names: the only `/v1/model/<name>/` the
+    /// run may call. `None` lets it call any configured upstream (IPC-only test rigs).
+    pub model_provider: Option<String>,
 }
 
 impl RunIdentity {

@@ -150,6 +150,8 @@ pub(crate) struct ModelCall<'a> {
     pub(crate) headers: &'a HeaderMap,
     pub(crate) body: Bytes,
     pub(crate) meter: &'a Arc<RunMeter>,
+    /// The one provider the run may use ([`crate::RunIdentity::model_provider`]).
+    pub(crate) allowed_provider: Option<&'a str>,
 }
 
 impl Gateway {
@@ -163,11 +165,21 @@ impl Gateway {
             headers,
             body,
             meter,
+            allowed_provider,
         } = call;
         let (provider, rest) = full_path
             .strip_prefix(MODEL_PREFIX)
             .and_then(|r| r.split_once('/'))
             .unwrap_or_default();
+        if allowed_provider.is_some_and(|allowed| allowed != provider) {
+            self.stats.refused_by_policy.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(run, %tenant, provider, "model call to another provider than the run's refused");
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!("this run may call only its own provider, not {provider:?}"),
+            );
+        }
         let Some(upstream) = self.upstreams.get(provider) else {
             return error_response(
                 StatusCode::NOT_FOUND,

@@ -347,6 +347,7 @@ async fn model(
             headers: &headers,
             body,
             meter: &state.meter,
+            allowed_provider: state.who.model_provider.as_deref(),
         })
         .await
 }

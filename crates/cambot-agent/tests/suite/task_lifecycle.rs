@@ -65,6 +65,7 @@ fn caller(folder: &str) -> RunIdentity {
         tenant: tenant(),
         folder: GroupFolder::new(folder).unwrap(),
         chat_jid: ChatJid::new(&format!("{folder}@g.us")).unwrap(),
+        model_provider: None,
     }
 }
 

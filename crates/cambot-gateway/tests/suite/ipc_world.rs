@@ -108,6 +108,7 @@ impl IpcRig {
                 tenant: tenant(t),
                 folder: GroupFolder::new(folder).unwrap(),
                 chat_jid: jid(chat),
+                model_provider: None,
             },
             &path,
             None,

@@ -76,7 +76,7 @@ impl ProxyWorld {
             SendLimits::default(),
         ));
         let gateway = make(ipc).build().unwrap();
-        let socket = bind(&gateway, dir.path(), tenant, budget);
+        let socket = bind(&gateway, dir.path(), tenant, None, budget);
         Self {
             dir,
             gateway,
@@ -86,7 +86,23 @@ impl ProxyWorld {
 
     /// Another run, of `tenant`, on the same gateway.
     pub(crate) fn run(&self, tenant: &str, budget: RunBudget) -> RunSocket {
-        bind(&self.gateway, self.dir.path(), tenant, budget)
+        bind(&self.gateway, self.dir.path(), tenant, None, budget)
+    }
+
+    /// Another run, of `tenant`, allowed only the provider entry `provider`.
+    pub(crate) fn run_of_provider(&self, tenant: &str, provider: &str) -> RunSocket {
+        let budget = RunBudget {
+            model_requests: u32::MAX,
+            tokens: u64::MAX,
+            wall_clock: std::time::Duration::from_secs(86_400),
+        };
+        bind(
+            &self.gateway,
+            self.dir.path(),
+            tenant,
+            Some(provider),
+            budget,
+        )
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -130,8 +146,14 @@ impl ProxyWorld {
     }
 }
 
-/// Binds a run of `tenant` on `gateway`, its socket in `dir`.
-fn bind(gateway: &Arc<Gateway>, dir: &Path, tenant: &str, budget: RunBudget) -> RunSocket {
+/// Binds a run of `tenant` on `gateway`, its socket in `dir`, limited to `provider` if given.
+fn bind(
+    gateway: &Arc<Gateway>,
+    dir: &Path,
+    tenant: &str,
+    provider: Option<&str>,
+    budget: RunBudget,
+) -> RunSocket {
     let run_id = RunId::from_bytes(rand::random());
     let path = dir.join(format!("{}.sock", &run_id.as_str()[..8]));
     RunSocket::bind(
@@ -141,6 +163,7 @@ fn bind(gateway: &Arc<Gateway>, dir: &Path, tenant: &str, budget: RunBudget) -> 
             tenant: TenantId::new(tenant).unwrap(),
             folder: GroupFolder::new("main").unwrap(),
             chat_jid: ChatJid::new("main@g.us").unwrap(),
+            model_provider: provider.map(str::to_owned),
         },
         &path,
         None,

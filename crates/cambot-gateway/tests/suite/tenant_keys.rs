@@ -147,6 +147,51 @@ async fn two_tenants_runs_each_carry_their_own_tenants_key() {
 }
 
 #[tokio::test]
+async fn a_run_calls_only_the_provider_its_model_choice_names() {
+    let claude = Standin::anthropic().fast_echo().start_tcp().await.unwrap();
+    let gpt = Standin::openai().fast_echo().start_tcp().await.unwrap();
+    let w = world(
+        vec![
+            upstream("anthropic", "anthropic", &claude.base_url()),
+            upstream("gpt", "openai", &gpt.base_url()),
+        ],
+        vault(),
+        "acme",
+    )
+    .await;
+    let run = w.run_of_provider("acme", "gpt");
+    let own = call_on(
+        &run,
+        "POST",
+        "/v1/model/gpt/chat/completions",
+        &[],
+        Some(&chat()),
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    let other = call_on(
+        &run,
+        "POST",
+        "/v1/model/anthropic/v1/messages",
+        &[],
+        Some(&chat()),
+    )
+    .await;
+    assert_eq!(other.status, 403, "{}", other.body);
+    assert!(
+        message(&other).contains("only its own provider"),
+        "{}",
+        other.body
+    );
+    assert_eq!(
+        claude.requests().len(),
+        0,
+        "nothing reached the other upstream"
+    );
+    assert_eq!(gpt.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn a_tenant_without_the_secret_gets_a_clear_refusal_and_nothing_is_sent() {
     let claude = Standin::anthropic().fast_echo().start_tcp().await.unwrap();
     let w = world(

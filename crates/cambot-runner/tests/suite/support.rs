@@ -152,6 +152,7 @@ impl Host {
                 tenant: TenantId::default_tenant(),
                 folder: GroupFolder::new(folder).unwrap(),
                 chat_jid: ChatJid::new(chat).unwrap(),
+                model_provider: None,
             },
             &path,
             None,
