@@ -25,3 +25,4 @@ pub mod router;
 pub mod sandboxed;
 pub mod task_run;
 pub mod tenant_mounts;
+pub mod vault;
