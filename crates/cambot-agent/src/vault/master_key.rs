@@ -428,4 +428,60 @@ mod tests {
         assert!(parse_key(b"short\n").is_none());
         assert!(parse_key("zz".repeat(32).as_bytes()).is_none());
     }
+
+    fn location(path: &Path) -> KeyLocation {
+        KeyLocation {
+            source: KeySource::EnvFile,
+            path: path.to_owned(),
+            looked: vec![path.display().to_string()],
+        }
+    }
+
+    #[test]
+    fn the_loader_finishes_or_undoes_an_interrupted_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = location(&dir.path().join("k/master.key"));
+        let (old, new) = (seal::random_key(), seal::random_key());
+        write_key_file(&loc.path, &old).unwrap();
+        write_key_file(&loc.next_path(), &new).unwrap();
+
+        // Not committed: the old key opens the check, the stale `.next` goes.
+        let old_check = seal::make_check(&old).unwrap();
+        let k = load(&loc, Some(&old_check), false, None).unwrap().unwrap();
+        assert_eq!(k.bytes().as_slice(), old.as_slice());
+        assert!(!loc.next_path().exists());
+
+        // Committed: `.next` opens the check and replaces the key file.
+        write_key_file(&loc.next_path(), &new).unwrap();
+        let new_check = seal::make_check(&new).unwrap();
+        let k = load(&loc, Some(&new_check), false, None).unwrap().unwrap();
+        assert_eq!(k.bytes().as_slice(), new.as_slice());
+        assert!(!loc.next_path().exists());
+        assert_eq!(
+            read_key_file(&loc.path).unwrap().unwrap().as_slice(),
+            new.as_slice()
+        );
+
+        // Neither opens it: refused by path, nothing created or removed.
+        let other = seal::make_check(&seal::random_key()).unwrap();
+        let err = load(&loc, Some(&other), true, None).unwrap_err();
+        assert!(matches!(err, VaultError::WrongKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_key_is_created_only_for_an_empty_vault_and_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = location(&dir.path().join("new/master.key"));
+        assert!(load(&loc, None, false, None).unwrap().is_none());
+        assert!(!loc.path.exists());
+        let check = seal::make_check(&seal::random_key()).unwrap();
+        let err = load(&loc, Some(&check), true, None).unwrap_err();
+        assert!(matches!(err, VaultError::NoKey { .. }), "{err}");
+        assert!(!loc.path.exists());
+        let created = load(&loc, None, true, None).unwrap().unwrap();
+        assert_eq!(key_file_mode(&loc.path), Some(0o600));
+        assert_eq!(key_file_mode(loc.path.parent().unwrap()), Some(0o700));
+        let again = load(&loc, None, true, None).unwrap().unwrap();
+        assert_eq!(created.bytes().as_slice(), again.bytes().as_slice());
+    }
 }

@@ -74,6 +74,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Groups(cmd) => groups(&config, cmd).await,
         Command::Tenants(cmd) => crate::tenants_cmd::run(&config, cmd).await,
         Command::Users(cmd) => crate::users_cmd::run(&config, cmd).await,
+        Command::Secrets(cmd) => crate::secrets_cmd::run(&config, cmd).await,
         Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd).await,
         Command::Models(cmd) => crate::models_cmd::run(&config, cmd),
         Command::Sandbox(crate::sandbox_cmd::SandboxCommand::Run(args)) => {
@@ -167,6 +168,7 @@ async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<E
     checks.push(match cambot_agent::database::open_store(&layout).await {
         Ok(store) => {
             tenant_lines = crate::tenants_cmd::doctor_lines(config, &layout, store.as_ref()).await;
+            tenant_lines.push(crate::secrets_cmd::doctor_line(config, store.clone()).await);
             (
                 true,
                 "database",
