@@ -28,3 +28,4 @@ pub mod sandboxed;
 pub mod task_run;
 pub mod tenant_model;
 pub mod tenant_mounts;
+pub mod vault;

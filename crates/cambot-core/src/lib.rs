@@ -21,6 +21,7 @@ mod model;
 mod sqlite;
 mod store;
 pub mod time;
+mod vault_store;
 
 pub use error::BackendError;
 pub use error::Result;
@@ -37,3 +38,7 @@ pub use store::StoreFuture;
 pub use store::TaskStore;
 pub use store::TenantStore;
 pub use store::UserStore;
+pub use vault_store::VaultDekRow;
+pub use vault_store::VaultKeyChange;
+pub use vault_store::VaultSecretRow;
+pub use vault_store::VaultStore;

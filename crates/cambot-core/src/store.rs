@@ -34,7 +34,14 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a
 
 /// The whole store, as the binary wires it.
 pub trait Store:
-    MessageStore + GroupStore + SessionStore + TaskStore + UserStore + TenantStore + MountRootStore
+    MessageStore
+    + GroupStore
+    + SessionStore
+    + TaskStore
+    + UserStore
+    + TenantStore
+    + MountRootStore
+    + crate::vault_store::VaultStore
 {
     /// A number that changes whenever another process (or another handle) has committed a
     /// write since the last call; the daemon polls it to notice admin-CLI changes.

@@ -15,6 +15,7 @@ mod mount_roots;
 mod tasks;
 mod tenants;
 mod users;
+mod vault;
 mod writer;
 
 use std::path::Path;
@@ -78,6 +79,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "tenant mount roots",
         sql: include_str!("migrations/0007_tenant_mount_roots.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "credential vault",
+        sql: include_str!("migrations/0008_vault.sql"),
     },
     Migration {
         version: 9,

@@ -7,6 +7,7 @@ mod mount_roots;
 mod routing_seed;
 mod tasks;
 mod tenants;
+mod vault;
 mod web;
 
 pub(crate) use cambot_core::GroupStore;

@@ -16,6 +16,9 @@ use cambot_core::TaskStatus;
 use cambot_core::TenantRemoval;
 use cambot_core::TenantState;
 use cambot_core::TenantStore;
+use cambot_core::VaultDekRow;
+use cambot_core::VaultSecretRow;
+use cambot_core::VaultStore;
 use cambot_core::WebSessionRow;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::TaskId;
@@ -133,6 +136,30 @@ async fn seed(s: &SqliteStore, t: &TenantId) {
     s.set_mount_root(t, &format!("/srv/roots/{t}"), false)
         .await
         .unwrap();
+    let check = s.init_vault_check(b"check".to_vec()).await.unwrap();
+    s.insert_vault_dek(
+        VaultDekRow {
+            tenant: t.clone(),
+            nonce: vec![0; 24],
+            wrapped: vec![1; 48],
+            created_ms: 1,
+        },
+        check,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    s.put_vault_secret(VaultSecretRow {
+        tenant: t.clone(),
+        name: "api".into(),
+        nonce: vec![0; 24],
+        ciphertext: vec![2; 40],
+        created_ms: 1,
+        updated_ms: 1,
+        expires_ms: None,
+    })
+    .await
+    .unwrap();
 }
 
 /// Rows of `tenant` per table (every table with a `tenant` column, the task run log through

@@ -81,6 +81,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Groups(cmd) => groups(&config, cmd).await,
         Command::Tenants(cmd) => crate::tenants_cmd::run(&config, cmd).await,
         Command::Users(cmd) => crate::users_cmd::run(&config, cmd).await,
+        Command::Secrets(cmd) => crate::secrets_cmd::run(&config, cmd).await,
         Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd).await,
         Command::Models(cmd) => crate::models_cmd::run(&config, cmd),
         Command::Sandbox(crate::sandbox_cmd::SandboxCommand::Run(args)) => {
@@ -205,6 +206,7 @@ async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<E
                     tenant_lines.push((ok, what, detail));
                 }
             }
+            tenant_lines.push(crate::secrets_cmd::doctor_line(config, store.clone()).await);
             (
                 true,
                 "database",

@@ -11,6 +11,7 @@ mod logging;
 mod models_cmd;
 mod runtime;
 mod sandbox_cmd;
+mod secrets_cmd;
 mod tasks_cmd;
 mod tenant_mounts_cmd;
 mod tenants_cmd;
@@ -66,6 +67,9 @@ enum Command {
     /// Manage web chat users.
     #[command(subcommand)]
     Users(users_cmd::UsersCommand),
+    /// Manage each tenant's secrets in the encrypted vault: set, list, rm, rotate-master, verify.
+    #[command(subcommand)]
+    Secrets(secrets_cmd::SecretsCommand),
     /// Local models of the pinned manifest: list, pull, verify.
     #[command(subcommand)]
     Models(models_cmd::ModelsCommand),
