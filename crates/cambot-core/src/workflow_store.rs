@@ -200,8 +200,10 @@ pub trait WorkflowStore: Send + Sync {
         name: &'a str,
     ) -> StoreFuture<'a, bool>;
 
-    /// Stores a new run and all its steps in one transaction.
-    fn create_workflow_run(&self, run: WorkflowRunRow) -> StoreFuture<'_, ()>;
+    /// Stores a new run and all its steps in one transaction. Returns false (and writes
+    /// nothing) when a run with this id exists: a caller that derives the id from its trigger
+    /// (a scheduler firing) starts each run once.
+    fn create_workflow_run(&self, run: WorkflowRunRow) -> StoreFuture<'_, bool>;
 
     /// One run of a tenant, with its steps.
     fn workflow_run<'a>(

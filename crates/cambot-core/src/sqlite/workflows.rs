@@ -207,24 +207,29 @@ impl WorkflowStore for SqliteStore {
         })
     }
 
-    fn create_workflow_run(&self, run: WorkflowRunRow) -> StoreFuture<'_, ()> {
+    fn create_workflow_run(&self, run: WorkflowRunRow) -> StoreFuture<'_, bool> {
         self.transaction(move |tx| {
-            tx.prepare_cached(&format!(
-                "INSERT INTO workflow_runs ({RUN_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ))?
-            .execute(params![
-                run.id,
-                run.tenant.as_str(),
-                run.workflow,
-                run.definition,
-                run.inputs,
-                run.state.as_str(),
-                run.error,
-                run.created_ms,
-                run.updated_ms,
-                run.finished_ms
-            ])?;
+            let n = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO workflow_runs ({RUN_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (id) DO NOTHING"
+                ))?
+                .execute(params![
+                    run.id,
+                    run.tenant.as_str(),
+                    run.workflow,
+                    run.definition,
+                    run.inputs,
+                    run.state.as_str(),
+                    run.error,
+                    run.created_ms,
+                    run.updated_ms,
+                    run.finished_ms
+                ])?;
+            if n == 0 {
+                return Ok(false);
+            }
             let mut insert = tx.prepare_cached(
                 "INSERT INTO workflow_steps
                      (run_id, idx, step_id, state, attempt, output, error, started_ms, finished_ms)
@@ -243,7 +248,7 @@ impl WorkflowStore for SqliteStore {
                     s.finished_ms
                 ])?;
             }
-            Ok(())
+            Ok(true)
         })
     }
 

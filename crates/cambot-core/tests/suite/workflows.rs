@@ -135,12 +135,22 @@ async fn definitions_are_kept_per_tenant_and_a_replacement_keeps_its_creation_ti
 #[tokio::test]
 async fn a_run_round_trips_with_its_steps_and_only_for_its_tenant() {
     let s = store();
-    s.create_workflow_run(run("default", "r1", 1))
-        .await
-        .unwrap();
-    s.create_workflow_run(run("default", "r2", 2))
-        .await
-        .unwrap();
+    assert!(
+        s.create_workflow_run(run("default", "r1", 1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.create_workflow_run(run("default", "r2", 2))
+            .await
+            .unwrap()
+    );
+    let mut again = run("default", "r1", 9);
+    again.steps.pop();
+    assert!(
+        !s.create_workflow_run(again).await.unwrap(),
+        "an existing id is kept"
+    );
     s.create_workflow_run(run("acme", "r3", 3)).await.unwrap();
     assert_eq!(
         s.workflow_run(&t("default"), "r1").await.unwrap(),
