@@ -112,9 +112,13 @@ fn every_missing_required_key_is_named() {
     for key in ["id", "type", "group"] {
         assert_has(&errs, &format!(r#"steps[1]: missing key "{key}""#));
     }
-    let errs = errors(&with_middle("id = \"count\"\ntype = \"agent\"\ngroup = \"team\""));
+    let errs = errors(&with_middle(
+        "id = \"count\"\ntype = \"agent\"\ngroup = \"team\"",
+    ));
     assert_eq!(errs, [r#"steps[1] (id "count"): missing key "prompt""#]);
-    let errs = errors(&with_middle("id = \"count\"\ntype = \"send\"\ngroup = \"team\""));
+    let errs = errors(&with_middle(
+        "id = \"count\"\ntype = \"send\"\ngroup = \"team\"",
+    ));
     assert_eq!(errs, [r#"steps[1] (id "count"): missing key "text""#]);
 }
 
@@ -136,7 +140,9 @@ fn an_unknown_type_is_named() {
     ));
     assert_eq!(
         errs,
-        [r#"steps[1] (id "count"): key "type": unknown type "webhook" (use agent, command or send)"#]
+        [
+            r#"steps[1] (id "count"): key "type": unknown type "webhook" (use agent, command or send)"#
+        ]
     );
 }
 
@@ -149,15 +155,21 @@ fn a_template_may_name_only_declared_inputs_and_earlier_steps() {
     };
     assert_eq!(
         errors(&step("{{ inputs.nope }}")),
-        [r#"steps[1] (id "count"): key "text": {{ inputs.nope }} names no input declared in [inputs]"#]
+        [
+            r#"steps[1] (id "count"): key "text": {{ inputs.nope }} names no input declared in [inputs]"#
+        ]
     );
     assert_eq!(
         errors(&step("{{ steps.last.output }}")),
-        [r#"steps[1] (id "count"): key "text": {{ steps.last.output }} names a step that does not run before this one"#]
+        [
+            r#"steps[1] (id "count"): key "text": {{ steps.last.output }} names a step that does not run before this one"#
+        ]
     );
     assert_eq!(
         errors(&step("{{ steps.count.output }}")),
-        [r#"steps[1] (id "count"): key "text": {{ steps.count.output }} names a step that does not run before this one"#]
+        [
+            r#"steps[1] (id "count"): key "text": {{ steps.count.output }} names a step that does not run before this one"#
+        ]
     );
     assert_eq!(
         errors(&step("{{ steps.ghost.output }}")),
@@ -166,11 +178,17 @@ fn a_template_may_name_only_declared_inputs_and_earlier_steps() {
     let bad = errors(&step("{{ env.HOME }}"));
     assert_eq!(bad.len(), 1);
     assert!(
-        bad[0].starts_with(r#"steps[1] (id "count"): key "text": "{{ env.HOME }}" is not a reference"#),
+        bad[0].starts_with(
+            r#"steps[1] (id "count"): key "text": "{{ env.HOME }}" is not a reference"#
+        ),
         "{bad:?}"
     );
     let unclosed = errors(&step("{{ inputs.topic"));
-    assert!(unclosed[0].starts_with(r#"steps[1] (id "count"): key "text": "{{" at byte 0 is not closed"#), "{unclosed:?}");
+    assert!(
+        unclosed[0]
+            .starts_with(r#"steps[1] (id "count"): key "text": "{{" at byte 0 is not closed"#),
+        "{unclosed:?}"
+    );
     // Earlier steps and declared inputs are fine.
     Definition::parse(&step("{{ steps.first.output }} {{inputs.topic}}")).unwrap();
 }
@@ -221,7 +239,10 @@ fn keys_of_another_step_type_and_bad_values_are_named() {
         "id = \"no/slash\"\ntype = \"send\"\ngroup = \"team\"\ntext = \"x\"",
     ));
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with(r#"steps[1]: key "id": step id "no/slash" is invalid"#), "{errs:?}");
+    assert!(
+        errs[0].starts_with(r#"steps[1]: key "id": step id "no/slash" is invalid"#),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -240,7 +261,9 @@ fn a_command_reference_where_quoting_would_not_hold_is_refused() {
     ));
     assert_eq!(
         errs,
-        [r#"steps[1] (id "count"): key "command": {{ inputs.topic }} is inside double quotes, where shell quoting would not hold; write it as a word of its own (it is quoted for you)"#]
+        [
+            r#"steps[1] (id "count"): key "command": {{ inputs.topic }} is inside double quotes, where shell quoting would not hold; write it as a word of its own (it is quoted for you)"#
+        ]
     );
 }
 
@@ -260,7 +283,10 @@ fn top_level_inputs_and_trigger_problems_are_named() {
     );
     let errs = errors("name = \"a b\"\nsteps = []\n");
     assert!(errs[0].starts_with(r#"definition: key "name": workflow name "a b" is invalid"#));
-    assert_eq!(errs[1], r#"definition: key "steps": a workflow needs at least one step"#);
+    assert_eq!(
+        errs[1],
+        r#"definition: key "steps": a workflow needs at least one step"#
+    );
     let errs = errors(
         "name = \"w\"\n[inputs]\ntopic = { defualt = \"x\" }\nother = \"x\"\n[trigger]\ncron = \"x\"\n[[steps]]\nid = \"a\"\ntype = \"send\"\ngroup = \"g\"\ntext = \"x\"",
     );
@@ -273,7 +299,9 @@ fn top_level_inputs_and_trigger_problems_are_named() {
             r#"trigger: missing key "schedule""#
         ]
     );
-    let errs = errors("name = \"w\"\n[trigger]\nschedule = \" \"\n[[steps]]\nid = \"a\"\ntype = \"send\"\ngroup = \"g\"\ntext = \"x\"");
+    let errs = errors(
+        "name = \"w\"\n[trigger]\nschedule = \" \"\n[[steps]]\nid = \"a\"\ntype = \"send\"\ngroup = \"g\"\ntext = \"x\"",
+    );
     assert_eq!(errs, [r#"trigger: key "schedule": must not be empty"#]);
 }
 

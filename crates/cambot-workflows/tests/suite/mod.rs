@@ -136,7 +136,11 @@ impl FakeExecutor {
 
     pub(crate) fn calls_of(&self, step: &str) -> Vec<StepCall> {
         let calls = self.calls.lock().unwrap();
-        calls.iter().filter(|c| c.step_id == step).cloned().collect()
+        calls
+            .iter()
+            .filter(|c| c.step_id == step)
+            .cloned()
+            .collect()
     }
 }
 
@@ -158,7 +162,11 @@ impl StepExecutor for FakeExecutor {
                         idempotency_key,
                     } = &call.action
                     {
-                        self.outbox.calls.lock().unwrap().push(idempotency_key.clone());
+                        self.outbox
+                            .calls
+                            .lock()
+                            .unwrap()
+                            .push(idempotency_key.clone());
                         self.outbox
                             .queued
                             .lock()
@@ -309,7 +317,10 @@ impl WorkflowStore for CrashStore {
 }
 
 /// An engine over an in-memory SQLite store with the given groups and executor.
-pub(crate) fn engine(groups: Arc<FakeGroups>, executor: Arc<FakeExecutor>) -> (SqliteStore, Engine) {
+pub(crate) fn engine(
+    groups: Arc<FakeGroups>,
+    executor: Arc<FakeExecutor>,
+) -> (SqliteStore, Engine) {
     let store = SqliteStore::open_in_memory().unwrap();
     let engine = Engine::new(Arc::new(store.clone()), groups, executor);
     (store, engine)

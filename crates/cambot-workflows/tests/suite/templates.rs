@@ -41,8 +41,37 @@ const HOSTILE: &[&str] = &[
 
 /// Pieces random values are built from.
 const PIECES: &[&str] = &[
-    "'", "\"", "`", "$", "(", ")", "{", "}", ";", "&", "|", "<", ">", "\\", "\n", "\t", " ", "#",
-    "*", "?", "~", "!", "touch pwned", "rm -rf /", "$(", "${", "a", "é", "\r", "=", "--",
+    "'",
+    "\"",
+    "`",
+    "$",
+    "(",
+    ")",
+    "{",
+    "}",
+    ";",
+    "&",
+    "|",
+    "<",
+    ">",
+    "\\",
+    "\n",
+    "\t",
+    " ",
+    "#",
+    "*",
+    "?",
+    "~",
+    "!",
+    "touch pwned",
+    "rm -rf /",
+    "$(",
+    "${",
+    "a",
+    "é",
+    "\r",
+    "=",
+    "--",
 ];
 
 fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -158,7 +187,10 @@ fn a_reference_where_quoting_would_not_hold_is_refused() {
         ("#{{ inputs.a }}", "inside a comment"),
         ("echo \\{{ inputs.a }}", "after a backslash"),
         ("echo ${{ inputs.a }}", "right after \"$\""),
-        ("cat <<EOF\n{{ inputs.a }}\nEOF", "in a command with a here-document"),
+        (
+            "cat <<EOF\n{{ inputs.a }}\nEOF",
+            "in a command with a here-document",
+        ),
     ] {
         match Template::parse_command(line) {
             Err(TemplateError::UnsafeInCommand { context: c, .. }) => {
@@ -189,7 +221,10 @@ fn a_reference_as_a_word_or_part_of_one_is_accepted() {
 fn an_allowed_command_form_still_holds_hostile_values() {
     let dir = tempfile::tempdir().unwrap();
     let t = Template::parse_command("printf '[%s]' $(printf '%s' {{ inputs.a }} | wc -c)").unwrap();
-    for value in HOSTILE.iter().filter(|v| !v.is_empty() && !v.ends_with('\n')) {
+    for value in HOSTILE
+        .iter()
+        .filter(|v| !v.is_empty() && !v.ends_with('\n'))
+    {
         let inputs = values(&[("a", value)]);
         let outputs = BTreeMap::new();
         let line = t
