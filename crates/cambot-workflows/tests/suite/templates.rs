@@ -132,7 +132,7 @@ fn hostile_values_stay_one_word_through_a_real_shell() {
 #[test]
 fn random_values_stay_one_word_through_a_real_shell() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = StdRng::seed_from_u64(0x5eed_28);
+    let mut rng = StdRng::seed_from_u64(0x005e_ed28);
     for _ in 0..300 {
         let mut make = || -> String {
             (0..rng.gen_range(0..12))
