@@ -18,6 +18,7 @@ agent=$(links cambot-agent) || fail=1
 runner=$(links cambot-runner) || fail=1
 scheduler=$(links cambot-scheduler) || fail=1
 gateway=$(links cambot-gateway) || fail=1
+workflows=$(links cambot-workflows) || fail=1
 
 # The orchestrator implements no channel: every channel lives in cambot-channels.
 if grep -rn "impl Channel for" crates/cambot-agent/src; then
@@ -51,6 +52,13 @@ if [ -n "$bad" ]; then
   echo "FAIL: cambot-gateway links $(tr '\n' ' ' <<<"$bad")" >&2
   fail=1
 fi
+# The workflow engine reaches sandboxes, channels and the queue only through its traits: it
+# links no backend, channel, runner, gateway, scheduler or the orchestrator.
+bad=$(grep -xE 'cambot-agent|cambot-channels|cambot-sandbox|cambot-runner|cambot-gateway|cambot-scheduler|bollard' <<<"$workflows" || true)
+if [ -n "$bad" ]; then
+  echo "FAIL: cambot-workflows links $(tr '\n' ' ' <<<"$bad")" >&2
+  fail=1
+fi
 # Untrusted documents are parsed only inside a sandbox (ARCHITECTURE.md rule 6): the `cambot`
 # binary links no document parser, archive reader or XML/HTML parser; `cambot-runner extract`
 # does the parsing in the box. (infer, which only matches magic bytes, is allowed.)
@@ -68,5 +76,5 @@ for toml in crates/*/Cargo.toml; do
     fail=1
   fi
 done
-[ $fail = 0 ] && echo "boundaries: ok (SQLite only in cambot-core; no channel code in cambot-agent; runner links no host crates; no document parser on the host; scheduler and gateway link no agent, channel, sandbox or runner crate)"
+[ $fail = 0 ] && echo "boundaries: ok (SQLite only in cambot-core; no channel code in cambot-agent; runner links no host crates; no document parser on the host; scheduler, gateway and workflows link no agent, channel, sandbox or runner crate)"
 exit $fail

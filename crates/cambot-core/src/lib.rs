@@ -1,8 +1,9 @@
 //! # cambot-core
 //!
 //! cambot's persistence. [`Store`] (with [`MessageStore`], [`GroupStore`], [`SessionStore`],
-//! [`TaskStore`] and [`UserStore`]) is the async seam the router, scheduler, host tools, web
-//! chat and admin CLI use; [`SqliteStore`] implements it on one SQLite file in WAL mode.
+//! [`TaskStore`], [`UserStore`], [`VaultStore`] and [`WorkflowStore`]) is the async seam the
+//! router, scheduler, host tools, web chat, workflows and admin CLI use; [`SqliteStore`]
+//! implements it on one SQLite file in WAL mode.
 //!
 //! Every key includes the tenant. Messages carry a monotonic arrival `seq`, and the router's
 //! cursor is a seq, so no two messages can hide each other by sharing a timestamp.
@@ -22,6 +23,7 @@ mod sqlite;
 mod store;
 pub mod time;
 mod vault_store;
+mod workflow_store;
 
 pub use error::BackendError;
 pub use error::Result;
@@ -42,3 +44,11 @@ pub use vault_store::VaultDekRow;
 pub use vault_store::VaultKeyChange;
 pub use vault_store::VaultSecretRow;
 pub use vault_store::VaultStore;
+pub use workflow_store::OnceReply;
+pub use workflow_store::WorkflowDefRow;
+pub use workflow_store::WorkflowRunRow;
+pub use workflow_store::WorkflowRunState;
+pub use workflow_store::WorkflowStepChange;
+pub use workflow_store::WorkflowStepRow;
+pub use workflow_store::WorkflowStepState;
+pub use workflow_store::WorkflowStore;

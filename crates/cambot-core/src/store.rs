@@ -42,6 +42,7 @@ pub trait Store:
     + TenantStore
     + MountRootStore
     + crate::vault_store::VaultStore
+    + crate::workflow_store::WorkflowStore
 {
     /// A number that changes whenever another process (or another handle) has committed a
     /// write since the last call; the daemon polls it to notice admin-CLI changes.

@@ -16,6 +16,7 @@ mod tasks;
 mod tenants;
 mod users;
 mod vault;
+mod workflows;
 mod writer;
 
 use std::path::Path;
@@ -89,6 +90,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "tenants may choose their model provider",
         sql: include_str!("migrations/0009_tenant_provider.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "workflow definitions, runs and steps; outbox idempotency keys",
+        sql: include_str!("migrations/0012_workflows.sql"),
     },
 ];
 

@@ -49,13 +49,19 @@ fn holdings(conn: &Connection, id: &str) -> Result<(usize, usize)> {
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
-/// Deletes every row of the tenant: the run log of its tasks (keyed by task), then each table
-/// with a `tenant` column, then its `tenants` row. Returns how many rows went.
+/// Deletes every row of the tenant: the run log of its tasks (keyed by task) and the steps of
+/// its workflow runs (keyed by run), then each table with a `tenant` column, then its
+/// `tenants` row. Returns how many rows went.
 fn delete_tenant_rows(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<usize> {
     // Messages reference chats: checking at commit lets the tables go in any order.
     tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
     let mut deleted = tx.execute(
         "DELETE FROM task_runs WHERE task_id IN (SELECT id FROM scheduled_tasks WHERE tenant = ?1)",
+        [id],
+    )?;
+    // Counted here: the cascade from `workflow_runs` would delete them uncounted.
+    deleted += tx.execute(
+        "DELETE FROM workflow_steps WHERE run_id IN (SELECT id FROM workflow_runs WHERE tenant = ?1)",
         [id],
     )?;
     let tables = tx

@@ -9,6 +9,7 @@ mod tasks;
 mod tenants;
 mod vault;
 mod web;
+mod workflows;
 
 pub(crate) use cambot_core::GroupStore;
 pub(crate) use cambot_core::MessageStore;

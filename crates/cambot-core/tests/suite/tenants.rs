@@ -20,6 +20,7 @@ use cambot_core::VaultDekRow;
 use cambot_core::VaultSecretRow;
 use cambot_core::VaultStore;
 use cambot_core::WebSessionRow;
+use cambot_core::WorkflowStore;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::TaskId;
 use pretty_assertions::assert_eq;
@@ -160,6 +161,18 @@ async fn seed(s: &SqliteStore, t: &TenantId) {
     })
     .await
     .unwrap();
+    s.put_workflow_def(cambot_core::WorkflowDefRow {
+        tenant: t.clone(),
+        name: "digest".into(),
+        toml: "name = \"digest\"".into(),
+        created_ms: 1,
+        updated_ms: 1,
+    })
+    .await
+    .unwrap();
+    s.create_workflow_run(super::workflows::run(t.as_str(), &format!("run-{t}"), 1))
+        .await
+        .unwrap();
 }
 
 /// Rows of `tenant` per table (every table with a `tenant` column, the task run log through
@@ -196,6 +209,15 @@ fn rows_of(path: &std::path::Path, tenant: &str) -> Vec<(String, i64)> {
         )
         .unwrap();
     out.push(("task_runs".into(), runs));
+    let steps: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM workflow_steps s JOIN workflow_runs r ON r.id = s.run_id
+             WHERE r.tenant = ?1",
+            [tenant],
+            |r| r.get(0),
+        )
+        .unwrap();
+    out.push(("workflow_steps".into(), steps));
     let row: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM tenants WHERE id = ?1",
