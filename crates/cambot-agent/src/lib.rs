@@ -26,6 +26,7 @@ pub mod reply_caps;
 pub mod router;
 pub mod sandboxed;
 pub mod task_run;
+pub mod tenant_config;
 pub mod tenant_model;
 pub mod tenant_mounts;
 pub mod vault;

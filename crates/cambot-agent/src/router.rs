@@ -34,6 +34,7 @@ use crate::agent_run::RunEvent;
 use crate::agent_run::RunOutcome;
 use crate::agent_run::RunPurpose;
 use crate::agent_run::RunRequest;
+use crate::agent_run::RunStartError;
 use crate::formatting::PromptMessage;
 use crate::formatting::Trigger;
 use crate::formatting::format_messages;
@@ -304,7 +305,7 @@ impl Router {
             run.first_batch(&group.jid, last_seq);
         }
         self.typing(&group.tenant, &group.jid, true);
-        let ok = self.drive_run(&key, &group, request, &slot).await;
+        let ok = self.drive_run(&key, &group, request, last_seq, &slot).await;
         let leftover = self.live().remove(&key).map_or(0, |run| run.unanswered());
         self.typing(&group.tenant, &group.jid, false);
         if !ok {
@@ -392,12 +393,16 @@ impl Router {
         key: &GroupKey,
         group: &RegisteredGroup,
         request: RunRequest,
+        last_seq: i64,
         slot: &RunSlot,
     ) -> bool {
         let run_id = request.run_id.clone();
         let request_session = request.session_id.clone();
         let mut run = match self.runner.start(request).await {
             Ok(run) => run,
+            Err(e @ RunStartError::MissingSecret { .. }) => {
+                return self.answer_missing_secret(key, group, &e, last_seq).await;
+            }
             Err(e) => {
                 tracing::error!(group = %key, run = %run_id, error = %e, "run did not start");
                 return false;
@@ -484,6 +489,34 @@ impl Router {
                 true
             }
             None => true,
+        }
+    }
+
+    /// Answers the batch with why no run starts (the tenant lacks its provider key), so the
+    /// messages are not retried in a loop. True once committed.
+    async fn answer_missing_secret(
+        &self,
+        key: &GroupKey,
+        group: &RegisteredGroup,
+        e: &RunStartError,
+        last_seq: i64,
+    ) -> bool {
+        tracing::warn!(group = %key, error = %e, "run not started: the tenant lacks its provider key");
+        let hint = match e {
+            RunStartError::MissingSecret { tenant, name } => {
+                format!("\nset it with: cambot secrets set --tenant {tenant} {name}")
+            }
+            _ => String::new(),
+        };
+        match self
+            .commit(group, format!("{e}{hint}"), Some(last_seq))
+            .await
+        {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::error!(group = %key, error = %err, "committing the missing-secret reply failed");
+                false
+            }
         }
     }
 
