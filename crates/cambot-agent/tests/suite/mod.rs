@@ -22,6 +22,7 @@ mod task_run;
 mod tenant_mounts_e2e;
 mod tenant_provider;
 mod tenant_routing;
+mod tenant_secrets_e2e;
 mod tenant_state;
 mod tenants_cli;
 mod vault_rotation;
