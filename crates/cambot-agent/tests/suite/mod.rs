@@ -10,6 +10,7 @@ mod documents;
 mod fetch_sandboxed;
 mod files_at_rest;
 mod local_model;
+mod missing_secret;
 mod router;
 mod run_boundary;
 mod sandboxed;
