@@ -50,6 +50,10 @@ use cambot_protocol::reply::format_outbound;
 mod idle;
 mod live;
 mod tenants;
+mod typing;
+
+use typing::TYPING_QUEUE;
+use typing::typing_loop;
 
 use idle::IdleDeadline;
 use live::LiveRun;
@@ -562,36 +566,6 @@ impl MessageProcessor for Router {
 
 /// A chat's registration with its pending messages.
 type ChatBatch = (Arc<RegisteredGroup>, Vec<StoredMessage>);
-
-/// Typing changes waiting for the typing task.
-const TYPING_QUEUE: usize = 1024;
-
-/// Applies typing changes one at a time, skipping ones that change nothing. Ends with the
-/// router.
-async fn typing_loop(
-    router: std::sync::Weak<Router>,
-    mut rx: tokio::sync::mpsc::Receiver<(TenantId, ChatJid, bool)>,
-) {
-    let mut shown: HashMap<(TenantId, ChatJid), bool> = HashMap::new();
-    while let Some((tenant, jid, on)) = rx.recv().await {
-        let chat = (tenant, jid);
-        if shown.get(&chat) == Some(&on) {
-            continue;
-        }
-        let (tenant, jid) = &chat;
-        let Some(channel) = router.upgrade().and_then(|r| r.find_channel(tenant, jid)) else {
-            continue;
-        };
-        if let Err(e) = channel.set_typing(tenant, jid, on).await {
-            tracing::debug!(tenant = %tenant, chat = %jid, error = %e, "typing indicator failed");
-        }
-        if on {
-            shown.insert(chat, true);
-        } else {
-            shown.remove(&chat);
-        }
-    }
-}
 
 fn prompt_for(batch: &[StoredMessage]) -> String {
     format_messages(batch.iter().map(|m| PromptMessage {
