@@ -9,6 +9,7 @@
 
 pub mod agent_run;
 pub mod at_rest;
+pub mod channel_secrets;
 pub mod config;
 pub mod daemon;
 pub mod database;
