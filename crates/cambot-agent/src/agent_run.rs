@@ -12,6 +12,7 @@ use cambot_protocol::ChatJid;
 use cambot_protocol::RegisteredGroup;
 use cambot_protocol::RunId;
 use cambot_protocol::TaskId;
+use cambot_protocol::TenantId;
 use tokio::sync::mpsc;
 
 /// A boxed, sendable future.
@@ -178,6 +179,13 @@ pub enum RunStartError {
     },
     #[error("run refused: {0}")]
     Refused(String),
+    /// The run's tenant has no key for its provider: answered in the chat, never retried
+    /// (waiting does not add a secret). Displays exactly `tenant T has no secret 'NAME'`.
+    #[error("tenant {tenant} has no secret '{name}'")]
+    MissingSecret { tenant: TenantId, name: String },
+    /// The vault cannot be opened (missing or wrong master key).
+    #[error("the vault cannot be opened: {0}")]
+    Vault(#[source] crate::vault::VaultError),
     /// The model settings cannot be used.
     #[error("run refused: {0}")]
     Model(#[source] crate::model_config::ModelConfigError),

@@ -140,6 +140,9 @@ pub struct ConfigFile {
     pub sandbox: cambot_sandbox::SandboxConfig,
     #[serde(default)]
     pub documents: crate::documents::DocumentsConfig,
+    /// `[tenants.<id>]`: per-tenant settings (fetch credentials).
+    #[serde(default)]
+    pub tenants: std::collections::BTreeMap<String, crate::tenant_config::TenantSection>,
 }
 
 impl ConfigFile {
@@ -170,6 +173,8 @@ pub struct Config {
     pub sandbox: cambot_sandbox::SandboxConfig,
     /// `[documents]`: limits of sandboxed document extraction.
     pub documents: crate::documents::DocumentsConfig,
+    /// Each tenant's fetch credentials (`[[tenants.<id>.fetch_credentials]]`), checked.
+    pub fetch_credentials: crate::tenant_config::TenantFetchCredentials,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
     /// Keys that were accepted but should be changed (deprecated ones), one line each; the
@@ -277,6 +282,15 @@ impl Config {
         if let Err((key, message)) = raw.agent.validate() {
             return Err(invalid(key, message));
         }
+        crate::model_config::check_provider_keys(&raw.providers).map_err(|e| match e {
+            crate::model_config::ModelConfigError::Invalid { key, message } => {
+                ConfigError::Invalid { key, message }
+            }
+            other => invalid("providers", other.to_string()),
+        })?;
+        let fetch_credentials =
+            crate::tenant_config::check_tenants(&raw.tenants, &raw.model.fetch_allow_hosts)
+                .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         raw.channels
             .web
             .validate()
@@ -305,6 +319,7 @@ impl Config {
             agent: raw.agent,
             sandbox: raw.sandbox,
             documents: raw.documents,
+            fetch_credentials,
             source,
         })
     }

@@ -244,3 +244,65 @@ fn web_issuers_are_checked_at_load_and_the_old_external_table_warns() {
         c.warnings[0]
     );
 }
+
+#[test]
+fn a_provider_key_is_a_secret_reference_and_a_literal_key_is_refused_unquoted() {
+    let load = |text: &str| {
+        Config::resolve(
+            ConfigFile::from_toml(text).unwrap(),
+            None,
+            Some(Path::new("/tmp/d")),
+            &env(&[("TZ", "UTC")]),
+        )
+    };
+    let ok =
+        load("[providers.claude]\ndialect = \"anthropic\"\napi_key = \"secret:anthropic-prod\"\n")
+            .unwrap();
+    let entry = &ok.providers["claude"];
+    assert_eq!(
+        crate::model_config::provider_secret_name("claude", entry).unwrap(),
+        "anthropic-prod"
+    );
+    let literal = "sk-ant-literal-key-value-0123456789";
+    let err = load(&format!(
+        "[providers.claude]\ndialect = \"anthropic\"\napi_key = \"{literal}\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("providers.claude.api_key"), "{err}");
+    assert!(
+        err.contains("cambot secrets set --tenant <TENANT> NAME") && err.contains("secret:NAME"),
+        "{err}"
+    );
+    assert!(!err.contains(literal), "{err}");
+    let parsed = ConfigFile::from_toml(&format!(
+        "[providers.claude]\ndialect = \"anthropic\"\napi_key = \"{literal}\"\n"
+    ))
+    .unwrap();
+    assert!(!format!("{parsed:?}").contains(literal));
+}
+
+#[test]
+fn tenant_fetch_credentials_are_checked_against_the_allowlist_at_load() {
+    let load = |text: &str| {
+        Config::resolve(
+            ConfigFile::from_toml(text).unwrap(),
+            None,
+            Some(Path::new("/tmp/d")),
+            &env(&[("TZ", "UTC")]),
+        )
+    };
+    let rule = "[[tenants.acme.fetch_credentials]]\nhost = \"api.github.com\"\n\
+                header = \"authorization\"\nvalue = \"Bearer secret:github\"\n";
+    let c = load(&format!(
+        "[model]\nfetch_allow_hosts = [\"api.github.com\"]\n{rule}"
+    ))
+    .unwrap();
+    let acme = cambot_protocol::TenantId::new("acme").unwrap();
+    assert_eq!(c.fetch_credentials[&acme][0].secret(), "github");
+    let err = load(rule).unwrap_err().to_string();
+    assert!(
+        err.contains("tenants.acme.fetch_credentials[0]") && err.contains("fetch_allow_hosts"),
+        "{err}"
+    );
+}

@@ -40,10 +40,17 @@ pub type ChannelFactory = Box<
 >;
 
 /// The channels named in the config, through `cambot_channels::load_channels`.
+/// A web issuer's `secret = "secret:NAME"` is read from its tenant's vault first.
 pub fn configured_channels(config: &Config) -> ChannelFactory {
-    let channels = config.channels.clone();
+    let mut channels = config.channels.clone();
+    let data_dir = config.data_dir.clone();
     Box::new(move |opts| {
-        Box::pin(async move { cambot_channels::load_channels(&channels, opts).await })
+        Box::pin(async move {
+            crate::channel_secrets::resolve_from_env(&mut channels, &data_dir)
+                .await
+                .map_err(ChannelError::Config)?;
+            cambot_channels::load_channels(&channels, opts).await
+        })
     })
 }
 

@@ -9,6 +9,7 @@
 
 pub mod agent_run;
 pub mod at_rest;
+pub mod channel_secrets;
 pub mod config;
 pub mod daemon;
 pub mod database;
@@ -26,6 +27,7 @@ pub mod reply_caps;
 pub mod router;
 pub mod sandboxed;
 pub mod task_run;
+pub mod tenant_config;
 pub mod tenant_model;
 pub mod tenant_mounts;
 pub mod vault;

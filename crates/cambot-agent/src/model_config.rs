@@ -304,6 +304,7 @@ pub fn resolve_model(
 ) -> Result<ResolvedModel, ModelConfigError> {
     let mut entries: Vec<ProviderConfig> = Vec::new();
     for (name, entry) in providers {
+        provider_secret_name(name, entry)?;
         let mut entry = entry.clone();
         entry.name = name.clone();
         let entry = entry.with_env_defaults(env_lookup);
@@ -354,10 +355,13 @@ pub fn resolve_model(
             name: e.name.clone(),
             dialect: e.dialect.as_str().to_owned(),
             base_url: e.base_url().to_owned(),
-            // Every tenant's key is the vault's secret named after the entry; the environment's
-            // key serves the default tenant only.
+            // Every tenant's key is the vault's secret `api_key` names (default: the entry's
+            // name); the environment's key serves the default tenant only.
             credential: (e.auth_style() != cambot_providers::AuthStyle::None).then(|| {
-                ModelCredential::with_legacy(e.name.clone(), e.api_key(env_lookup).map(Secret::new))
+                ModelCredential::with_legacy(
+                    provider_secret_name(&e.name, e).unwrap_or_else(|_| e.name.clone()),
+                    e.api_key(env_lookup).map(Secret::new),
+                )
             }),
         })
         .collect();
@@ -412,6 +416,40 @@ pub fn resolve_model(
         upstreams,
         local: local_spec,
     })
+}
+
+/// The vault secret each tenant holds `entry`'s key under: the `NAME` of its
+/// `api_key = "secret:NAME"`, else the entry's name. A literal key is refused (without quoting
+/// it): keys live in the vault, per tenant.
+pub fn provider_secret_name(
+    name: &str,
+    entry: &ProviderConfig,
+) -> Result<String, ModelConfigError> {
+    let Some(written) = &entry.api_key else {
+        return Ok(name.to_owned());
+    };
+    cambot_gateway::parse_secret_ref(written.as_str())
+        .map(str::to_owned)
+        .map_err(|e| {
+            invalid(
+                &format!("providers.{name}.api_key"),
+                format!(
+                    "{e}. A key is not written in the config file: store it in the vault with \
+                     `cambot secrets set --tenant <TENANT> NAME` (value on stdin) and write \
+                     api_key = \"secret:NAME\""
+                ),
+            )
+        })
+}
+
+/// Checks every `[providers.<name>] api_key` (see [`provider_secret_name`]).
+pub fn check_provider_keys(
+    providers: &BTreeMap<String, ProviderConfig>,
+) -> Result<(), ModelConfigError> {
+    for (name, entry) in providers {
+        provider_secret_name(name, entry)?;
+    }
+    Ok(())
 }
 
 fn entry_choice(entry: &ProviderConfig, model: String) -> ModelChoice {

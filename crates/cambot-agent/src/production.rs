@@ -17,6 +17,7 @@ use crate::sandboxed::RunnerSettings;
 use crate::sandboxed::SandboxedRunner;
 use crate::tenant_model::LocalModelStarter;
 use crate::tenant_model::TenantModels;
+use crate::vault::DaemonVault;
 
 /// Reads an environment variable (the process environment in production, a map in tests).
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -89,9 +90,23 @@ pub async fn build_sandboxed_runner(
             ctx.cancel.clone(),
         ));
     }
+    let key_location =
+        crate::vault::master_key::locate(env_lookup, nix::unistd::geteuid().as_raw())
+            .map_err(RunStartError::Vault)?;
+    let vault = DaemonVault::open(
+        Arc::clone(&ctx.store) as Arc<dyn cambot_core::VaultStore>,
+        key_location,
+        &config.data_dir,
+    )
+    .await
+    .map_err(RunStartError::Vault)?;
     let policy = config.model.gateway_policy();
-    let gateway = Gateway::new(Arc::clone(&ctx.ipc), model.upstreams, policy)
-        .map_err(RunStartError::Gateway)?;
+    let mut gateway =
+        Gateway::builder(Arc::clone(&ctx.ipc), model.upstreams, policy).secrets(Arc::new(vault));
+    for (tenant, rules) in &config.fetch_credentials {
+        gateway = gateway.fetch_credentials(tenant.clone(), rules.clone());
+    }
+    let gateway = gateway.build().map_err(RunStartError::Gateway)?;
     Ok(SandboxedRunner::new(
         backend,
         sandbox.clone(),

@@ -34,6 +34,7 @@ use crate::agent_run::RunEvent;
 use crate::agent_run::RunOutcome;
 use crate::agent_run::RunPurpose;
 use crate::agent_run::RunRequest;
+use crate::agent_run::RunStartError;
 use crate::formatting::PromptMessage;
 use crate::formatting::Trigger;
 use crate::formatting::format_messages;
@@ -49,6 +50,10 @@ use cambot_protocol::reply::format_outbound;
 mod idle;
 mod live;
 mod tenants;
+mod typing;
+
+use typing::TYPING_QUEUE;
+use typing::typing_loop;
 
 use idle::IdleDeadline;
 use live::LiveRun;
@@ -304,7 +309,7 @@ impl Router {
             run.first_batch(&group.jid, last_seq);
         }
         self.typing(&group.tenant, &group.jid, true);
-        let ok = self.drive_run(&key, &group, request, &slot).await;
+        let ok = self.drive_run(&key, &group, request, last_seq, &slot).await;
         let leftover = self.live().remove(&key).map_or(0, |run| run.unanswered());
         self.typing(&group.tenant, &group.jid, false);
         if !ok {
@@ -392,12 +397,16 @@ impl Router {
         key: &GroupKey,
         group: &RegisteredGroup,
         request: RunRequest,
+        last_seq: i64,
         slot: &RunSlot,
     ) -> bool {
         let run_id = request.run_id.clone();
         let request_session = request.session_id.clone();
         let mut run = match self.runner.start(request).await {
             Ok(run) => run,
+            Err(e @ RunStartError::MissingSecret { .. }) => {
+                return self.answer_missing_secret(key, group, &e, last_seq).await;
+            }
             Err(e) => {
                 tracing::error!(group = %key, run = %run_id, error = %e, "run did not start");
                 return false;
@@ -487,6 +496,34 @@ impl Router {
         }
     }
 
+    /// Answers the batch with why no run starts (the tenant lacks its provider key), so the
+    /// messages are not retried in a loop. True once committed.
+    async fn answer_missing_secret(
+        &self,
+        key: &GroupKey,
+        group: &RegisteredGroup,
+        e: &RunStartError,
+        last_seq: i64,
+    ) -> bool {
+        tracing::warn!(group = %key, error = %e, "run not started: the tenant lacks its provider key");
+        let hint = match e {
+            RunStartError::MissingSecret { tenant, name } => {
+                format!("\nset it with: cambot secrets set --tenant {tenant} {name}")
+            }
+            _ => String::new(),
+        };
+        match self
+            .commit(group, format!("{e}{hint}"), Some(last_seq))
+            .await
+        {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::error!(group = %key, error = %err, "committing the missing-secret reply failed");
+                false
+            }
+        }
+    }
+
     /// Commits a reply (when non-empty) with its cursor move, then wakes the outbox. Without a
     /// reply, only moves the cursor.
     async fn commit(
@@ -529,36 +566,6 @@ impl MessageProcessor for Router {
 
 /// A chat's registration with its pending messages.
 type ChatBatch = (Arc<RegisteredGroup>, Vec<StoredMessage>);
-
-/// Typing changes waiting for the typing task.
-const TYPING_QUEUE: usize = 1024;
-
-/// Applies typing changes one at a time, skipping ones that change nothing. Ends with the
-/// router.
-async fn typing_loop(
-    router: std::sync::Weak<Router>,
-    mut rx: tokio::sync::mpsc::Receiver<(TenantId, ChatJid, bool)>,
-) {
-    let mut shown: HashMap<(TenantId, ChatJid), bool> = HashMap::new();
-    while let Some((tenant, jid, on)) = rx.recv().await {
-        let chat = (tenant, jid);
-        if shown.get(&chat) == Some(&on) {
-            continue;
-        }
-        let (tenant, jid) = &chat;
-        let Some(channel) = router.upgrade().and_then(|r| r.find_channel(tenant, jid)) else {
-            continue;
-        };
-        if let Err(e) = channel.set_typing(tenant, jid, on).await {
-            tracing::debug!(tenant = %tenant, chat = %jid, error = %e, "typing indicator failed");
-        }
-        if on {
-            shown.insert(chat, true);
-        } else {
-            shown.remove(&chat);
-        }
-    }
-}
 
 fn prompt_for(batch: &[StoredMessage]) -> String {
     format_messages(batch.iter().map(|m| PromptMessage {

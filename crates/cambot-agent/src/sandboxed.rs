@@ -160,6 +160,16 @@ impl Inner {
             None => None,
         }
         .unwrap_or_else(|| (self.settings.model.clone(), self.settings.tools));
+        // A tenant without its key is answered before any sandbox starts.
+        match self
+            .gateway
+            .missing_model_secret(&tenant, &model.provider)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(name)) => return Err(RunStartError::MissingSecret { tenant, name }),
+            Err(e) => return Err(RunStartError::Refused(e.to_string())),
+        }
         let run_dir = self.layout.run_dir(&request.run_id);
         std::fs::create_dir_all(&run_dir).map_err(|source| RunStartError::Io {
             what: format!("cannot create {}", run_dir.display()),

@@ -104,6 +104,9 @@ impl TaskExecutor {
         };
         let mut run = match self.runner.start(request).await {
             Ok(run) => run,
+            Err(e @ crate::agent_run::RunStartError::MissingSecret { .. }) => {
+                return (Duration::ZERO, FiringEnd::Error(e.to_string()));
+            }
             Err(e) => {
                 return (
                     Duration::ZERO,

@@ -89,6 +89,25 @@ impl Gateway {
         }
     }
 
+    /// Checked before a run of `tenant` on the upstream `provider` starts, so that a missing
+    /// key is answered without a sandbox: `Ok(Some(NAME))` names the secret the tenant lacks;
+    /// `Ok(None)` when its requests would carry a key (or need none, or the provider is not
+    /// an upstream: the proxy refuses those). The value read is dropped at once.
+    pub async fn missing_model_secret(
+        &self,
+        tenant: &TenantId,
+        provider: &str,
+    ) -> Result<Option<String>, SecretsError> {
+        let Some(upstream) = self.upstreams.get(provider) else {
+            return Ok(None);
+        };
+        match self.model_key(tenant, upstream).await {
+            Ok(_) => Ok(None),
+            Err(CredentialError::Missing { name, .. }) => Ok(Some(name)),
+            Err(CredentialError::Vault(e)) => Err(e),
+        }
+    }
+
     /// What answers to `tenant`'s runs are scanned for: every value in its vault, plus `used`
     /// (a legacy key lives outside the vault).
     pub(crate) async fn redactor(

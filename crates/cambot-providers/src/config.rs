@@ -110,6 +110,37 @@ pub mod env {
     pub const OLLAMA_MODEL: &str = "OLLAMA_MODEL";
 }
 
+/// A provider entry's `api_key` as written: meant to be `secret:NAME`. Its `Debug` shows only
+/// such a reference, so a key pasted here by mistake does not reach a log before it is refused.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyRef(String);
+
+impl KeyRef {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.strip_prefix("secret:") {
+            Some(name)
+                if name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+            {
+                write!(f, "{:?}", self.0)
+            }
+            _ => f.write_str("<not a secret:NAME reference; not shown>"),
+        }
+    }
+}
+
 /// Hard caps the getters clamp to, whatever the file says.
 pub const MAX_RETRIES_CAP: u32 = 10;
 
@@ -143,8 +174,13 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub auth: Option<AuthStyle>,
     /// Environment variable holding the key. Default: [`Dialect::default_api_key_env`].
+    /// Serves the `default` tenant only (the host's legacy key).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// `secret:NAME`: the name of the secret each tenant's vault holds the key under. Default:
+    /// the entry's name. A literal key is refused by the host's config check.
+    #[serde(default)]
+    pub api_key: Option<KeyRef>,
     /// Model name sent upstream. Default: `ANTHROPIC_MODEL` / `OPENAI_MODEL` / `OLLAMA_MODEL`.
     #[serde(default)]
     pub model: Option<String>,
@@ -209,6 +245,7 @@ impl ProviderConfig {
             base_url: None,
             auth: None,
             api_key_env: None,
+            api_key: None,
             model: None,
             max_tokens: defaults::max_tokens(),
             max_retries: defaults::max_retries(),

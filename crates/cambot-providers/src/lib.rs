@@ -35,6 +35,7 @@ pub use collect::MessageCollector;
 pub use collect::collect;
 pub use config::AuthStyle;
 pub use config::Dialect;
+pub use config::KeyRef;
 pub use config::ProviderConfig;
 pub use config::provider_from_env;
 pub use error::ApiError;

@@ -9,10 +9,12 @@
 
 mod error;
 mod gateway;
+mod lazy;
 pub mod master_key;
 mod rotate;
 mod seal;
 
+pub use lazy::DaemonVault;
 pub use rotate::Rotation;
 
 use std::collections::HashMap;

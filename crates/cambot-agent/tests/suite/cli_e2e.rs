@@ -48,6 +48,7 @@ async fn cambot_chat_answers_through_the_sandboxed_runner_and_the_key_stays_outs
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TZ", "UTC")
         .env("CAMBOT_LOG", "warn")
+        .env("CAMBOT_MASTER_KEY_FILE", master_key(&data))
         .env("ANTHROPIC_API_KEY", KEY)
         .env("ANTHROPIC_BASE_URL", standin.root_url())
         .env("ANTHROPIC_MODEL", "claude-e2e")
@@ -118,6 +119,39 @@ async fn cambot_chat_answers_through_the_sandboxed_runner_and_the_key_stays_outs
     assert!(view.contains("group"), "{view}");
 }
 
+/// The test's own master key file, next to the data dir (never `/etc/cambot`).
+fn master_key(data: &std::path::Path) -> std::path::PathBuf {
+    data.parent().unwrap().join("keys/master.key")
+}
+
+/// `cambot secrets set --tenant T NAME` with the test's master key.
+fn set_secret(data: &std::path::Path, tenant: &str, name: &str, value: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cambot"))
+        .args(["secrets", "set", "--tenant", tenant, name, "--data-dir"])
+        .arg(data)
+        .env_remove("CAMBOT_CONFIG")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("CAMBOT_MASTER_KEY_FILE", master_key(data))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `cambot chat` through the real binary with the stand-in as the upstream.
 fn chat(data: &std::path::Path, args: &[&str], base_url: &str, line: &str) -> (bool, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cambot"))
@@ -129,6 +163,7 @@ fn chat(data: &std::path::Path, args: &[&str], base_url: &str, line: &str) -> (b
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TZ", "UTC")
         .env("CAMBOT_LOG", "warn")
+        .env("CAMBOT_MASTER_KEY_FILE", master_key(data))
         .env("ANTHROPIC_API_KEY", KEY)
         .env("ANTHROPIC_BASE_URL", base_url)
         .env("ANTHROPIC_MODEL", "claude-e2e")
@@ -171,6 +206,8 @@ async fn cambot_chat_with_a_tenant_talks_as_that_tenants_terminal_group() {
     let data = dir.path().join("data");
     let cli = |args: &[&str]| super::support::run_cambot(None, &data, args, "");
     assert!(cli(&["tenants", "add", "acme"]).ok);
+    // The legacy key serves the default tenant only: acme's is in its vault.
+    set_secret(&data, "acme", "anthropic", "sk-ant-acme-cli-e2e-0123");
 
     let base = standin.root_url();
     let (ok, out) = tokio::task::spawn_blocking({

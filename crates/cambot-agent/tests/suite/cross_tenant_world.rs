@@ -168,9 +168,13 @@ impl World {
             ..WebConfig::default()
         };
         cfg.channels.web = web_cfg.clone();
+        // The legacy key serves the default tenant only: acme and beta have theirs in the vault.
+        let key_file = top.join("keys/master.key");
         let env: cambot_agent::production::EnvLookup = {
             let base = standin.root_url();
+            let key_path = key_file.display().to_string();
             Arc::new(move |k: &str| match k {
+                "CAMBOT_MASTER_KEY_FILE" => Some(key_path.clone()),
                 "ANTHROPIC_API_KEY" => Some("sk-ant-test-0123456789".to_owned()),
                 "ANTHROPIC_BASE_URL" => Some(base.clone()),
                 "ANTHROPIC_MODEL" => Some("claude-test".to_owned()),
@@ -196,6 +200,23 @@ impl World {
             .await
             .unwrap();
         let (fake, web) = slot.lock().unwrap().clone().unwrap();
+        let vault_store = Arc::clone(daemon.router().store()) as Arc<dyn cambot_core::VaultStore>;
+        let key = cambot_agent::vault::load_key(
+            vault_store.as_ref(),
+            super::vault_support::key_location(&key_file),
+            true,
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let vault = cambot_agent::vault::Vault::open(vault_store, key)
+            .await
+            .unwrap();
+        for t in ["acme", "beta"] {
+            let value = cambot_gateway::Secret::new(format!("sk-ant-{t}-0123456789"));
+            vault.set(&tid(t), "anthropic", &value, None).await.unwrap();
+        }
         let base = format!("http://{}", web.local_addr().unwrap());
         Some(Self {
             daemon,

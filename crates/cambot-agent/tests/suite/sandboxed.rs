@@ -74,6 +74,42 @@ pub(crate) struct E2e {
     pub(crate) dir: tempfile::TempDir,
 }
 
+impl E2e {
+    /// The test's master key file (the daemon's `CAMBOT_MASTER_KEY_FILE`).
+    fn key_file(&self) -> PathBuf {
+        self.dir.path().join("keys/master.key")
+    }
+
+    /// Stores `tenant`'s secret through the vault (the legacy key serves `default` only).
+    pub(crate) async fn set_secret(
+        &self,
+        tenant: &cambot_protocol::TenantId,
+        name: &str,
+        value: &str,
+    ) {
+        let store = Arc::clone(self.daemon.router().store()) as Arc<dyn cambot_core::VaultStore>;
+        let key = cambot_agent::vault::load_key(
+            store.as_ref(),
+            super::vault_support::key_location(&self.key_file()),
+            true,
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let vault = cambot_agent::vault::Vault::open(store, key).await.unwrap();
+        vault
+            .set(
+                tenant,
+                name,
+                &cambot_gateway::Secret::new(value.to_owned()),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+}
+
 async fn start_e2e(scripts: Vec<Script>) -> Option<E2e> {
     start_e2e_with(scripts, None, "").await
 }
@@ -118,7 +154,9 @@ pub(crate) async fn start_e2e_with(
     let cfg: Config = config(dir.path(), &toml_text);
     let env: cambot_agent::production::EnvLookup = {
         let base = standin.root_url();
+        let key_file = dir.path().join("keys/master.key").display().to_string();
         Arc::new(move |k: &str| match k {
+            "CAMBOT_MASTER_KEY_FILE" => Some(key_file.clone()),
             "ANTHROPIC_API_KEY" => Some(KEY.to_owned()),
             "ANTHROPIC_BASE_URL" => Some(base.clone()),
             "ANTHROPIC_MODEL" => Some("claude-test".to_owned()),

@@ -65,6 +65,16 @@ pub(crate) fn utc(s: &str) -> DateTime<Utc> {
 
 impl Harness {
     pub(crate) fn new(start: &str, runner: Arc<ScriptedRunner>, max_concurrent: usize) -> Self {
+        Self::with_runner(start, runner.clone(), runner, max_concurrent)
+    }
+
+    /// Fires through `executor_runner` (`runner` is kept for tests that read its starts).
+    pub(crate) fn with_runner(
+        start: &str,
+        executor_runner: Arc<dyn cambot_agent::agent_run::AgentRunner>,
+        runner: Arc<ScriptedRunner>,
+        max_concurrent: usize,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("cambot.db")).unwrap());
@@ -75,7 +85,7 @@ impl Harness {
             RetryPolicy::default(),
         );
         let clock = TokioClock::starting_at(utc(start));
-        let executor = TaskExecutor::new(store.clone(), queue, runner.clone(), Outbox::new());
+        let executor = TaskExecutor::new(store.clone(), queue, executor_runner, Outbox::new());
         let scheduler = Scheduler::new(
             store.clone(),
             Arc::new(executor),
@@ -108,7 +118,13 @@ impl Harness {
             .unwrap();
     }
 
-    async fn task(&self, id: &str, folder: &str, kind: &str, value: &str) -> ScheduledTask {
+    pub(crate) async fn task(
+        &self,
+        id: &str,
+        folder: &str,
+        kind: &str,
+        value: &str,
+    ) -> ScheduledTask {
         let now = self.clock.now();
         let schedule = Schedule::parse(kind, value, chrono_tz::UTC, now).unwrap();
         let task = ScheduledTask {

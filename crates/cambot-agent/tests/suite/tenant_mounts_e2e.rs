@@ -292,6 +292,9 @@ async fn an_agent_run_mounts_only_its_own_tenants_dirs() {
     };
     let acme = TenantId::new("acme").unwrap();
     let beta = TenantId::new("beta").unwrap();
+    // The legacy key serves the default tenant only.
+    t.set_secret(&acme, "anthropic", "sk-ant-acme-mounts-0123")
+        .await;
     t.channel
         .register(&beta, "fake:beta-g1", "g1", Some(false))
         .await

@@ -1,7 +1,9 @@
 //! A tenant's own provider, end to end on the real sandbox: two provider entries, each a
 //! stand-in upstream with its own key; the default tenant runs on the global choice, `acme`
 //! switched to the other entry; each run's model request reaches its own upstream, with its
-//! own key, and a change of the tenant's provider applies to its next run.
+//! own key, and a change of the tenant's provider applies to its next run. The default tenant
+//! uses the legacy environment keys; `acme` has its keys in the vault, set after the daemon
+//! started with an empty vault (the daemon reads them without a restart).
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -11,6 +13,8 @@ use std::time::Duration;
 use cambot_agent::config::Config;
 use cambot_agent::daemon::Daemon;
 use cambot_agent::production::production_runner;
+use cambot_agent::vault;
+use cambot_gateway::Secret;
 use cambot_protocol::TenantId;
 use cambot_testkit::standin::Script;
 use cambot_testkit::standin::Standin;
@@ -24,6 +28,8 @@ use super::support::tenant;
 const WAIT: Duration = Duration::from_secs(60);
 const FIRST_KEY: &str = "sk-first-tenant-provider-1111";
 const SECOND_KEY: &str = "sk-second-tenant-provider-2222";
+/// acme's own key for the first entry: the legacy key serves the default tenant only.
+const ACME_FIRST_KEY: &str = "sk-acme-first-tenant-provider-3333";
 
 fn asked(requests: &[cambot_testkit::standin::RecordedRequest], word: &str) -> bool {
     requests.iter().any(|r| r.body.to_string().contains(word))
@@ -76,9 +82,13 @@ async fn each_tenants_run_reaches_its_own_providers_upstream() {
         init_bin.display(),
     );
     let cfg: Config = config(dir.path(), &toml_text);
-    let env: cambot_agent::production::EnvLookup = Arc::new(|k: &str| match k {
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("master.key");
+    let key_path = key_file.display().to_string();
+    let env: cambot_agent::production::EnvLookup = Arc::new(move |k: &str| match k {
         "FIRST_KEY" => Some(FIRST_KEY.to_owned()),
         "SECOND_KEY" => Some(SECOND_KEY.to_owned()),
+        "CAMBOT_MASTER_KEY_FILE" => Some(key_path.clone()),
         _ => None,
     });
     let slot = Arc::new(Mutex::new(None));
@@ -93,6 +103,24 @@ async fn each_tenants_run_reaches_its_own_providers_upstream() {
     let store = Arc::clone(daemon.router().store());
     let acme = TenantId::new("acme").unwrap();
     assert!(store.add_tenant(&acme, "Acme").await.unwrap());
+    // The vault was empty when the daemon started: these are read without a restart.
+    let vault_store = Arc::clone(&store) as Arc<dyn cambot_core::VaultStore>;
+    let key = vault::load_key(
+        vault_store.as_ref(),
+        super::vault_support::key_location(&key_file),
+        true,
+        None,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let vault = vault::Vault::open(vault_store, key).await.unwrap();
+    for (name, value) in [("second", SECOND_KEY), ("first", ACME_FIRST_KEY)] {
+        vault
+            .set(&acme, name, &Secret::new(value.to_owned()), None)
+            .await
+            .unwrap();
+    }
     assert!(
         store
             .set_tenant_provider(&acme, Some("second"))
@@ -160,6 +188,18 @@ async fn each_tenants_run_reaches_its_own_providers_upstream() {
     assert_eq!(sent.len(), 3, "replies: {sent:?}");
     assert_eq!(sent[2].text, "from first");
     assert!(asked(&first.requests(), "LATERWORD"));
+    // acme's request to the first entry carries acme's key, never the default tenant's.
+    let later: Vec<_> = first
+        .requests()
+        .into_iter()
+        .filter(|r| r.body.to_string().contains("LATERWORD"))
+        .collect();
+    assert!(!later.is_empty());
+    assert!(
+        later
+            .iter()
+            .all(|r| r.header("x-api-key") == Some(ACME_FIRST_KEY))
+    );
     assert!(!asked(&second.requests(), "LATERWORD"));
     daemon.shutdown().await;
 }

@@ -214,6 +214,8 @@ impl ExternalIssuer {
             jwks_file: self.jwks_file.clone(),
             key_file: None,
             shared_secret_file: self.shared_secret_file.clone(),
+            secret: None,
+            resolved_secret: None,
             // What `external` always accepted.
             algorithms: if self.shared_secret_file.is_some() {
                 vec![jsonwebtoken::Algorithm::HS256]
@@ -257,6 +259,14 @@ pub struct IssuerConfig {
     /// A shared HS256/HS384/HS512 secret (at least 32 bytes) read at start.
     #[serde(default)]
     pub shared_secret_file: Option<PathBuf>,
+    /// `"secret:NAME"`: a shared HS256/HS384/HS512 secret (at least 32 bytes) kept in the vault
+    /// of this issuer's tenant, looked up by the daemon at start ([`IssuerConfig::resolved_secret`]).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The value `secret` names, filled in by the daemon before the channel is built (never
+    /// read from or written to the file).
+    #[serde(skip)]
+    pub resolved_secret: Option<SharedSecret>,
     /// Accepted `alg` values. Default `["RS256", "ES256"]` (`["HS256"]` with a shared secret).
     #[serde(default)]
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
@@ -276,6 +286,26 @@ fn default_jwks_max_age_secs() -> u64 {
     3600
 }
 
+/// A shared signing secret looked up for an issuer. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedSecret(Vec<u8>);
+
+impl SharedSecret {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedSecret(..)")
+    }
+}
+
 /// Longest `issuer` accepted (it is part of every external user name).
 const MAX_ISSUER_LEN: usize = 256;
 
@@ -283,14 +313,23 @@ impl IssuerConfig {
     /// The accepted algorithms, defaults applied.
     pub fn accepted_algorithms(&self) -> Vec<jsonwebtoken::Algorithm> {
         use jsonwebtoken::Algorithm;
-        match (
-            self.algorithms.is_empty(),
-            self.shared_secret_file.is_some(),
-        ) {
+        match (self.algorithms.is_empty(), self.uses_shared_secret()) {
             (false, _) => self.algorithms.clone(),
             (true, true) => vec![Algorithm::HS256],
             (true, false) => vec![Algorithm::RS256, Algorithm::ES256],
         }
+    }
+
+    /// Whether tokens are verified with a shared secret (a file, or a vault secret).
+    pub fn uses_shared_secret(&self) -> bool {
+        self.shared_secret_file.is_some() || self.secret.is_some()
+    }
+
+    /// The `NAME` of `secret = "secret:NAME"`.
+    pub fn secret_name(&self) -> Option<&str> {
+        self.secret
+            .as_deref()
+            .and_then(|s| s.strip_prefix("secret:"))
     }
 
     fn validate(&self, own_issuer: &str) -> Result<(), String> {
@@ -312,11 +351,27 @@ impl IssuerConfig {
             self.jwks_file.is_some(),
             self.key_file.is_some(),
             self.shared_secret_file.is_some(),
+            self.secret.is_some(),
         ];
         if sources.iter().filter(|s| **s).count() != 1 {
             return Err(
-                "set exactly one of jwks_url, jwks_file, key_file and shared_secret_file".into(),
+                "set exactly one of jwks_url, jwks_file, key_file, shared_secret_file and secret"
+                    .into(),
             );
+        }
+        if self.secret.is_some()
+            && !self.secret_name().is_some_and(|n| {
+                (1..=64).contains(&n.len())
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            })
+        {
+            return Err(format!(
+                "secret must be written \"secret:NAME\", naming a secret of tenant {}'s vault \
+                 (store it with `cambot secrets set --tenant {} NAME`; the value given is not \
+                 shown)",
+                self.tenant, self.tenant
+            ));
         }
         if let Some(url) = &self.jwks_url {
             check_jwks_url(url)?;
@@ -327,14 +382,16 @@ impl IssuerConfig {
         let hmac =
             |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
         let algorithms = self.accepted_algorithms();
-        if self.shared_secret_file.is_some() {
+        if self.uses_shared_secret() {
             if let Some(a) = algorithms.iter().find(|a| !hmac(a)) {
                 return Err(format!(
                     "algorithm {a:?} needs a public key, not a shared secret"
                 ));
             }
         } else if let Some(a) = algorithms.iter().find(|a| hmac(a)) {
-            return Err(format!("algorithm {a:?} needs shared_secret_file"));
+            return Err(format!(
+                "algorithm {a:?} needs shared_secret_file or secret"
+            ));
         }
         Ok(())
     }

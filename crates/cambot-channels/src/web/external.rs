@@ -231,8 +231,21 @@ fn load_keys(cfg: &IssuerConfig) -> Result<Keys, ChannelError> {
                 algorithms: parsed.1,
             }),
         );
-    } else if let Some(path) = &cfg.shared_secret_file {
-        let secret = read(path)?;
+    } else if cfg.shared_secret_file.is_some() || cfg.secret.is_some() {
+        let secret = match (&cfg.shared_secret_file, &cfg.resolved_secret) {
+            (Some(path), _) => read(path)?,
+            (None, Some(resolved)) => resolved.expose().to_vec(),
+            (None, None) => {
+                return Err(ChannelError::Config(format!(
+                    "{key}: secret {:?} was not looked up in tenant {}'s vault",
+                    cfg.secret
+                        .as_deref()
+                        .and_then(|s| s.strip_prefix("secret:"))
+                        .unwrap_or(""),
+                    cfg.tenant
+                )));
+            }
+        };
         let secret = secret.trim_ascii();
         if secret.len() < 32 {
             return Err(ChannelError::Config(format!(

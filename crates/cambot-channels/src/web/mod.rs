@@ -46,6 +46,7 @@ pub use app::session_folder;
 pub use app::session_jid;
 pub use config::ExternalIssuer;
 pub use config::IssuerConfig;
+pub use config::SharedSecret;
 pub use config::WebConfig;
 pub use external::ISSUER_SEPARATOR;
 pub use security::CSP;

@@ -169,6 +169,8 @@ fn issuer(iss: &str, tenant: &str, jwks_url: &str) -> IssuerConfig {
         jwks_file: None,
         key_file: None,
         shared_secret_file: None,
+        secret: None,
+        resolved_secret: None,
         algorithms: Vec::new(),
         jwks_min_refresh_secs: 3600,
         jwks_max_age_secs: 3600,
