@@ -140,6 +140,8 @@ pub struct ConfigFile {
     pub sandbox: cambot_sandbox::SandboxConfig,
     #[serde(default)]
     pub documents: crate::documents::DocumentsConfig,
+    #[serde(default)]
+    pub uploads: crate::uploads::UploadsConfig,
 }
 
 impl ConfigFile {
@@ -170,6 +172,8 @@ pub struct Config {
     pub sandbox: cambot_sandbox::SandboxConfig,
     /// `[documents]`: limits of sandboxed document extraction.
     pub documents: crate::documents::DocumentsConfig,
+    /// `[uploads]`: per-file and per-group limits of stored attachments.
+    pub uploads: crate::uploads::UploadsConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
     /// Keys that were accepted but should be changed (deprecated ones), one line each; the
@@ -305,6 +309,7 @@ impl Config {
             agent: raw.agent,
             sandbox: raw.sandbox,
             documents: raw.documents,
+            uploads: raw.uploads,
             source,
         })
     }

@@ -28,4 +28,5 @@ pub mod sandboxed;
 pub mod task_run;
 pub mod tenant_model;
 pub mod tenant_mounts;
+pub mod uploads;
 pub mod vault;
