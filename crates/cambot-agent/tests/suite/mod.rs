@@ -24,5 +24,6 @@ mod tenant_provider;
 mod tenant_routing;
 mod tenant_state;
 mod tenants_cli;
+mod uploads_e2e;
 mod vault_rotation;
 mod vault_support;
