@@ -7,6 +7,7 @@ mod cross_tenant_sandbox;
 mod cross_tenant_web;
 mod cross_tenant_world;
 mod documents;
+mod documents_fidelity;
 mod fetch_sandboxed;
 mod files_at_rest;
 mod local_model;
