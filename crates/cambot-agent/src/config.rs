@@ -143,6 +143,8 @@ pub struct ConfigFile {
     /// `[tenants.<id>]`: per-tenant settings (fetch credentials).
     #[serde(default)]
     pub tenants: std::collections::BTreeMap<String, crate::tenant_config::TenantSection>,
+    #[serde(default)]
+    pub uploads: crate::uploads::UploadsConfig,
 }
 
 impl ConfigFile {
@@ -175,6 +177,8 @@ pub struct Config {
     pub documents: crate::documents::DocumentsConfig,
     /// Each tenant's fetch credentials (`[[tenants.<id>.fetch_credentials]]`), checked.
     pub fetch_credentials: crate::tenant_config::TenantFetchCredentials,
+    /// `[uploads]`: per-file and per-group limits of stored attachments.
+    pub uploads: crate::uploads::UploadsConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
     /// Keys that were accepted but should be changed (deprecated ones), one line each; the
@@ -320,6 +324,7 @@ impl Config {
             sandbox: raw.sandbox,
             documents: raw.documents,
             fetch_credentials,
+            uploads: raw.uploads,
             source,
         })
     }

@@ -43,6 +43,7 @@ fn the_example_file_parses_and_documents_the_defaults() {
     assert_eq!(c.local_model, d.local_model);
     assert_eq!(c.agent, d.agent);
     assert_eq!(c.sandbox, d.sandbox);
+    assert_eq!(c.uploads, d.uploads);
     assert!(c.providers.is_empty());
 }
 

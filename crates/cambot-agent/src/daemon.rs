@@ -221,11 +221,10 @@ impl Daemon {
         .await?;
         let _ = router_slot.set(Arc::downgrade(&router));
         let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
-        let host = Arc::new(RouterHost::new(
-            Arc::clone(&router),
-            layout.clone(),
-            event_tx,
-        ));
+        let host = Arc::new(
+            RouterHost::new(Arc::clone(&router), layout.clone(), event_tx)
+                .with_uploads(config.uploads.clone()),
+        );
         let connected = channel_factory(ChannelOpts {
             host: Arc::clone(&host) as Arc<dyn cambot_channels::ChannelHost>,
             assistant_name: config.assistant_name.clone(),

@@ -13,16 +13,22 @@ use cambot_channels::ChannelHost;
 use cambot_channels::GroupRegistrationRequest;
 use cambot_channels::HostError;
 use cambot_core::GroupRegistration;
+use cambot_protocol::Attachment;
 use cambot_protocol::ChatJid;
 use cambot_protocol::ChatMetadata;
 use cambot_protocol::DataLayout;
+use cambot_protocol::GroupFolder;
 use cambot_protocol::InboundMessage;
 use cambot_protocol::RegisteredGroup;
+use cambot_protocol::StoredAttachment;
 use cambot_protocol::TenantId;
 use tokio::sync::mpsc;
 
 use crate::locks;
 use crate::router::Router;
+use crate::uploads::UploadError;
+use crate::uploads::Uploads;
+use crate::uploads::UploadsConfig;
 
 /// Channel lifecycle notices for the daemon (bounded; a full channel drops the notice).
 pub type ChannelEvents = mpsc::Sender<ChannelEvent>;
@@ -43,6 +49,7 @@ pub struct RouterHost {
     layout: DataLayout,
     events: ChannelEvents,
     metadata: Mutex<MetadataCache>,
+    uploads: Uploads,
     /// Set once the daemon has installed the connected channels. Before that a message is
     /// stored but not routed: its run could not find the channel to answer through. The
     /// daemon's recovery pass right after installing them routes what arrived meanwhile.
@@ -53,11 +60,58 @@ impl RouterHost {
     pub fn new(router: Arc<Router>, layout: DataLayout, events: ChannelEvents) -> Self {
         Self {
             router,
+            uploads: Uploads::new(layout.clone(), UploadsConfig::default()),
             layout,
             events,
             metadata: Mutex::new(HashMap::new()),
             ready: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Attachment limits (`[uploads]`) other than the defaults.
+    pub fn with_uploads(mut self, cfg: UploadsConfig) -> Self {
+        self.uploads = Uploads::new(self.layout.clone(), cfg);
+        self
+    }
+
+    /// The group folder of a registered chat.
+    async fn folder_of(&self, tenant: &TenantId, jid: &ChatJid) -> Result<GroupFolder, HostError> {
+        self.router
+            .store()
+            .registered_groups(tenant)
+            .await?
+            .into_iter()
+            .find(|g| &g.jid == jid)
+            .map(|g| g.folder)
+            .ok_or(HostError::NotFound)
+    }
+
+    /// The message's text with one line per attachment (path in the sandbox, sniffed type).
+    async fn with_attachments(
+        &self,
+        mut message: InboundMessage,
+    ) -> Result<InboundMessage, HostError> {
+        let ids = std::mem::take(&mut message.attachments);
+        if ids.is_empty() {
+            return Ok(message);
+        }
+        let folder = self.folder_of(&message.tenant, &message.chat_jid).await?;
+        let mut stored = Vec::with_capacity(ids.len());
+        for id in &ids {
+            stored.push(
+                self.uploads
+                    .lookup(&message.tenant, &folder, id)
+                    .await
+                    .map_err(upload_error)?,
+            );
+        }
+        let lines = crate::uploads::describe(&stored);
+        message.content = if message.content.trim().is_empty() {
+            lines
+        } else {
+            format!("{}\n{lines}", message.content)
+        };
+        Ok(message)
     }
 
     /// Routes messages as they arrive from now on (see the `ready` field).
@@ -69,6 +123,7 @@ impl RouterHost {
 impl ChannelHost for RouterHost {
     fn on_message(&self, message: InboundMessage) -> BoxFuture<'_, Result<(), HostError>> {
         Box::pin(async move {
+            let message = self.with_attachments(message).await?;
             let arrival = self.router.store().store_message(message).await?;
             if !arrival.message.is_bot_message
                 && self.ready.load(std::sync::atomic::Ordering::SeqCst)
@@ -76,6 +131,25 @@ impl ChannelHost for RouterHost {
                 self.router.route_stored(&arrival).await;
             }
             Ok(())
+        })
+    }
+
+    fn store_attachment(
+        &self,
+        tenant: &TenantId,
+        jid: &ChatJid,
+        attachment: Attachment,
+    ) -> BoxFuture<'_, Result<StoredAttachment, HostError>> {
+        let (tenant, jid) = (tenant.clone(), jid.clone());
+        Box::pin(async move {
+            let folder = self.folder_of(&tenant, &jid).await?;
+            let stored = self
+                .uploads
+                .store(&tenant, &folder, attachment)
+                .await
+                .map_err(upload_error)?;
+            tracing::info!(%tenant, group = %folder, id = %stored.id, size = stored.size, sniffed = %stored.sniffed_type, "attachment stored");
+            Ok(stored)
         })
     }
 
@@ -140,6 +214,18 @@ impl ChannelHost for RouterHost {
 
     fn data_layout(&self) -> Option<DataLayout> {
         Some(self.layout.clone())
+    }
+}
+
+/// An upload failure as the channel reports it to the sender.
+fn upload_error(e: UploadError) -> HostError {
+    match e {
+        e if e.is_over_limit() => HostError::TooLarge(e.to_string()),
+        e @ (UploadError::Empty | UploadError::Unknown(_)) => HostError::Invalid(e.to_string()),
+        e => {
+            tracing::warn!(error = %e, "storing an attachment failed");
+            HostError::Invalid("the attachment could not be stored".to_owned())
+        }
     }
 }
 

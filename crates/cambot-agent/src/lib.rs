@@ -30,4 +30,5 @@ pub mod task_run;
 pub mod tenant_config;
 pub mod tenant_model;
 pub mod tenant_mounts;
+pub mod uploads;
 pub mod vault;

@@ -5,12 +5,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use cambot_core::UserStore;
+use cambot_protocol::Attachment;
 use cambot_protocol::ChatJid;
 use cambot_protocol::ChatMetadata;
 use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::InboundMessage;
 use cambot_protocol::RegisteredGroup;
+use cambot_protocol::StoredAttachment;
 use cambot_protocol::TenantId;
 
 use crate::error::ChannelError;
@@ -103,6 +105,20 @@ pub struct GroupRegistrationRequest {
 pub trait ChannelHost: Send + Sync {
     /// Stores an inbound message. `Ok` means it is durable and will be processed exactly once.
     fn on_message(&self, message: InboundMessage) -> BoxFuture<'_, Result<(), HostError>>;
+
+    /// Stores a file received in `jid` (a registered chat) in its group's uploads directory,
+    /// where that group's runs see it read-only; the message that carries it then names the
+    /// returned id in [`InboundMessage::attachments`]. Size and quota refusals are
+    /// [`HostError::TooLarge`] with a message for the sender. Hosts that keep no files refuse
+    /// (the default).
+    fn store_attachment(
+        &self,
+        _tenant: &TenantId,
+        _jid: &ChatJid,
+        _attachment: Attachment,
+    ) -> BoxFuture<'_, Result<StoredAttachment, HostError>> {
+        Box::pin(async { Err(HostError::Invalid("this host keeps no attachments".into())) })
+    }
 
     /// Records chat metadata (names, activity) for any chat, registered or not.
     fn on_chat_metadata(&self, metadata: ChatMetadata) -> BoxFuture<'_, Result<(), HostError>>;

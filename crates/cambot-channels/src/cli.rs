@@ -286,6 +286,7 @@ async fn read_lines(mut reader: Reader, opts: ChannelOpts, tenant: TenantId, jid
             timestamp,
             is_from_me: false,
             is_bot_message: false,
+            attachments: Vec::new(),
         };
         if let Err(e) = opts.host.on_message(message).await {
             tracing::error!(error = %e, "cli: message not accepted");

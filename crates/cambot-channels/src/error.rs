@@ -61,6 +61,9 @@ pub enum HostError {
     /// The store failed; shared so that the error stays `Clone` and keeps its cause.
     #[error("storage failed: {0}")]
     Store(#[source] Arc<StoreError>),
+    /// An attachment over a size or quota limit; the message is for the sender.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("not found")]
     NotFound,
     #[error("forbidden")]

@@ -196,6 +196,19 @@ pub struct StatusLine {
     /// One line saying what went wrong (never document text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The extractor as it saw itself: where the parsing ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ExtractorProcess>,
+}
+
+/// The extractor process as it sees itself (its pid and uid, its pid namespace as
+/// `/proc/self/ns/pid` names it): tells a caller in which sandbox the parsing ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractorProcess {
+    pub pid: u32,
+    pub uid: u32,
+    /// e.g. `pid:[4026532570]`; empty when `/proc` is not mounted.
+    pub pid_ns: String,
 }
 
 impl StatusLine {
@@ -320,6 +333,11 @@ mod tests {
             parts: None,
             truncated: false,
             detail: Some("zip bomb".to_owned()),
+            process: Some(ExtractorProcess {
+                pid: 3,
+                uid: 1000,
+                pid_ns: "pid:[4026532570]".to_owned(),
+            }),
         };
         let stderr = format!("noise\n{}trailing noise\n", line.to_line());
         assert_eq!(StatusLine::find_in(&stderr), Some(line));

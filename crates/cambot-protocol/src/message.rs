@@ -23,6 +23,52 @@ pub struct InboundMessage {
     pub is_from_me: bool,
     #[serde(default)]
     pub is_bot_message: bool,
+    /// Ids of attachments the channel stored first (`ChannelHost::store_attachment`); the
+    /// host shows the agent each one's path and sniffed type below the content.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+}
+
+/// A file a channel received: the bytes as they came, the name and type the sender declared.
+/// None of it is trusted: the host sniffs the type, generates the file name and keeps the
+/// declared name as metadata only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub name: String,
+    pub declared_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("name", &self.name)
+            .field("declared_type", &self.declared_type)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// An attachment the host stored in the group's uploads directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAttachment {
+    /// Generated; names the upload's directory.
+    pub id: String,
+    /// The sender's file name, control characters stripped (metadata only).
+    pub original_name: String,
+    /// The type the sender declared, control characters stripped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_type: Option<String>,
+    /// The MIME type the host sniffed from the bytes (`application/octet-stream` when unknown).
+    pub sniffed_type: String,
+    /// The document kind `read_document` reads it as, when it is one (`pdf`, `docx`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<crate::documents::DocKind>,
+    pub size: u64,
+    /// Where the group's runs see it (`/workspace/uploads/<id>/file.<ext>`).
+    pub sandbox_path: String,
+    /// RFC 3339.
+    pub stored_at: String,
 }
 
 /// Chat metadata, reported for every chat a channel sees (registered or not).

@@ -86,6 +86,8 @@ pub fn build_agent<P: Provider>(
             fs,
             limits: start.limits,
             host,
+            extractor: crate::tools::extractor_path(),
+            documents: crate::tools::DocumentCache::default(),
         },
         start.tools,
         start.is_main,

@@ -51,6 +51,7 @@ fn main() -> ExitCode {
                 parts: None,
                 truncated: false,
                 detail: Some(e),
+                process: None,
             };
             let _ = std::io::stderr().write_all(line.to_line().as_bytes());
             return ExitCode::from(line.status.exit_code());

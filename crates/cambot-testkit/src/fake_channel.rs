@@ -193,6 +193,7 @@ impl FakeChannel {
                 timestamp,
                 is_from_me: false,
                 is_bot_message: false,
+                attachments: Vec::new(),
             })
             .await
     }

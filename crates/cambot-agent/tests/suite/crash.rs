@@ -108,6 +108,7 @@ fn seed_messages(store: &SqliteStore, first: usize, count: usize, all: &mut Vec<
                 timestamp: cambot_core::time::now_rfc3339(),
                 is_from_me: false,
                 is_bot_message: false,
+                attachments: Vec::new(),
             }))
             .unwrap();
             all.push(id);

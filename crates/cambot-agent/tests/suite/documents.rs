@@ -25,7 +25,7 @@ use cambot_testkit::documents as corpus;
 use super::sandboxed::sandbox_tools;
 use super::support::config;
 
-struct Rig {
+pub(crate) struct Rig {
     dir: tempfile::TempDir,
     config_file: PathBuf,
     cfg: Config,
@@ -69,7 +69,7 @@ async fn rig_with(documents_toml: &str, runner: Option<PathBuf>) -> Option<Rig> 
     })
 }
 
-async fn rig(documents_toml: &str) -> Option<Rig> {
+pub(crate) async fn rig(documents_toml: &str) -> Option<Rig> {
     rig_with(documents_toml, None).await
 }
 
@@ -82,7 +82,11 @@ impl Rig {
         path
     }
 
-    async fn extract(&self, name: &str, bytes: &[u8]) -> Result<Extracted, DocumentError> {
+    pub(crate) async fn extract(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Extracted, DocumentError> {
         let path = self.write(name, bytes);
         let declared = Path::new(name)
             .extension()

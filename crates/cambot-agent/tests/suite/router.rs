@@ -189,6 +189,7 @@ async fn a_live_run_gets_untriggered_messages_as_context_but_never_bot_rows_or_r
         timestamp: "2024-01-01T00:00:00.000Z".into(),
         is_from_me: true,
         is_bot_message: true,
+        attachments: Vec::new(),
     };
     store.store_message(bot).await.unwrap();
     // A repeated delivery of a message the run already has.
@@ -686,6 +687,7 @@ async fn other_stores_may_write_messages_while_the_daemon_runs() {
             timestamp: "2026-12-01T00:00:00.000Z".into(),
             is_from_me: false,
             is_bot_message: false,
+            attachments: Vec::new(),
         })
         .await
         .unwrap();

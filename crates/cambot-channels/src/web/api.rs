@@ -23,6 +23,7 @@ use axum::routing::post;
 use cambot_core::RefreshRotation;
 use cambot_core::RefreshTokenRow;
 use cambot_core::WebSessionRow;
+use cambot_protocol::Attachment;
 use cambot_protocol::TenantId;
 use serde::Deserialize;
 use serde::Serialize;
@@ -39,7 +40,6 @@ use crate::web::tokens::new_refresh_token;
 use crate::web::tokens::now_ms;
 use crate::web::tokens::random_id;
 use crate::web::tokens::valid_user_name;
-use crate::web::uploads;
 
 /// Name of the refresh-token cookie (scoped to the auth endpoints).
 pub const REFRESH_COOKIE: &str = "cambot_refresh";
@@ -392,6 +392,9 @@ struct SendBody {
     text: String,
     #[serde(default)]
     client_id: Option<String>,
+    /// Ids returned by uploads to this session.
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 async fn send_message(
@@ -400,8 +403,14 @@ async fn send_message(
     Path(id): Path<String>,
     Json(body): Json<SendBody>,
 ) -> Result<StatusCode, ApiError> {
-    app.accept_message(&caller, &id, &body.text, body.client_id.as_deref())
-        .await?;
+    app.accept_message(
+        &caller,
+        &id,
+        &body.text,
+        body.client_id.as_deref(),
+        &body.attachments,
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -415,6 +424,7 @@ async fn upload(
     caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let session = app.owned_session(&caller, &id).await?;
@@ -427,13 +437,29 @@ async fn upload(
     if body.is_empty() {
         return Err(ApiError::BadRequest("empty upload".into()));
     }
-    let info = uploads::save_upload(&app.layout, &session.tenant, &session.folder, &q.name, body)
-        .await
-        .map_err(|e| ApiError::internal("storing an upload failed", &e))?;
+    // The declared type is the request's Content-Type, unless it is the generic default.
+    let declared_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.starts_with("application/octet-stream") && !t.is_empty())
+        .map(str::to_owned);
+    let stored = app
+        .host
+        .store_attachment(
+            &session.tenant,
+            &session.chat_jid,
+            Attachment {
+                name: q.name,
+                declared_type,
+                bytes: body.to_vec(),
+            },
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({
-            "id": info.id, "name": info.name, "size": info.size, "path": info.sandbox_path,
+            "id": stored.id, "name": stored.original_name, "size": stored.size,
+            "path": stored.sandbox_path, "type": stored.sniffed_type, "document": stored.document,
         })),
     ))
 }

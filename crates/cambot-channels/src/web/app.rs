@@ -18,7 +18,6 @@ use cambot_core::UserStore;
 use cambot_core::WebSessionRow;
 use cambot_protocol::ChatJid;
 use cambot_protocol::ChatMetadata;
-use cambot_protocol::DataLayout;
 use cambot_protocol::GroupFolder;
 use cambot_protocol::InboundMessage;
 use cambot_protocol::TenantId;
@@ -49,8 +48,6 @@ pub(crate) struct App {
     /// Users, keys, refresh tokens, sessions: every read made for a user is keyed by
     /// `(tenant, user)` in the store.
     pub(crate) users: Arc<dyn UserStore>,
-    /// Where uploads go.
-    pub(crate) layout: DataLayout,
     pub(crate) tokens: Tokens,
     pub(crate) config: WebConfig,
     pub(crate) hub: Hub,
@@ -80,6 +77,8 @@ pub(crate) enum ApiError {
     Unauthorized,
     NotFound,
     BadRequest(String),
+    /// An upload over a size or quota limit; the message says which.
+    TooLarge(String),
     Forbidden,
     RateLimited(u64),
     /// The session is past its TTL: read-only history.
@@ -96,6 +95,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
             Self::BadRequest(_) => "bad_request",
+            Self::TooLarge(_) => "too_large",
             Self::Forbidden => "forbidden",
             Self::RateLimited(_) => "rate_limited",
             Self::Expired => "expired",
@@ -110,6 +110,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Expired => StatusCode::CONFLICT,
@@ -121,7 +122,7 @@ impl ApiError {
 
     pub(crate) fn message(&self) -> String {
         match self {
-            Self::BadRequest(m) => m.clone(),
+            Self::BadRequest(m) | Self::TooLarge(m) => m.clone(),
             Self::Expired => "this session has expired; its history is read-only".into(),
             Self::TenantDisabled => "this tenant is disabled; ask the operator to enable it".into(),
             other => other.code().replace('_', " "),
@@ -135,6 +136,7 @@ impl From<HostError> for ApiError {
             HostError::NotFound => Self::NotFound,
             HostError::Forbidden => Self::NotFound,
             HostError::Invalid(m) => Self::BadRequest(m),
+            HostError::TooLarge(m) => Self::TooLarge(m),
             // The message goes back to the browser as the request's error text.
             HostError::InvalidId(e) => Self::BadRequest(e.to_string()),
             HostError::ShuttingDown => Self::Unavailable,
@@ -345,14 +347,20 @@ impl App {
         session_id: &str,
         text: &str,
         client_id: Option<&str>,
+        attachments: &[String],
     ) -> Result<(), ApiError> {
         let session = self.owned_session(caller, session_id).await?;
         if self.is_expired(&session) {
             return Err(ApiError::Expired);
         }
         let text = text.trim();
-        if text.is_empty() {
+        if text.is_empty() && attachments.is_empty() {
             return Err(ApiError::BadRequest("empty message".into()));
+        }
+        if attachments.len() > MAX_ATTACHMENTS {
+            return Err(ApiError::BadRequest(format!(
+                "at most {MAX_ATTACHMENTS} attachments per message"
+            )));
         }
         if text.chars().count() > self.config.max_message_chars {
             return Err(ApiError::BadRequest("message too long".into()));
@@ -376,6 +384,7 @@ impl App {
                 timestamp: chrono::Utc::now().to_rfc3339(),
                 is_from_me: false,
                 is_bot_message: false,
+                attachments: attachments.to_vec(),
             })
             .await?;
         // Activity only matters at TTL granularity (hours): touching at most once a minute
@@ -396,6 +405,9 @@ impl App {
         Ok(())
     }
 }
+
+/// Attachments one message may name.
+const MAX_ATTACHMENTS: usize = 20;
 
 pub(crate) fn user_key(caller: &Caller) -> String {
     format!("{}/{}", caller.tenant, caller.user)

@@ -2,6 +2,7 @@
 //! session ownership, and tokens signed with store-kept keys.
 
 use cambot_core::SqliteStore;
+use cambot_protocol::DataLayout;
 use cambot_protocol::RegisteredGroup;
 
 use super::*;

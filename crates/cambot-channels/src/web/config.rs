@@ -67,7 +67,8 @@ pub struct WebConfig {
     pub user_check_secs: u64,
     /// Largest JSON request body and WebSocket frame (bytes). Default 65 536.
     pub max_body_bytes: usize,
-    /// Largest upload (bytes). Default 10 485 760.
+    /// Largest upload request body (bytes), checked before cambot's own `[uploads]` limits
+    /// (which give the sender a precise message). Default 27 262 976 (26 MiB).
     pub max_upload_bytes: usize,
     /// Longest chat message (characters). Default 16 000.
     pub max_message_chars: usize,
@@ -105,7 +106,7 @@ impl Default for WebConfig {
             trusted_proxies: Vec::new(),
             user_check_secs: 2,
             max_body_bytes: 65_536,
-            max_upload_bytes: 10_485_760,
+            max_upload_bytes: 27_262_976,
             max_message_chars: 16_000,
             max_connections: 4_096,
             external: None,

@@ -6,8 +6,8 @@
 //!   HttpOnly, SameSite=Strict cookie (see [`tokens`]) whose family has an absolute lifetime.
 //! - A WebSocket closes when its access token expires or its user is disabled (see `revoke`).
 //! - Users, signing keys, refresh tokens and sessions live in cambot's store, reached through
-//!   [`cambot_core::UserStore`] ([`crate::ChannelHost::users`]); uploads are files under the
-//!   data directory ([`crate::ChannelHost::data_layout`]).
+//!   [`cambot_core::UserStore`] ([`crate::ChannelHost::users`]); uploads are handed to cambot
+//!   ([`crate::ChannelHost::store_attachment`]), which stores them in the session's group.
 //! - Each web session is its own group: chat jid `web:<tenant>:<user>:<session>`, folder
 //!   `web-<hash>`, non-main, no trigger. Every call looks the session up by
 //!   `(tenant, user, id)`, so another user's session is simply not found (404).
@@ -27,7 +27,6 @@ pub mod passwords;
 mod revoke;
 mod security;
 pub mod tokens;
-mod uploads;
 mod ws;
 
 use std::net::SocketAddr;
@@ -82,8 +81,7 @@ impl std::fmt::Debug for WebChannel {
 }
 
 impl WebChannel {
-    /// Builds the channel. cambot must provide its user store ([`crate::ChannelHost::users`])
-    /// and data directory ([`crate::ChannelHost::data_layout`]).
+    /// Builds the channel. cambot must provide its user store ([`crate::ChannelHost::users`]).
     pub fn new(opts: ChannelOpts, config: &WebConfig) -> Result<Self, ChannelError> {
         let missing = |what: &str| {
             ChannelError::Config(format!(
@@ -91,10 +89,6 @@ impl WebChannel {
             ))
         };
         let users = opts.host.users().ok_or_else(|| missing("user store"))?;
-        let layout = opts
-            .host
-            .data_layout()
-            .ok_or_else(|| missing("data directory"))?;
         config.validate().map_err(ChannelError::Config)?;
         let tokens = tokens::Tokens::new(Arc::clone(&users), config)?;
         let passwords =
@@ -103,7 +97,6 @@ impl WebChannel {
         let app = App {
             host: opts.host,
             users,
-            layout,
             tokens,
             config: config.clone(),
             hub: hub::Hub::new(),

@@ -55,6 +55,9 @@ enum ClientFrame {
         text: String,
         #[serde(default)]
         client_id: Option<String>,
+        /// Ids returned by uploads to this session.
+        #[serde(default)]
+        attachments: Vec<String>,
     },
     Ping,
 }
@@ -335,9 +338,10 @@ async fn handle_frame(
             session,
             text,
             client_id,
+            attachments,
         } => {
             let reply = match app
-                .accept_message(who, &session, &text, client_id.as_deref())
+                .accept_message(who, &session, &text, client_id.as_deref(), &attachments)
                 .await
             {
                 Ok(()) => {

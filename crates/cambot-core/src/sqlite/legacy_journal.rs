@@ -137,6 +137,7 @@ fn decode_payload(payload: &[u8]) -> std::result::Result<Record, String> {
             timestamp: timestamp.to_owned(),
             is_from_me: flags & 1 != 0,
             is_bot_message: flags & 2 != 0,
+            attachments: Vec::new(),
         },
     })
 }

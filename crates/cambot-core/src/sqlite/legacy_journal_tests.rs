@@ -14,6 +14,7 @@ fn message(n: usize, content: &str) -> InboundMessage {
         timestamp: "2026-12-01T00:00:00.000Z".into(),
         is_from_me: n.is_multiple_of(2),
         is_bot_message: n.is_multiple_of(3),
+        attachments: Vec::new(),
     }
 }
 

@@ -83,6 +83,7 @@ pub(crate) fn msg(chat: &str, id: &str, content: &str, ts: &str) -> InboundMessa
         timestamp: ts.into(),
         is_from_me: false,
         is_bot_message: false,
+        attachments: Vec::new(),
     }
 }
 

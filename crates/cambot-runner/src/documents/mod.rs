@@ -92,6 +92,7 @@ pub fn main(args: &[String]) -> u8 {
                 parts: None,
                 truncated: false,
                 detail: Some(format!("bad arguments: {e}")),
+                process: None,
             },
             None,
         ),
@@ -103,13 +104,15 @@ pub fn main(args: &[String]) -> u8 {
                     parts: None,
                     truncated: false,
                     detail: Some(format!("cannot set the limits: {e}")),
+                    process: None,
                 },
                 None,
             ),
             Ok(()) => run(&args),
         },
     };
-    let (line, text) = status;
+    let (mut line, text) = status;
+    line.process = Some(whoami());
     let mut ok = true;
     if let Some(text) = text {
         let mut stdout = std::io::stdout().lock();
@@ -125,6 +128,17 @@ pub fn main(args: &[String]) -> u8 {
         line.status.exit_code()
     } else {
         ExtractStatus::Internal.exit_code()
+    }
+}
+
+/// This process as it sees itself, for the status line.
+fn whoami() -> cambot_protocol::documents::ExtractorProcess {
+    cambot_protocol::documents::ExtractorProcess {
+        pid: std::process::id(),
+        uid: nix::unistd::getuid().as_raw(),
+        pid_ns: std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -151,6 +165,7 @@ fn run(args: &ExtractArgs) -> (StatusLine, Option<String>) {
                 parts: (out.parts > 0).then_some(out.parts),
                 truncated: out.truncated.is_some(),
                 detail: out.truncated,
+                process: None,
             };
             (line, Some(text))
         }
@@ -165,6 +180,7 @@ fn failure(e: &DocError, format: Option<DocKind>) -> StatusLine {
         parts: None,
         truncated: false,
         detail: Some(e.to_string()),
+        process: None,
     }
 }
 

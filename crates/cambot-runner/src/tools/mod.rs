@@ -3,9 +3,11 @@
 //! [`ToolPolicy`] and main-group status), and the dispatcher below is keyed by the same names.
 
 mod bash;
+mod document;
 mod files;
 pub mod glob;
 pub mod host;
+pub mod pages;
 pub mod paths;
 
 use cambot_protocol::RunLimits;
@@ -16,6 +18,7 @@ use cambot_providers::ToolUse;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use document::DocumentCache;
 pub use host::HostClient;
 pub use paths::Confinement;
 pub use paths::PathError;
@@ -79,6 +82,12 @@ pub const TOOLS: &[ToolSpec] = &[
         description: "Read a text file under /workspace. Relative paths start at /workspace/group. Optionally a 1-based line range.",
         access: Access::Read,
         schema: r#"{"type":"object","properties":{"path":{"type":"string"},"offset":{"type":"integer","minimum":1,"description":"First line to return (1-based)"},"limit":{"type":"integer","minimum":1,"description":"Number of lines to return"}},"required":["path"],"additionalProperties":false}"#,
+    },
+    ToolSpec {
+        name: "read_document",
+        description: "Read the text of a document under /workspace (uploads are in /workspace/uploads): PDF, DOCX, XLSX, PPTX, HTML, Markdown, CSV or plain text. Returns Markdown-ish text with '## Page N' / '## Sheet: name' / '## Slide N' markers and tables, a window at a time (default 20000 characters): the answer says which part it holds and the exact arguments for the next one. `page` selects one page (PDF), sheet (XLSX) or slide (PPTX), 1-based; `offset` skips characters of the selected text.",
+        access: Access::Read,
+        schema: r#"{"type":"object","properties":{"path":{"type":"string","description":"e.g. /workspace/uploads/<id>/file.pdf"},"page":{"type":"integer","minimum":1,"description":"1-based page, sheet or slide"},"offset":{"type":"integer","minimum":0,"description":"Characters to skip"},"max_chars":{"type":"integer","minimum":1,"maximum":50000,"description":"Characters to return (default 20000)"}},"required":["path"],"additionalProperties":false}"#,
     },
     ToolSpec {
         name: "write_file",
@@ -166,6 +175,14 @@ pub const TOOLS: &[ToolSpec] = &[
     },
 ];
 
+/// This binary (the extractor is its `extract` subcommand): where `/proc/self/exe` points,
+/// else where the sandbox binds it.
+pub fn extractor_path() -> std::path::PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| {
+        std::path::PathBuf::from(cambot_protocol::layout::sandbox_paths::RUNNER_BIN)
+    })
+}
+
 /// Looks a tool up by name.
 pub fn spec(name: &str) -> Option<&'static ToolSpec> {
     TOOLS.iter().find(|t| t.name == name)
@@ -177,6 +194,10 @@ pub struct ToolContext {
     pub fs: Confinement,
     pub limits: RunLimits,
     pub host: HostClient,
+    /// The `cambot-runner` binary that `read_document` runs as `extract` (this binary).
+    pub extractor: std::path::PathBuf,
+    /// The last document `read_document` extracted, for paging through it.
+    pub documents: DocumentCache,
 }
 
 /// The tools of one run.
@@ -241,6 +262,7 @@ impl Toolbox {
         match name {
             "bash" => bash::run(ctx, args(name, input)?).await,
             "read_file" => files::read_file(ctx, args(name, input)?).await,
+            "read_document" => document::read_document(ctx, args(name, input)?).await,
             "write_file" => files::write_file(ctx, args(name, input)?).await,
             "edit_file" => files::edit_file(ctx, args(name, input)?).await,
             "list_files" => files::list_files(ctx, args(name, input)?).await,

@@ -23,6 +23,8 @@ fn toolbox(limits: RunLimits) -> Box_ {
         fs: Confinement::new(&ws).unwrap(),
         limits,
         host: HostClient::new(&dir.path().join("none.sock"), "tok").unwrap(),
+        extractor: extractor_path(),
+        documents: DocumentCache::default(),
     };
     Box_ {
         tools: Toolbox::new(ctx, ToolPolicy::Full, false),
@@ -80,7 +82,14 @@ fn policies_decide_which_tools_are_offered() {
     assert!(main.contains(&"register_group") && main.contains(&"list_groups"));
     assert_eq!(
         names(ToolPolicy::Readonly, true),
-        ["read_file", "list_files", "glob", "grep", "send_message"]
+        [
+            "read_file",
+            "read_document",
+            "list_files",
+            "glob",
+            "grep",
+            "send_message"
+        ]
     );
     assert!(names(ToolPolicy::None, true).is_empty());
 }

@@ -85,6 +85,40 @@ impl RequestInfo<'_> {
     }
 }
 
+impl RequestInfo<'_> {
+    /// The text of the last tool result: an Anthropic `tool_result` block of the last user
+    /// message, or an OpenAI `tool` message.
+    fn last_tool_result_text(&self) -> String {
+        let text_of = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+            _ => String::new(),
+        };
+        let messages = self.body.get("messages").and_then(Value::as_array);
+        for m in messages.into_iter().flatten().rev() {
+            match m.get("role").and_then(Value::as_str) {
+                Some("tool") => return m.get("content").map(text_of).unwrap_or_default(),
+                Some("user") => {
+                    let blocks = m.get("content").and_then(Value::as_array);
+                    if let Some(b) = blocks
+                        .into_iter()
+                        .flatten()
+                        .rev()
+                        .find(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                    {
+                        return b.get("content").map(text_of).unwrap_or_default();
+                    }
+                }
+                _ => {}
+            }
+        }
+        String::new()
+    }
+}
+
 pub(crate) fn render(dialect: Dialect, script: &Script, req: &RequestInfo<'_>) -> Rendered {
     let mut headers = Vec::new();
     let (status, events) = match &script.kind {
@@ -93,6 +127,15 @@ pub(crate) fn render(dialect: Dialect, script: &Script, req: &RequestInfo<'_>) -
             let text: String = req.last_user_text().chars().take(40).collect();
             let m = MessageScript {
                 blocks: vec![Block::Text(split_words(&format!("echo: {text}")))],
+                input_tokens: 10,
+                ..MessageScript::default()
+            };
+            message(dialect, &m, req, &mut headers)
+        }
+        Kind::QuoteToolResult(max) => {
+            let text: String = req.last_tool_result_text().chars().take(*max).collect();
+            let m = MessageScript {
+                blocks: vec![Block::Text(vec![format!("quote: {text}")])],
                 input_tokens: 10,
                 ..MessageScript::default()
             };

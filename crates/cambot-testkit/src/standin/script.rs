@@ -31,6 +31,8 @@ pub(crate) enum Kind {
     },
     /// A short text derived from the request (`echo: <last user text>`), for load tests.
     Echo,
+    /// Answers with `quote: <the last tool result's text>` (at most this many characters).
+    QuoteToolResult(usize),
 }
 
 /// A streamed assistant message.
@@ -209,6 +211,12 @@ impl Script {
     /// Answers with `echo: <the last user text>` (at most 40 characters of it).
     pub fn echo() -> Self {
         Self::of(Kind::Echo)
+    }
+
+    /// Answers with `quote: <the text of the last tool result in the request>`, at most
+    /// `max_chars` of it: a model that read a tool's output and quotes it.
+    pub fn quote_tool_result(max_chars: usize) -> Self {
+        Self::of(Kind::QuoteToolResult(max_chars))
     }
 
     /// An error with an explicit status and error type, used verbatim by every dialect.

@@ -10,6 +10,7 @@ const state = {
   sessions: [], current: null,
   ws: null, wsReady: false, epoch: null, lastSeq: {}, backoff: 500,
   shownReplies: new Set(), streaming: null, refreshTimer: null,
+  pending: [],
 };
 
 // ---- Markdown: escape everything first, then add a small set of tags. ----
@@ -266,13 +267,16 @@ function clientId() {
 async function send(text) {
   if (!state.current) return;
   const id = state.current.id, cid = clientId();
-  addMessage('user', text);
-  if (!state.current.title) { state.current.title = text.slice(0, 60); $('session-title').textContent = state.current.title; loadSessions(); }
+  const attachments = state.pending.map((a) => a.id);
+  const names = state.pending.map((a) => '[' + a.name + ']').join(' ');
+  state.pending = []; $('chat-error').textContent = '';
+  addMessage('user', names ? (text ? text + '\n' + names : names) : text);
+  if (!state.current.title && text) { state.current.title = text.slice(0, 60); $('session-title').textContent = state.current.title; loadSessions(); }
   if (state.ws && state.wsReady) {
-    state.ws.send(JSON.stringify({ type: 'send', session: id, text, client_id: cid }));
+    state.ws.send(JSON.stringify({ type: 'send', session: id, text, client_id: cid, attachments }));
     return;
   }
-  const res = await api('POST', '/api/sessions/' + id + '/messages', { text, client_id: cid });
+  const res = await api('POST', '/api/sessions/' + id + '/messages', { text, client_id: cid, attachments });
   if (res.status === 409) { $('expired').hidden = false; setComposer(false); }
   else if (!res.ok) $('chat-error').textContent = 'Not sent (' + res.status + ')';
 }
@@ -280,9 +284,16 @@ async function send(text) {
 async function upload(file) {
   if (!state.current || !file) return;
   const res = await api('POST', '/api/sessions/' + state.current.id + '/uploads?name=' + encodeURIComponent(file.name), file);
-  if (!res.ok) { $('chat-error').textContent = 'Upload failed (' + res.status + ')'; return; }
+  if (!res.ok) {
+    let why = '';
+    try { why = (await res.json()).message || ''; } catch (e) { why = ''; }
+    $('chat-error').textContent = 'Upload failed (' + res.status + ')' + (why ? ': ' + why : '');
+    return;
+  }
+  // Sent with the next message, which shows the agent each file's path and type.
   const info = await res.json();
-  $('composer-input').value += (($('composer-input').value ? '\n' : '') + 'I uploaded ' + info.name + ' (' + info.path + ').');
+  state.pending.push({ id: info.id, name: info.name });
+  $('chat-error').textContent = 'Attached: ' + state.pending.map((a) => a.name).join(', ');
 }
 
 // ---- Wiring ----
@@ -308,7 +319,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('composer').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const text = $('composer-input').value.trim();
-    if (!text) return;
+    if (!text && !state.pending.length) return;
     $('composer-input').value = '';
     send(text);
   });

@@ -187,8 +187,10 @@ async fn two_sessions_of_one_user_share_no_files_transcript_or_messages() {
     assert_ne!(f1, f2);
     let layout = d.daemon.layout().clone();
     let id = info["id"].as_str().unwrap();
+    assert_eq!(info["type"], "text/plain");
+    assert_eq!(info["path"], format!("/workspace/uploads/{id}/file.txt"));
     assert_eq!(
-        std::fs::read_to_string(layout.uploads_dir(&tenant, &f1).join(id).join("notes.txt"))
+        std::fs::read_to_string(layout.uploads_dir(&tenant, &f1).join(id).join("file.txt"))
             .unwrap(),
         "private to s1"
     );
