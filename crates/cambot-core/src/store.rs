@@ -368,6 +368,14 @@ pub trait UserStore: TenantStore + Send + Sync {
         keep: &'a str,
     ) -> StoreFuture<'a, usize>;
 
+    /// Every signing key whose private key is still plaintext (rows from before the vault).
+    fn plaintext_signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRow>>;
+
+    /// Replaces the plaintext private keys named by kid with their sealed form, in one
+    /// transaction, and leaves no copy of the plaintext in the database file or its WAL.
+    /// Returns how many rows changed (a row sealed meanwhile is left alone).
+    fn seal_signing_keys(&self, sealed: Vec<(String, Vec<u8>)>) -> StoreFuture<'_, usize>;
+
     /// Stores the first refresh token of a new family (by hash).
     fn insert_refresh<'a>(&'a self, row: &'a RefreshTokenRow) -> StoreFuture<'a, ()>;
 

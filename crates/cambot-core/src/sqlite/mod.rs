@@ -90,6 +90,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "tenants may choose their model provider",
         sql: include_str!("migrations/0009_tenant_provider.sql"),
     },
+    Migration {
+        version: 10,
+        name: "web signing keys sealed by the vault",
+        sql: include_str!("migrations/0010_sealed_signing_keys.sql"),
+    },
 ];
 
 type Shared = Arc<Mutex<Connection>>;

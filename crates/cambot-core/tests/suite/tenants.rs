@@ -108,6 +108,7 @@ async fn seed(s: &SqliteStore, t: &TenantId) {
         private_key: vec![1],
         public_key: vec![2],
         created_ms: 1,
+        sealed: true,
     })
     .await
     .unwrap();
