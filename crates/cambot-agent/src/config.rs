@@ -172,6 +172,9 @@ pub struct Config {
     pub documents: crate::documents::DocumentsConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
+    /// Where the vault's master key is (from `CAMBOT_MASTER_KEY_FILE`, systemd's credential,
+    /// or the default file); `None` when no source applies (no `HOME`).
+    pub master_key: Option<crate::vault::KeyLocation>,
     /// Keys that were accepted but should be changed (deprecated ones), one line each; the
     /// binary logs them once logging is set up.
     pub warnings: Vec<String>,
@@ -306,6 +309,8 @@ impl Config {
             sandbox: raw.sandbox,
             documents: raw.documents,
             source,
+            master_key: crate::vault::master_key::locate(env_lookup, nix::unistd::geteuid().as_raw())
+                .ok(),
         })
     }
 

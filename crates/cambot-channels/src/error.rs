@@ -63,6 +63,9 @@ pub enum HostError {
     Store(#[source] Arc<StoreError>),
     #[error("not found")]
     NotFound,
+    /// Key material could not be sealed or opened (the message names no key or value).
+    #[error("sealing key material: {0}")]
+    Sealing(String),
     #[error("forbidden")]
     Forbidden,
 }

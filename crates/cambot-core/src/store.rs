@@ -368,8 +368,9 @@ pub trait UserStore: TenantStore + Send + Sync {
         keep: &'a str,
     ) -> StoreFuture<'a, usize>;
 
-    /// Every signing key whose private key is still plaintext (rows from before the vault).
-    fn plaintext_signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRow>>;
+    /// Every signing key of every tenant, by tenant and key id (to seal the plaintext rows from
+    /// before the vault, and to check them).
+    fn all_signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRow>>;
 
     /// Replaces the plaintext private keys named by kid with their sealed form, in one
     /// transaction, and leaves no copy of the plaintext in the database file or its WAL.

@@ -9,10 +9,14 @@
 
 mod error;
 mod gateway;
+mod key_material;
 pub mod master_key;
 mod rotate;
 mod seal;
 
+pub use key_material::seal_signing_keys;
+pub use key_material::SigningKeyCheck;
+pub use key_material::check_signing_keys;
 pub use rotate::Rotation;
 
 use std::collections::HashMap;
@@ -110,7 +114,16 @@ pub async fn open_configured(
     data_dir: &Path,
     create: bool,
 ) -> Result<Option<Vault>, VaultError> {
-    let location = master_key::locate_from_env()?;
+    open_at(store, master_key::locate_from_env()?, data_dir, create).await
+}
+
+/// Opens the vault with the key at `location` (as [`open_configured`] does).
+pub async fn open_at(
+    store: Arc<dyn VaultStore>,
+    location: KeyLocation,
+    data_dir: &Path,
+    create: bool,
+) -> Result<Option<Vault>, VaultError> {
     match load_key(store.as_ref(), location, create, Some(data_dir)).await? {
         Some(key) => Ok(Some(Vault::open(store, key).await?)),
         None => Ok(None),

@@ -364,11 +364,11 @@ impl UserStore for SqliteStore {
         })
     }
 
-    fn plaintext_signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRow>> {
+    fn all_signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRow>> {
         self.read(|conn| {
             query(
                 conn,
-                &format!("SELECT {KEY_COLUMNS} FROM web_signing_keys WHERE sealed = 0 ORDER BY kid"),
+                &format!("SELECT {KEY_COLUMNS} FROM web_signing_keys ORDER BY tenant, kid"),
                 [],
                 key_row,
             )

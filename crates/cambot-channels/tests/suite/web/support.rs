@@ -84,6 +84,11 @@ pub(crate) async fn seed_users(dir: &tempfile::TempDir, users: &[(&str, &str)]) 
     }
 }
 
+/// The master key file a test daemon on `dir` uses.
+pub(crate) fn master_key_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("test-master.key")
+}
+
 /// Starts a daemon with its data under `dir`.
 pub(crate) async fn start_in(
     dir: tempfile::TempDir,
@@ -91,8 +96,12 @@ pub(crate) async fn start_in(
     web: WebConfig,
 ) -> Result<WebDaemon, cambot_agent::daemon::DaemonError> {
     let raw = toml::from_str("").unwrap();
-    let mut config = Config::resolve(raw, None, Some(dir.path()), &|k| {
-        (k == "TZ").then(|| "UTC".to_owned())
+    // The vault's master key in the test's directory: never the default /etc/cambot.
+    let key = master_key_file(&dir);
+    let mut config = Config::resolve(raw, None, Some(dir.path()), &|k| match k {
+        "TZ" => Some("UTC".to_owned()),
+        "CAMBOT_MASTER_KEY_FILE" => Some(key.display().to_string()),
+        _ => None,
     })
     .unwrap();
     config.channels.cli.enabled = false;
