@@ -133,6 +133,34 @@ impl WebDaemon {
         self.daemon.router().store()
     }
 
+    /// The vault the daemon seals its signing keys with, opened again (as the admin CLI does).
+    pub(crate) async fn vault(&self) -> cambot_agent::vault::Vault {
+        let store = Arc::clone(self.store()) as Arc<dyn cambot_core::VaultStore>;
+        let location = cambot_agent::vault::KeyLocation {
+            source: cambot_agent::vault::KeySource::EnvFile,
+            path: master_key_file(&self._dir),
+            looked: Vec::new(),
+        };
+        cambot_agent::vault::open_at(store, location, self._dir.path(), false)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A tenant's newest signing key: its kid and its PKCS#8 private key, opened with the vault.
+    pub(crate) async fn signing_key(&self, tenant: &TenantId) -> (String, Vec<u8>) {
+        let row = self.store().signing_keys(tenant).await.unwrap().remove(0);
+        assert!(row.sealed, "signing key {} stored in plaintext", row.kid);
+        let name = cambot_channels::web::tokens::signing_key_name(&row.kid);
+        let pkcs8 = self
+            .vault()
+            .await
+            .open_key(tenant, &name, &row.private_key)
+            .await
+            .unwrap();
+        (row.kid, pkcs8.to_vec())
+    }
+
     pub(crate) async fn add_user(&self, tenant: &str, user: &str) {
         let hash = hash_password(PASSWORD).unwrap();
         assert!(
