@@ -514,9 +514,10 @@ pub enum TenantRemoval {
     NotFound,
     /// `default` always exists.
     Protected,
-    /// It still holds groups or users: only a purge removes those.
+    /// It still holds groups, users or vault secrets: only a purge removes those.
     NotEmpty {
         groups: usize,
         users: usize,
+        secrets: usize,
     },
 }

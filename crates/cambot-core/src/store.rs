@@ -479,7 +479,7 @@ pub trait TenantStore: Send + Sync {
         provider: Option<&'a str>,
     ) -> StoreFuture<'a, bool>;
 
-    /// Removes a tenant that holds no groups and no users, with whatever rows it still has
+    /// Removes a tenant that holds no groups, users or secrets, with whatever rows it still has
     /// (chats, keys, tokens), in one transaction.
     fn remove_tenant<'a>(&'a self, id: &'a TenantId) -> StoreFuture<'a, TenantRemoval>;
 

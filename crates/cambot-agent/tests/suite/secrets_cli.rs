@@ -229,3 +229,41 @@ fn a_missing_wrong_or_exposed_master_key_is_refused_naming_where_it_looked() {
         "which is read-only",
     );
 }
+
+/// `tenants rm` without `--purge` refuses a tenant that still has secrets (it used to delete
+/// them silently); `--purge --yes` removes them with the tenant.
+#[test]
+fn removing_a_tenant_with_secrets_needs_a_purge() {
+    let v = VaultDirs::new();
+    ok(v.run(&["tenants", "add", "acme"], ""));
+    ok(v.run(&["secrets", "set", "--tenant", "acme", "anthropic"], ACME_KEY));
+    ok(v.run(&["secrets", "set", "--tenant", "acme", "github"], "ghp_x"));
+    fails_with(
+        &v.run(&["tenants", "rm", "acme"], ""),
+        "tenant acme has 2 secrets; remove them with `cambot secrets rm --tenant acme NAME` or use --purge",
+    );
+    let listing = ok(v.run(&["secrets", "list", "--tenant", "acme"], ""));
+    assert!(listing.contains("anthropic") && listing.contains("github"), "{listing}");
+
+    // Once its secrets are removed, a plain rm works.
+    ok(v.run(&["tenants", "add", "beta"], ""));
+    ok(v.run(&["secrets", "set", "--tenant", "beta", "anthropic"], ACME_KEY));
+    fails_with(&v.run(&["tenants", "rm", "beta"], ""), "tenant beta has 1 secret;");
+    ok(v.run(&["secrets", "rm", "--tenant", "beta", "anthropic"], ""));
+    ok(v.run(&["tenants", "rm", "beta"], ""));
+
+    let purged = ok(v.run(&["tenants", "rm", "acme", "--purge", "--yes"], ""));
+    assert!(purged.contains("purged tenant acme"), "{purged}");
+    let rows = vault_rows(&v);
+    assert_eq!(rows, 0, "acme's vault rows survived the purge");
+}
+
+/// acme's vault rows (secrets and data key) left in the store.
+fn vault_rows(v: &VaultDirs) -> usize {
+    let store = v.store();
+    let acme = tenant("acme");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        store.vault_secrets(Some(&acme)).await.unwrap().len()
+            + usize::from(store.vault_dek(&acme).await.unwrap().is_some())
+    })
+}

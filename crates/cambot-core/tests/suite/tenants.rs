@@ -297,7 +297,8 @@ async fn remove_refuses_a_tenant_with_groups_or_users_and_never_default() {
         s.remove_tenant(&acme).await.unwrap(),
         TenantRemoval::NotEmpty {
             groups: 1,
-            users: 1
+            users: 1,
+            secrets: 1,
         }
     );
     assert!(s.tenant(&acme).await.unwrap().is_some(), "nothing removed");
