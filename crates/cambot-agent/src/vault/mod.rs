@@ -260,6 +260,30 @@ impl Vault {
         Ok(out)
     }
 
+    /// The tenant's secret `name` (as [`Vault::get`]) and every value it has (as
+    /// [`Vault::values`]), from one read of its rows: what each model request needs.
+    pub async fn get_with_values(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<(Option<FoundSecret>, Vec<Secret>), VaultError> {
+        check_name(name)?;
+        let rows = self.store.vault_secrets(Some(tenant)).await?;
+        let mut found = None;
+        let mut values = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let value = self.open_row(row).await?;
+            if row.name == name {
+                found = Some(FoundSecret {
+                    value: value.clone(),
+                    expires_ms: row.expires_ms,
+                });
+            }
+            values.push(value);
+        }
+        Ok((found, values))
+    }
+
     /// Decrypts every data key and every secret of every tenant; the number of secrets, or the
     /// first that fails (named by tenant and name).
     pub async fn verify(&self) -> Result<usize, VaultError> {
