@@ -139,7 +139,10 @@ async fn main() {
     }
     let acme = TenantId::new("acme").unwrap();
     let acme_key = Secret::new(format!("sk-ant-api03-acme-{}", "y".repeat(80)));
-    vault.set(&acme, "anthropic", &acme_key, None).await.unwrap();
+    vault
+        .set(&acme, "anthropic", &acme_key, None)
+        .await
+        .unwrap();
 
     let standin = Standin::anthropic()
         .fast_echo()
@@ -212,13 +215,19 @@ async fn main() {
     println!(
         "model request through a run socket to a loopback stand-in: {n} per side, {rounds} interleaved rounds, {tenants} other tenants in the vault"
     );
-    println!("  without the vault (default tenant, legacy key): p50 {a50:>8.1} us  p90 {a90:>8.1} us");
-    println!("  with the vault (acme's key + its values):       p50 {b50:>8.1} us  p90 {b90:>8.1} us");
+    println!(
+        "  without the vault (default tenant, legacy key): p50 {a50:>8.1} us  p90 {a90:>8.1} us"
+    );
+    println!(
+        "  with the vault (acme's key + its values):       p50 {b50:>8.1} us  p90 {b90:>8.1} us"
+    );
     println!(
         "  added by the vault:                             p50 {:>8.1} us  p90 {:>8.1} us",
         b50 - a50,
         b90 - a90
     );
     let (v50, v90) = percentiles(alone);
-    println!("  Vault::get_with_values alone (same run):        p50 {v50:>8.1} us  p90 {v90:>8.1} us");
+    println!(
+        "  Vault::get_with_values alone (same run):        p50 {v50:>8.1} us  p90 {v90:>8.1} us"
+    );
 }

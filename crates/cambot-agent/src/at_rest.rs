@@ -231,7 +231,10 @@ mod tests {
                 .unwrap()
         };
         let line = runs(&layout);
-        assert!(!line.0 && line.2.contains("not owned by its run's uid"), "{line:?}");
+        assert!(
+            !line.0 && line.2.contains("not owned by its run's uid"),
+            "{line:?}"
+        );
         std::os::unix::fs::chown(&run, Some(1000), Some(1000)).unwrap();
         let line = runs(&layout);
         assert!(line.0 && line.2.contains("uid 1000"), "{line:?}");

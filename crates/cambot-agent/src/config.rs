@@ -309,8 +309,11 @@ impl Config {
             sandbox: raw.sandbox,
             documents: raw.documents,
             source,
-            master_key: crate::vault::master_key::locate(env_lookup, nix::unistd::geteuid().as_raw())
-                .ok(),
+            master_key: crate::vault::master_key::locate(
+                env_lookup,
+                nix::unistd::geteuid().as_raw(),
+            )
+            .ok(),
         })
     }
 

@@ -85,7 +85,11 @@ impl KeySealer for Vault {
         name: &'a str,
         sealed: &'a [u8],
     ) -> BoxFuture<'a, Result<Zeroizing<Vec<u8>>, HostError>> {
-        Box::pin(async move { self.open_key(tenant, name, sealed).await.map_err(host_error) })
+        Box::pin(async move {
+            self.open_key(tenant, name, sealed)
+                .await
+                .map_err(host_error)
+        })
     }
 }
 

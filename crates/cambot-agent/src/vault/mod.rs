@@ -14,9 +14,9 @@ pub mod master_key;
 mod rotate;
 mod seal;
 
-pub use key_material::seal_signing_keys;
 pub use key_material::SigningKeyCheck;
 pub use key_material::check_signing_keys;
+pub use key_material::seal_signing_keys;
 pub use rotate::Rotation;
 
 use std::collections::HashMap;

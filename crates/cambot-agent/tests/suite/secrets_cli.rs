@@ -239,19 +239,31 @@ fn a_missing_wrong_or_exposed_master_key_is_refused_naming_where_it_looked() {
 fn removing_a_tenant_with_secrets_needs_a_purge() {
     let v = VaultDirs::new();
     ok(v.run(&["tenants", "add", "acme"], ""));
-    ok(v.run(&["secrets", "set", "--tenant", "acme", "anthropic"], ACME_KEY));
+    ok(v.run(
+        &["secrets", "set", "--tenant", "acme", "anthropic"],
+        ACME_KEY,
+    ));
     ok(v.run(&["secrets", "set", "--tenant", "acme", "github"], "ghp_x"));
     fails_with(
         &v.run(&["tenants", "rm", "acme"], ""),
         "tenant acme has 2 secrets; remove them with `cambot secrets rm --tenant acme NAME` or use --purge",
     );
     let listing = ok(v.run(&["secrets", "list", "--tenant", "acme"], ""));
-    assert!(listing.contains("anthropic") && listing.contains("github"), "{listing}");
+    assert!(
+        listing.contains("anthropic") && listing.contains("github"),
+        "{listing}"
+    );
 
     // Once its secrets are removed, a plain rm works.
     ok(v.run(&["tenants", "add", "beta"], ""));
-    ok(v.run(&["secrets", "set", "--tenant", "beta", "anthropic"], ACME_KEY));
-    fails_with(&v.run(&["tenants", "rm", "beta"], ""), "tenant beta has 1 secret;");
+    ok(v.run(
+        &["secrets", "set", "--tenant", "beta", "anthropic"],
+        ACME_KEY,
+    ));
+    fails_with(
+        &v.run(&["tenants", "rm", "beta"], ""),
+        "tenant beta has 1 secret;",
+    );
     ok(v.run(&["secrets", "rm", "--tenant", "beta", "anthropic"], ""));
     ok(v.run(&["tenants", "rm", "beta"], ""));
 
@@ -279,7 +291,10 @@ fn vault_rows(v: &VaultDirs) -> usize {
 async fn doctor_fails_a_loose_install_and_passes_a_sound_one() {
     let v = VaultDirs::new();
     ok(v.run(&["tenants", "add", "acme"], ""));
-    ok(v.run(&["secrets", "set", "--tenant", "acme", "anthropic"], ACME_KEY));
+    ok(v.run(
+        &["secrets", "set", "--tenant", "acme", "anthropic"],
+        ACME_KEY,
+    ));
     // A signing key as an older cambot stored it, in plaintext.
     let store = v.store();
     let private_key: Vec<u8> = (0..83u8).map(|b| b ^ 0x5c).collect();
@@ -298,8 +313,11 @@ async fn doctor_fails_a_loose_install_and_passes_a_sound_one() {
     .await
     .unwrap();
     std::fs::set_permissions(&v.data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(v.data.join("cambot.db"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        v.data.join("cambot.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     std::fs::set_permissions(&v.key, std::fs::Permissions::from_mode(0o644)).unwrap();
 
     let doctor = v.run(&["doctor"], "").stdout;
@@ -320,7 +338,12 @@ async fn doctor_fails_a_loose_install_and_passes_a_sound_one() {
         assert!(l.starts_with("[FAIL]") && l.contains(says), "{l}\n{doctor}");
     }
     // Each check is reported once.
-    for what in ["vault master key", "vault", "database file modes", "web signing keys"] {
+    for what in [
+        "vault master key",
+        "vault",
+        "database file modes",
+        "web signing keys",
+    ] {
         let n = doctor
             .lines()
             .filter(|l| l[6..].starts_with(&format!(" {what}:")))
@@ -332,14 +355,22 @@ async fn doctor_fails_a_loose_install_and_passes_a_sound_one() {
     // plaintext key sealed as the daemon's start does.
     std::fs::set_permissions(&v.key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let vault = v.open(&store, false).await;
-    assert_eq!(cambot_agent::vault::seal_signing_keys(&vault, store.as_ref()).await.unwrap(), 1);
+    assert_eq!(
+        cambot_agent::vault::seal_signing_keys(&vault, store.as_ref())
+            .await
+            .unwrap(),
+        1
+    );
     let doctor = v.run(&["doctor"], "").stdout;
     for (what, says) in [
         ("data directory mode", "0700"),
         ("database file modes", "cambot.db 0600"),
         ("vault master key", "outside the data directory"),
         ("vault", "opens; 1 secret(s) decrypt"),
-        ("web signing keys", "1 sealed, each opens with the vault; none in plaintext"),
+        (
+            "web signing keys",
+            "1 sealed, each opens with the vault; none in plaintext",
+        ),
         ("run directories", ""),
     ] {
         let l = line(&doctor, what);
@@ -352,5 +383,8 @@ async fn doctor_fails_a_loose_install_and_passes_a_sound_one() {
     std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o600)).unwrap();
     let doctor = v.run_with(Some(&inside), &["doctor"], "", &[]).stdout;
     let l = line(&doctor, "vault master key");
-    assert!(l.starts_with("[FAIL]") && l.contains("lies inside the data directory"), "{l}");
+    assert!(
+        l.starts_with("[FAIL]") && l.contains("lies inside the data directory"),
+        "{l}"
+    );
 }

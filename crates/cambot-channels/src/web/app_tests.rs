@@ -215,7 +215,10 @@ async fn tokens_are_signed_with_keys_kept_in_the_store() {
     // A fresh cache reads the key back from the store.
     app.tokens.clear_caches();
     let identity = app.tokens.verify(&token).await.unwrap();
-    assert_eq!((identity.tenant, identity.user.as_str()), (tenant.clone(), "alice"));
+    assert_eq!(
+        (identity.tenant, identity.user.as_str()),
+        (tenant.clone(), "alice")
+    );
     assert!(!identity.external);
     // ... and signs with it after opening it.
     let (second, _) = app.tokens.issue(&tenant, "bob").await.unwrap();

@@ -297,7 +297,9 @@ async fn sealing_signing_keys_leaves_no_plaintext_in_the_file_or_the_wal() {
     let s = cambot_core::SqliteStore::open(&path).unwrap();
     let secret = |i: u16| -> Vec<u8> {
         let [hi, lo] = i.to_be_bytes();
-        (0..83u8).map(|b| b.wrapping_mul(7) ^ lo ^ hi.rotate_left(3) ^ 0xA5).collect()
+        (0..83u8)
+            .map(|b| b.wrapping_mul(7) ^ lo ^ hi.rotate_left(3) ^ 0xA5)
+            .collect()
     };
     let key = |i: u16, at: i64| SigningKeyRow {
         kid: format!("k{i:04}"),
@@ -315,7 +317,10 @@ async fn sealing_signing_keys_leaves_no_plaintext_in_the_file_or_the_wal() {
     }
     s.add_signing_key(&key(1000, 2)).await.unwrap();
     s.add_signing_key(&key(1001, 3)).await.unwrap();
-    assert_eq!(s.delete_signing_keys(&tenant(), 2, "k1000").await.unwrap(), 300);
+    assert_eq!(
+        s.delete_signing_keys(&tenant(), 2, "k1000").await.unwrap(),
+        300
+    );
     let everything = || (0..300).chain([1000, 1001]);
     assert!(everything().any(|i| file_holds(&path, &secret(i)) || file_holds(&wal, &secret(i))));
     let plain: Vec<String> = s
@@ -341,7 +346,11 @@ async fn sealing_signing_keys_leaves_no_plaintext_in_the_file_or_the_wal() {
     assert_eq!(live.private_key, vec![9u8; 123]);
     for i in everything() {
         for file in [&path, &wal] {
-            assert!(!file_holds(file, &secret(i)), "key {i} still in {}", file.display());
+            assert!(
+                !file_holds(file, &secret(i)),
+                "key {i} still in {}",
+                file.display()
+            );
         }
     }
 }

@@ -169,14 +169,25 @@ fn read_value(name: &str, tenant: &str) -> Result<Secret> {
 /// `cambot doctor`, the vault's part: where the master key comes from (source, path, mode,
 /// outside the data directory), whether it opens the vault with every secret decrypting, and
 /// whether every web signing key is sealed and opens.
-pub(crate) async fn doctor_lines(config: &Config, store: Arc<dyn Store>) -> Vec<(bool, String, String)> {
+pub(crate) async fn doctor_lines(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> Vec<(bool, String, String)> {
     let mut lines = Vec::new();
     let mut line = |ok: bool, what: &str, detail: String| lines.push((ok, what.to_owned(), detail));
     let vault_store = Arc::clone(&store) as Arc<dyn VaultStore>;
     let in_use = matches!(vault_store.vault_check().await, Ok(Some(_)));
     let Some(location) = config.master_key.clone() else {
-        line(!in_use, "vault master key", vault::VaultError::NoHome.to_string());
-        line(true, "web signing keys", signing_keys(None, store.as_ref()).await.1);
+        line(
+            !in_use,
+            "vault master key",
+            vault::VaultError::NoHome.to_string(),
+        );
+        line(
+            true,
+            "web signing keys",
+            signing_keys(None, store.as_ref()).await.1,
+        );
         return lines;
     };
     let path = location.path.display().to_string();
@@ -192,18 +203,29 @@ pub(crate) async fn doctor_lines(config: &Config, store: Arc<dyn Store>) -> Vec<
         !inside && !loose && (mode.is_some() || !in_use),
         "vault master key",
         if inside {
-            format!("{key} lies inside the data directory: a copy of it opens every secret; move it out and set CAMBOT_MASTER_KEY_FILE")
+            format!(
+                "{key} lies inside the data directory: a copy of it opens every secret; move it out and set CAMBOT_MASTER_KEY_FILE"
+            )
         } else if loose {
             format!("{key}: group and others must have no access (chmod 600 {path})")
         } else if mode.is_none() && in_use {
             format!("{key}: the vault holds secrets but its key is gone; restore the key file")
         } else if mode.is_none() {
-            format!("{key}: not created yet (the first `cambot secrets set`, or the first start with the web channel, creates it)")
+            format!(
+                "{key}: not created yet (the first `cambot secrets set`, or the first start with the web channel, creates it)"
+            )
         } else {
             format!("{key}, outside the data directory")
         },
     );
-    let opened = match vault::load_key(vault_store.as_ref(), location, false, Some(&config.data_dir)).await {
+    let opened = match vault::load_key(
+        vault_store.as_ref(),
+        location,
+        false,
+        Some(&config.data_dir),
+    )
+    .await
+    {
         Err(e) => Err(e.to_string()),
         Ok(None) => Ok(None),
         Ok(Some(master)) => Vault::open(Arc::clone(&vault_store), master)
@@ -247,7 +269,10 @@ async fn signing_keys(vault: Option<&Vault>, store: &dyn Store) -> (bool, String
         Ok(found) if found.sealed == 0 => (true, "none yet".to_owned()),
         Ok(found) => (
             true,
-            format!("{} sealed, each opens with the vault; none in plaintext", found.sealed),
+            format!(
+                "{} sealed, each opens with the vault; none in plaintext",
+                found.sealed
+            ),
         ),
     }
 }

@@ -256,7 +256,9 @@ fn not_empty(tenant: &TenantId, groups: usize, users: usize, secrets: usize) -> 
     if secrets > 0 {
         let plural = if secrets == 1 { "" } else { "s" };
         held.push(format!("{secrets} secret{plural}"));
-        how.push(format!("remove them with `cambot secrets rm --tenant {tenant} NAME`"));
+        how.push(format!(
+            "remove them with `cambot secrets rm --tenant {tenant} NAME`"
+        ));
     }
     format!(
         "tenant {tenant} has {}; {} or use --purge --yes to delete everything of it",
