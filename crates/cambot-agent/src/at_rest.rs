@@ -168,15 +168,26 @@ pub fn doctor_lines(layout: &DataLayout) -> Vec<(bool, String, String)> {
         lines.push((ok, "logs directory mode".to_owned(), text));
     }
     // Run directories belong to their run's uid, 0700: the sandbox user reaches its socket,
-    // nobody else lists it.
+    // nobody else lists it. A root daemon hands each to a non-root run uid; any other daemon
+    // runs its sandboxes as itself.
+    let daemon_uid = std::fs::metadata(layout.root()).ok().map(|m| m.uid());
+    let owned = |path: &Path| -> Option<(bool, String)> {
+        let (ok, mut text) = described(path, DIR_MODE)?;
+        let uid = std::fs::metadata(path).ok()?.uid();
+        let right = match daemon_uid {
+            Some(0) => uid != 0,
+            Some(daemon) => uid == daemon,
+            None => true,
+        };
+        if !right {
+            text.push_str(" (not owned by its run's uid)");
+        }
+        Some((ok && right, text))
+    };
     let mut runs: Vec<(bool, String)> = std::fs::read_dir(layout.runs_dir())
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| described(&e.path(), DIR_MODE))
-                .collect()
-        })
+        .map(|d| d.flatten().filter_map(|e| owned(&e.path())).collect())
         .unwrap_or_default();
-    runs.extend(described(&layout.root().join("models"), DIR_MODE));
+    runs.extend(owned(&layout.root().join("models")));
     lines.push(if runs.is_empty() {
         (true, "run directories".to_owned(), "none live".to_owned())
     } else {
@@ -198,6 +209,35 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().mode() & 0o7777
+    }
+
+    /// As root (the only case where run dirs change hands): a run dir still owned by root
+    /// fails the line, one handed to a run uid passes.
+    #[test]
+    fn run_directories_must_belong_to_their_run_uid() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let layout = DataLayout::new(dir.path());
+        secure_data_dir(&layout).unwrap();
+        let run = layout.runs_dir().join("r1");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(DIR_MODE)).unwrap();
+        let runs = |layout: &DataLayout| {
+            doctor_lines(layout)
+                .into_iter()
+                .find(|l| l.1 == "run directories")
+                .unwrap()
+        };
+        let line = runs(&layout);
+        assert!(
+            !line.0 && line.2.contains("not owned by its run's uid"),
+            "{line:?}"
+        );
+        std::os::unix::fs::chown(&run, Some(1000), Some(1000)).unwrap();
+        let line = runs(&layout);
+        assert!(line.0 && line.2.contains("uid 1000"), "{line:?}");
     }
 
     #[test]

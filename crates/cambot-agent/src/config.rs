@@ -181,6 +181,9 @@ pub struct Config {
     pub uploads: crate::uploads::UploadsConfig,
     /// The file this came from, if any.
     pub source: Option<PathBuf>,
+    /// Where the vault's master key is (from `CAMBOT_MASTER_KEY_FILE`, systemd's credential,
+    /// or the default file); `None` when no source applies (no `HOME`).
+    pub master_key: Option<crate::vault::KeyLocation>,
     /// Keys that were accepted but should be changed (deprecated ones), one line each; the
     /// binary logs them once logging is set up.
     pub warnings: Vec<String>,
@@ -326,6 +329,11 @@ impl Config {
             fetch_credentials,
             uploads: raw.uploads,
             source,
+            master_key: crate::vault::master_key::locate(
+                env_lookup,
+                nix::unistd::geteuid().as_raw(),
+            )
+            .ok(),
         })
     }
 

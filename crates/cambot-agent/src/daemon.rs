@@ -67,6 +67,8 @@ pub struct RunnerContext {
     pub cancel: CancellationToken,
     /// The daemon's background tasks: spawn long-lived helpers here so shutdown waits for them.
     pub background: TaskTracker,
+    /// The credential vault, when it is in use (or the web channel, which needs it, is on).
+    pub vault: Option<Arc<crate::vault::Vault>>,
 }
 
 /// Builds the agent runner once the store and host tools exist.
@@ -95,6 +97,32 @@ pub enum DaemonError {
          (create it first: `cambot tenants add {tenant}`)"
     )]
     UnknownIssuerTenant { issuer: String, tenant: String },
+    #[error("credential vault: {0}")]
+    Vault(#[from] crate::vault::VaultError),
+}
+
+/// Opens the vault when it is in use, or creates its master key when the web channel (which
+/// seals its signing keys with it) is on; then seals the signing keys an older cambot stored in
+/// plaintext. `None`: no vault yet and no channel needs one.
+async fn open_vault(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<Option<Arc<crate::vault::Vault>>, DaemonError> {
+    let create = config.channels.web.enabled;
+    let vault_store = Arc::clone(store) as Arc<dyn cambot_core::VaultStore>;
+    let Some(location) = config.master_key.clone() else {
+        if create || vault_store.vault_check().await?.is_some() {
+            return Err(crate::vault::VaultError::NoHome.into());
+        }
+        return Ok(None);
+    };
+    let Some(vault) =
+        crate::vault::open_at(vault_store, location, &config.data_dir, create).await?
+    else {
+        return Ok(None);
+    };
+    crate::vault::seal_signing_keys(&vault, store.as_ref()).await?;
+    Ok(Some(Arc::new(vault)))
 }
 
 /// Capacity of the channel-event queue.
@@ -146,6 +174,7 @@ impl Daemon {
         if config.channels.web.enabled {
             check_issuer_tenants(config, &*store).await?;
         }
+        let vault = open_vault(config, &store).await?;
         let outbox = Outbox::new();
         let cancel = CancellationToken::new();
         let background = TaskTracker::new();
@@ -200,6 +229,7 @@ impl Daemon {
             ipc,
             cancel: cancel.clone(),
             background: background.clone(),
+            vault: vault.clone(),
         })
         .await
         .inspect_err(|_| cancel.cancel())?;
@@ -221,10 +251,12 @@ impl Daemon {
         .await?;
         let _ = router_slot.set(Arc::downgrade(&router));
         let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
-        let host = Arc::new(
-            RouterHost::new(Arc::clone(&router), layout.clone(), event_tx)
-                .with_uploads(config.uploads.clone()),
-        );
+        let mut host = RouterHost::new(Arc::clone(&router), layout.clone(), event_tx)
+            .with_uploads(config.uploads.clone());
+        if let Some(vault) = &vault {
+            host = host.with_key_sealer(Arc::clone(vault) as Arc<dyn cambot_channels::KeySealer>);
+        }
+        let host = Arc::new(host);
         let connected = channel_factory(ChannelOpts {
             host: Arc::clone(&host) as Arc<dyn cambot_channels::ChannelHost>,
             assistant_name: config.assistant_name.clone(),

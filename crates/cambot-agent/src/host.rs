@@ -54,6 +54,8 @@ pub struct RouterHost {
     /// stored but not routed: its run could not find the channel to answer through. The
     /// daemon's recovery pass right after installing them routes what arrived meanwhile.
     ready: std::sync::atomic::AtomicBool,
+    /// Seals the web channel's signing keys (the vault, when the daemon opened one).
+    key_sealer: Option<Arc<dyn cambot_channels::KeySealer>>,
 }
 
 impl RouterHost {
@@ -65,6 +67,7 @@ impl RouterHost {
             events,
             metadata: Mutex::new(HashMap::new()),
             ready: std::sync::atomic::AtomicBool::new(false),
+            key_sealer: None,
         }
     }
 
@@ -112,6 +115,13 @@ impl RouterHost {
             format!("{}\n{lines}", message.content)
         };
         Ok(message)
+    }
+
+    /// Gives channels `sealer` for the key material they store (see
+    /// [`ChannelHost::key_sealer`]).
+    pub fn with_key_sealer(mut self, sealer: Arc<dyn cambot_channels::KeySealer>) -> Self {
+        self.key_sealer = Some(sealer);
+        self
     }
 
     /// Routes messages as they arrive from now on (see the `ready` field).
@@ -214,6 +224,10 @@ impl ChannelHost for RouterHost {
 
     fn data_layout(&self) -> Option<DataLayout> {
         Some(self.layout.clone())
+    }
+
+    fn key_sealer(&self) -> Option<Arc<dyn cambot_channels::KeySealer>> {
+        self.key_sealer.clone()
     }
 }
 

@@ -204,8 +204,12 @@ async fn run(sessions: usize, users: usize, messages: usize) {
         "max_concurrent_runs = {sessions}\n[router]\nidle_timeout_ms = 60000\nrecovery_sweep_secs = 0\n"
     ))
     .unwrap();
-    let mut config = Config::resolve(raw, None, Some(dir.path()), &|k| {
-        (k == "TZ").then(|| "UTC".to_owned())
+    // The vault's master key in the bench's directory: never the default /etc/cambot.
+    let key = dir.path().join("bench-master.key").display().to_string();
+    let mut config = Config::resolve(raw, None, Some(dir.path()), &|k| match k {
+        "TZ" => Some("UTC".to_owned()),
+        "CAMBOT_MASTER_KEY_FILE" => Some(key.clone()),
+        _ => None,
     })
     .unwrap();
     config.channels.cli.enabled = false;

@@ -150,6 +150,34 @@ pub trait ChannelHost: Send + Sync {
     fn data_layout(&self) -> Option<DataLayout> {
         None
     }
+
+    /// Seals the key material a channel keeps in the store (the web channel's token signing
+    /// keys). Hosts without one return `None` (the default), and the web channel then refuses
+    /// to start: it never stores a private key in plaintext.
+    fn key_sealer(&self) -> Option<Arc<dyn KeySealer>> {
+        None
+    }
+}
+
+/// Seals and opens key material bound to a tenant and a name, so that the store holds only
+/// ciphertext (cambot implements it over its credential vault).
+pub trait KeySealer: Send + Sync {
+    /// `key` sealed for `tenant` and `name`: opaque bytes to store.
+    fn seal<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+        key: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, HostError>>;
+
+    /// What [`KeySealer::seal`] sealed for the same tenant and name; an error for anything
+    /// else (another tenant's or name's ciphertext, altered bytes).
+    fn open<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+        sealed: &'a [u8],
+    ) -> BoxFuture<'a, Result<zeroize::Zeroizing<Vec<u8>>, HostError>>;
 }
 
 /// Channel lifecycle notices.

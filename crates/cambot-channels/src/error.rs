@@ -66,6 +66,9 @@ pub enum HostError {
     TooLarge(String),
     #[error("not found")]
     NotFound,
+    /// Key material could not be sealed or opened (the message names no key or value).
+    #[error("sealing key material: {0}")]
+    Sealing(String),
     #[error("forbidden")]
     Forbidden,
 }

@@ -21,6 +21,7 @@ pub use channel::ChannelEvent;
 pub use channel::ChannelHost;
 pub use channel::ChannelOpts;
 pub use channel::GroupRegistrationRequest;
+pub use channel::KeySealer;
 pub use channel::Outbound;
 pub use error::ChannelError;
 pub use error::HostError;

@@ -286,9 +286,12 @@ pub struct SigningKeyRow {
     pub kid: String,
     pub tenant: TenantId,
     pub algorithm: String,
+    /// The private key: sealed by cambot's vault (`nonce ‖ ciphertext`) when `sealed`, else
+    /// plaintext PKCS#8 (rows from before the vault, sealed at the daemon's next start).
     pub private_key: Vec<u8>,
     pub public_key: Vec<u8>,
     pub created_ms: i64,
+    pub sealed: bool,
 }
 
 impl std::fmt::Debug for SigningKeyRow {
@@ -298,6 +301,7 @@ impl std::fmt::Debug for SigningKeyRow {
             .field("tenant", &self.tenant)
             .field("algorithm", &self.algorithm)
             .field("created_ms", &self.created_ms)
+            .field("sealed", &self.sealed)
             .finish_non_exhaustive()
     }
 }
@@ -510,9 +514,10 @@ pub enum TenantRemoval {
     NotFound,
     /// `default` always exists.
     Protected,
-    /// It still holds groups or users: only a purge removes those.
+    /// It still holds groups, users or vault secrets: only a purge removes those.
     NotEmpty {
         groups: usize,
         users: usize,
+        secrets: usize,
     },
 }

@@ -369,6 +369,15 @@ pub trait UserStore: TenantStore + Send + Sync {
         keep: &'a str,
     ) -> StoreFuture<'a, usize>;
 
+    /// Every signing key of every tenant, by tenant and key id (to seal the plaintext rows from
+    /// before the vault, and to check them).
+    fn all_signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRow>>;
+
+    /// Replaces the plaintext private keys named by kid with their sealed form, in one
+    /// transaction, and leaves no copy of the plaintext in the database file or its WAL.
+    /// Returns how many rows changed (a row sealed meanwhile is left alone).
+    fn seal_signing_keys(&self, sealed: Vec<(String, Vec<u8>)>) -> StoreFuture<'_, usize>;
+
     /// Stores the first refresh token of a new family (by hash).
     fn insert_refresh<'a>(&'a self, row: &'a RefreshTokenRow) -> StoreFuture<'a, ()>;
 
@@ -471,7 +480,7 @@ pub trait TenantStore: Send + Sync {
         provider: Option<&'a str>,
     ) -> StoreFuture<'a, bool>;
 
-    /// Removes a tenant that holds no groups and no users, with whatever rows it still has
+    /// Removes a tenant that holds no groups, users or secrets, with whatever rows it still has
     /// (chats, keys, tokens), in one transaction.
     fn remove_tenant<'a>(&'a self, id: &'a TenantId) -> StoreFuture<'a, TenantRemoval>;
 

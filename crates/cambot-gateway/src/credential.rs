@@ -64,29 +64,38 @@ impl Gateway {
         CredentialError::Vault(e)
     }
 
-    /// The key a model request of `tenant` carries to `upstream`; `None` for an upstream
-    /// that takes none. The legacy (environment) key serves the default tenant only, and only
-    /// while its vault has no such secret.
-    pub(crate) async fn model_key(
+    /// The key a model request of `tenant` carries to `upstream` (`None` for an upstream that
+    /// takes none) and what its answer is scanned for. The legacy (environment) key serves the
+    /// default tenant only, and only while its vault has no such secret.
+    pub(crate) async fn model_key_and_redactor(
         &self,
         tenant: &TenantId,
         upstream: &ModelUpstream,
-    ) -> Result<Option<Secret>, CredentialError> {
-        let Some(cred) = &upstream.credential else {
-            return Ok(None);
+    ) -> Result<(Option<Secret>, Redactor), CredentialError> {
+        let cred = upstream.credential.as_ref().filter(|_| {
+            // Only these dialects send a key at all (see the proxy's `auth_headers`).
+            matches!(upstream.dialect.as_str(), "anthropic" | "openai")
+        });
+        let Some(cred) = cred else {
+            return Ok((None, self.redactor(tenant, None).await?));
         };
-        // Only these dialects send a key at all (see the proxy's `auth_headers`).
-        if !matches!(upstream.dialect.as_str(), "anthropic" | "openai") {
-            return Ok(None);
-        }
-        match self.secrets.secret(tenant, &cred.secret).await {
-            Ok(Some(found)) => Ok(Some(found.value)),
-            Ok(None) => match &cred.legacy {
-                Some(legacy) if tenant.is_default() => Ok(Some(legacy.clone())),
-                _ => Err(self.missing(tenant, &cred.secret)),
+        let (found, mut values) = self
+            .secrets
+            .secret_and_values(tenant, &cred.secret)
+            .await
+            .map_err(|e| self.vault_error(tenant, &cred.secret, e))?;
+        let key = match found {
+            Some(found) => found.value,
+            None => match &cred.legacy {
+                Some(legacy) if tenant.is_default() => {
+                    // A legacy key lives outside the vault: scanned for too.
+                    values.push(legacy.clone());
+                    legacy.clone()
+                }
+                _ => return Err(self.missing(tenant, &cred.secret)),
             },
-            Err(e) => Err(self.vault_error(tenant, &cred.secret, e)),
-        }
+        };
+        Ok((Some(key), Redactor::new(values)))
     }
 
     /// Checked before a run of `tenant` on the upstream `provider` starts, so that a missing
@@ -101,7 +110,7 @@ impl Gateway {
         let Some(upstream) = self.upstreams.get(provider) else {
             return Ok(None);
         };
-        match self.model_key(tenant, upstream).await {
+        match self.model_key_and_redactor(tenant, upstream).await {
             Ok(_) => Ok(None),
             Err(CredentialError::Missing { name, .. }) => Ok(Some(name)),
             Err(CredentialError::Vault(e)) => Err(e),

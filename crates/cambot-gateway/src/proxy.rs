@@ -206,12 +206,8 @@ impl Gateway {
             );
         }
         // Before the budget: a refused call costs the run nothing.
-        let key = match self.model_key(tenant, upstream).await {
-            Ok(key) => key,
-            Err(e) => return credential_refusal(&e),
-        };
-        let redactor = match self.redactor(tenant, key.as_ref()).await {
-            Ok(r) => r,
+        let (key, redactor) = match self.model_key_and_redactor(tenant, upstream).await {
+            Ok(found) => found,
             Err(e) => return credential_refusal(&e),
         };
         if let Err(spent) = meter.admit() {

@@ -37,6 +37,20 @@ pub trait TenantSecrets: Send + Sync + 'static {
     /// Every secret value the tenant has, to redact them from upstream answers.
     fn values<'a>(&'a self, tenant: &'a TenantId) -> SecretFuture<'a, Vec<Secret>>;
 
+    /// [`TenantSecrets::secret`] and [`TenantSecrets::values`] together, as every model
+    /// request needs both: a vault on a database answers with one read. The default asks one
+    /// then the other.
+    fn secret_and_values<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+    ) -> SecretFuture<'a, (Option<FoundSecret>, Vec<Secret>)> {
+        Box::pin(async move {
+            let found = self.secret(tenant, name).await?;
+            Ok((found, self.values(tenant).await?))
+        })
+    }
+
     /// Stores `value` as the tenant's secret `name` (an OAuth refresh on the host).
     fn store<'a>(
         &'a self,

@@ -27,6 +27,18 @@ impl TenantSecrets for Vault {
         Box::pin(async move { self.values(tenant).await.map_err(gateway_error) })
     }
 
+    fn secret_and_values<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+    ) -> SecretFuture<'a, (Option<FoundSecret>, Vec<Secret>)> {
+        Box::pin(async move {
+            self.get_with_values(tenant, name)
+                .await
+                .map_err(gateway_error)
+        })
+    }
+
     fn store<'a>(
         &'a self,
         tenant: &'a TenantId,

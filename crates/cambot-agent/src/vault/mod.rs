@@ -10,11 +10,15 @@
 mod error;
 mod gateway;
 mod lazy;
+mod key_material;
 pub mod master_key;
 mod rotate;
 mod seal;
 
 pub use lazy::DaemonVault;
+pub use key_material::SigningKeyCheck;
+pub use key_material::check_signing_keys;
+pub use key_material::seal_signing_keys;
 pub use rotate::Rotation;
 
 use std::collections::HashMap;
@@ -112,7 +116,16 @@ pub async fn open_configured(
     data_dir: &Path,
     create: bool,
 ) -> Result<Option<Vault>, VaultError> {
-    let location = master_key::locate_from_env()?;
+    open_at(store, master_key::locate_from_env()?, data_dir, create).await
+}
+
+/// Opens the vault with the key at `location` (as [`open_configured`] does).
+pub async fn open_at(
+    store: Arc<dyn VaultStore>,
+    location: KeyLocation,
+    data_dir: &Path,
+    create: bool,
+) -> Result<Option<Vault>, VaultError> {
     match load_key(store.as_ref(), location, create, Some(data_dir)).await? {
         Some(key) => Ok(Some(Vault::open(store, key).await?)),
         None => Ok(None),
@@ -247,6 +260,30 @@ impl Vault {
             out.push(self.open_row(row).await?);
         }
         Ok(out)
+    }
+
+    /// The tenant's secret `name` (as [`Vault::get`]) and every value it has (as
+    /// [`Vault::values`]), from one read of its rows: what each model request needs.
+    pub async fn get_with_values(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<(Option<FoundSecret>, Vec<Secret>), VaultError> {
+        check_name(name)?;
+        let rows = self.store.vault_secrets(Some(tenant)).await?;
+        let mut found = None;
+        let mut values = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let value = self.open_row(row).await?;
+            if row.name == name {
+                found = Some(FoundSecret {
+                    value: value.clone(),
+                    expires_ms: row.expires_ms,
+                });
+            }
+            values.push(value);
+        }
+        Ok((found, values))
     }
 
     /// Decrypts every data key and every secret of every tenant; the number of secrets, or the

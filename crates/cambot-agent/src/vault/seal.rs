@@ -27,6 +27,8 @@ const CHECK_PLAINTEXT: &[u8] = b"cambot vault master key check";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Purpose {
     Secret,
+    /// Key material sealed for another part of cambot (web signing keys): never a secret.
+    KeyMaterial,
     Dek,
     Check,
 }
@@ -35,6 +37,7 @@ impl Purpose {
     fn tag(self) -> &'static [u8] {
         match self {
             Self::Secret => b"cambot.vault.secret.v1",
+            Self::KeyMaterial => b"cambot.vault.key.v1",
             Self::Dek => b"cambot.vault.dek.v1",
             Self::Check => b"cambot.vault.check.v1",
         }

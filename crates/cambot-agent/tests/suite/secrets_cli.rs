@@ -70,10 +70,13 @@ fn secrets_are_set_listed_removed_and_verified_without_showing_a_value() {
     assert!(
         doctor
             .stdout
-            .contains("[ ok ] vault: master key from CAMBOT_MASTER_KEY_FILE")
+            .contains("[ ok ] vault master key: from CAMBOT_MASTER_KEY_FILE")
             && doctor
                 .stdout
-                .contains("(mode 0600) opens the vault; 3 secret(s) decrypt"),
+                .contains("(mode 0600), outside the data directory")
+            && doctor
+                .stdout
+                .contains("[ ok ] vault: opens; 3 secret(s) decrypt"),
         "{}",
         doctor.stdout
     );
@@ -227,5 +230,161 @@ fn a_missing_wrong_or_exposed_master_key_is_refused_naming_where_it_looked() {
     fails_with(
         &v.run_with(None, &["secrets", "rotate-master"], "", &env),
         "which is read-only",
+    );
+}
+
+/// `tenants rm` without `--purge` refuses a tenant that still has secrets (it used to delete
+/// them silently); `--purge --yes` removes them with the tenant.
+#[test]
+fn removing_a_tenant_with_secrets_needs_a_purge() {
+    let v = VaultDirs::new();
+    ok(v.run(&["tenants", "add", "acme"], ""));
+    ok(v.run(
+        &["secrets", "set", "--tenant", "acme", "anthropic"],
+        ACME_KEY,
+    ));
+    ok(v.run(&["secrets", "set", "--tenant", "acme", "github"], "ghp_x"));
+    fails_with(
+        &v.run(&["tenants", "rm", "acme"], ""),
+        "tenant acme has 2 secrets; remove them with `cambot secrets rm --tenant acme NAME` or use --purge",
+    );
+    let listing = ok(v.run(&["secrets", "list", "--tenant", "acme"], ""));
+    assert!(
+        listing.contains("anthropic") && listing.contains("github"),
+        "{listing}"
+    );
+
+    // Once its secrets are removed, a plain rm works.
+    ok(v.run(&["tenants", "add", "beta"], ""));
+    ok(v.run(
+        &["secrets", "set", "--tenant", "beta", "anthropic"],
+        ACME_KEY,
+    ));
+    fails_with(
+        &v.run(&["tenants", "rm", "beta"], ""),
+        "tenant beta has 1 secret;",
+    );
+    ok(v.run(&["secrets", "rm", "--tenant", "beta", "anthropic"], ""));
+    ok(v.run(&["tenants", "rm", "beta"], ""));
+
+    let purged = ok(v.run(&["tenants", "rm", "acme", "--purge", "--yes"], ""));
+    assert!(purged.contains("purged tenant acme"), "{purged}");
+    let rows = vault_rows(&v);
+    assert_eq!(rows, 0, "acme's vault rows survived the purge");
+}
+
+/// acme's vault rows (secrets and data key) left in the store.
+fn vault_rows(v: &VaultDirs) -> usize {
+    let store = v.store();
+    let acme = tenant("acme");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        store.vault_secrets(Some(&acme)).await.unwrap().len()
+            + usize::from(store.vault_dek(&acme).await.unwrap().is_some())
+    })
+}
+
+/// `cambot doctor` checks the files at rest in one place: the data directory and database
+/// modes, the master key (source, path, mode, outside the data dir), the vault (opens, every
+/// secret decrypts) and the web signing keys (sealed, each opens): a loose install fails the
+/// lines that are wrong, a sound one passes them.
+#[tokio::test]
+async fn doctor_fails_a_loose_install_and_passes_a_sound_one() {
+    let v = VaultDirs::new();
+    ok(v.run(&["tenants", "add", "acme"], ""));
+    ok(v.run(
+        &["secrets", "set", "--tenant", "acme", "anthropic"],
+        ACME_KEY,
+    ));
+    // A signing key as an older cambot stored it, in plaintext.
+    let store = v.store();
+    let private_key: Vec<u8> = (0..83u8).map(|b| b ^ 0x5c).collect();
+    cambot_core::UserStore::add_signing_key(
+        store.as_ref(),
+        &cambot_core::SigningKeyRow {
+            kid: "00112233445566778899aabbccddeeff".into(),
+            tenant: tenant("acme"),
+            algorithm: "EdDSA".into(),
+            private_key,
+            public_key: vec![7; 32],
+            created_ms: 1,
+            sealed: false,
+        },
+    )
+    .await
+    .unwrap();
+    std::fs::set_permissions(&v.data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        v.data.join("cambot.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(&v.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let doctor = v.run(&["doctor"], "").stdout;
+    let line = |out: &str, what: &str| -> String {
+        out.lines()
+            .find(|l| l[6..].starts_with(&format!(" {what}:")))
+            .unwrap_or_else(|| panic!("no {what} line in:\n{out}"))
+            .to_owned()
+    };
+    for (what, says) in [
+        ("data directory mode", "0755"),
+        ("database file modes", "cambot.db 0644"),
+        ("vault master key", "group and others must have no access"),
+        ("vault", "has mode 0644"),
+        ("web signing keys", "1 key(s) stored in plaintext"),
+    ] {
+        let l = line(&doctor, what);
+        assert!(l.starts_with("[FAIL]") && l.contains(says), "{l}\n{doctor}");
+    }
+    // Each check is reported once.
+    for what in [
+        "vault master key",
+        "vault",
+        "database file modes",
+        "web signing keys",
+    ] {
+        let n = doctor
+            .lines()
+            .filter(|l| l[6..].starts_with(&format!(" {what}:")))
+            .count();
+        assert_eq!(n, 1, "{what} in:\n{doctor}");
+    }
+
+    // Sound: the modes tightened (doctor itself tightens the data dir; the key by hand), the
+    // plaintext key sealed as the daemon's start does.
+    std::fs::set_permissions(&v.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let vault = v.open(&store, false).await;
+    assert_eq!(
+        cambot_agent::vault::seal_signing_keys(&vault, store.as_ref())
+            .await
+            .unwrap(),
+        1
+    );
+    let doctor = v.run(&["doctor"], "").stdout;
+    for (what, says) in [
+        ("data directory mode", "0700"),
+        ("database file modes", "cambot.db 0600"),
+        ("vault master key", "outside the data directory"),
+        ("vault", "opens; 1 secret(s) decrypt"),
+        (
+            "web signing keys",
+            "1 sealed, each opens with the vault; none in plaintext",
+        ),
+        ("run directories", ""),
+    ] {
+        let l = line(&doctor, what);
+        assert!(l.starts_with("[ ok ]") && l.contains(says), "{l}\n{doctor}");
+    }
+
+    // A key file inside the data directory fails its line.
+    let inside = v.data.join("master.key");
+    std::fs::copy(&v.key, &inside).unwrap();
+    std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let doctor = v.run_with(Some(&inside), &["doctor"], "", &[]).stdout;
+    let l = line(&doctor, "vault master key");
+    assert!(
+        l.starts_with("[FAIL]") && l.contains("lies inside the data directory"),
+        "{l}"
     );
 }

@@ -20,10 +20,16 @@ pub(crate) struct TestDaemon {
     pub dir: tempfile::TempDir,
 }
 
+/// A config for a daemon on `dir`. The vault's master key goes in `dir` too (a test must
+/// never create the default `/etc/cambot/master.key`).
 pub(crate) fn config(dir: &Path, extra_toml: &str) -> Config {
     let raw = toml::from_str(extra_toml).unwrap();
-    Config::resolve(raw, None, Some(dir), &|k| {
-        (k == "TZ").then(|| "UTC".to_owned())
+    let key = dir.join("test-master.key");
+    let key = key.to_str().unwrap().to_owned();
+    Config::resolve(raw, None, Some(dir), &|k| match k {
+        "TZ" => Some("UTC".to_owned()),
+        "CAMBOT_MASTER_KEY_FILE" => Some(key.clone()),
+        _ => None,
     })
     .unwrap()
 }

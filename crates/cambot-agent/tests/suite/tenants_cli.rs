@@ -114,7 +114,7 @@ fn tenants_are_added_listed_shown_disabled_enabled_and_removed() {
 
     fails_with(
         cambot(d, &["tenants", "rm", "beta"]),
-        "tenant beta still has 1 group(s) and 1 user(s)",
+        "tenant beta has 1 group(s) and 1 user(s); remove them",
     );
     fails_with(
         cambot(d, &["tenants", "rm", "beta", "--purge"]),

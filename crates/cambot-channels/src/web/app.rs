@@ -142,6 +142,7 @@ impl From<HostError> for ApiError {
             HostError::ShuttingDown => Self::Unavailable,
             e @ HostError::Directory { .. } => Self::internal("storage failed", &e),
             HostError::Store(e) => Self::internal("storage failed", &*e),
+            e @ HostError::Sealing(_) => Self::internal("key vault failed", &e),
         }
     }
 }

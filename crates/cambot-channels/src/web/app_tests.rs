@@ -42,6 +42,45 @@ impl ChannelHost for StoreHost {
     fn data_layout(&self) -> Option<DataLayout> {
         Some(self.layout.clone())
     }
+    fn key_sealer(&self) -> Option<Arc<dyn crate::KeySealer>> {
+        Some(Arc::new(TestSealer))
+    }
+}
+
+/// A stand-in for cambot's vault: "seals" by binding the tenant and name and inverting the
+/// bytes (cambot's real vault is tested in cambot-agent).
+struct TestSealer;
+
+impl TestSealer {
+    fn label(tenant: &TenantId, name: &str) -> Vec<u8> {
+        format!("{tenant}/{name}:").into_bytes()
+    }
+}
+
+impl crate::KeySealer for TestSealer {
+    fn seal<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+        key: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, HostError>> {
+        let mut out = Self::label(tenant, name);
+        out.extend(key.iter().map(|b| !b));
+        Box::pin(async move { Ok(out) })
+    }
+    fn open<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+        sealed: &'a [u8],
+    ) -> BoxFuture<'a, Result<zeroize::Zeroizing<Vec<u8>>, HostError>> {
+        let label = Self::label(tenant, name);
+        let opened = sealed
+            .strip_prefix(label.as_slice())
+            .map(|rest| zeroize::Zeroizing::new(rest.iter().map(|b| !b).collect()))
+            .ok_or_else(|| HostError::Sealing("not sealed for this tenant and name".into()));
+        Box::pin(async move { opened })
+    }
 }
 
 struct Fixture {
@@ -170,11 +209,65 @@ async fn tokens_are_signed_with_keys_kept_in_the_store() {
     let keys = f.store.signing_keys(&tenant).await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].algorithm, "EdDSA");
+    // Stored sealed by the host, bound to the tenant and the key id.
+    assert!(keys[0].sealed);
+    let label = TestSealer::label(&tenant, &crate::web::tokens::signing_key_name(&keys[0].kid));
+    assert!(keys[0].private_key.starts_with(&label));
     // A fresh cache reads the key back from the store.
     app.tokens.clear_caches();
     let identity = app.tokens.verify(&token).await.unwrap();
-    assert_eq!((identity.tenant, identity.user.as_str()), (tenant, "alice"));
+    assert_eq!(
+        (identity.tenant, identity.user.as_str()),
+        (tenant.clone(), "alice")
+    );
     assert!(!identity.external);
+    // ... and signs with it after opening it.
+    let (second, _) = app.tokens.issue(&tenant, "bob").await.unwrap();
+    assert_eq!(f.store.signing_keys(&tenant).await.unwrap().len(), 1);
+    assert_eq!(app.tokens.verify(&second).await.unwrap().user, "bob");
+}
+
+/// A host without a key sealer gets no web channel: it would have to keep private keys in
+/// plaintext.
+#[test]
+fn the_web_channel_refuses_a_host_without_a_key_sealer() {
+    struct NoSealer(StoreHost);
+    impl ChannelHost for NoSealer {
+        fn on_message(&self, m: InboundMessage) -> BoxFuture<'_, Result<(), HostError>> {
+            self.0.on_message(m)
+        }
+        fn on_chat_metadata(&self, m: ChatMetadata) -> BoxFuture<'_, Result<(), HostError>> {
+            self.0.on_chat_metadata(m)
+        }
+        fn registered_groups(
+            &self,
+            t: &TenantId,
+        ) -> BoxFuture<'_, Result<Vec<RegisteredGroup>, HostError>> {
+            self.0.registered_groups(t)
+        }
+        fn register_group(
+            &self,
+            r: GroupRegistrationRequest,
+        ) -> BoxFuture<'_, Result<RegisteredGroup, HostError>> {
+            self.0.register_group(r)
+        }
+        fn users(&self) -> Option<Arc<dyn UserStore>> {
+            self.0.users()
+        }
+        fn data_layout(&self) -> Option<DataLayout> {
+            self.0.data_layout()
+        }
+    }
+    let host = NoSealer(StoreHost {
+        store: Arc::new(SqliteStore::open_in_memory().unwrap()),
+        layout: DataLayout::new(std::env::temp_dir()),
+    });
+    let opts = ChannelOpts {
+        host: Arc::new(host),
+        assistant_name: "Andy".into(),
+    };
+    let err = WebChannel::new(opts, &WebConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("key vault"), "{err}");
 }
 
 fn channel_with(config: &WebConfig) -> Result<WebChannel, crate::ChannelError> {

@@ -81,7 +81,8 @@ impl std::fmt::Debug for WebChannel {
 }
 
 impl WebChannel {
-    /// Builds the channel. cambot must provide its user store ([`crate::ChannelHost::users`]).
+    /// Builds the channel. cambot must provide its user store ([`crate::ChannelHost::users`])
+    /// and key sealer ([`crate::ChannelHost::key_sealer`]).
     pub fn new(opts: ChannelOpts, config: &WebConfig) -> Result<Self, ChannelError> {
         let missing = |what: &str| {
             ChannelError::Config(format!(
@@ -89,8 +90,12 @@ impl WebChannel {
             ))
         };
         let users = opts.host.users().ok_or_else(|| missing("user store"))?;
+        let sealer = opts
+            .host
+            .key_sealer()
+            .ok_or_else(|| missing("key vault (to seal token signing keys)"))?;
         config.validate().map_err(ChannelError::Config)?;
-        let tokens = tokens::Tokens::new(Arc::clone(&users), config)?;
+        let tokens = tokens::Tokens::new(Arc::clone(&users), sealer, config)?;
         let passwords =
             passwords::PasswordPool::new(config.password_workers, config.password_queue)
                 .map_err(|e| ChannelError::Config(format!("web: {e}")))?;

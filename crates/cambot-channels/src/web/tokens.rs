@@ -5,7 +5,9 @@
 //! `iss`, `aud`, `exp`, `iat`, `sub`, `tid`, `jti` are all required; an `nbf` (own or external
 //! token, see `web::external`) must not be in the future (both with [`LEEWAY_SECS`] of clock skew). Each tenant has its own
 //! keys; a key is replaced after `key_rotation_secs` and deleted once no token it signed can
-//! still be valid. Refresh tokens are 256 random bits, stored only as SHA-256 hashes.
+//! still be valid. A private key is stored sealed by the host's [`KeySealer`] (bound to the
+//! tenant and [`signing_key_name`]), never in plaintext. Refresh tokens are 256 random bits,
+//! stored only as SHA-256 hashes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +30,9 @@ use serde::Deserialize;
 use serde::Serialize;
 use sha2::Digest;
 
+use crate::KeySealer;
 use crate::error::ChannelError;
+use crate::error::HostError;
 use crate::locks;
 use crate::web::config::WebConfig;
 use crate::web::external::Issuers;
@@ -90,6 +94,17 @@ pub enum TokenError {
     BadSubject,
     #[error("reading or storing signing keys: {0}")]
     Store(#[from] StoreError),
+    #[error("signing key {kid}: {source}")]
+    Sealing {
+        kid: String,
+        #[source]
+        source: HostError,
+    },
+}
+
+/// The name a tenant's signing key `kid` is sealed under (associated data of its ciphertext).
+pub fn signing_key_name(kid: &str) -> String {
+    format!("web-signing-key.{kid}")
 }
 
 struct Signer {
@@ -101,6 +116,7 @@ struct Signer {
 /// Issues and verifies access tokens.
 pub struct Tokens {
     store: Arc<dyn UserStore>,
+    sealer: Arc<dyn KeySealer>,
     issuer: String,
     audience: String,
     access_ttl_secs: u64,
@@ -142,10 +158,15 @@ pub fn random_id() -> String {
 }
 
 impl Tokens {
-    pub fn new(store: Arc<dyn UserStore>, config: &WebConfig) -> Result<Self, ChannelError> {
+    pub fn new(
+        store: Arc<dyn UserStore>,
+        sealer: Arc<dyn KeySealer>,
+        config: &WebConfig,
+    ) -> Result<Self, ChannelError> {
         let external = Issuers::load(&config.all_issuers())?;
         Ok(Self {
             store,
+            sealer,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             access_ttl_secs: config.access_token_ttl_secs.max(1),
@@ -199,10 +220,31 @@ impl Tokens {
             .into_iter()
             .find(|k| k.algorithm == KEY_ALGORITHM)
             .filter(|k| now - k.created_ms < self.rotation_ms);
-        let key = match newest {
-            Some(k) => k,
+        let signer = match newest {
+            Some(k) => {
+                let key = if k.sealed {
+                    let name = signing_key_name(&k.kid);
+                    let opened = self
+                        .sealer
+                        .open(tenant, &name, &k.private_key)
+                        .await
+                        .map_err(|source| TokenError::Sealing {
+                            kid: k.kid.clone(),
+                            source,
+                        })?;
+                    EncodingKey::from_ed_der(&opened)
+                } else {
+                    // A row from before the vault, until the daemon seals it at its next start.
+                    EncodingKey::from_ed_der(&k.private_key)
+                };
+                Signer {
+                    kid: k.kid,
+                    created_ms: k.created_ms,
+                    key,
+                }
+            }
             None => {
-                let k = generate_key(tenant, now)?;
+                let (k, key) = self.new_key(tenant, now).await?;
                 self.store.add_signing_key(&k).await?;
                 // Keep old keys while tokens they signed may still be valid.
                 let keep_ms = i64::try_from(self.access_ttl_secs + LEEWAY_SECS)
@@ -212,14 +254,14 @@ impl Tokens {
                     .delete_signing_keys(tenant, now - self.rotation_ms - keep_ms, &k.kid)
                     .await?;
                 tracing::info!(tenant = %tenant, kid = %k.kid, "web: new signing key");
-                k
+                Signer {
+                    kid: k.kid,
+                    created_ms: k.created_ms,
+                    key,
+                }
             }
         };
-        let signer = Arc::new(Signer {
-            kid: key.kid.clone(),
-            created_ms: key.created_ms,
-            key: EncodingKey::from_ed_der(&key.private_key),
-        });
+        let signer = Arc::new(signer);
         locks::lock("token signers", &self.signers).insert(tenant.clone(), Arc::clone(&signer));
         Ok(signer)
     }
@@ -338,19 +380,36 @@ pub fn valid_user_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
 }
 
-/// A new Ed25519 key: PKCS#8 private key and raw 32-byte public key.
-fn generate_key(tenant: &TenantId, now_ms: i64) -> Result<SigningKeyRow, TokenError> {
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-        .map_err(|_| TokenError::Invalid("key generation failed".into()))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-        .map_err(|_| TokenError::Invalid("key generation failed".into()))?;
-    Ok(SigningKeyRow {
-        kid: random_id(),
-        tenant: tenant.clone(),
-        algorithm: KEY_ALGORITHM.into(),
-        private_key: pkcs8.as_ref().to_vec(),
-        public_key: pair.public_key().as_ref().to_vec(),
-        created_ms: now_ms,
-    })
+impl Tokens {
+    /// A new Ed25519 key: its row (PKCS#8 private key sealed, raw 32-byte public key) and
+    /// the key to sign with.
+    async fn new_key(
+        &self,
+        tenant: &TenantId,
+        now_ms: i64,
+    ) -> Result<(SigningKeyRow, EncodingKey), TokenError> {
+        let failed = || TokenError::Invalid("key generation failed".into());
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| failed())?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| failed())?;
+        let kid = random_id();
+        let sealed = self
+            .sealer
+            .seal(tenant, &signing_key_name(&kid), pkcs8.as_ref())
+            .await
+            .map_err(|source| TokenError::Sealing {
+                kid: kid.clone(),
+                source,
+            })?;
+        let row = SigningKeyRow {
+            kid,
+            tenant: tenant.clone(),
+            algorithm: KEY_ALGORITHM.into(),
+            private_key: sealed,
+            public_key: pair.public_key().as_ref().to_vec(),
+            created_ms: now_ms,
+            sealed: true,
+        };
+        Ok((row, EncodingKey::from_ed_der(pkcs8.as_ref())))
+    }
 }

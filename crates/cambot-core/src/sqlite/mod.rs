@@ -92,6 +92,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0009_tenant_provider.sql"),
     },
     Migration {
+        version: 10,
+        name: "web signing keys sealed by the vault",
+        sql: include_str!("migrations/0010_sealed_signing_keys.sql"),
+    },
+    Migration {
         version: 12,
         name: "workflow definitions, runs and steps; outbox idempotency keys",
         sql: include_str!("migrations/0012_workflows.sql"),

@@ -40,13 +40,15 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TenantRow>> {
 }
 
 /// `(groups, users)` of a tenant.
-fn holdings(conn: &Connection, id: &str) -> Result<(usize, usize)> {
+/// What keeps a tenant from being removed without a purge: its groups, users and secrets.
+fn holdings(conn: &Connection, id: &str) -> Result<(usize, usize, usize)> {
     Ok(conn
         .prepare_cached(
             "SELECT (SELECT COUNT(*) FROM registered_groups WHERE tenant = ?1),
-                    (SELECT COUNT(*) FROM web_users WHERE tenant = ?1)",
+                    (SELECT COUNT(*) FROM web_users WHERE tenant = ?1),
+                    (SELECT COUNT(*) FROM vault_secrets WHERE tenant = ?1)",
         )?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
 }
 
 /// Deletes every row of the tenant: the run log of its tasks (keyed by task) and the steps of
@@ -190,9 +192,13 @@ impl TenantStore for SqliteStore {
             if !exists(tx, id.as_str())? {
                 return Ok(TenantRemoval::NotFound);
             }
-            let (groups, users) = holdings(tx, id.as_str())?;
-            if groups > 0 || users > 0 {
-                return Ok(TenantRemoval::NotEmpty { groups, users });
+            let (groups, users, secrets) = holdings(tx, id.as_str())?;
+            if groups > 0 || users > 0 || secrets > 0 {
+                return Ok(TenantRemoval::NotEmpty {
+                    groups,
+                    users,
+                    secrets,
+                });
             }
             delete_tenant_rows(tx, id.as_str())?;
             Ok(TenantRemoval::Removed)

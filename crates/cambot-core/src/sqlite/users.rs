@@ -26,7 +26,7 @@ use crate::store::StoreFuture;
 use crate::store::UserStore;
 
 const USER_COLUMNS: &str = "tenant, id, password_hash, disabled, created_ms, updated_ms";
-const KEY_COLUMNS: &str = "kid, tenant, algorithm, private_key, public_key, created_ms";
+const KEY_COLUMNS: &str = "kid, tenant, algorithm, private_key, public_key, created_ms, sealed";
 const SESSION_COLUMNS: &str =
     "tenant, user_id, id, folder, chat_jid, title, created_ms, last_active_ms";
 
@@ -54,6 +54,7 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SigningKeyRow>> {
         private_key: r.get(3)?,
         public_key: r.get(4)?,
         created_ms: r.get(5)?,
+        sealed: r.get(6)?,
     };
     Ok(TenantId::new(&tenant)
         .map(|tenant| SigningKeyRow { tenant, ..row })
@@ -332,7 +333,7 @@ impl UserStore for SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 &format!(
-                    "INSERT INTO web_signing_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                    "INSERT INTO web_signing_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                 ),
                 params![
                     key.kid,
@@ -340,7 +341,8 @@ impl UserStore for SqliteStore {
                     key.algorithm,
                     key.private_key,
                     key.public_key,
-                    key.created_ms
+                    key.created_ms,
+                    key.sealed
                 ],
             )?;
             Ok(())
@@ -360,6 +362,21 @@ impl UserStore for SqliteStore {
                 params![tenant.as_str(), before_ms, keep],
             )?)
         })
+    }
+
+    fn all_signing_keys(&self) -> StoreFuture<'_, Vec<SigningKeyRow>> {
+        self.read(|conn| {
+            query(
+                conn,
+                &format!("SELECT {KEY_COLUMNS} FROM web_signing_keys ORDER BY tenant, kid"),
+                [],
+                key_row,
+            )
+        })
+    }
+
+    fn seal_signing_keys(&self, sealed: Vec<(String, Vec<u8>)>) -> StoreFuture<'_, usize> {
+        self.write(move |conn| seal_signing_keys(conn, &sealed))
     }
 
     fn insert_refresh<'a>(&'a self, row: &'a RefreshTokenRow) -> StoreFuture<'a, ()> {
@@ -536,4 +553,47 @@ impl UserStore for SqliteStore {
             Ok(())
         })
     }
+}
+
+/// Replaces plaintext private keys by their sealed form so that no copy of the plaintext stays
+/// in the file: `secure_delete` zeroes the bytes the update frees, VACUUM rewrites the file
+/// (free pages from earlier key rotations may still hold a key), and a TRUNCATE checkpoint
+/// empties the WAL, whose older frames hold the old pages.
+fn seal_signing_keys(conn: &Connection, sealed: &[(String, Vec<u8>)]) -> Result<usize> {
+    if sealed.is_empty() {
+        return Ok(0);
+    }
+    let was: i64 = conn.query_row("PRAGMA secure_delete", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA secure_delete = ON")?;
+    let done = (|| -> Result<usize> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let mut n = 0;
+        let update = (|| -> Result<()> {
+            let mut stmt = conn.prepare(
+                "UPDATE web_signing_keys SET private_key = ?2, sealed = 1 WHERE kid = ?1 AND sealed = 0",
+            )?;
+            for (kid, bytes) in sealed {
+                n += stmt.execute(params![kid, bytes])?;
+            }
+            Ok(())
+        })();
+        match update {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        conn.execute_batch("VACUUM")?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            tracing::warn!(
+                "another process kept the WAL from being emptied after sealing the web signing \
+                 keys: their old plaintext stays in the WAL until its next full checkpoint"
+            );
+        }
+        Ok(n)
+    })();
+    conn.execute_batch(&format!("PRAGMA secure_delete = {was}"))?;
+    done
 }

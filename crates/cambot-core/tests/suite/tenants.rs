@@ -109,6 +109,7 @@ async fn seed(s: &SqliteStore, t: &TenantId) {
         private_key: vec![1],
         public_key: vec![2],
         created_ms: 1,
+        sealed: true,
     })
     .await
     .unwrap();
@@ -318,7 +319,8 @@ async fn remove_refuses_a_tenant_with_groups_or_users_and_never_default() {
         s.remove_tenant(&acme).await.unwrap(),
         TenantRemoval::NotEmpty {
             groups: 1,
-            users: 1
+            users: 1,
+            secrets: 1,
         }
     );
     assert!(s.tenant(&acme).await.unwrap().is_some(), "nothing removed");

@@ -265,6 +265,7 @@ async fn signing_keys_are_per_tenant_newest_first_and_retire_by_age() {
         private_key: vec![1],
         public_key: vec![2],
         created_ms: at,
+        sealed: false,
     };
     let acme = TenantId::new("acme").unwrap();
     s.add_signing_key(&key("k1", &tenant(), 1)).await.unwrap();
@@ -281,4 +282,75 @@ async fn signing_keys_are_per_tenant_newest_first_and_retire_by_age() {
     assert_eq!(s.delete_signing_keys(&tenant(), 10, "k2").await.unwrap(), 1);
     assert!(s.signing_key("k1").await.unwrap().is_none());
     assert_eq!(s.signing_key("a1").await.unwrap().unwrap().tenant, acme);
+}
+
+/// Whether `needle` occurs anywhere in the file (missing file: no).
+fn file_holds(path: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+#[tokio::test]
+async fn sealing_signing_keys_leaves_no_plaintext_in_the_file_or_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cambot.db");
+    let wal = dir.path().join("cambot.db-wal");
+    let s = cambot_core::SqliteStore::open(&path).unwrap();
+    let secret = |i: u16| -> Vec<u8> {
+        let [hi, lo] = i.to_be_bytes();
+        (0..83u8)
+            .map(|b| b.wrapping_mul(7) ^ lo ^ hi.rotate_left(3) ^ 0xA5)
+            .collect()
+    };
+    let key = |i: u16, at: i64| SigningKeyRow {
+        kid: format!("k{i:04}"),
+        tenant: tenant(),
+        algorithm: "EdDSA".into(),
+        private_key: secret(i),
+        public_key: vec![2; 32],
+        created_ms: at,
+        sealed: false,
+    };
+    // Retired keys fill pages that their deletion frees (with their bytes, unless wiped); two
+    // live keys are sealed.
+    for i in 0..300 {
+        s.add_signing_key(&key(i, 1)).await.unwrap();
+    }
+    s.add_signing_key(&key(1000, 2)).await.unwrap();
+    s.add_signing_key(&key(1001, 3)).await.unwrap();
+    assert_eq!(
+        s.delete_signing_keys(&tenant(), 2, "k1000").await.unwrap(),
+        300
+    );
+    let everything = || (0..300).chain([1000, 1001]);
+    assert!(everything().any(|i| file_holds(&path, &secret(i)) || file_holds(&wal, &secret(i))));
+    let plain: Vec<String> = s
+        .all_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| !k.sealed)
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(plain, ["k1000", "k1001"]);
+
+    let sealed = vec![
+        ("k1000".to_owned(), vec![9u8; 123]),
+        ("k1001".to_owned(), vec![8u8; 123]),
+    ];
+    assert_eq!(s.seal_signing_keys(sealed.clone()).await.unwrap(), 2);
+    // Already sealed: nothing changes.
+    assert_eq!(s.seal_signing_keys(sealed).await.unwrap(), 0);
+    assert!(s.all_signing_keys().await.unwrap().iter().all(|k| k.sealed));
+    let live = s.signing_key("k1000").await.unwrap().unwrap();
+    assert!(live.sealed);
+    assert_eq!(live.private_key, vec![9u8; 123]);
+    for i in everything() {
+        for file in [&path, &wal] {
+            assert!(
+                !file_holds(file, &secret(i)),
+                "key {i} still in {}",
+                file.display()
+            );
+        }
+    }
 }

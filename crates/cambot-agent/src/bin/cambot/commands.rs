@@ -176,14 +176,14 @@ async fn wait_idle(router: &cambot_agent::router::Router) {
 
 async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<ExitCode> {
     let layout = DataLayout::new(&config.data_dir);
-    let mut checks: Vec<(bool, &str, String)> = Vec::new();
+    let mut checks: Vec<(bool, String, String)> = Vec::new();
     // Read before opening the store tightens them: a loose mode is reported once.
     let mode_lines = cambot_agent::at_rest::doctor_lines(&layout);
     let dir_ok = cambot_agent::at_rest::secure_data_dir(&layout).is_ok()
         && tempfile_in(layout.root()).is_ok();
     checks.push((
         dir_ok,
-        "data directory",
+        "data directory".to_owned(),
         if dir_ok {
             format!("{} is writable", layout.root().display())
         } else {
@@ -193,32 +193,34 @@ async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<E
             )
         },
     ));
-    for (ok, what, detail) in &mode_lines {
-        checks.push((*ok, what.as_str(), detail.clone()));
-    }
     let mut tenant_lines = Vec::new();
-    checks.push(match cambot_agent::database::open_store(&layout).await {
+    match cambot_agent::database::open_store(&layout).await {
         Ok(store) => {
-            tenant_lines = crate::tenants_cmd::doctor_lines(config, &layout, store.as_ref()).await;
-            // The files SQLite just created (a fresh install) are reported too.
-            for (ok, what, detail) in cambot_agent::at_rest::doctor_lines(&layout) {
-                if what == "database file modes" && !mode_lines.iter().any(|l| l.1 == what) {
-                    tenant_lines.push((ok, what, detail));
+            // The files SQLite just created (a fresh install) are reported too, once.
+            let mut files = mode_lines;
+            for line in cambot_agent::at_rest::doctor_lines(&layout) {
+                if !files.iter().any(|l| l.1 == line.1) {
+                    files.push(line);
                 }
             }
-            tenant_lines.push(crate::secrets_cmd::doctor_line(config, store.clone()).await);
-            (
+            checks.extend(files);
+            checks.push((
                 true,
-                "database",
+                "database".to_owned(),
                 format!(
                     "{} (schema v{})",
                     layout.database().display(),
                     store.schema_version().await.unwrap_or(0)
                 ),
-            )
+            ));
+            checks.extend(crate::secrets_cmd::doctor_lines(config, store.clone()).await);
+            tenant_lines = crate::tenants_cmd::doctor_lines(config, &layout, store.as_ref()).await;
         }
-        Err(e) => (false, "database", e.to_string()),
-    });
+        Err(e) => {
+            checks.extend(mode_lines);
+            checks.push((false, "database".to_owned(), e.to_string()));
+        }
+    }
     let mut enabled = Vec::new();
     if config.channels.cli.enabled {
         enabled.push("cli".to_owned());
@@ -228,20 +230,18 @@ async fn doctor(config: &Config, sandbox: &[(bool, String, String)]) -> Result<E
     }
     checks.push((
         !enabled.is_empty(),
-        "channels",
+        "channels".to_owned(),
         if enabled.is_empty() {
             "none enabled: `cambot run` would have nothing to listen on (enable [channels.cli] or [channels.web], or use `cambot chat`)".to_owned()
         } else {
             enabled.join(", ")
         },
     ));
-    checks.push((true, "timezone", config.timezone.clone()));
-    for (ok, what, detail) in sandbox {
-        checks.push((*ok, what.as_str(), detail.clone()));
-    }
+    checks.push((true, "timezone".to_owned(), config.timezone.clone()));
+    checks.extend(sandbox.iter().cloned());
     checks.push(match runtime::model_check(config) {
-        Ok(detail) => (true, "model", detail),
-        Err(e) => (false, "model", format!("{e:#}")),
+        Ok(detail) => (true, "model".to_owned(), detail),
+        Err(e) => (false, "model".to_owned(), format!("{e:#}")),
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "cambot {}", env!("CARGO_PKG_VERSION"))?;

@@ -14,6 +14,7 @@ use anyhow::Result;
 use cambot_agent::config::Config;
 use cambot_agent::vault;
 use cambot_agent::vault::Vault;
+use cambot_core::Store;
 use cambot_core::VaultStore;
 use cambot_gateway::Secret;
 use cambot_protocol::DataLayout;
@@ -165,47 +166,113 @@ fn read_value(name: &str, tenant: &str) -> Result<Secret> {
     Ok(Secret::new(value))
 }
 
-/// `cambot doctor`: which master key source is used, its path and mode, and whether it opens
-/// the vault (every secret decrypted).
-pub(crate) async fn doctor_line(
+/// `cambot doctor`, the vault's part: where the master key comes from (source, path, mode,
+/// outside the data directory), whether it opens the vault with every secret decrypting, and
+/// whether every web signing key is sealed and opens.
+pub(crate) async fn doctor_lines(
     config: &Config,
-    store: Arc<dyn VaultStore>,
-) -> (bool, String, String) {
-    let what = "vault".to_owned();
-    let location = match vault::master_key::locate_from_env() {
-        Ok(l) => l,
-        Err(e) => return (false, what, e.to_string()),
+    store: Arc<dyn Store>,
+) -> Vec<(bool, String, String)> {
+    let mut lines = Vec::new();
+    let mut line = |ok: bool, what: &str, detail: String| lines.push((ok, what.to_owned(), detail));
+    let vault_store = Arc::clone(&store) as Arc<dyn VaultStore>;
+    let in_use = matches!(vault_store.vault_check().await, Ok(Some(_)));
+    let Some(location) = config.master_key.clone() else {
+        line(
+            !in_use,
+            "vault master key",
+            vault::VaultError::NoHome.to_string(),
+        );
+        line(
+            true,
+            "web signing keys",
+            signing_keys(None, store.as_ref()).await.1,
+        );
+        return lines;
     };
     let path = location.path.display().to_string();
-    let mode = vault::master_key::key_file_mode(&location.path)
-        .map_or_else(|| "missing".to_owned(), |m| format!("mode {m:04o}"));
-    let key = format!("master key from {} {path} ({mode})", location.source);
-    if vault::master_key::inside_data_dir(&location.path, &config.data_dir) {
-        return (
-            false,
-            what,
+    let mode = vault::master_key::key_file_mode(&location.path);
+    let key = format!(
+        "from {} {path} ({})",
+        location.source,
+        mode.map_or_else(|| "missing".to_owned(), |m| format!("mode {m:04o}"))
+    );
+    let inside = vault::master_key::inside_data_dir(&location.path, &config.data_dir);
+    let loose = mode.is_some_and(|m| m & 0o077 != 0);
+    line(
+        !inside && !loose && (mode.is_some() || !in_use),
+        "vault master key",
+        if inside {
             format!(
                 "{key} lies inside the data directory: a copy of it opens every secret; move it out and set CAMBOT_MASTER_KEY_FILE"
-            ),
-        );
-    }
-    match vault::load_key(store.as_ref(), location, false, Some(&config.data_dir)).await {
-        Err(e) => (false, what, format!("{key}: {e}")),
-        Ok(None) => (
-            true,
-            what,
-            format!("no secrets yet; the first `cambot secrets set` creates the master key {path}"),
-        ),
-        Ok(Some(master)) => match Vault::open(store, master).await {
-            Err(e) => (false, what, format!("{key}: {e}")),
-            Ok(v) => match v.verify().await {
-                Ok(n) => (
-                    true,
-                    what,
-                    format!("{key} opens the vault; {n} secret(s) decrypt"),
-                ),
-                Err(e) => (false, what, format!("{key} opens the vault, but {e}")),
-            },
+            )
+        } else if loose {
+            format!("{key}: group and others must have no access (chmod 600 {path})")
+        } else if mode.is_none() && in_use {
+            format!("{key}: the vault holds secrets but its key is gone; restore the key file")
+        } else if mode.is_none() {
+            format!(
+                "{key}: not created yet (the first `cambot secrets set`, or the first start with the web channel, creates it)"
+            )
+        } else {
+            format!("{key}, outside the data directory")
         },
+    );
+    let opened = match vault::load_key(
+        vault_store.as_ref(),
+        location,
+        false,
+        Some(&config.data_dir),
+    )
+    .await
+    {
+        Err(e) => Err(e.to_string()),
+        Ok(None) => Ok(None),
+        Ok(Some(master)) => Vault::open(Arc::clone(&vault_store), master)
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    };
+    let vault = match opened {
+        Err(e) => {
+            line(false, "vault", e);
+            None
+        }
+        Ok(None) => {
+            line(true, "vault", "no secrets yet".to_owned());
+            None
+        }
+        Ok(Some(v)) => {
+            match v.verify().await {
+                Ok(n) => line(true, "vault", format!("opens; {n} secret(s) decrypt")),
+                Err(e) => line(false, "vault", format!("opens, but {e}")),
+            }
+            Some(v)
+        }
+    };
+    let (ok, detail) = signing_keys(vault.as_ref(), store.as_ref()).await;
+    line(ok, "web signing keys", detail);
+    lines
+}
+
+/// Whether every web signing key is sealed and opens with `vault`.
+async fn signing_keys(vault: Option<&Vault>, store: &dyn Store) -> (bool, String) {
+    match vault::check_signing_keys(vault, store).await {
+        Err(e) => (false, e.to_string()),
+        Ok(found) if found.plaintext > 0 => (
+            false,
+            format!(
+                "{} key(s) stored in plaintext (from before the vault): the next daemon start seals them",
+                found.plaintext
+            ),
+        ),
+        Ok(found) if found.sealed == 0 => (true, "none yet".to_owned()),
+        Ok(found) => (
+            true,
+            format!(
+                "{} sealed, each opens with the vault; none in plaintext",
+                found.sealed
+            ),
+        ),
     }
 }

@@ -233,14 +233,38 @@ pub(crate) async fn run(config: &Config, cmd: TenantsCommand) -> Result<ExitCode
                     TenantRemoval::Protected => {
                         anyhow::bail!("the default tenant cannot be removed")
                     }
-                    TenantRemoval::NotEmpty { groups, users } => anyhow::bail!(
-                        "tenant {tenant} still has {groups} group(s) and {users} user(s): remove them, or delete everything of it with `cambot tenants rm {tenant} --purge --yes`"
-                    ),
+                    TenantRemoval::NotEmpty {
+                        groups,
+                        users,
+                        secrets,
+                    } => anyhow::bail!("{}", not_empty(&tenant, groups, users, secrets)),
                 }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `tenants rm` without `--purge` refuses, naming what the tenant still holds.
+fn not_empty(tenant: &TenantId, groups: usize, users: usize, secrets: usize) -> String {
+    let mut held = Vec::new();
+    let mut how = Vec::new();
+    if groups > 0 || users > 0 {
+        held.push(format!("{groups} group(s) and {users} user(s)"));
+        how.push("remove them".to_owned());
+    }
+    if secrets > 0 {
+        let plural = if secrets == 1 { "" } else { "s" };
+        held.push(format!("{secrets} secret{plural}"));
+        how.push(format!(
+            "remove them with `cambot secrets rm --tenant {tenant} NAME`"
+        ));
+    }
+    format!(
+        "tenant {tenant} has {}; {} or use --purge --yes to delete everything of it",
+        held.join(" and "),
+        how.join(", ")
+    )
 }
 
 /// `name` when a tenant may choose it: a `[providers.<name>]` entry or the embedded model.

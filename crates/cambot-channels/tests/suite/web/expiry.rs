@@ -122,14 +122,9 @@ async fn a_fresh_token_extends_an_open_socket() {
     let (token, first_exp) = login_with_expiry(&d, "alice").await;
     let (mut ws, jid) = subscribed(&d, &token, "alice").await;
     // A fresh token for the same user, valid for ten minutes, signed with the tenant's key.
-    let key = d
-        .store()
-        .signing_keys(&TenantId::default_tenant())
-        .await
-        .unwrap()
-        .remove(0);
+    let (kid, pkcs8) = d.signing_key(&TenantId::default_tenant()).await;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-    header.kid = Some(key.kid.clone());
+    header.kid = Some(kid);
     let now = now_secs();
     let claims = json!({
         "iss": "cambot", "aud": "cambot-web", "sub": "alice", "tid": "default",
@@ -138,7 +133,7 @@ async fn a_fresh_token_extends_an_open_socket() {
     let fresh = jsonwebtoken::encode(
         &header,
         &claims,
-        &jsonwebtoken::EncodingKey::from_ed_der(&key.private_key),
+        &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8),
     )
     .unwrap();
     ws.send(json!({"type": "auth", "token": fresh})).await;

@@ -51,18 +51,20 @@ async fn fixture() -> Fixture {
     d.add_user("default", "alice").await;
     d.add_user("acme", "carol").await;
     let (token, _) = d.login("default", "alice").await;
-    let key = d
+    let public_raw = d
         .store()
         .signing_keys(&TenantId::default_tenant())
         .await
         .unwrap()
-        .remove(0);
+        .remove(0)
+        .public_key;
+    let (kid, pkcs8) = d.signing_key(&TenantId::default_tenant()).await;
     Fixture {
         d,
         token,
-        kid: key.kid.clone(),
-        key: EncodingKey::from_ed_der(&key.private_key),
-        public_raw: key.public_key,
+        kid,
+        key: EncodingKey::from_ed_der(&pkcs8),
+        public_raw,
     }
 }
 

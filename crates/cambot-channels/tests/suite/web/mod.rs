@@ -7,6 +7,7 @@ mod isolation;
 mod issuers;
 mod jwt;
 mod sign_in;
+mod signing_vault;
 mod stream;
 pub(crate) mod support;
 mod tenant_delivery;

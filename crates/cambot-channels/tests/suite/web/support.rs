@@ -84,6 +84,11 @@ pub(crate) async fn seed_users(dir: &tempfile::TempDir, users: &[(&str, &str)]) 
     }
 }
 
+/// The master key file a test daemon on `dir` uses.
+pub(crate) fn master_key_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("test-master.key")
+}
+
 /// Starts a daemon with its data under `dir`.
 pub(crate) async fn start_in(
     dir: tempfile::TempDir,
@@ -91,8 +96,12 @@ pub(crate) async fn start_in(
     web: WebConfig,
 ) -> Result<WebDaemon, cambot_agent::daemon::DaemonError> {
     let raw = toml::from_str("").unwrap();
-    let mut config = Config::resolve(raw, None, Some(dir.path()), &|k| {
-        (k == "TZ").then(|| "UTC".to_owned())
+    // The vault's master key in the test's directory: never the default /etc/cambot.
+    let key = master_key_file(&dir);
+    let mut config = Config::resolve(raw, None, Some(dir.path()), &|k| match k {
+        "TZ" => Some("UTC".to_owned()),
+        "CAMBOT_MASTER_KEY_FILE" => Some(key.display().to_string()),
+        _ => None,
     })
     .unwrap();
     config.channels.cli.enabled = false;
@@ -122,6 +131,34 @@ pub(crate) async fn start_in(
 impl WebDaemon {
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         self.daemon.router().store()
+    }
+
+    /// The vault the daemon seals its signing keys with, opened again (as the admin CLI does).
+    pub(crate) async fn vault(&self) -> cambot_agent::vault::Vault {
+        let store = Arc::clone(self.store()) as Arc<dyn cambot_core::VaultStore>;
+        let location = cambot_agent::vault::KeyLocation {
+            source: cambot_agent::vault::KeySource::EnvFile,
+            path: master_key_file(&self._dir),
+            looked: Vec::new(),
+        };
+        cambot_agent::vault::open_at(store, location, self._dir.path(), false)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A tenant's newest signing key: its kid and its PKCS#8 private key, opened with the vault.
+    pub(crate) async fn signing_key(&self, tenant: &TenantId) -> (String, Vec<u8>) {
+        let row = self.store().signing_keys(tenant).await.unwrap().remove(0);
+        assert!(row.sealed, "signing key {} stored in plaintext", row.kid);
+        let name = cambot_channels::web::tokens::signing_key_name(&row.kid);
+        let pkcs8 = self
+            .vault()
+            .await
+            .open_key(tenant, &name, &row.private_key)
+            .await
+            .unwrap();
+        (row.kid, pkcs8.to_vec())
     }
 
     pub(crate) async fn add_user(&self, tenant: &str, user: &str) {
