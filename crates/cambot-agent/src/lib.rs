@@ -29,3 +29,6 @@ pub mod task_run;
 pub mod tenant_model;
 pub mod tenant_mounts;
 pub mod vault;
+pub mod workflow_command;
+pub mod workflow_steps;
+pub mod workflows;
