@@ -151,6 +151,9 @@ impl Workflows {
             if let Err(e) = self.resume().await {
                 tracing::error!(error = %e, "looking for new workflow runs failed");
             }
+            if let Err(e) = self.engine.stop_finished_elsewhere().await {
+                tracing::error!(error = %e, "looking for cancelled workflow runs failed");
+            }
             self.wake.notify_one();
         }
     }
