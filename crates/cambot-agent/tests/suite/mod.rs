@@ -26,3 +26,4 @@ mod tenant_state;
 mod tenants_cli;
 mod vault_rotation;
 mod vault_support;
+mod workflows_e2e;
