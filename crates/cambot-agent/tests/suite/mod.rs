@@ -26,4 +26,5 @@ mod tenant_state;
 mod tenants_cli;
 mod vault_rotation;
 mod vault_support;
+mod workflows_crash;
 mod workflows_e2e;

@@ -88,15 +88,22 @@ text = "Agent said: {{ steps.work.output }}"
         .parse()
         .unwrap();
     assert_ne!(uid, 0, "the agent ran as root");
-    assert_eq!(std::fs::metadata(group.join("made.txt")).unwrap().uid(), uid);
     assert_eq!(
-        std::fs::read_to_string(group.join("pwd.txt")).unwrap().trim(),
+        std::fs::metadata(group.join("made.txt")).unwrap().uid(),
+        uid
+    );
+    assert_eq!(
+        std::fs::read_to_string(group.join("pwd.txt"))
+            .unwrap()
+            .trim(),
         "/workspace/group"
     );
     let ws = std::fs::read_to_string(group.join("ws.txt")).unwrap();
     assert!(ws.lines().any(|l| l == "group"), "{ws}");
     assert_eq!(
-        std::fs::read_to_string(group.join("db.txt")).unwrap().trim(),
+        std::fs::read_to_string(group.join("db.txt"))
+            .unwrap()
+            .trim(),
         "sealed"
     );
     // No key inside; the gateway added it upstream.
