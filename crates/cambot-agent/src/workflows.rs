@@ -1,5 +1,6 @@
-//! Workflows in the daemon: the [`Engine`] wired to the group queue ([`WorkflowSteps`]), the
-//! store's groups and the scheduler's cron parser; every run driven on an owned task.
+//! Workflows in the daemon: the [`Engine`] wired to the group queue
+//! ([`crate::workflow_steps::WorkflowSteps`]), the store's groups and the scheduler's cron
+//! parser; every run driven on an owned task.
 //!
 //! - **Resume.** At start, every unfinished run is driven again ([`Workflows::resume`]).
 //! - **Runs started elsewhere.** `cambot workflows run` only stores the run. The daemon notices

@@ -14,7 +14,6 @@ use std::time::Duration;
 use std::time::Instant;
 
 use cambot_core::GroupRegistration;
-use cambot_core::GroupStore;
 use cambot_core::SqliteStore;
 use cambot_core::Store;
 use cambot_core::WorkflowRunState;
