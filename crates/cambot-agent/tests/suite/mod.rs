@@ -28,3 +28,4 @@ mod vault_rotation;
 mod vault_support;
 mod workflows_crash;
 mod workflows_e2e;
+mod workflows_schedule;
