@@ -139,6 +139,7 @@ pub struct Daemon {
     events: Option<mpsc::Receiver<ChannelEvent>>,
     shutdown_grace: Duration,
     layout: DataLayout,
+    workflows: crate::workflows::Workflows,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -282,6 +283,16 @@ impl Daemon {
                 "recovered groups with unprocessed messages"
             );
         }
+        let workflows = crate::workflows::start_in_daemon(
+            config,
+            &store,
+            router.queue(),
+            &runner,
+            &outbox,
+            &background,
+            &cancel,
+        )
+        .await;
         let tasks = TaskExecutor::new(
             store.clone(),
             router.queue().clone(),
@@ -335,6 +346,7 @@ impl Daemon {
             events: Some(event_rx),
             shutdown_grace: Duration::from_secs(config.router.shutdown_grace_secs),
             layout,
+            workflows,
         })
     }
 
@@ -344,6 +356,11 @@ impl Daemon {
 
     pub fn scheduler(&self) -> &Arc<Scheduler> {
         &self.scheduler
+    }
+
+    /// Workflow definitions and runs, driven by this daemon.
+    pub fn workflows(&self) -> &crate::workflows::Workflows {
+        &self.workflows
     }
 
     pub fn layout(&self) -> &DataLayout {

@@ -32,3 +32,6 @@ pub mod tenant_model;
 pub mod tenant_mounts;
 pub mod uploads;
 pub mod vault;
+pub mod workflow_command;
+pub mod workflow_steps;
+pub mod workflows;

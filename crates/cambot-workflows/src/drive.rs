@@ -84,7 +84,7 @@ impl Engine {
             if live.contains_key(run_id) {
                 return Err(WorkflowError::AlreadyDriving(run_id.to_owned()));
             }
-            live.insert(run_id.to_owned(), token.clone());
+            live.insert(run_id.to_owned(), (tenant.clone(), token.clone()));
         }
         let _guard = LiveGuard {
             engine: self,

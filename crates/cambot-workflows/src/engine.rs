@@ -61,8 +61,8 @@ pub struct Engine {
     pub(crate) groups: Arc<dyn GroupResolver>,
     pub(crate) executor: Arc<dyn StepExecutor>,
     schedule_check: Option<ScheduleCheck>,
-    /// Runs this process is driving, with the token that stops their live step.
-    pub(crate) live: Mutex<HashMap<String, CancellationToken>>,
+    /// Runs this process is driving: their tenant and the token that stops their live step.
+    pub(crate) live: Mutex<HashMap<String, (TenantId, CancellationToken)>>,
     changes: watch::Sender<u64>,
 }
 
@@ -278,7 +278,7 @@ impl Engine {
             .await?;
         if cancelled {
             tracing::info!(tenant = %tenant, run = %run_id, "workflow run cancelled");
-            let token = self.live_runs().get(run_id).cloned();
+            let token = self.live_runs().get(run_id).map(|(_, t)| t.clone());
             if let Some(token) = token {
                 token.cancel();
             }
@@ -287,9 +287,33 @@ impl Engine {
         Ok(cancelled)
     }
 
+    /// Stops the live step of every run this engine drives that is stored finished: another
+    /// process (`cambot workflows cancel`) cancelled it. Returns how many were stopped.
+    pub async fn stop_finished_elsewhere(&self) -> Result<usize> {
+        let live: Vec<(String, TenantId, CancellationToken)> = self
+            .live_runs()
+            .iter()
+            .map(|(id, (tenant, token))| (id.clone(), tenant.clone(), token.clone()))
+            .collect();
+        let mut stopped = 0;
+        for (id, tenant, token) in live {
+            let finished = self
+                .store
+                .workflow_run(&tenant, &id)
+                .await?
+                .is_none_or(|run| run.state.is_finished());
+            if finished && !token.is_cancelled() {
+                tracing::info!(tenant = %tenant, run = %id, "workflow run ended elsewhere; stopping its live step");
+                token.cancel();
+                stopped += 1;
+            }
+        }
+        Ok(stopped)
+    }
+
     pub(crate) fn live_runs(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (TenantId, CancellationToken)>> {
         // Nothing panics while holding it; a poisoned map is still a valid map.
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }

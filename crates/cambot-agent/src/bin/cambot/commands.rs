@@ -83,6 +83,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Users(cmd) => crate::users_cmd::run(&config, cmd).await,
         Command::Secrets(cmd) => crate::secrets_cmd::run(&config, cmd).await,
         Command::Tasks(cmd) => crate::tasks_cmd::run(&config, cmd).await,
+        Command::Workflows(args) => crate::workflows_cmd::run(&config, args).await,
         Command::Models(cmd) => crate::models_cmd::run(&config, cmd),
         Command::Sandbox(crate::sandbox_cmd::SandboxCommand::Run(args)) => {
             crate::sandbox_cmd::run(&config, args).await

@@ -16,6 +16,7 @@ mod tasks_cmd;
 mod tenant_mounts_cmd;
 mod tenants_cmd;
 mod users_cmd;
+mod workflows_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +77,9 @@ enum Command {
     /// Inspect and manage scheduled tasks (works while the daemon runs).
     #[command(subcommand)]
     Tasks(tasks_cmd::TasksCommand),
+    /// Workflows of a tenant: add, list, show, rm, run, runs, cancel (runs are driven by the
+    /// daemon).
+    Workflows(workflows_cmd::WorkflowsArgs),
     /// Run commands in a group's sandbox (what an agent can see and do).
     #[command(subcommand)]
     Sandbox(sandbox_cmd::SandboxCommand),
