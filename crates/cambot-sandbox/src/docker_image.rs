@@ -13,12 +13,46 @@ use futures::StreamExt;
 use crate::docker::DockerBackend;
 use crate::error::SandboxError;
 
-/// Tools copied from the host when present (what agents and the escape suites use).
+/// Tools copied from the host when present (what agents, the escape suites and the document
+/// extractor (`pdftotext`) use).
 pub const IMAGE_TOOLS: &[&str] = &[
-    "bash", "sh", "dash", "cat", "ls", "id", "touch", "mkdir", "dd", "stat", "head", "tail", "tr",
-    "cut", "grep", "sort", "wc", "env", "sleep", "setsid", "nohup", "yes", "unshare", "getent",
-    "rm", "cp", "mv", "true", "false", "echo", "printf", "test", "uname", "whoami", "readlink",
+    "bash",
+    "sh",
+    "dash",
+    "cat",
+    "ls",
+    "id",
+    "touch",
+    "mkdir",
+    "dd",
+    "stat",
+    "head",
+    "tail",
+    "tr",
+    "cut",
+    "grep",
+    "sort",
+    "wc",
+    "env",
+    "sleep",
+    "setsid",
+    "nohup",
+    "yes",
+    "unshare",
+    "getent",
+    "rm",
+    "cp",
+    "mv",
+    "true",
+    "false",
+    "echo",
+    "printf",
+    "test",
+    "uname",
+    "whoami",
+    "readlink",
     "python3",
+    "pdftotext",
 ];
 
 /// What was built.

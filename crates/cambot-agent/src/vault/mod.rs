@@ -9,16 +9,16 @@
 
 mod error;
 mod gateway;
-mod lazy;
 mod key_material;
+mod lazy;
 pub mod master_key;
 mod rotate;
 mod seal;
 
-pub use lazy::DaemonVault;
 pub use key_material::SigningKeyCheck;
 pub use key_material::check_signing_keys;
 pub use key_material::seal_signing_keys;
+pub use lazy::DaemonVault;
 pub use rotate::Rotation;
 
 use std::collections::HashMap;
