@@ -90,19 +90,32 @@ pub async fn build_sandboxed_runner(
             ctx.cancel.clone(),
         ));
     }
-    let key_location =
-        crate::vault::master_key::locate(env_lookup, nix::unistd::geteuid().as_raw())
-            .map_err(RunStartError::Vault)?;
-    let vault = DaemonVault::open(
-        Arc::clone(&ctx.store) as Arc<dyn cambot_core::VaultStore>,
-        key_location,
-        &config.data_dir,
-    )
-    .await
-    .map_err(RunStartError::Vault)?;
+    // One vault per daemon: the one it opened at start (in use, or needed by the web channel),
+    // else one opened on first need from the same key location.
+    let secrets: Arc<dyn cambot_gateway::TenantSecrets> = match &ctx.vault {
+        Some(vault) => Arc::clone(vault) as Arc<dyn cambot_gateway::TenantSecrets>,
+        None => {
+            let key_location = match &config.master_key {
+                Some(location) => location.clone(),
+                None => {
+                    crate::vault::master_key::locate(env_lookup, nix::unistd::geteuid().as_raw())
+                        .map_err(RunStartError::Vault)?
+                }
+            };
+            Arc::new(
+                DaemonVault::open(
+                    Arc::clone(&ctx.store) as Arc<dyn cambot_core::VaultStore>,
+                    key_location,
+                    &config.data_dir,
+                )
+                .await
+                .map_err(RunStartError::Vault)?,
+            )
+        }
+    };
     let policy = config.model.gateway_policy();
     let mut gateway =
-        Gateway::builder(Arc::clone(&ctx.ipc), model.upstreams, policy).secrets(Arc::new(vault));
+        Gateway::builder(Arc::clone(&ctx.ipc), model.upstreams, policy).secrets(secrets);
     for (tenant, rules) in &config.fetch_credentials {
         gateway = gateway.fetch_credentials(tenant.clone(), rules.clone());
     }

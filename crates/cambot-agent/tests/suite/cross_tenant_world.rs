@@ -169,7 +169,8 @@ impl World {
         };
         cfg.channels.web = web_cfg.clone();
         // The legacy key serves the default tenant only: acme and beta have theirs in the vault.
-        let key_file = top.join("keys/master.key");
+        // The key file the config names (`support::config`): the daemon and this test share it.
+        let key_file = data.join("test-master.key");
         let env: cambot_agent::production::EnvLookup = {
             let base = standin.root_url();
             let key_path = key_file.display().to_string();

@@ -77,7 +77,7 @@ pub(crate) struct E2e {
 impl E2e {
     /// The test's master key file (the daemon's `CAMBOT_MASTER_KEY_FILE`).
     fn key_file(&self) -> PathBuf {
-        self.dir.path().join("keys/master.key")
+        self.dir.path().join("test-master.key")
     }
 
     /// Stores `tenant`'s secret through the vault (the legacy key serves `default` only).
@@ -154,7 +154,7 @@ pub(crate) async fn start_e2e_with(
     let cfg: Config = config(dir.path(), &toml_text);
     let env: cambot_agent::production::EnvLookup = {
         let base = standin.root_url();
-        let key_file = dir.path().join("keys/master.key").display().to_string();
+        let key_file = dir.path().join("test-master.key").display().to_string();
         Arc::new(move |k: &str| match k {
             "CAMBOT_MASTER_KEY_FILE" => Some(key_file.clone()),
             "ANTHROPIC_API_KEY" => Some(KEY.to_owned()),

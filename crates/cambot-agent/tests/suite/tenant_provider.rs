@@ -82,8 +82,8 @@ async fn each_tenants_run_reaches_its_own_providers_upstream() {
         init_bin.display(),
     );
     let cfg: Config = config(dir.path(), &toml_text);
-    let key_dir = tempfile::tempdir().unwrap();
-    let key_file = key_dir.path().join("master.key");
+    // The key file the config names (`support::config`): the daemon and this test share it.
+    let key_file = dir.path().join("test-master.key");
     let key_path = key_file.display().to_string();
     let env: cambot_agent::production::EnvLookup = Arc::new(move |k: &str| match k {
         "FIRST_KEY" => Some(FIRST_KEY.to_owned()),

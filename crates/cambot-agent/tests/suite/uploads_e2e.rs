@@ -53,6 +53,8 @@ async fn a_pdf_uploaded_in_the_web_chat_is_read_in_the_sandbox_and_quoted() {
         listen: "127.0.0.1:0".into(),
         ..WebConfig::default()
     };
+    // The daemon opens the vault (which seals the web signing keys) when web is on.
+    cfg.channels.web = web_cfg.clone();
     let env: cambot_agent::production::EnvLookup = {
         let base = standin.root_url();
         Arc::new(move |k: &str| match k {
