@@ -106,7 +106,7 @@ fn workflows_are_added_listed_shown_run_and_removed_through_the_binary() {
         &["\"colour\""],
     );
     let runs = ok(cambot(d, &["workflows", "runs", "digest"]));
-    let line: Vec<&str> = runs.trim().split_whitespace().collect();
+    let line: Vec<&str> = runs.split_whitespace().collect();
     assert_eq!(
         &line[..5],
         [run_id, "digest", "running", "0/2", "steps"],

@@ -18,11 +18,14 @@ use serde_json::json;
 
 use super::ipc_world::*;
 
+/// (tenant, workflow, inputs) of one start.
+type Started = (String, String, BTreeMap<String, String>);
+
 /// Workflows per tenant; records every start.
 #[derive(Default)]
 struct FakeWorkflows {
     defs: Vec<(String, WorkflowSummary)>,
-    started: Mutex<Vec<(String, String, BTreeMap<String, String>)>>,
+    started: Mutex<Vec<Started>>,
 }
 
 fn summary(name: &str, groups: &[&str]) -> WorkflowSummary {
@@ -91,7 +94,7 @@ impl World {
         Self { rig, host }
     }
 
-    fn started(&self) -> Vec<(String, String, BTreeMap<String, String>)> {
+    fn started(&self) -> Vec<Started> {
         self.host.started.lock().unwrap().clone()
     }
 }
