@@ -227,7 +227,7 @@ impl Daemon {
             store: store.clone(),
             outbox: outbox.clone(),
             layout: layout.clone(),
-            ipc,
+            ipc: Arc::clone(&ipc),
             cancel: cancel.clone(),
             background: background.clone(),
             vault: vault.clone(),
@@ -293,6 +293,7 @@ impl Daemon {
             &cancel,
         )
         .await;
+        ipc.set_workflows(Arc::new(workflows.clone()));
         let tasks = TaskExecutor::new(
             store.clone(),
             router.queue().clone(),

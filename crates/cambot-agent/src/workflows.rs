@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cambot_core::Store;
+use cambot_gateway::HostToolError;
 use cambot_protocol::DataLayout;
 use cambot_protocol::TenantId;
+use cambot_protocol::ipc::WorkflowSummary;
 use cambot_scheduler::Clock;
 use cambot_scheduler::cron::CronExpr;
 use cambot_workflows::Definition;
@@ -289,4 +291,61 @@ pub(crate) async fn start_in_daemon(
             .schedule(Arc::new(cambot_scheduler::SystemClock), tz),
     );
     workflows
+}
+
+/// The agent tools `run_workflow` and `list_workflows` reach the daemon's workflows through
+/// this; the gateway decides who may run what.
+impl cambot_gateway::WorkflowHost for Workflows {
+    fn list(
+        &self,
+        tenant: TenantId,
+    ) -> crate::agent_run::BoxFuture<'_, Result<Vec<WorkflowSummary>, HostToolError>> {
+        Box::pin(async move {
+            let rows = self.engine.definitions(&tenant).await.map_err(host_error)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|row| match Definition::parse(&row.toml) {
+                    Ok(def) => Some(WorkflowSummary {
+                        groups: def.groups().iter().map(ToString::to_string).collect(),
+                        name: def.name,
+                        inputs: def.inputs,
+                        schedule: def.schedule,
+                    }),
+                    Err(e) => {
+                        // A definition that stopped parsing cannot be run; the CLI shows it.
+                        tracing::warn!(tenant = %tenant, workflow = %row.name, error = %e, "stored workflow does not parse; not offered to agents");
+                        None
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn start(
+        &self,
+        tenant: TenantId,
+        name: String,
+        inputs: BTreeMap<String, String>,
+    ) -> crate::agent_run::BoxFuture<'_, Result<String, HostToolError>> {
+        Box::pin(async move {
+            Workflows::start(self, &tenant, &name, inputs)
+                .await
+                .map_err(host_error)
+        })
+    }
+}
+
+/// The engine's error as the agent is told it; the tenant stays out of "no workflow" (the
+/// caller's tenant is implied, and it reads like any missing workflow).
+fn host_error(e: WorkflowError) -> HostToolError {
+    match e {
+        WorkflowError::NoSuchWorkflow { name, .. } => {
+            HostToolError::NotFound(format!("no workflow named {name:?}"))
+        }
+        e @ (WorkflowError::UnknownInput { .. } | WorkflowError::MissingInput { .. }) => {
+            HostToolError::BadRequest(e.to_string())
+        }
+        WorkflowError::Store(e) => HostToolError::Store(e),
+        e => HostToolError::Internal(e.to_string()),
+    }
 }

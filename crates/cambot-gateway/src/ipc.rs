@@ -8,6 +8,9 @@
 //! that does not exist (404), so its existence does not leak.
 
 mod groups;
+mod workflows;
+
+pub use workflows::WorkflowHost;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -95,6 +98,9 @@ pub enum HostToolError {
     RateLimited { retry_after_secs: u64 },
     #[error("internal error: {0}")]
     Store(#[from] StoreError),
+    /// A host service other than the store failed (the message is for the agent).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("internal error: creating {}: {source}", path.display())]
     GroupDir {
         path: PathBuf,
@@ -116,7 +122,7 @@ impl HostToolError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Store(_) | Self::GroupDir { .. } => "internal",
+            Self::Store(_) | Self::GroupDir { .. } | Self::Internal(_) => "internal",
         }
     }
 }
@@ -174,6 +180,8 @@ pub struct IpcService {
     timezone: chrono_tz::Tz,
     on_registered: OnRegistered,
     on_tasks_changed: Option<OnTasksChanged>,
+    /// Set once, after the daemon's workflows exist (they need the runner, which needs this).
+    workflows: std::sync::OnceLock<Arc<dyn WorkflowHost>>,
     limits: SendLimits,
     buckets: Mutex<HashMap<(TenantId, GroupFolder), Bucket>>,
 }
@@ -202,6 +210,7 @@ impl IpcService {
             timezone,
             on_registered,
             on_tasks_changed: None,
+            workflows: std::sync::OnceLock::new(),
             limits,
             buckets: Mutex::new(HashMap::new()),
         }
@@ -213,6 +222,11 @@ impl IpcService {
     pub fn with_on_tasks_changed(mut self, on_tasks_changed: OnTasksChanged) -> Self {
         self.on_tasks_changed = Some(on_tasks_changed);
         self
+    }
+
+    /// Enables `run_workflow` and `list_workflows`; a second call is ignored (returns false).
+    pub fn set_workflows(&self, workflows: Arc<dyn WorkflowHost>) -> bool {
+        self.workflows.set(workflows).is_ok()
     }
 
     fn tasks_changed(&self) {

@@ -74,6 +74,7 @@ pub use ipc::OnReplyQueued;
 pub use ipc::OnTasksChanged;
 pub use ipc::RunIdentity;
 pub use ipc::SendLimits;
+pub use ipc::WorkflowHost;
 pub use listener::SocketLimits;
 pub use secrets::FoundSecret;
 pub use secrets::NoSecrets;

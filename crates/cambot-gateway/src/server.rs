@@ -142,6 +142,11 @@ fn routes_for(state: RunState) -> Router {
         .route(routes::CANCEL_TASK, post(cancel_task))
         .route(routes::REGISTER_GROUP, post(register_group))
         .route(routes::LIST_GROUPS, post(list_groups).get(list_groups))
+        .route(routes::RUN_WORKFLOW, post(run_workflow))
+        .route(
+            routes::LIST_WORKFLOWS,
+            post(list_workflows).get(list_workflows),
+        )
         .route(routes::FETCH, post(fetch))
         .layer(axum::extract::DefaultBodyLimit::max(
             policy.socket.max_ipc_body_bytes,
@@ -166,7 +171,7 @@ fn ipc_error(state: &RunState, route: &str, e: &HostToolError) -> Response {
         HostToolError::Forbidden(_) => StatusCode::FORBIDDEN,
         HostToolError::NotFound(_) => StatusCode::NOT_FOUND,
         HostToolError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        HostToolError::Store(_) | HostToolError::GroupDir { .. } => {
+        HostToolError::Store(_) | HostToolError::GroupDir { .. } | HostToolError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     };
@@ -266,6 +271,24 @@ async fn list_tasks(State(state): State<RunState>) -> Response {
     match state.gateway.ipc.list_tasks(&state.who).await {
         Ok(r) => ok(r),
         Err(e) => ipc_error(&state, routes::LIST_TASKS, &e),
+    }
+}
+
+async fn run_workflow(State(state): State<RunState>, body: Bytes) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return ipc_error(&state, routes::RUN_WORKFLOW, &e),
+    };
+    match state.gateway.ipc.run_workflow(&state.who, req).await {
+        Ok(r) => ok(r),
+        Err(e) => ipc_error(&state, routes::RUN_WORKFLOW, &e),
+    }
+}
+
+async fn list_workflows(State(state): State<RunState>) -> Response {
+    match state.gateway.ipc.list_workflows(&state.who).await {
+        Ok(r) => ok(r),
+        Err(e) => ipc_error(&state, routes::LIST_WORKFLOWS, &e),
     }
 }
 

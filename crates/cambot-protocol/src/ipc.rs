@@ -16,6 +16,8 @@ pub mod routes {
     pub const CANCEL_TASK: &str = "/v1/ipc/cancel_task";
     pub const REGISTER_GROUP: &str = "/v1/ipc/register_group";
     pub const LIST_GROUPS: &str = "/v1/ipc/list_groups";
+    pub const RUN_WORKFLOW: &str = "/v1/ipc/run_workflow";
+    pub const LIST_WORKFLOWS: &str = "/v1/ipc/list_workflows";
     /// Prefix of the model proxy: `/v1/model/<provider>/<upstream path>`.
     pub const MODEL_PREFIX: &str = "/v1/model/";
     /// Policy-checked outbound fetch.
@@ -101,6 +103,40 @@ pub struct GroupSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListGroupsResponse {
     pub groups: Vec<GroupSummary>,
+}
+
+/// `run_workflow`: start a run of one of the tenant's stored workflows. The main group may run
+/// any; another group only a workflow whose steps all run in that group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunWorkflowRequest {
+    pub name: String,
+    #[serde(default)]
+    pub inputs: std::collections::BTreeMap<String, String>,
+}
+
+/// The run was stored and is being driven; it is not waited for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunWorkflowResponse {
+    pub run_id: String,
+}
+
+/// One workflow the caller may run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowSummary {
+    pub name: String,
+    /// Declared inputs and their defaults (`null`: the input must be given).
+    pub inputs: std::collections::BTreeMap<String, Option<String>>,
+    /// The distinct groups its steps run in.
+    pub groups: Vec<String>,
+    /// `[trigger] schedule`, if any.
+    #[serde(default)]
+    pub schedule: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListWorkflowsResponse {
+    pub workflows: Vec<WorkflowSummary>,
 }
 
 /// `fetch`: one outbound HTTP GET, allowed only by host policy.

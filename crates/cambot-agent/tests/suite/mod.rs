@@ -30,6 +30,8 @@ mod tenants_cli;
 mod uploads_e2e;
 mod vault_rotation;
 mod vault_support;
+mod workflow_tools;
+mod workflows_cli;
 mod workflows_crash;
 mod workflows_e2e;
 mod workflows_schedule;

@@ -55,6 +55,7 @@ pub(crate) struct IpcRig {
     _dir: tempfile::TempDir,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) gateway: Arc<Gateway>,
+    pub(crate) ipc: Arc<IpcService>,
     runs_dir: PathBuf,
 }
 
@@ -71,13 +72,15 @@ impl IpcRig {
             Arc::new(|_| Box::pin(async {})),
             SendLimits::default(),
         ));
-        let gateway = Gateway::new(ipc, Vec::new(), GatewayPolicy::standard()).unwrap();
+        let gateway =
+            Gateway::new(Arc::clone(&ipc), Vec::new(), GatewayPolicy::standard()).unwrap();
         let runs_dir = dir.path().join("runs");
         std::fs::create_dir_all(&runs_dir).unwrap();
         Self {
             _dir: dir,
             store,
             gateway,
+            ipc,
             runs_dir,
         }
     }

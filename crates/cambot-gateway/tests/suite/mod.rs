@@ -7,3 +7,4 @@ mod proxy_world;
 mod socket_limits;
 mod tenant_ipc;
 mod tenant_keys;
+mod workflow_tools;

@@ -11,7 +11,10 @@ use cambot_protocol::ipc::FetchResponse;
 use cambot_protocol::ipc::IpcError;
 use cambot_protocol::ipc::ListGroupsResponse;
 use cambot_protocol::ipc::ListTasksResponse;
+use cambot_protocol::ipc::ListWorkflowsResponse;
 use cambot_protocol::ipc::RegisterGroupRequest;
+use cambot_protocol::ipc::RunWorkflowRequest;
+use cambot_protocol::ipc::RunWorkflowResponse;
 use cambot_protocol::ipc::ScheduleTaskRequest;
 use cambot_protocol::ipc::ScheduleTaskResponse;
 use cambot_protocol::ipc::SendMessageRequest;
@@ -191,6 +194,27 @@ pub(super) async fn call(host: &HostClient, name: &str, input: &Value) -> Outcom
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
+        "run_workflow" => {
+            let req: RunWorkflowRequest = args(name, input)?;
+            let r: RunWorkflowResponse = host.post(routes::RUN_WORKFLOW, &req).await?;
+            Ok(format!(
+                "started workflow {} as run {} (it runs in the background)",
+                req.name, r.run_id
+            ))
+        }
+        "list_workflows" => {
+            let r: ListWorkflowsResponse = host
+                .post(routes::LIST_WORKFLOWS, &serde_json::json!({}))
+                .await?;
+            if r.workflows.is_empty() {
+                return Ok("no workflows this group may run".into());
+            }
+            Ok(r.workflows
+                .iter()
+                .map(workflow_line)
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
         "fetch" => {
             let req: FetchRequest = args(name, input)?;
             let r: FetchResponse = host.post(routes::FETCH, &req).await?;
@@ -205,4 +229,31 @@ pub(super) async fn call(host: &HostClient, name: &str, input: &Value) -> Outcom
         }
         other => Err(format!("no such tool {other:?}")),
     }
+}
+
+/// `- name (inputs: a, b=default; groups: x, y; schedule: ...)`.
+fn workflow_line(w: &cambot_protocol::ipc::WorkflowSummary) -> String {
+    let inputs = w
+        .inputs
+        .iter()
+        .map(|(k, d)| match d {
+            Some(d) => format!("{k}={d:?}"),
+            None => k.clone(),
+        })
+        .collect::<Vec<_>>();
+    let inputs = if inputs.is_empty() {
+        "none".to_owned()
+    } else {
+        inputs.join(", ")
+    };
+    let schedule = w
+        .schedule
+        .as_deref()
+        .map(|s| format!("; schedule: {s}"))
+        .unwrap_or_default();
+    format!(
+        "- {} (inputs: {inputs}; groups: {}{schedule})",
+        w.name,
+        w.groups.join(", ")
+    )
 }

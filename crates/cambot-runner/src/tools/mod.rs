@@ -156,6 +156,18 @@ pub const TOOLS: &[ToolSpec] = &[
         schema: r#"{"type":"object","properties":{"task_id":{"type":"string"}},"required":["task_id"],"additionalProperties":false}"#,
     },
     ToolSpec {
+        name: "run_workflow",
+        description: "Start a run of one of the stored workflows (see list_workflows) with its inputs. Returns the run id at once; the run goes on in the background and its steps post their results themselves.",
+        access: Access::Host,
+        schema: r#"{"type":"object","properties":{"name":{"type":"string"},"inputs":{"type":"object","additionalProperties":{"type":"string"},"description":"Input name to value; inputs with a default may be left out"}},"required":["name"],"additionalProperties":false}"#,
+    },
+    ToolSpec {
+        name: "list_workflows",
+        description: "List the workflows this group may run, with their inputs (and defaults) and the groups their steps run in.",
+        access: Access::Host,
+        schema: r#"{"type":"object","properties":{},"additionalProperties":false}"#,
+    },
+    ToolSpec {
         name: "fetch",
         description: "HTTP GET a URL through the host; only hosts allowed by the host's policy can be reached. Returns status, content type and the (possibly truncated) body.",
         access: Access::Host,

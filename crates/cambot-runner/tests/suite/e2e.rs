@@ -337,3 +337,84 @@ async fn a_runner_past_its_run_budget_is_cut_off_at_the_gateway_and_does_not_ret
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(refused, 1, "the runner took the refusal as final: no retry");
 }
+
+/// One workflow `digest` (input `topic`, steps in `family`); records what was started.
+#[derive(Default)]
+struct OneWorkflow(std::sync::Mutex<Vec<(String, std::collections::BTreeMap<String, String>)>>);
+
+impl cambot_gateway::WorkflowHost for OneWorkflow {
+    fn list(
+        &self,
+        _tenant: cambot_protocol::TenantId,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<Vec<cambot_protocol::ipc::WorkflowSummary>, cambot_gateway::HostToolError>,
+    > {
+        Box::pin(async {
+            Ok(vec![cambot_protocol::ipc::WorkflowSummary {
+                name: "digest".into(),
+                inputs: [("topic".to_owned(), Some("news".to_owned()))].into(),
+                groups: vec![FOLDER.into()],
+                schedule: None,
+            }])
+        })
+    }
+
+    fn start(
+        &self,
+        _tenant: cambot_protocol::TenantId,
+        name: String,
+        inputs: std::collections::BTreeMap<String, String>,
+    ) -> futures::future::BoxFuture<'_, Result<String, cambot_gateway::HostToolError>> {
+        self.0.lock().unwrap().push((name, inputs));
+        Box::pin(async { Ok("run-42".to_owned()) })
+    }
+}
+
+#[tokio::test]
+async fn workflow_tools_reach_the_host() {
+    let host = Host::new(
+        Standin::anthropic()
+            .reply(Script::tool_calls([
+                ToolCall::new("list_workflows", json!({})).id("toolu_1"),
+                ToolCall::new(
+                    "run_workflow",
+                    json!({"name": "digest", "inputs": {"topic": "rust"}}),
+                )
+                .id("toolu_2"),
+            ]))
+            .reply(Script::text("started")),
+    )
+    .await;
+    let workflows = std::sync::Arc::new(OneWorkflow::default());
+    assert!(host.ipc.set_workflows(workflows.clone()));
+    let mut run = host
+        .spawn(FOLDER, CHAT, start("run the digest", None))
+        .await;
+    let (text, _, _) = run.result().await;
+    assert_eq!(text.as_deref(), Some("started"));
+    assert_eq!(run.close().await, 0);
+    let names = tool_names(&host.standin.request(0).unwrap().body);
+    assert!(names.iter().any(|n| n == "run_workflow"), "{names:?}");
+    let results = tool_results(host.standin.request(1).unwrap().messages().last().unwrap());
+    assert_eq!(
+        results,
+        vec![
+            (
+                "- digest (inputs: topic=\"news\"; groups: family)".to_owned(),
+                false
+            ),
+            (
+                "started workflow digest as run run-42 (it runs in the background)".to_owned(),
+                false
+            ),
+        ]
+    );
+    assert_eq!(
+        *workflows.0.lock().unwrap(),
+        vec![(
+            "digest".to_owned(),
+            [("topic".to_owned(), "rust".to_owned())].into()
+        )]
+    );
+}

@@ -40,6 +40,8 @@ pub(crate) const FOLDER: &str = "family";
 pub(crate) struct Host {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) gateway: Arc<Gateway>,
+    /// The host tools behind the gateway (to plug in a workflow host).
+    pub(crate) ipc: Arc<IpcService>,
     pub(crate) standin: StandinHandle,
     pub(crate) layout: DataLayout,
     /// The model budget the gateway enforces on each run this host starts.
@@ -106,7 +108,7 @@ impl Host {
             SendLimits::default(),
         ));
         let gateway = Gateway::with_resolver(
-            ipc,
+            Arc::clone(&ipc),
             vec![ModelUpstream {
                 name: "claude".into(),
                 dialect: "anthropic".into(),
@@ -124,6 +126,7 @@ impl Host {
         Self {
             dir,
             gateway,
+            ipc,
             standin,
             layout,
             budget: RunBudget::default(),
