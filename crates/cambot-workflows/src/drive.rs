@@ -28,6 +28,9 @@ use crate::executor::StepCall;
 use crate::executor::StepFailure;
 use crate::template::Values;
 
+/// How long a cancelled step's executor gets to stop its live work.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A step output larger than this fails the step (it is stored, and templated into later
 /// steps).
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -187,13 +190,24 @@ impl Engine {
             action,
         };
         let step_token = token.child_token();
+        let attempt_future = tokio::time::timeout(
+            step.timeout,
+            self.executor.execute(call, step_token.clone()),
+        );
+        tokio::pin!(attempt_future);
         let result = tokio::select! {
-            r = tokio::time::timeout(step.timeout, self.executor.execute(call, step_token.clone())) => {
+            biased;
+            r = &mut attempt_future => {
                 r.unwrap_or_else(|_| Err(StepFailure::retryable(format!(
                     "timed out after {} s", step.timeout.as_secs()
                 ))))
             }
-            () = token.cancelled() => Err(StepFailure::fatal("cancelled")),
+            () = token.cancelled() => {
+                // The step's token fired with the run's: let the executor stop its live work
+                // (kill a sandbox) before its future is dropped.
+                let _ = tokio::time::timeout(CANCEL_GRACE, &mut attempt_future).await;
+                Err(StepFailure::fatal("cancelled"))
+            }
         };
         // Whatever is left of the attempt (a timed-out sandbox) is told to stop.
         step_token.cancel();
