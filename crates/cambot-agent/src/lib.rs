@@ -21,6 +21,7 @@ pub mod local_model;
 mod locks;
 pub mod model_config;
 pub mod outbox;
+mod pipe_read;
 pub mod production;
 pub mod queue;
 pub mod reply_caps;

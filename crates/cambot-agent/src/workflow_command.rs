@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::pipe_read::read_head;
+use crate::pipe_read::read_tail;
 use cambot_core::MountRootStore;
 use cambot_protocol::DataLayout;
 use cambot_protocol::RegisteredGroup;
@@ -15,8 +17,6 @@ use cambot_sandbox::SandboxBackend;
 use cambot_sandbox::SandboxConfig;
 use cambot_workflows::MAX_OUTPUT_BYTES;
 use cambot_workflows::StepFailure;
-use tokio::io::AsyncRead;
-use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -128,7 +128,11 @@ async fn run_plan(
     let limit = timeout.min(plan.timeouts.hard);
     let work = async {
         let (out, err) = tokio::join!(
-            read_head(stdout, MAX_OUTPUT_BYTES + 1),
+            async {
+                read_head(stdout, MAX_OUTPUT_BYTES + 1)
+                    .await
+                    .map(|(head, _)| head)
+            },
             read_tail(stderr, STDERR_TAIL)
         );
         (out, err, child.wait().await)
@@ -168,40 +172,4 @@ async fn run_plan(
     } else {
         format!("{how}: {tail}")
     }))
-}
-
-/// The first `cap` bytes; the rest is drained so the command never blocks on a full pipe.
-async fn read_head(
-    mut r: Box<dyn AsyncRead + Send + Unpin>,
-    cap: usize,
-) -> std::io::Result<Vec<u8>> {
-    let mut kept = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = r.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(kept);
-        }
-        let room = cap.saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
-    }
-}
-
-/// The last `keep` bytes.
-async fn read_tail(
-    mut r: Box<dyn AsyncRead + Send + Unpin>,
-    keep: usize,
-) -> std::io::Result<Vec<u8>> {
-    let mut tail = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = r.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(tail);
-        }
-        tail.extend_from_slice(&buf[..n]);
-        if tail.len() > keep {
-            tail.drain(..tail.len() - keep);
-        }
-    }
 }

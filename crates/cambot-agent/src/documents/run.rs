@@ -6,6 +6,8 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::pipe_read::read_head;
+use crate::pipe_read::read_tail;
 use cambot_protocol::documents::DOCUMENT_PATH;
 use cambot_protocol::documents::DocKind;
 use cambot_protocol::documents::ExtractArgs;
@@ -20,8 +22,6 @@ use cambot_sandbox::RunPlan;
 use cambot_sandbox::SandboxBackend;
 use cambot_sandbox::SandboxConfig;
 use cambot_sandbox::TimeoutPolicy;
-use tokio::io::AsyncRead;
-use tokio::io::AsyncReadExt;
 
 use super::DocumentError;
 use super::DocumentsConfig;
@@ -275,44 +275,6 @@ async fn run_plan(
                 },
                 one_line(tail, 200)
             )))
-        }
-    }
-}
-
-/// The first `cap` bytes; the rest is drained (so the writer never blocks) and reported.
-async fn read_head(
-    mut r: Box<dyn AsyncRead + Send + Unpin>,
-    cap: usize,
-) -> std::io::Result<(Vec<u8>, bool)> {
-    let mut kept = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut overflow = false;
-    loop {
-        let n = r.read(&mut buf).await?;
-        if n == 0 {
-            return Ok((kept, overflow));
-        }
-        let room = cap.saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
-        overflow |= n > room;
-    }
-}
-
-/// The last `keep` bytes.
-async fn read_tail(
-    mut r: Box<dyn AsyncRead + Send + Unpin>,
-    keep: usize,
-) -> std::io::Result<Vec<u8>> {
-    let mut tail = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = r.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(tail);
-        }
-        tail.extend_from_slice(&buf[..n]);
-        if tail.len() > keep {
-            tail.drain(..tail.len() - keep);
         }
     }
 }
